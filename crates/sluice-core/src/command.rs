@@ -1,0 +1,65 @@
+//! What goes into the Raft log: a [`Proposal`] is a [`Command`] stamped with the
+//! leader's clock, and [`Applied`] is what applying it produced.
+
+use crate::{AdminToken, Provider, Route, VirtualKey};
+use serde::{Deserialize, Serialize};
+
+/// A change to the replicated state. Every variant is validated by
+/// [`crate::State::apply`]; an invalid one is refused and changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    CreateProvider(Provider),
+    /// Replaces a provider by name (keeps its creation time).
+    UpdateProvider(Provider),
+    DeleteProvider { name: String },
+    CreateRoute(Route),
+    /// Replaces a route by name (keeps its creation time).
+    UpdateRoute(Route),
+    DeleteRoute { name: String },
+    CreateKey(VirtualKey),
+    SetKeyEnabled { id: String, enabled: bool },
+    /// Revokes a key for good.
+    RevokeKey { id: String },
+    DeleteKey { id: String },
+    CreateAdminToken(AdminToken),
+    DeleteAdminToken { id: String },
+}
+
+impl Command {
+    /// A short name for logs and metrics (no payload, so no secrets).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Command::CreateProvider(_) => "create_provider",
+            Command::UpdateProvider(_) => "update_provider",
+            Command::DeleteProvider { .. } => "delete_provider",
+            Command::CreateRoute(_) => "create_route",
+            Command::UpdateRoute(_) => "update_route",
+            Command::DeleteRoute { .. } => "delete_route",
+            Command::CreateKey(_) => "create_key",
+            Command::SetKeyEnabled { .. } => "set_key_enabled",
+            Command::RevokeKey { .. } => "revoke_key",
+            Command::DeleteKey { .. } => "delete_key",
+            Command::CreateAdminToken(_) => "create_admin_token",
+            Command::DeleteAdminToken { .. } => "delete_admin_token",
+        }
+    }
+}
+
+/// A command as proposed to the log: the leader stamps `at_ms` (milliseconds
+/// since the Unix epoch) when it proposes, and `apply` takes time only from here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub at_ms: u64,
+    pub command: Command,
+}
+
+/// What applying a command produced: the entity as now stored, or nothing
+/// for a deletion.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Applied {
+    Provider(Provider),
+    Route(Route),
+    Key(VirtualKey),
+    AdminToken(AdminToken),
+    Deleted,
+}

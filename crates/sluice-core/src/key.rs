@@ -1,0 +1,159 @@
+//! Virtual keys: the bearer credentials applications use against the proxy.
+//!
+//! Only the SHA-256 hash of a key's secret is stored; the secret is shown once,
+//! when it is made. The id and display prefix are derived from the secret, so
+//! making a key needs no randomness beyond the secret's own bytes.
+
+use crate::{name::check_ident, secret::hash_secret, ApplyError};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Every virtual key secret starts with this.
+pub const SECRET_PREFIX: &str = "sk-sluice-";
+/// Bytes of randomness in a secret.
+pub const SECRET_RANDOM_LEN: usize = 24;
+/// Characters of the secret kept in clear for display (`sk-sluice-3fa2b1`).
+pub const DISPLAY_PREFIX_LEN: usize = SECRET_PREFIX.len() + 6;
+
+/// A virtual API key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VirtualKey {
+    /// Stable id (`key_` + 16 hex digits of the secret's hash).
+    pub id: String,
+    /// Operator-given label.
+    pub name: String,
+    /// SHA-256 of the secret.
+    pub hash: [u8; 32],
+    /// The first characters of the secret, for recognising it in a list.
+    pub prefix: String,
+    /// Routes this key may use; empty means every route.
+    pub allowed_routes: Vec<String>,
+    /// Refused from this instant on (milliseconds since the Unix epoch).
+    pub expires_at_ms: Option<u64>,
+    pub enabled: bool,
+    /// Set when the key was revoked; a revoked key never works again.
+    pub revoked_at_ms: Option<u64>,
+    pub metadata: BTreeMap<String, String>,
+    pub created_at_ms: u64,
+}
+
+/// Why a key does not authorise a request right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRefusal {
+    Revoked,
+    Disabled,
+    Expired,
+}
+
+impl VirtualKey {
+    /// A new, enabled key for `secret` (made by [`format_secret`]).
+    pub fn new(name: String, secret: &str, created_at_ms: u64) -> Self {
+        let hash = hash_secret(secret);
+        VirtualKey {
+            id: key_id(&hash),
+            name,
+            hash,
+            prefix: secret.chars().take(DISPLAY_PREFIX_LEN).collect(),
+            allowed_routes: Vec::new(),
+            expires_at_ms: None,
+            enabled: true,
+            revoked_at_ms: None,
+            metadata: BTreeMap::new(),
+            created_at_ms,
+        }
+    }
+
+    /// Whether the key authorises requests at `now_ms`.
+    pub fn check_usable(&self, now_ms: u64) -> Result<(), KeyRefusal> {
+        if self.revoked_at_ms.is_some() {
+            Err(KeyRefusal::Revoked)
+        } else if !self.enabled {
+            Err(KeyRefusal::Disabled)
+        } else if self.expires_at_ms.is_some_and(|at| now_ms >= at) {
+            Err(KeyRefusal::Expired)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Whether the key may use the route named `route`.
+    pub fn allows_route(&self, route: &str) -> bool {
+        self.allowed_routes.is_empty() || self.allowed_routes.iter().any(|r| r == route)
+    }
+
+    /// Checks the fields that do not depend on the rest of the state.
+    pub fn validate(&self, now_ms: u64) -> Result<(), ApplyError> {
+        check_ident("name", &self.name)?;
+        if self.id != key_id(&self.hash) {
+            return Err(ApplyError::invalid("id", "does not match the key's hash"));
+        }
+        if !self.prefix.starts_with(SECRET_PREFIX) || self.prefix.len() != DISPLAY_PREFIX_LEN {
+            return Err(ApplyError::invalid("prefix", "is not a virtual key display prefix"));
+        }
+        if self.allowed_routes.len() > 256 {
+            return Err(ApplyError::invalid("allowed_routes", "at most 256 routes"));
+        }
+        if let Some(at) = self.expires_at_ms {
+            if at <= now_ms {
+                return Err(ApplyError::invalid("expires_at", "is not in the future"));
+            }
+        }
+        if self.metadata.len() > 64 {
+            return Err(ApplyError::invalid("metadata", "at most 64 entries"));
+        }
+        for (k, v) in &self.metadata {
+            if k.is_empty() || k.len() > 128 || v.len() > 1024 {
+                return Err(ApplyError::invalid(
+                    format!("metadata.{k}"),
+                    "keys must be 1-128 bytes and values at most 1024 bytes",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The id of the key whose secret hashes to `hash`.
+pub fn key_id(hash: &[u8; 32]) -> String {
+    format!("key_{}", hex::encode(&hash[..8]))
+}
+
+/// Formats a new secret from random bytes the caller drew.
+pub fn format_secret(random: &[u8; SECRET_RANDOM_LEN]) -> String {
+    format!("{SECRET_PREFIX}{}", hex::encode(random))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_and_prefix_come_from_the_secret() {
+        let secret = format_secret(&[0xab; SECRET_RANDOM_LEN]);
+        let key = VirtualKey::new("ci".into(), &secret, 5);
+        assert_eq!(key.prefix, "sk-sluice-ababab");
+        assert_eq!(key.id, key_id(&hash_secret(&secret)));
+        assert!(key.validate(5).is_ok());
+        assert!(!format!("{key:?}").contains(&secret));
+    }
+
+    #[test]
+    fn usability_follows_revocation_enablement_and_expiry() {
+        let mut key = VirtualKey::new("ci".into(), &format_secret(&[1; SECRET_RANDOM_LEN]), 0);
+        assert_eq!(key.check_usable(10), Ok(()));
+        key.expires_at_ms = Some(10);
+        assert_eq!(key.check_usable(9), Ok(()));
+        assert_eq!(key.check_usable(10), Err(KeyRefusal::Expired));
+        key.enabled = false;
+        assert_eq!(key.check_usable(0), Err(KeyRefusal::Disabled));
+        key.revoked_at_ms = Some(1);
+        assert_eq!(key.check_usable(0), Err(KeyRefusal::Revoked));
+    }
+
+    #[test]
+    fn expiry_in_the_past_is_invalid() {
+        let mut key = VirtualKey::new("ci".into(), &format_secret(&[1; SECRET_RANDOM_LEN]), 0);
+        key.expires_at_ms = Some(100);
+        assert!(matches!(key.validate(100), Err(ApplyError::Invalid { field, .. }) if field == "expires_at"));
+    }
+}

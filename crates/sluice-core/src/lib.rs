@@ -1,0 +1,41 @@
+//! The replicated domain of Sluice: providers, routes, virtual keys and admin
+//! tokens, the [`Command`]s that change them, and the deterministic
+//! [`State::apply`] that every node runs on every committed command.
+//!
+//! This crate is Sluice's `quinn-proto`: it does no I/O, reads no clock, spawns
+//! nothing and draws no randomness it was not handed. Time arrives stamped on
+//! each [`Proposal`] by the Raft leader; random bytes (key secrets, AEAD nonces)
+//! are arguments. That is what makes `apply` deterministic, and what lets the
+//! same code run on every node and in property tests.
+//!
+//! # Layout
+//! * [`codec`]: the one place bytes are made: serde + bincode 2 behind a
+//!   format-version byte. Everything stored or sent goes through it.
+//! * [`secret`]: [`DataKey`] and [`SealedSecret`]: provider credentials are sealed
+//!   (AEAD) before they are proposed, so the log and snapshots never hold them in
+//!   clear; [`Redacted`] keeps secrets out of `Debug` output.
+//! * [`provider`], [`route`], [`key`], [`admin_token`]: the entities, each with its
+//!   own validation.
+//! * [`command`]: [`Command`] and [`Proposal`], what goes into the Raft log.
+//! * [`state`]: [`State`] and its `apply`.
+//! * [`error`]: [`ApplyError`], why a command was refused.
+
+pub mod admin_token;
+pub mod codec;
+pub mod command;
+pub mod error;
+pub mod key;
+mod name;
+pub mod provider;
+pub mod route;
+pub mod secret;
+pub mod state;
+
+pub use admin_token::AdminToken;
+pub use command::{Applied, Command, Proposal};
+pub use error::ApplyError;
+pub use key::VirtualKey;
+pub use provider::{Provider, ProviderKind, Timeouts};
+pub use route::{Deployment, Pricing, Route};
+pub use secret::{DataKey, Redacted, SealedSecret};
+pub use state::State;

@@ -1,0 +1,182 @@
+//! Providers: the upstream model APIs Sluice forwards to.
+
+use crate::{name::check_ident, ApplyError, SealedSecret};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Which wire protocol a provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ProviderKind {
+    /// OpenAI and everything that speaks its API (vLLM, Ollama, Groq, ...).
+    OpenAi,
+    /// Anthropic's Messages API.
+    Anthropic,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::OpenAi => "openai",
+            ProviderKind::Anthropic => "anthropic",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "openai" => Some(ProviderKind::OpenAi),
+            "anthropic" => Some(ProviderKind::Anthropic),
+            _ => None,
+        }
+    }
+}
+
+/// Upstream timeouts, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timeouts {
+    pub connect_ms: u64,
+    pub first_byte_ms: u64,
+    pub total_ms: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect_ms: 5_000,
+            first_byte_ms: 60_000,
+            total_ms: 600_000,
+        }
+    }
+}
+
+/// An upstream provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provider {
+    /// Unique name, referenced by route deployments.
+    pub name: String,
+    pub kind: ProviderKind,
+    /// Base URL, e.g. `https://api.openai.com/v1`.
+    pub base_url: String,
+    /// The credential, sealed under the cluster data key (never in clear).
+    pub api_key: Option<SealedSecret>,
+    /// Extra request headers sent upstream (not secret: stored in clear).
+    pub headers: BTreeMap<String, String>,
+    pub timeouts: Timeouts,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+}
+
+impl Provider {
+    /// Checks every field that does not depend on the rest of the state.
+    pub fn validate(&self) -> Result<(), ApplyError> {
+        check_ident("name", &self.name)?;
+        validate_base_url(&self.base_url)?;
+        for (name, value) in &self.headers {
+            let field = format!("headers.{name}");
+            let token_ok = !name.is_empty()
+                && name.len() <= 128
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if !token_ok {
+                return Err(ApplyError::invalid(field, "is not a valid HTTP header name"));
+            }
+            if matches!(
+                name.to_ascii_lowercase().as_str(),
+                "host" | "content-length" | "transfer-encoding" | "connection"
+            ) {
+                return Err(ApplyError::invalid(field, "is managed by the gateway and cannot be set"));
+            }
+            if value.len() > 4096 || value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                return Err(ApplyError::invalid(field, "value must be at most 4096 bytes without CR, LF or NUL"));
+            }
+        }
+        if self.headers.len() > 32 {
+            return Err(ApplyError::invalid("headers", "at most 32 extra headers"));
+        }
+        let t = &self.timeouts;
+        for (field, value) in [
+            ("timeouts.connect_ms", t.connect_ms),
+            ("timeouts.first_byte_ms", t.first_byte_ms),
+            ("timeouts.total_ms", t.total_ms),
+        ] {
+            if value == 0 || value > 3_600_000 {
+                return Err(ApplyError::invalid(field, "must be between 1 and 3600000 ms"));
+            }
+        }
+        if t.first_byte_ms > t.total_ms {
+            return Err(ApplyError::invalid("timeouts.first_byte_ms", "must not exceed timeouts.total_ms"));
+        }
+        Ok(())
+    }
+}
+
+fn validate_base_url(url: &str) -> Result<(), ApplyError> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| ApplyError::invalid("base_url", "must start with http:// or https://"))?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host.is_empty()
+        || url.len() > 2048
+        || url.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        || url.contains(['?', '#'])
+    {
+        return Err(ApplyError::invalid(
+            "base_url",
+            "must be an absolute http(s) URL with a host and no query, fragment or whitespace",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn provider(name: &str) -> Provider {
+        Provider {
+            name: name.into(),
+            kind: ProviderKind::OpenAi,
+            base_url: "http://127.0.0.1:9/v1".into(),
+            api_key: None,
+            headers: BTreeMap::new(),
+            timeouts: Timeouts::default(),
+            created_at_ms: 0,
+            updated_at_ms: 0,
+        }
+    }
+
+    fn field_of(p: &Provider) -> String {
+        match p.validate() {
+            Err(ApplyError::Invalid { field, .. }) => field,
+            other => panic!("expected invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        assert!(provider("ok").validate().is_ok());
+        let mut p = provider("ok");
+        p.base_url = "ftp://x".into();
+        assert_eq!(field_of(&p), "base_url");
+        p.base_url = "https://".into();
+        assert_eq!(field_of(&p), "base_url");
+        let mut p = provider("ok");
+        p.headers.insert("x-bad\n".into(), "v".into());
+        assert_eq!(field_of(&p), "headers.x-bad\n");
+        let mut p = provider("ok");
+        p.headers.insert("Host".into(), "v".into());
+        assert_eq!(field_of(&p), "headers.Host");
+        let mut p = provider("ok");
+        p.timeouts.total_ms = 0;
+        assert_eq!(field_of(&p), "timeouts.connect_ms".replace("connect", "total"));
+    }
+
+    #[test]
+    fn kind_parses_its_own_names() {
+        for kind in [ProviderKind::OpenAi, ProviderKind::Anthropic] {
+            assert_eq!(ProviderKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(ProviderKind::parse("OpenAI"), None);
+    }
+}

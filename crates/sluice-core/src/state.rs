@@ -1,0 +1,244 @@
+//! The replicated state and its deterministic `apply`.
+
+use crate::{
+    codec::{self, CodecError},
+    AdminToken, Applied, ApplyError, Command, Proposal, Provider, Route, VirtualKey,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Everything an operator configured, as of the last applied command.
+///
+/// Only ordered maps: nothing about iteration order can differ between nodes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    providers: BTreeMap<String, Provider>,
+    routes: BTreeMap<String, Route>,
+    keys: BTreeMap<String, VirtualKey>,
+    admin_tokens: BTreeMap<String, AdminToken>,
+    /// The latest `at_ms` of any applied command.
+    last_at_ms: u64,
+    /// Derived: key id by secret hash, for the proxy's auth look-up.
+    /// Rebuilt on decode, never stored.
+    #[serde(skip)]
+    key_ids_by_hash: BTreeMap<[u8; 32], String>,
+}
+
+impl State {
+    /// Applies one proposal. On `Err` the state is exactly as it was.
+    pub fn apply(&mut self, proposal: &Proposal) -> Result<Applied, ApplyError> {
+        let now = proposal.at_ms;
+        let applied = match &proposal.command {
+            Command::CreateProvider(p) => {
+                p.validate()?;
+                if self.providers.contains_key(&p.name) {
+                    return Err(ApplyError::conflict(format!("provider {:?} already exists", p.name)));
+                }
+                let mut p = p.clone();
+                p.created_at_ms = now;
+                p.updated_at_ms = now;
+                self.providers.insert(p.name.clone(), p.clone());
+                Applied::Provider(p)
+            }
+            Command::UpdateProvider(p) => {
+                p.validate()?;
+                let existing = self
+                    .providers
+                    .get(&p.name)
+                    .ok_or_else(|| ApplyError::not_found("provider", &p.name))?;
+                let mut p = p.clone();
+                p.created_at_ms = existing.created_at_ms;
+                p.updated_at_ms = now;
+                self.providers.insert(p.name.clone(), p.clone());
+                Applied::Provider(p)
+            }
+            Command::DeleteProvider { name } => {
+                if !self.providers.contains_key(name) {
+                    return Err(ApplyError::not_found("provider", name));
+                }
+                if let Some(route) = self
+                    .routes
+                    .values()
+                    .find(|r| r.deployments.iter().any(|d| &d.provider == name))
+                {
+                    return Err(ApplyError::conflict(format!(
+                        "provider {name:?} is used by route {:?}",
+                        route.name
+                    )));
+                }
+                self.providers.remove(name);
+                Applied::Deleted
+            }
+            Command::CreateRoute(r) => {
+                self.check_route(r)?;
+                if self.routes.contains_key(&r.name) {
+                    return Err(ApplyError::conflict(format!("route {:?} already exists", r.name)));
+                }
+                let mut r = r.clone();
+                r.created_at_ms = now;
+                r.updated_at_ms = now;
+                self.routes.insert(r.name.clone(), r.clone());
+                Applied::Route(r)
+            }
+            Command::UpdateRoute(r) => {
+                self.check_route(r)?;
+                let existing = self
+                    .routes
+                    .get(&r.name)
+                    .ok_or_else(|| ApplyError::not_found("route", &r.name))?;
+                let mut r = r.clone();
+                r.created_at_ms = existing.created_at_ms;
+                r.updated_at_ms = now;
+                self.routes.insert(r.name.clone(), r.clone());
+                Applied::Route(r)
+            }
+            Command::DeleteRoute { name } => {
+                if !self.routes.contains_key(name) {
+                    return Err(ApplyError::not_found("route", name));
+                }
+                if let Some(other) = self.routes.values().find(|r| r.fallbacks.contains(name)) {
+                    return Err(ApplyError::conflict(format!(
+                        "route {name:?} is a fallback of route {:?}",
+                        other.name
+                    )));
+                }
+                self.routes.remove(name);
+                Applied::Deleted
+            }
+            Command::CreateKey(k) => {
+                k.validate(now)?;
+                for (i, route) in k.allowed_routes.iter().enumerate() {
+                    if !self.routes.contains_key(route) {
+                        return Err(ApplyError::invalid(
+                            format!("allowed_routes[{i}]"),
+                            format!("route {route:?} does not exist"),
+                        ));
+                    }
+                }
+                if self.keys.contains_key(&k.id) || self.key_ids_by_hash.contains_key(&k.hash) {
+                    return Err(ApplyError::conflict(format!("key {:?} already exists", k.id)));
+                }
+                let mut k = k.clone();
+                k.created_at_ms = now;
+                k.revoked_at_ms = None;
+                self.key_ids_by_hash.insert(k.hash, k.id.clone());
+                self.keys.insert(k.id.clone(), k.clone());
+                Applied::Key(k)
+            }
+            Command::SetKeyEnabled { id, enabled } => {
+                let key = self.keys.get_mut(id).ok_or_else(|| ApplyError::not_found("key", id))?;
+                key.enabled = *enabled;
+                Applied::Key(key.clone())
+            }
+            Command::RevokeKey { id } => {
+                let key = self.keys.get_mut(id).ok_or_else(|| ApplyError::not_found("key", id))?;
+                if key.revoked_at_ms.is_none() {
+                    key.revoked_at_ms = Some(now);
+                }
+                Applied::Key(key.clone())
+            }
+            Command::DeleteKey { id } => {
+                let key = self.keys.remove(id).ok_or_else(|| ApplyError::not_found("key", id))?;
+                self.key_ids_by_hash.remove(&key.hash);
+                Applied::Deleted
+            }
+            Command::CreateAdminToken(t) => {
+                t.validate()?;
+                if self.admin_tokens.contains_key(&t.id) {
+                    return Err(ApplyError::conflict(format!("admin token {:?} already exists", t.id)));
+                }
+                let mut t = t.clone();
+                t.created_at_ms = now;
+                self.admin_tokens.insert(t.id.clone(), t.clone());
+                Applied::AdminToken(t)
+            }
+            Command::DeleteAdminToken { id } => {
+                self.admin_tokens
+                    .remove(id)
+                    .ok_or_else(|| ApplyError::not_found("admin token", id))?;
+                Applied::Deleted
+            }
+        };
+        self.last_at_ms = self.last_at_ms.max(now);
+        Ok(applied)
+    }
+
+    /// Route checks that need the rest of the state: providers and fallbacks exist.
+    fn check_route(&self, r: &Route) -> Result<(), ApplyError> {
+        r.validate()?;
+        for (i, d) in r.deployments.iter().enumerate() {
+            if !self.providers.contains_key(&d.provider) {
+                return Err(ApplyError::invalid(
+                    format!("deployments[{i}].provider"),
+                    format!("provider {:?} does not exist", d.provider),
+                ));
+            }
+        }
+        for (i, f) in r.fallbacks.iter().enumerate() {
+            if !self.routes.contains_key(f) {
+                return Err(ApplyError::invalid(
+                    format!("fallbacks[{i}]"),
+                    format!("route {f:?} does not exist"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn providers(&self) -> impl ExactSizeIterator<Item = &Provider> {
+        self.providers.values()
+    }
+
+    pub fn provider(&self, name: &str) -> Option<&Provider> {
+        self.providers.get(name)
+    }
+
+    pub fn routes(&self) -> impl ExactSizeIterator<Item = &Route> {
+        self.routes.values()
+    }
+
+    pub fn route(&self, name: &str) -> Option<&Route> {
+        self.routes.get(name)
+    }
+
+    pub fn keys(&self) -> impl ExactSizeIterator<Item = &VirtualKey> {
+        self.keys.values()
+    }
+
+    pub fn key(&self, id: &str) -> Option<&VirtualKey> {
+        self.keys.get(id)
+    }
+
+    /// The key whose secret hashes to `hash`, if any (usable or not).
+    pub fn key_by_hash(&self, hash: &[u8; 32]) -> Option<&VirtualKey> {
+        self.key_ids_by_hash.get(hash).and_then(|id| self.keys.get(id))
+    }
+
+    pub fn admin_tokens(&self) -> impl ExactSizeIterator<Item = &AdminToken> {
+        self.admin_tokens.values()
+    }
+
+    pub fn admin_token_by_hash(&self, hash: &[u8; 32]) -> Option<&AdminToken> {
+        self.admin_tokens.values().find(|t| &t.hash == hash)
+    }
+
+    /// The latest command time applied so far.
+    pub fn last_at_ms(&self) -> u64 {
+        self.last_at_ms
+    }
+
+    /// Encodes the state for a snapshot.
+    pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
+        codec::encode(self)
+    }
+
+    /// Decodes a snapshot made by [`State::encode`] and rebuilds derived indexes.
+    pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
+        let mut state: State = codec::decode(bytes)?;
+        state.key_ids_by_hash = state.keys.values().map(|k| (k.hash, k.id.clone())).collect();
+        Ok(state)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,243 @@
+use super::*;
+use crate::key::{format_secret, SECRET_RANDOM_LEN};
+use crate::{DataKey, Deployment, Pricing, ProviderKind, Timeouts};
+use proptest::prelude::*;
+
+fn provider(name: &str) -> Provider {
+    Provider {
+        name: name.into(),
+        kind: ProviderKind::OpenAi,
+        base_url: "http://127.0.0.1:9/v1".into(),
+        api_key: None,
+        headers: Default::default(),
+        timeouts: Timeouts::default(),
+        created_at_ms: 0,
+        updated_at_ms: 0,
+    }
+}
+
+fn route(name: &str, provider: &str, fallbacks: &[&str]) -> Route {
+    Route {
+        name: name.into(),
+        deployments: vec![Deployment {
+            provider: provider.into(),
+            model: "m".into(),
+            weight: 1,
+        }],
+        fallbacks: fallbacks.iter().map(|s| s.to_string()).collect(),
+        pricing: Pricing::default(),
+        created_at_ms: 0,
+        updated_at_ms: 0,
+    }
+}
+
+fn key(seed: u8) -> VirtualKey {
+    VirtualKey::new("k".into(), &format_secret(&[seed; SECRET_RANDOM_LEN]), 0)
+}
+
+fn at(at_ms: u64, command: Command) -> Proposal {
+    Proposal { at_ms, command }
+}
+
+#[test]
+fn create_stamps_time_from_the_proposal() {
+    let mut s = State::default();
+    let Applied::Provider(p) = s.apply(&at(42, Command::CreateProvider(provider("p")))).unwrap() else {
+        panic!("expected provider");
+    };
+    assert_eq!((p.created_at_ms, p.updated_at_ms), (42, 42));
+    let Applied::Provider(p) = s.apply(&at(50, Command::UpdateProvider(provider("p")))).unwrap() else {
+        panic!("expected provider");
+    };
+    assert_eq!((p.created_at_ms, p.updated_at_ms), (42, 50));
+    assert_eq!(s.last_at_ms(), 50);
+}
+
+#[test]
+fn references_must_exist_and_cannot_dangle() {
+    let mut s = State::default();
+    let err = s.apply(&at(1, Command::CreateRoute(route("r", "p", &[])))).unwrap_err();
+    assert!(matches!(err, ApplyError::Invalid { ref field, .. } if field == "deployments[0].provider"));
+    s.apply(&at(1, Command::CreateProvider(provider("p")))).unwrap();
+    s.apply(&at(2, Command::CreateRoute(route("a", "p", &[])))).unwrap();
+    s.apply(&at(3, Command::CreateRoute(route("b", "p", &["a"])))).unwrap();
+    assert!(matches!(
+        s.apply(&at(4, Command::DeleteProvider { name: "p".into() })),
+        Err(ApplyError::Conflict { .. })
+    ));
+    assert!(matches!(
+        s.apply(&at(4, Command::DeleteRoute { name: "a".into() })),
+        Err(ApplyError::Conflict { .. })
+    ));
+    s.apply(&at(5, Command::DeleteRoute { name: "b".into() })).unwrap();
+    s.apply(&at(6, Command::DeleteRoute { name: "a".into() })).unwrap();
+    s.apply(&at(7, Command::DeleteProvider { name: "p".into() })).unwrap();
+    assert_eq!(s.routes().len() + s.providers().len(), 0);
+}
+
+#[test]
+fn keys_are_found_by_hash_until_deleted_and_revocation_sticks() {
+    let mut s = State::default();
+    let k = key(1);
+    s.apply(&at(1, Command::CreateKey(k.clone()))).unwrap();
+    assert_eq!(s.key_by_hash(&k.hash).map(|k| k.id.as_str()), Some(k.id.as_str()));
+    assert!(matches!(
+        s.apply(&at(2, Command::CreateKey(k.clone()))),
+        Err(ApplyError::Conflict { .. })
+    ));
+    s.apply(&at(3, Command::RevokeKey { id: k.id.clone() })).unwrap();
+    s.apply(&at(4, Command::SetKeyEnabled { id: k.id.clone(), enabled: true })).unwrap();
+    assert!(s.key(&k.id).unwrap().check_usable(5).is_err());
+    s.apply(&at(5, Command::DeleteKey { id: k.id.clone() })).unwrap();
+    assert!(s.key_by_hash(&k.hash).is_none());
+}
+
+#[test]
+fn decode_rebuilds_the_hash_index() {
+    let mut s = State::default();
+    let k = key(2);
+    s.apply(&at(1, Command::CreateKey(k.clone()))).unwrap();
+    let back = State::decode(&s.encode().unwrap()).unwrap();
+    assert_eq!(back, s);
+    assert!(back.key_by_hash(&k.hash).is_some());
+}
+
+#[test]
+fn sealed_provider_secret_is_not_in_clear_in_the_snapshot() {
+    let data_key = DataKey::from_bytes([4; 32]);
+    let mut p = provider("p");
+    p.api_key = Some(data_key.seal("p", "sk-upstream-very-secret", [1; 12]));
+    let mut s = State::default();
+    s.apply(&at(1, Command::CreateProvider(p))).unwrap();
+    let bytes = s.encode().unwrap();
+    assert!(!bytes.windows(11).any(|w| w == b"very-secret"));
+}
+
+// ---- properties ----
+
+const NAMES: [&str; 3] = ["a", "b", "c"];
+
+fn arb_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::sample::select(NAMES.to_vec()).prop_map(str::to_string),
+        // Occasionally an invalid one.
+        Just(String::new()),
+        Just("bad name".to_string()),
+    ]
+}
+
+fn arb_provider() -> impl Strategy<Value = Provider> {
+    (arb_name(), any::<bool>(), 0u64..3).prop_map(|(name, anthropic, t)| Provider {
+        kind: if anthropic { ProviderKind::Anthropic } else { ProviderKind::OpenAi },
+        timeouts: Timeouts {
+            total_ms: t * 1000,
+            ..Timeouts::default()
+        },
+        ..provider(&name)
+    })
+}
+
+fn arb_route() -> impl Strategy<Value = Route> {
+    (
+        arb_name(),
+        arb_name(),
+        prop::collection::vec(arb_name(), 0..3),
+        0u32..3,
+        any::<u64>(),
+    )
+        .prop_map(|(name, provider, fallbacks, weight, price)| {
+            let mut r = route(&name, &provider, &[]);
+            r.fallbacks = fallbacks;
+            r.deployments[0].weight = weight;
+            r.pricing.prompt_micro_usd_per_mtok = price;
+            r
+        })
+}
+
+fn arb_key_id() -> impl Strategy<Value = String> {
+    (0u8..4).prop_map(|seed| key(seed).id)
+}
+
+fn arb_command() -> impl Strategy<Value = Command> {
+    prop_oneof![
+        arb_provider().prop_map(Command::CreateProvider),
+        arb_provider().prop_map(Command::UpdateProvider),
+        arb_name().prop_map(|name| Command::DeleteProvider { name }),
+        arb_route().prop_map(Command::CreateRoute),
+        arb_route().prop_map(Command::UpdateRoute),
+        arb_name().prop_map(|name| Command::DeleteRoute { name }),
+        (0u8..4, prop::collection::vec(arb_name(), 0..2), prop::option::of(0u64..2000)).prop_map(
+            |(seed, allowed_routes, expires_at_ms)| {
+                let mut k = key(seed);
+                k.allowed_routes = allowed_routes;
+                k.expires_at_ms = expires_at_ms;
+                Command::CreateKey(k)
+            }
+        ),
+        (arb_key_id(), any::<bool>()).prop_map(|(id, enabled)| Command::SetKeyEnabled { id, enabled }),
+        arb_key_id().prop_map(|id| Command::RevokeKey { id }),
+        arb_key_id().prop_map(|id| Command::DeleteKey { id }),
+    ]
+}
+
+fn arb_proposals() -> impl Strategy<Value = Vec<Proposal>> {
+    prop::collection::vec((0u64..1000, arb_command()), 0..40).prop_map(|cmds| {
+        let mut t = 0;
+        cmds.into_iter()
+            .map(|(dt, command)| {
+                t += dt;
+                Proposal { at_ms: t, command }
+            })
+            .collect()
+    })
+}
+
+proptest! {
+    #[test]
+    fn apply_is_deterministic(proposals in arb_proposals()) {
+        let (mut a, mut b) = (State::default(), State::default());
+        for p in &proposals {
+            prop_assert_eq!(a.apply(p), b.apply(p));
+        }
+        prop_assert_eq!(a.encode().unwrap(), b.encode().unwrap());
+    }
+
+    #[test]
+    fn invalid_commands_never_change_the_state(proposals in arb_proposals()) {
+        let mut s = State::default();
+        for p in &proposals {
+            let before = s.clone();
+            if s.apply(p).is_err() {
+                prop_assert_eq!(&s, &before);
+            }
+        }
+    }
+
+    #[test]
+    fn snapshot_round_trips(proposals in arb_proposals()) {
+        let mut s = State::default();
+        for p in &proposals {
+            let _ = s.apply(p);
+        }
+        let bytes = s.encode().unwrap();
+        let back = State::decode(&bytes).unwrap();
+        prop_assert_eq!(&back, &s);
+        prop_assert_eq!(back.encode().unwrap(), bytes);
+    }
+
+    #[test]
+    fn references_never_dangle(proposals in arb_proposals()) {
+        let mut s = State::default();
+        for p in &proposals {
+            let _ = s.apply(p);
+            for r in s.routes() {
+                for d in &r.deployments {
+                    prop_assert!(s.provider(&d.provider).is_some());
+                }
+                for f in &r.fallbacks {
+                    prop_assert!(s.route(f).is_some());
+                }
+            }
+        }
+    }
+}
