@@ -1,1 +1,36 @@
-//! placeholder
+//! Sluice's consensus layer: openraft over QUIC, with the log, vote, state
+//! machine and snapshots in sled.
+//!
+//! The crate owns everything between "an admin handler wants this command
+//! applied" and "every node has applied it": the Raft type configuration, the
+//! sled stores (a log write is flushed before openraft hears it is durable), the
+//! QUIC transport with mutual TLS, forwarding writes and linearizable reads to
+//! the leader, and membership changes. It never interprets a command: that is
+//! `sluice_core::State::apply`.
+//!
+//! # Layout
+//! * [`node`]: [`ClusterNode`], the one handle the rest of Sluice uses.
+//! * [`api`]: the plain types that handle speaks in (status, members, errors).
+//! * `types`: the openraft type configuration.
+//! * `log_store`, `state_machine`: the sled log store and the state machine
+//!   with its snapshots.
+//! * `datadir`: refusing foreign or corrupt data dirs before touching them.
+//! * `tls`, `transport`, `network`, `server`: QUIC with mutual TLS, the RPC
+//!   framing, the client side openraft calls and the server side peers call.
+
+pub mod api;
+mod datadir;
+pub mod node;
+mod network;
+mod rpc;
+mod server;
+mod log_store;
+mod state_machine;
+#[cfg(test)]
+mod storage_suite;
+pub mod tls;
+mod types;
+
+pub use api::{ClusterError, ClusterStatus, Consistency, Member, MemberRole, MemberStatus, Readiness};
+pub use node::{Bootstrap, ClusterNode, NodeOptions, RaftTiming, StartError};
+pub use types::NodeId;

@@ -1,0 +1,182 @@
+//! The data dir: refuse anything that is not this node's own, before touching it.
+//!
+//! A data dir holds `sluice-node.json` (which cluster and node it belongs to,
+//! and the format version) and `db/` (the sled database). A new node gets an
+//! empty or missing dir. A dir that is not empty but has no identity file, has
+//! an identity file that does not parse, belongs to another cluster or node,
+//! or was written by a newer format is refused with a message saying which; in
+//! every refusal nothing in the dir has been written.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Name of the identity file.
+pub const IDENTITY_FILE: &str = "sluice-node.json";
+/// Data dir format this build writes and reads.
+pub const FORMAT: u32 = 1;
+
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+struct Identity {
+    format: u32,
+    cluster_id: String,
+    node_id: u64,
+}
+
+/// A data dir checked to be this node's (or new).
+#[derive(Debug)]
+pub struct DataDir {
+    pub root: PathBuf,
+    /// True when the dir was empty or missing: nothing was here before.
+    pub fresh: bool,
+}
+
+/// Why a data dir was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Refused {
+    pub message: String,
+}
+
+fn refuse(message: impl Into<String>) -> Refused {
+    Refused {
+        message: message.into(),
+    }
+}
+
+impl DataDir {
+    /// Checks `root` without writing anything.
+    pub fn check(root: &Path, cluster_id: &str, node_id: u64) -> Result<DataDir, Refused> {
+        let fresh = DataDir {
+            root: root.to_path_buf(),
+            fresh: true,
+        };
+        let entries = match std::fs::read_dir(root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(fresh),
+            Err(e) => return Err(refuse(format!("cannot read it: {e}"))),
+        };
+        if entries.count() == 0 {
+            return Ok(fresh);
+        }
+        let identity_path = root.join(IDENTITY_FILE);
+        let text = match std::fs::read(&identity_path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(refuse(format!(
+                    "it is not empty and has no {IDENTITY_FILE}, so it is not a Sluice data dir \
+                     (or its initialisation never finished); refusing to touch it. Point data_dir \
+                     at a new directory, or remove this one if it holds nothing you need"
+                )))
+            }
+            Err(e) => return Err(refuse(format!("cannot read {IDENTITY_FILE}: {e}"))),
+        };
+        let identity: Identity = serde_json::from_slice(&text)
+            .map_err(|e| refuse(format!("{IDENTITY_FILE} is corrupt ({e}); refusing to touch the data dir")))?;
+        if identity.format > FORMAT {
+            return Err(refuse(format!(
+                "it was written by a newer Sluice (data format {}, this build reads up to {FORMAT})",
+                identity.format
+            )));
+        }
+        if identity.cluster_id != cluster_id {
+            return Err(refuse(format!(
+                "it belongs to cluster {:?}, but this node is configured for cluster {cluster_id:?}",
+                identity.cluster_id
+            )));
+        }
+        if identity.node_id != node_id {
+            return Err(refuse(format!(
+                "it belongs to node {}, but this node is configured as node {node_id}",
+                identity.node_id
+            )));
+        }
+        if !root.join("db").join("conf").is_file() || !root.join("db").join("db").is_file() {
+            return Err(refuse(
+                "its store (db/) is missing or incomplete; refusing to start on a data dir that lost its data",
+            ));
+        }
+        Ok(DataDir {
+            root: root.to_path_buf(),
+            fresh: false,
+        })
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.root.join("db")
+    }
+
+    /// Records the identity of a fresh dir, after its store was created
+    /// (atomically: written to a temporary file, synced, then renamed).
+    pub fn write_identity(&self, cluster_id: &str, node_id: u64) -> std::io::Result<()> {
+        let identity = Identity {
+            format: FORMAT,
+            cluster_id: cluster_id.to_string(),
+            node_id,
+        };
+        let tmp = self.root.join(format!("{IDENTITY_FILE}.tmp"));
+        let bytes = serde_json::to_vec_pretty(&identity).map_err(std::io::Error::other)?;
+        {
+            use std::io::Write;
+            let mut file = std::fs::File::create(&tmp)?;
+            file.write_all(&bytes)?;
+            file.sync_all()?;
+        }
+        std::fs::rename(&tmp, self.root.join(IDENTITY_FILE))?;
+        std::fs::File::open(&self.root)?.sync_all()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fresh_initialised(dir: &Path) {
+        std::fs::create_dir_all(dir.join("db")).unwrap();
+        std::fs::write(dir.join("db/conf"), b"x").unwrap();
+        std::fs::write(dir.join("db/db"), b"x").unwrap();
+        let d = DataDir {
+            root: dir.to_path_buf(),
+            fresh: true,
+        };
+        d.write_identity("c1", 1).unwrap();
+    }
+
+    #[test]
+    fn missing_or_empty_dir_is_fresh() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert!(DataDir::check(&tmp.path().join("nope"), "c1", 1).unwrap().fresh);
+        assert!(DataDir::check(tmp.path(), "c1", 1).unwrap().fresh);
+    }
+
+    #[test]
+    fn own_dir_is_accepted_and_foreign_ones_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        fresh_initialised(tmp.path());
+        assert!(!DataDir::check(tmp.path(), "c1", 1).unwrap().fresh);
+        let err = DataDir::check(tmp.path(), "c2", 1).unwrap_err().message;
+        assert!(err.contains("belongs to cluster \"c1\""), "{err}");
+        let err = DataDir::check(tmp.path(), "c1", 2).unwrap_err().message;
+        assert!(err.contains("belongs to node 1"), "{err}");
+    }
+
+    #[test]
+    fn unknown_contents_and_corrupt_identity_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("notes.txt"), b"hello").unwrap();
+        let err = DataDir::check(tmp.path(), "c1", 1).unwrap_err().message;
+        assert!(err.contains("not a Sluice data dir"), "{err}");
+        std::fs::write(tmp.path().join(IDENTITY_FILE), b"{garbage").unwrap();
+        let err = DataDir::check(tmp.path(), "c1", 1).unwrap_err().message;
+        assert!(err.contains("corrupt"), "{err}");
+    }
+
+    #[test]
+    fn lost_store_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        fresh_initialised(tmp.path());
+        std::fs::remove_file(tmp.path().join("db/db")).unwrap();
+        let err = DataDir::check(tmp.path(), "c1", 1).unwrap_err().message;
+        assert!(err.contains("missing"), "{err}");
+    }
+}

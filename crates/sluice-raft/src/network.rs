@@ -1,0 +1,222 @@
+//! The client side of the peer protocol: a connection cache over one QUIC
+//! endpoint, and the `RaftNetwork` openraft calls to reach other nodes.
+//!
+//! One connection per peer address is kept and reused by every RPC; each RPC
+//! opens its own stream, so a slow snapshot chunk never blocks a heartbeat. A
+//! failed call drops the cached connection and the next call dials again.
+//! Every call has a deadline.
+
+use crate::api::Member;
+use crate::rpc::{read_frame, write_frame, FrameError, Request, Response};
+use crate::tls::node_server_name;
+use crate::types::{NodeId, TypeConfig};
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Why a peer call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("cannot resolve {addr}: {message}")]
+    Resolve { addr: String, message: String },
+    #[error("cannot connect to {addr}: {message}")]
+    Connect { addr: String, message: String },
+    #[error("call to {addr} timed out after {after:?}")]
+    Timeout { addr: String, after: Duration },
+    #[error("call to {addr} failed: {message}")]
+    Stream { addr: String, message: String },
+    #[error("{addr} refused the request: {message}")]
+    Refused { addr: String, message: String },
+}
+
+/// Cached QUIC connections to peers.
+pub struct Peers {
+    endpoint: quinn::Endpoint,
+    connections: Mutex<HashMap<(String, String), quinn::Connection>>,
+}
+
+impl Peers {
+    pub fn new(endpoint: quinn::Endpoint) -> Self {
+        Peers {
+            endpoint,
+            connections: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn connection(&self, addr: &str, server_name: &str) -> Result<quinn::Connection, CallError> {
+        let cache_key = (addr.to_string(), server_name.to_string());
+        if let Some(conn) = self.lock().get(&cache_key) {
+            if conn.close_reason().is_none() {
+                return Ok(conn.clone());
+            }
+        }
+        let socket: SocketAddr = tokio::net::lookup_host(addr)
+            .await
+            .map_err(|e| CallError::Resolve {
+                addr: addr.to_string(),
+                message: e.to_string(),
+            })?
+            .next()
+            .ok_or_else(|| CallError::Resolve {
+                addr: addr.to_string(),
+                message: "no address".to_string(),
+            })?;
+        let connecting = self
+            .endpoint
+            .connect(socket, server_name)
+            .map_err(|e| CallError::Connect {
+                addr: addr.to_string(),
+                message: e.to_string(),
+            })?;
+        let conn = connecting.await.map_err(|e| CallError::Connect {
+            addr: addr.to_string(),
+            message: e.to_string(),
+        })?;
+        self.lock().insert(cache_key, conn.clone());
+        Ok(conn)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), quinn::Connection>> {
+        // A poisoned cache is still a valid cache of connections.
+        self.connections.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn forget(&self, addr: &str, server_name: &str) {
+        self.lock().remove(&(addr.to_string(), server_name.to_string()));
+    }
+
+    /// Sends `request` to the node at `addr` whose certificate must carry
+    /// `server_name`, and waits at most `timeout` for its answer.
+    pub async fn call(
+        &self,
+        addr: &str,
+        server_name: &str,
+        request: &Request,
+        timeout: Duration,
+    ) -> Result<Response, CallError> {
+        let attempt = async {
+            let conn = self.connection(addr, server_name).await?;
+            let stream_err = |message: String| CallError::Stream {
+                addr: addr.to_string(),
+                message,
+            };
+            let (mut send, mut recv) = conn.open_bi().await.map_err(|e| stream_err(e.to_string()))?;
+            write_frame(&mut send, request)
+                .await
+                .map_err(|e| stream_err(e.to_string()))?;
+            send.finish().map_err(|e| stream_err(e.to_string()))?;
+            let response: Response = read_frame(&mut recv).await.map_err(|e: FrameError| stream_err(e.to_string()))?;
+            Ok(response)
+        };
+        let result = match tokio::time::timeout(timeout, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(CallError::Timeout {
+                addr: addr.to_string(),
+                after: timeout,
+            }),
+        };
+        match result {
+            Ok(Response::Refused(message)) => Err(CallError::Refused {
+                addr: addr.to_string(),
+                message,
+            }),
+            Ok(response) => Ok(response),
+            Err(e) => {
+                if !matches!(e, CallError::Timeout { .. }) {
+                    self.forget(addr, server_name);
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Hands openraft one [`PeerNetwork`] per target node.
+#[derive(Clone)]
+pub struct NetworkFactory {
+    pub peers: Arc<Peers>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = PeerNetwork;
+
+    async fn new_client(&mut self, target: NodeId, node: &Member) -> PeerNetwork {
+        PeerNetwork {
+            peers: self.peers.clone(),
+            target,
+            addr: node.raft_addr.clone(),
+            server_name: node_server_name(target),
+        }
+    }
+}
+
+/// openraft's handle on one peer.
+pub struct PeerNetwork {
+    peers: Arc<Peers>,
+    target: NodeId,
+    addr: String,
+    server_name: String,
+}
+
+type RpcResult<T, E = openraft::error::Infallible> = Result<T, RPCError<NodeId, Member, RaftError<NodeId, E>>>;
+
+impl PeerNetwork {
+    async fn call(&self, request: Request, option: &RPCOption) -> Result<Response, CallError> {
+        self.peers
+            .call(&self.addr, &self.server_name, &request, option.hard_ttl())
+            .await
+    }
+
+    fn unexpected<E: std::error::Error>(&self, response: &Response) -> RPCError<NodeId, Member, RaftError<NodeId, E>> {
+        let message = format!("node {} answered with an unexpected message: {response:?}", self.target);
+        RPCError::Network(NetworkError::new(&std::io::Error::other(message)))
+    }
+}
+
+fn transport_error<E: std::error::Error>(e: CallError) -> RPCError<NodeId, Member, RaftError<NodeId, E>> {
+    match e {
+        CallError::Timeout { .. } | CallError::Stream { .. } => RPCError::Network(NetworkError::new(&e)),
+        _ => RPCError::Unreachable(Unreachable::new(&e)),
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerNetwork {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>> {
+        match self.call(Request::AppendEntries(rpc), &option).await.map_err(transport_error)? {
+            Response::AppendEntries(Ok(resp)) => Ok(resp),
+            Response::AppendEntries(Err(e)) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+        match self.call(Request::InstallSnapshot(rpc), &option).await.map_err(transport_error)? {
+            Response::InstallSnapshot(Ok(resp)) => Ok(resp),
+            Response::InstallSnapshot(Err(e)) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    async fn vote(&mut self, rpc: VoteRequest<NodeId>, option: RPCOption) -> RpcResult<VoteResponse<NodeId>> {
+        match self.call(Request::Vote(rpc), &option).await.map_err(transport_error)? {
+            Response::Vote(Ok(resp)) => Ok(resp),
+            Response::Vote(Err(e)) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+}
