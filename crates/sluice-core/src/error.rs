@@ -41,15 +41,4 @@ impl ApplyError {
             message: message.into(),
         }
     }
-
-    /// Prefixes the field path, for errors from nested values.
-    pub(crate) fn within(self, prefix: &str) -> Self {
-        match self {
-            ApplyError::Invalid { field, message } => ApplyError::Invalid {
-                field: format!("{prefix}.{field}"),
-                message,
-            },
-            other => other,
-        }
-    }
 }
