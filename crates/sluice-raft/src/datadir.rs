@@ -12,8 +12,19 @@ use std::path::{Path, PathBuf};
 
 /// Name of the identity file.
 pub const IDENTITY_FILE: &str = "sluice-node.json";
+/// Name of the durability watermark file.
+pub const WATERMARK_FILE: &str = "watermark.json";
 /// Data dir format this build writes and reads.
 pub const FORMAT: u32 = 1;
+
+/// The highest log index this node knew to be committed and on its own disk.
+/// A store that later accounts for less has lost data (sled "recovers" a
+/// damaged file by silently dropping what follows the damage).
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+struct Watermark {
+    durable_committed_index: u64,
+}
 
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -106,6 +117,64 @@ impl DataDir {
         self.root.join("db")
     }
 
+    /// The durability watermark, if one was written.
+    pub fn watermark(&self) -> Result<Option<u64>, Refused> {
+        match std::fs::read(self.root.join(WATERMARK_FILE)) {
+            Ok(bytes) => serde_json::from_slice::<Watermark>(&bytes)
+                .map(|w| Some(w.durable_committed_index))
+                .map_err(|e| refuse(format!("{WATERMARK_FILE} is corrupt ({e}); refusing to touch the data dir"))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(refuse(format!("cannot read {WATERMARK_FILE}: {e}"))),
+        }
+    }
+
+    /// Records the durability watermark (atomically).
+    pub fn write_watermark(&self, durable_committed_index: u64) -> std::io::Result<()> {
+        write_atomically(
+            &self.root,
+            WATERMARK_FILE,
+            &Watermark {
+                durable_committed_index,
+            },
+        )
+    }
+
+    /// Opens a throw-away copy of the store and checks it: every log entry
+    /// and the snapshot decode, the log has no hole, and it reaches the
+    /// watermark. sled repairs damage by dropping data when it opens a store,
+    /// so the check runs on a copy: a refused data dir stays byte for byte
+    /// as it was.
+    pub fn verify_store(&self) -> Result<(), Refused> {
+        let watermark = self.watermark()?;
+        let copy = tempfile::Builder::new()
+            .prefix("sluice-verify-")
+            .tempdir()
+            .map_err(|e| refuse(format!("cannot make a scratch dir to verify the store: {e}")))?;
+        copy_dir(&self.db_path(), copy.path())
+            .map_err(|e| refuse(format!("cannot read the store to verify it: {e}")))?;
+        let path = copy.path().to_path_buf();
+        let opened = std::panic::catch_unwind(move || sled::Config::new().path(path).open())
+            .map_err(|_| refuse("the store is corrupt (opening it panicked)"))?
+            .map_err(|e| refuse(format!("the store is corrupt: {e}")))?;
+        let log = crate::log_store::LogStore::open(&opened)
+            .map_err(|e| refuse(format!("the store is corrupt: {e}")))?;
+        let last_log = log
+            .verify()
+            .map_err(|e| refuse(format!("the store is corrupt: {e}")))?;
+        let sm = crate::state_machine::StateMachine::open(&opened)
+            .map_err(|e| refuse(format!("the store's snapshot is corrupt: {e}")))?;
+        let covered = last_log.max(sm.snapshot_index());
+        if let Some(watermark) = watermark {
+            if covered.is_none_or(|c| c < watermark) {
+                return Err(refuse(format!(
+                    "the store holds the log only up to {covered:?}, but this node had committed \
+                     index {watermark} to disk: its files are damaged or were replaced"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Records the identity of a fresh dir, after its store was created
     /// (atomically: written to a temporary file, synced, then renamed).
     pub fn write_identity(&self, cluster_id: &str, node_id: u64) -> std::io::Result<()> {
@@ -114,17 +183,37 @@ impl DataDir {
             cluster_id: cluster_id.to_string(),
             node_id,
         };
-        let tmp = self.root.join(format!("{IDENTITY_FILE}.tmp"));
-        let bytes = serde_json::to_vec_pretty(&identity).map_err(std::io::Error::other)?;
-        {
-            use std::io::Write;
-            let mut file = std::fs::File::create(&tmp)?;
-            file.write_all(&bytes)?;
-            file.sync_all()?;
-        }
-        std::fs::rename(&tmp, self.root.join(IDENTITY_FILE))?;
-        std::fs::File::open(&self.root)?.sync_all()
+        write_atomically(&self.root, IDENTITY_FILE, &identity)
     }
+}
+
+/// Writes `value` as JSON to `dir/name` through a synced temporary file and a
+/// rename, so a crash leaves the old file or the new one, never half of one.
+fn write_atomically<T: Serialize>(dir: &Path, name: &str, value: &T) -> std::io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let bytes = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, dir.join(name))?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

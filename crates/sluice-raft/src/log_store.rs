@@ -27,6 +27,8 @@ pub struct LogStore {
     meta: sled::Tree,
     /// The committed index last saved, for readiness (`u64::MAX` = none).
     committed_hint: Arc<AtomicU64>,
+    /// One more than the highest index known flushed to disk (0 = none).
+    flushed: Arc<AtomicU64>,
 }
 
 fn read_err(e: impl std::error::Error + 'static) -> StorageError {
@@ -44,12 +46,52 @@ impl LogStore {
             log: db.open_tree("log")?,
             meta: db.open_tree("raft_meta")?,
             committed_hint: Arc::new(AtomicU64::new(u64::MAX)),
+            flushed: Arc::new(AtomicU64::new(0)),
         })
     }
 
     /// Shared view of the committed index this node last persisted.
     pub fn committed_hint(&self) -> Arc<AtomicU64> {
         self.committed_hint.clone()
+    }
+
+    /// The highest committed index that is also flushed to disk: a store that
+    /// later holds less than this has lost data.
+    pub fn durable_committed(&self) -> Option<u64> {
+        let committed = self.committed_hint.load(Ordering::Acquire);
+        let flushed = self.flushed.load(Ordering::Acquire);
+        if committed == u64::MAX || flushed == 0 {
+            None
+        } else {
+            Some(committed.min(flushed - 1))
+        }
+    }
+
+    /// Checks that every entry decodes and the log has no hole; returns the
+    /// highest index the log accounts for (its last entry or purge point).
+    pub fn verify(&self) -> Result<Option<u64>, String> {
+        let last_purged: Option<LogId> = self.get_meta(LAST_PURGED).map_err(|e| format!("purge point: {e}"))?;
+        let _: Option<Vote> = self.get_meta(VOTE).map_err(|e| format!("vote: {e}"))?;
+        let mut expected = last_purged.map(|l| l.index + 1);
+        let mut last = last_purged.map(|l| l.index);
+        for item in self.log.iter() {
+            let (key, bytes) = item.map_err(|e| format!("log: {e}"))?;
+            let index = u64::from_be_bytes(
+                key.as_ref()
+                    .try_into()
+                    .map_err(|_| "log: malformed key".to_string())?,
+            );
+            let entry: Entry = codec::decode(&bytes).map_err(|e| format!("log entry {index}: {e}"))?;
+            if entry.log_id.index != index {
+                return Err(format!("log entry stored at {index} claims index {}", entry.log_id.index));
+            }
+            if expected.is_some_and(|e| e != index) {
+                return Err(format!("log has a hole before index {index}"));
+            }
+            expected = Some(index + 1);
+            last = Some(index);
+        }
+        Ok(last)
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
@@ -155,16 +197,24 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: Send,
     {
         let mut batch = sled::Batch::default();
+        let mut last = None;
         for entry in entries {
             let bytes = codec::encode(&entry).map_err(write_err)?;
             batch.insert(&index_key(entry.log_id.index), bytes);
+            last = Some(entry.log_id.index);
         }
         self.log.apply_batch(batch).map_err(write_err)?;
         // Readers see the entries now; openraft hears they are durable only
         // once they are on disk.
         let db = self.db.clone();
+        let flushed = self.flushed.clone();
         tokio::spawn(async move {
             let result = db.flush_async().await.map(|_| ()).map_err(std::io::Error::other);
+            if result.is_ok() {
+                if let Some(last) = last {
+                    flushed.fetch_max(last + 1, Ordering::AcqRel);
+                }
+            }
             callback.log_io_completed(result);
         });
         Ok(())

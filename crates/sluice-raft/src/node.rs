@@ -104,6 +104,7 @@ pub(crate) struct Inner {
     advertise: Member,
     db: sled::Db,
     log: LogStore,
+    data_dir: DataDir,
     /// The committed index this node last persisted.
     committed_hint: Arc<AtomicU64>,
     /// The highest commit index a leader has told this node of (`u64::MAX` = none).
@@ -155,6 +156,14 @@ impl ClusterNode {
         // TLS before touching the disk: a bad certificate must not leave a
         // half-initialised data dir behind.
         let tls = options.tls.load().map_err(|e| StartError::Tls(e.to_string()))?;
+        let dir = if dir.fresh {
+            dir
+        } else {
+            tokio::task::spawn_blocking(move || dir.verify_store().map(|()| dir))
+                .await
+                .map_err(|e| dir_err(format!("verifying the store failed: {e}")))?
+                .map_err(|e| dir_err(e.message))?
+        };
 
         let db_path = dir.db_path();
         let db = tokio::task::spawn_blocking(move || sled::Config::new().path(db_path).open())
@@ -217,12 +226,14 @@ impl ClusterNode {
             advertise: options.advertise.clone(),
             db,
             log,
+            data_dir: dir,
             committed_hint,
             leader_commit_heard: AtomicU64::new(u64::MAX),
             hold_elections_until: std::sync::Mutex::new(None),
             tasks: TaskTracker::new(),
             stop: CancellationToken::new(),
         });
+        inner.tasks.spawn(inner.clone().keep_watermark());
         inner.tasks.spawn(crate::server::serve(
             endpoint.clone(),
             inner.clone(),
@@ -332,6 +343,9 @@ impl ClusterNode {
             tracing::warn!(error = %e, "raft did not shut down cleanly");
         }
         self.endpoint.close(0u32.into(), b"shutdown");
+        // Let peers see the close; the port is released once the
+        // connections have drained and the last endpoint handle is dropped.
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
         inner.tasks.close();
         if tokio::time::timeout(Duration::from_secs(5), inner.tasks.wait()).await.is_err() {
             tracing::warn!("peer tasks still running after 5 s; leaving them");
@@ -339,10 +353,37 @@ impl ClusterNode {
         if let Err(e) = inner.db.flush_async().await {
             tracing::error!(error = %e, "final flush of the store failed");
         }
+        inner.write_watermark(&mut None);
     }
 }
 
 impl Inner {
+    /// Every second, records how far the log is committed and on disk (see
+    /// `DataDir::verify_store`).
+    async fn keep_watermark(self: Arc<Self>) {
+        let mut written = None;
+        loop {
+            tokio::select! {
+                _ = self.stop.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            self.write_watermark(&mut written);
+        }
+    }
+
+    fn write_watermark(&self, written: &mut Option<u64>) {
+        let Some(durable) = self.log.durable_committed() else {
+            return;
+        };
+        if written.is_some_and(|w| w >= durable) {
+            return;
+        }
+        match self.data_dir.write_watermark(durable) {
+            Ok(()) => *written = Some(durable),
+            Err(e) => tracing::warn!(error = %e, "cannot write the durability watermark"),
+        }
+    }
+
     fn op_timeout(&self) -> Duration {
         Duration::from_millis((self.timing.rpc_timeout_ms * 5).max(self.timing.election_timeout_max_ms * 4))
     }

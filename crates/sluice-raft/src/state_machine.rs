@@ -93,6 +93,11 @@ impl StateMachine {
         Ok(sm)
     }
 
+    /// Index of the last applied entry (from the snapshot, right after open).
+    pub fn snapshot_index(&self) -> Option<u64> {
+        self.last_applied.map(|l| l.index)
+    }
+
     pub fn published(&self) -> Arc<Published> {
         self.published.clone()
     }

@@ -106,7 +106,14 @@ impl Plan {
         }
     }
 
+    /// Starts node `id` (again, after a shutdown: a stopped node's QUIC port
+    /// is released only once its connections have drained).
     pub async fn start(&self, id: u64) -> Arc<ClusterNode> {
+        let addr = self.addrs[&id];
+        eventually(Duration::from_secs(10), "the node's port to be free", || async move {
+            UdpSocket::bind(addr).is_ok()
+        })
+        .await;
         ClusterNode::start(self.options(id, Bootstrap::InitialMembers(self.initial())))
             .await
             .unwrap()
