@@ -11,18 +11,31 @@ pub enum Command {
     CreateProvider(Provider),
     /// Replaces a provider by name (keeps its creation time).
     UpdateProvider(Provider),
-    DeleteProvider { name: String },
+    DeleteProvider {
+        name: String,
+    },
     CreateRoute(Route),
     /// Replaces a route by name (keeps its creation time).
     UpdateRoute(Route),
-    DeleteRoute { name: String },
+    DeleteRoute {
+        name: String,
+    },
     CreateKey(VirtualKey),
-    SetKeyEnabled { id: String, enabled: bool },
+    SetKeyEnabled {
+        id: String,
+        enabled: bool,
+    },
     /// Revokes a key for good.
-    RevokeKey { id: String },
-    DeleteKey { id: String },
+    RevokeKey {
+        id: String,
+    },
+    DeleteKey {
+        id: String,
+    },
     CreateAdminToken(AdminToken),
-    DeleteAdminToken { id: String },
+    DeleteAdminToken {
+        id: String,
+    },
 }
 
 impl Command {

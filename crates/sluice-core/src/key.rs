@@ -88,7 +88,10 @@ impl VirtualKey {
             return Err(ApplyError::invalid("id", "does not match the key's hash"));
         }
         if !self.prefix.starts_with(SECRET_PREFIX) || self.prefix.len() != DISPLAY_PREFIX_LEN {
-            return Err(ApplyError::invalid("prefix", "is not a virtual key display prefix"));
+            return Err(ApplyError::invalid(
+                "prefix",
+                "is not a virtual key display prefix",
+            ));
         }
         if self.allowed_routes.len() > 256 {
             return Err(ApplyError::invalid("allowed_routes", "at most 256 routes"));
@@ -154,6 +157,8 @@ mod tests {
     fn expiry_in_the_past_is_invalid() {
         let mut key = VirtualKey::new("ci".into(), &format_secret(&[1; SECRET_RANDOM_LEN]), 0);
         key.expires_at_ms = Some(100);
-        assert!(matches!(key.validate(100), Err(ApplyError::Invalid { field, .. }) if field == "expires_at"));
+        assert!(
+            matches!(key.validate(100), Err(ApplyError::Invalid { field, .. }) if field == "expires_at")
+        );
     }
 }

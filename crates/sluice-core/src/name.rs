@@ -25,9 +25,9 @@ pub(crate) fn check_ident(field: &str, value: &str) -> Result<(), ApplyError> {
 pub(crate) fn check_model_name(field: &str, value: &str) -> Result<(), ApplyError> {
     let ok = !value.is_empty()
         && value.len() <= 128
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/' | b'@'))
+        && value.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/' | b'@')
+        })
         && value.as_bytes()[0].is_ascii_alphanumeric();
     if ok {
         Ok(())

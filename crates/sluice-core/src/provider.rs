@@ -78,16 +78,25 @@ impl Provider {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
             if !token_ok {
-                return Err(ApplyError::invalid(field, "is not a valid HTTP header name"));
+                return Err(ApplyError::invalid(
+                    field,
+                    "is not a valid HTTP header name",
+                ));
             }
             if matches!(
                 name.to_ascii_lowercase().as_str(),
                 "host" | "content-length" | "transfer-encoding" | "connection"
             ) {
-                return Err(ApplyError::invalid(field, "is managed by the gateway and cannot be set"));
+                return Err(ApplyError::invalid(
+                    field,
+                    "is managed by the gateway and cannot be set",
+                ));
             }
             if value.len() > 4096 || value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-                return Err(ApplyError::invalid(field, "value must be at most 4096 bytes without CR, LF or NUL"));
+                return Err(ApplyError::invalid(
+                    field,
+                    "value must be at most 4096 bytes without CR, LF or NUL",
+                ));
             }
         }
         if self.headers.len() > 32 {
@@ -100,11 +109,17 @@ impl Provider {
             ("timeouts.total_ms", t.total_ms),
         ] {
             if value == 0 || value > 3_600_000 {
-                return Err(ApplyError::invalid(field, "must be between 1 and 3600000 ms"));
+                return Err(ApplyError::invalid(
+                    field,
+                    "must be between 1 and 3600000 ms",
+                ));
             }
         }
         if t.first_byte_ms > t.total_ms {
-            return Err(ApplyError::invalid("timeouts.first_byte_ms", "must not exceed timeouts.total_ms"));
+            return Err(ApplyError::invalid(
+                "timeouts.first_byte_ms",
+                "must not exceed timeouts.total_ms",
+            ));
         }
         Ok(())
     }
@@ -118,7 +133,9 @@ fn validate_base_url(url: &str) -> Result<(), ApplyError> {
     let host = rest.split(['/', '?', '#']).next().unwrap_or("");
     if host.is_empty()
         || url.len() > 2048
-        || url.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        || url
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
         || url.contains(['?', '#'])
     {
         return Err(ApplyError::invalid(
@@ -169,7 +186,10 @@ mod tests {
         assert_eq!(field_of(&p), "headers.Host");
         let mut p = provider("ok");
         p.timeouts.total_ms = 0;
-        assert_eq!(field_of(&p), "timeouts.connect_ms".replace("connect", "total"));
+        assert_eq!(
+            field_of(&p),
+            "timeouts.connect_ms".replace("connect", "total")
+        );
     }
 
     #[test]

@@ -28,7 +28,9 @@ impl Pricing {
     /// Cost of a request in micro-USD, rounded up so spend is never under-counted.
     pub fn cost_micro_usd(&self, prompt_tokens: u64, completion_tokens: u64) -> u64 {
         let nano = (u128::from(prompt_tokens) * u128::from(self.prompt_micro_usd_per_mtok))
-            .saturating_add(u128::from(completion_tokens) * u128::from(self.completion_micro_usd_per_mtok));
+            .saturating_add(
+                u128::from(completion_tokens) * u128::from(self.completion_micro_usd_per_mtok),
+            );
         u64::try_from(nano.div_ceil(1_000_000)).unwrap_or(u64::MAX)
     }
 }
@@ -51,7 +53,10 @@ impl Route {
     pub fn validate(&self) -> Result<(), ApplyError> {
         check_model_name("name", &self.name)?;
         if self.deployments.is_empty() {
-            return Err(ApplyError::invalid("deployments", "at least one deployment is required"));
+            return Err(ApplyError::invalid(
+                "deployments",
+                "at least one deployment is required",
+            ));
         }
         if self.deployments.len() > 64 {
             return Err(ApplyError::invalid("deployments", "at most 64 deployments"));
@@ -59,9 +64,15 @@ impl Route {
         for (i, d) in self.deployments.iter().enumerate() {
             let at = format!("deployments[{i}]");
             if d.provider.is_empty() {
-                return Err(ApplyError::invalid(format!("{at}.provider"), "must name a provider"));
+                return Err(ApplyError::invalid(
+                    format!("{at}.provider"),
+                    "must name a provider",
+                ));
             }
-            if d.model.is_empty() || d.model.len() > 256 || d.model.bytes().any(|b| b.is_ascii_control()) {
+            if d.model.is_empty()
+                || d.model.len() > 256
+                || d.model.bytes().any(|b| b.is_ascii_control())
+            {
                 return Err(ApplyError::invalid(
                     format!("{at}.model"),
                     "must be 1-256 characters without control characters",
@@ -79,10 +90,16 @@ impl Route {
         }
         for (i, f) in self.fallbacks.iter().enumerate() {
             if f == &self.name {
-                return Err(ApplyError::invalid(format!("fallbacks[{i}]"), "a route cannot fall back to itself"));
+                return Err(ApplyError::invalid(
+                    format!("fallbacks[{i}]"),
+                    "a route cannot fall back to itself",
+                ));
             }
             if self.fallbacks[..i].contains(f) {
-                return Err(ApplyError::invalid(format!("fallbacks[{i}]"), "is listed twice"));
+                return Err(ApplyError::invalid(
+                    format!("fallbacks[{i}]"),
+                    "is listed twice",
+                ));
             }
         }
         Ok(())
@@ -125,12 +142,18 @@ mod tests {
         };
         assert!(r.validate().is_ok());
         r.deployments[0].weight = 0;
-        assert!(matches!(r.validate(), Err(ApplyError::Invalid { field, .. }) if field == "deployments[0].weight"));
+        assert!(
+            matches!(r.validate(), Err(ApplyError::Invalid { field, .. }) if field == "deployments[0].weight")
+        );
         r.deployments[0].weight = 1;
         r.fallbacks = vec!["gpt-4o".into()];
-        assert!(matches!(r.validate(), Err(ApplyError::Invalid { field, .. }) if field == "fallbacks[0]"));
+        assert!(
+            matches!(r.validate(), Err(ApplyError::Invalid { field, .. }) if field == "fallbacks[0]")
+        );
         r.fallbacks.clear();
         r.deployments.clear();
-        assert!(matches!(r.validate(), Err(ApplyError::Invalid { field, .. }) if field == "deployments"));
+        assert!(
+            matches!(r.validate(), Err(ApplyError::Invalid { field, .. }) if field == "deployments")
+        );
     }
 }

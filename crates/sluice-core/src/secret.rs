@@ -94,7 +94,11 @@ impl DataKey {
     }
 
     /// Opens a secret sealed by [`DataKey::seal`] with the same `context`.
-    pub fn open(&self, context: &str, sealed: &SealedSecret) -> Result<Redacted<String>, SecretError> {
+    pub fn open(
+        &self,
+        context: &str,
+        sealed: &SealedSecret,
+    ) -> Result<Redacted<String>, SecretError> {
         if sealed.key_id != self.id() {
             return Err(SecretError::WrongKey {
                 sealed_with: hex::encode(sealed.key_id),
@@ -176,14 +180,23 @@ mod tests {
             .ciphertext
             .windows(b"sk-live".len())
             .any(|w| w == b"sk-live"));
-        assert_eq!(key(1).open("openai", &sealed).unwrap().expose(), "sk-live-123");
+        assert_eq!(
+            key(1).open("openai", &sealed).unwrap().expose(),
+            "sk-live-123"
+        );
     }
 
     #[test]
     fn wrong_key_and_wrong_context_are_refused() {
         let sealed = key(1).seal("openai", "secret", [0; NONCE_LEN]);
-        assert!(matches!(key(2).open("openai", &sealed), Err(SecretError::WrongKey { .. })));
-        assert_eq!(key(1).open("anthropic", &sealed), Err(SecretError::Tampered));
+        assert!(matches!(
+            key(2).open("openai", &sealed),
+            Err(SecretError::WrongKey { .. })
+        ));
+        assert_eq!(
+            key(1).open("anthropic", &sealed),
+            Err(SecretError::Tampered)
+        );
         let mut flipped = sealed.clone();
         flipped.ciphertext[0] ^= 1;
         assert_eq!(key(1).open("openai", &flipped), Err(SecretError::Tampered));
@@ -192,9 +205,20 @@ mod tests {
     #[test]
     fn hex_form_round_trips_and_rejects_bad_input() {
         let k = key(9);
-        assert_eq!(DataKey::from_hex(&format!("{}\n", k.to_hex())).unwrap().id(), k.id());
-        assert_eq!(DataKey::from_hex("abcd").unwrap_err(), SecretError::BadKeyFormat);
-        assert_eq!(DataKey::from_hex("zz").unwrap_err(), SecretError::BadKeyFormat);
+        assert_eq!(
+            DataKey::from_hex(&format!("{}\n", k.to_hex()))
+                .unwrap()
+                .id(),
+            k.id()
+        );
+        assert_eq!(
+            DataKey::from_hex("abcd").unwrap_err(),
+            SecretError::BadKeyFormat
+        );
+        assert_eq!(
+            DataKey::from_hex("zz").unwrap_err(),
+            SecretError::BadKeyFormat
+        );
     }
 
     #[test]

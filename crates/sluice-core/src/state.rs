@@ -32,7 +32,10 @@ impl State {
             Command::CreateProvider(p) => {
                 p.validate()?;
                 if self.providers.contains_key(&p.name) {
-                    return Err(ApplyError::conflict(format!("provider {:?} already exists", p.name)));
+                    return Err(ApplyError::conflict(format!(
+                        "provider {:?} already exists",
+                        p.name
+                    )));
                 }
                 let mut p = p.clone();
                 p.created_at_ms = now;
@@ -72,7 +75,10 @@ impl State {
             Command::CreateRoute(r) => {
                 self.check_route(r)?;
                 if self.routes.contains_key(&r.name) {
-                    return Err(ApplyError::conflict(format!("route {:?} already exists", r.name)));
+                    return Err(ApplyError::conflict(format!(
+                        "route {:?} already exists",
+                        r.name
+                    )));
                 }
                 let mut r = r.clone();
                 r.created_at_ms = now;
@@ -116,7 +122,10 @@ impl State {
                     }
                 }
                 if self.keys.contains_key(&k.id) || self.key_ids_by_hash.contains_key(&k.hash) {
-                    return Err(ApplyError::conflict(format!("key {:?} already exists", k.id)));
+                    return Err(ApplyError::conflict(format!(
+                        "key {:?} already exists",
+                        k.id
+                    )));
                 }
                 let mut k = k.clone();
                 k.created_at_ms = now;
@@ -126,26 +135,38 @@ impl State {
                 Applied::Key(k)
             }
             Command::SetKeyEnabled { id, enabled } => {
-                let key = self.keys.get_mut(id).ok_or_else(|| ApplyError::not_found("key", id))?;
+                let key = self
+                    .keys
+                    .get_mut(id)
+                    .ok_or_else(|| ApplyError::not_found("key", id))?;
                 key.enabled = *enabled;
                 Applied::Key(key.clone())
             }
             Command::RevokeKey { id } => {
-                let key = self.keys.get_mut(id).ok_or_else(|| ApplyError::not_found("key", id))?;
+                let key = self
+                    .keys
+                    .get_mut(id)
+                    .ok_or_else(|| ApplyError::not_found("key", id))?;
                 if key.revoked_at_ms.is_none() {
                     key.revoked_at_ms = Some(now);
                 }
                 Applied::Key(key.clone())
             }
             Command::DeleteKey { id } => {
-                let key = self.keys.remove(id).ok_or_else(|| ApplyError::not_found("key", id))?;
+                let key = self
+                    .keys
+                    .remove(id)
+                    .ok_or_else(|| ApplyError::not_found("key", id))?;
                 self.key_ids_by_hash.remove(&key.hash);
                 Applied::Deleted
             }
             Command::CreateAdminToken(t) => {
                 t.validate()?;
                 if self.admin_tokens.contains_key(&t.id) {
-                    return Err(ApplyError::conflict(format!("admin token {:?} already exists", t.id)));
+                    return Err(ApplyError::conflict(format!(
+                        "admin token {:?} already exists",
+                        t.id
+                    )));
                 }
                 let mut t = t.clone();
                 t.created_at_ms = now;
@@ -211,7 +232,9 @@ impl State {
 
     /// The key whose secret hashes to `hash`, if any (usable or not).
     pub fn key_by_hash(&self, hash: &[u8; 32]) -> Option<&VirtualKey> {
-        self.key_ids_by_hash.get(hash).and_then(|id| self.keys.get(id))
+        self.key_ids_by_hash
+            .get(hash)
+            .and_then(|id| self.keys.get(id))
     }
 
     pub fn admin_tokens(&self) -> impl ExactSizeIterator<Item = &AdminToken> {
@@ -235,7 +258,11 @@ impl State {
     /// Decodes a snapshot made by [`State::encode`] and rebuilds derived indexes.
     pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
         let mut state: State = codec::decode(bytes)?;
-        state.key_ids_by_hash = state.keys.values().map(|k| (k.hash, k.id.clone())).collect();
+        state.key_ids_by_hash = state
+            .keys
+            .values()
+            .map(|k| (k.hash, k.id.clone()))
+            .collect();
         Ok(state)
     }
 }

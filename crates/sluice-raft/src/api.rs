@@ -16,7 +16,11 @@ pub struct Member {
 
 impl std::fmt::Display for Member {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "raft={} admin={} proxy={}", self.raft_addr, self.admin_url, self.proxy_url)
+        write!(
+            f,
+            "raft={} admin={} proxy={}",
+            self.raft_addr, self.admin_url, self.proxy_url
+        )
     }
 }
 

@@ -82,8 +82,11 @@ impl DataDir {
             }
             Err(e) => return Err(refuse(format!("cannot read {IDENTITY_FILE}: {e}"))),
         };
-        let identity: Identity = serde_json::from_slice(&text)
-            .map_err(|e| refuse(format!("{IDENTITY_FILE} is corrupt ({e}); refusing to touch the data dir")))?;
+        let identity: Identity = serde_json::from_slice(&text).map_err(|e| {
+            refuse(format!(
+                "{IDENTITY_FILE} is corrupt ({e}); refusing to touch the data dir"
+            ))
+        })?;
         if identity.format > FORMAT {
             return Err(refuse(format!(
                 "it was written by a newer Sluice (data format {}, this build reads up to {FORMAT})",
@@ -122,7 +125,11 @@ impl DataDir {
         match std::fs::read(self.root.join(WATERMARK_FILE)) {
             Ok(bytes) => serde_json::from_slice::<Watermark>(&bytes)
                 .map(|w| Some(w.durable_committed_index))
-                .map_err(|e| refuse(format!("{WATERMARK_FILE} is corrupt ({e}); refusing to touch the data dir"))),
+                .map_err(|e| {
+                    refuse(format!(
+                        "{WATERMARK_FILE} is corrupt ({e}); refusing to touch the data dir"
+                    ))
+                }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(refuse(format!("cannot read {WATERMARK_FILE}: {e}"))),
         }
@@ -149,7 +156,11 @@ impl DataDir {
         let copy = tempfile::Builder::new()
             .prefix("sluice-verify-")
             .tempdir()
-            .map_err(|e| refuse(format!("cannot make a scratch dir to verify the store: {e}")))?;
+            .map_err(|e| {
+                refuse(format!(
+                    "cannot make a scratch dir to verify the store: {e}"
+                ))
+            })?;
         copy_dir(&self.db_path(), copy.path())
             .map_err(|e| refuse(format!("cannot read the store to verify it: {e}")))?;
         let path = copy.path().to_path_buf();
@@ -234,7 +245,11 @@ mod tests {
     #[test]
     fn missing_or_empty_dir_is_fresh() {
         let tmp = tempfile::tempdir().unwrap();
-        assert!(DataDir::check(&tmp.path().join("nope"), "c1", 1).unwrap().fresh);
+        assert!(
+            DataDir::check(&tmp.path().join("nope"), "c1", 1)
+                .unwrap()
+                .fresh
+        );
         assert!(DataDir::check(tmp.path(), "c1", 1).unwrap().fresh);
     }
 

@@ -18,19 +18,25 @@
 //! * `tls`, `transport`, `network`, `server`: QUIC with mutual TLS, the RPC
 //!   framing, the client side openraft calls and the server side peers call.
 
+// openraft's trait methods return its `StorageError` (over 200 bytes) by value;
+// our helpers return the same type rather than box and unbox it at every call.
+#![allow(clippy::result_large_err)]
+
 pub mod api;
 mod datadir;
-pub mod node;
+mod log_store;
 mod network;
+pub mod node;
 mod rpc;
 mod server;
-mod log_store;
 mod state_machine;
 #[cfg(test)]
 mod storage_suite;
 pub mod tls;
 mod types;
 
-pub use api::{ClusterError, ClusterStatus, Consistency, Member, MemberRole, MemberStatus, Readiness};
+pub use api::{
+    ClusterError, ClusterStatus, Consistency, Member, MemberRole, MemberStatus, Readiness,
+};
 pub use node::{Bootstrap, ClusterNode, NodeOptions, RaftTiming, StartError};
 pub use types::NodeId;

@@ -70,7 +70,9 @@ impl LogStore {
     /// Checks that every entry decodes and the log has no hole; returns the
     /// highest index the log accounts for (its last entry or purge point).
     pub fn verify(&self) -> Result<Option<u64>, String> {
-        let last_purged: Option<LogId> = self.get_meta(LAST_PURGED).map_err(|e| format!("purge point: {e}"))?;
+        let last_purged: Option<LogId> = self
+            .get_meta(LAST_PURGED)
+            .map_err(|e| format!("purge point: {e}"))?;
         let _: Option<Vote> = self.get_meta(VOTE).map_err(|e| format!("vote: {e}"))?;
         let mut expected = last_purged.map(|l| l.index + 1);
         let mut last = last_purged.map(|l| l.index);
@@ -81,9 +83,13 @@ impl LogStore {
                     .try_into()
                     .map_err(|_| "log: malformed key".to_string())?,
             );
-            let entry: Entry = codec::decode(&bytes).map_err(|e| format!("log entry {index}: {e}"))?;
+            let entry: Entry =
+                codec::decode(&bytes).map_err(|e| format!("log entry {index}: {e}"))?;
             if entry.log_id.index != index {
-                return Err(format!("log entry stored at {index} claims index {}", entry.log_id.index));
+                return Err(format!(
+                    "log entry stored at {index} claims index {}",
+                    entry.log_id.index
+                ));
             }
             if expected.is_some_and(|e| e != index) {
                 return Err(format!("log has a hole before index {index}"));
@@ -94,12 +100,15 @@ impl LogStore {
         Ok(last)
     }
 
-    fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
+    fn get_meta<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &[u8],
+    ) -> Result<Option<T>, StorageError> {
         match self.meta.get(key).map_err(read_err)? {
             None => Ok(None),
-            Some(bytes) => codec::decode(&bytes).map(Some).map_err(|e| {
-                StorageIOError::new(ErrorSubject::Store, ErrorVerb::Read, &e).into()
-            }),
+            Some(bytes) => codec::decode(&bytes)
+                .map(Some)
+                .map_err(|e| StorageIOError::new(ErrorSubject::Store, ErrorVerb::Read, &e).into()),
         }
     }
 
@@ -138,7 +147,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
         for item in self.log.range(index_key(start)..) {
             let (key, bytes) = item.map_err(read_err)?;
             let index = u64::from_be_bytes(key.as_ref().try_into().map_err(|_| {
-                StorageError::from(StorageIOError::read_logs(&std::io::Error::other("malformed log key")))
+                StorageError::from(StorageIOError::read_logs(&std::io::Error::other(
+                    "malformed log key",
+                )))
             })?);
             if !range.contains(&index) {
                 break;
@@ -167,8 +178,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        self.put_meta(VOTE, vote)
-            .map_err(|_| StorageError::from(StorageIOError::write_vote(&std::io::Error::other("sled insert failed"))))?;
+        self.put_meta(VOTE, vote).map_err(|_| {
+            StorageError::from(StorageIOError::write_vote(&std::io::Error::other(
+                "sled insert failed",
+            )))
+        })?;
         self.db
             .flush_async()
             .await
@@ -191,7 +205,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.get_meta::<Option<LogId>>(COMMITTED)?.flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
@@ -209,7 +227,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let db = self.db.clone();
         let flushed = self.flushed.clone();
         tokio::spawn(async move {
-            let result = db.flush_async().await.map(|_| ()).map_err(std::io::Error::other);
+            let result = db
+                .flush_async()
+                .await
+                .map(|_| ())
+                .map_err(std::io::Error::other);
             if result.is_ok() {
                 if let Some(last) = last {
                     flushed.fetch_max(last + 1, Ordering::AcqRel);

@@ -10,11 +10,13 @@ use crate::api::Member;
 use crate::rpc::{read_frame, write_frame, FrameError, Request, Response};
 use crate::tls::node_server_name;
 use crate::types::{NodeId, TypeConfig};
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -50,7 +52,11 @@ impl Peers {
         }
     }
 
-    async fn connection(&self, addr: &str, server_name: &str) -> Result<quinn::Connection, CallError> {
+    async fn connection(
+        &self,
+        addr: &str,
+        server_name: &str,
+    ) -> Result<quinn::Connection, CallError> {
         let cache_key = (addr.to_string(), server_name.to_string());
         if let Some(conn) = self.lock().get(&cache_key) {
             if conn.close_reason().is_none() {
@@ -68,13 +74,13 @@ impl Peers {
                 addr: addr.to_string(),
                 message: "no address".to_string(),
             })?;
-        let connecting = self
-            .endpoint
-            .connect(socket, server_name)
-            .map_err(|e| CallError::Connect {
-                addr: addr.to_string(),
-                message: e.to_string(),
-            })?;
+        let connecting =
+            self.endpoint
+                .connect(socket, server_name)
+                .map_err(|e| CallError::Connect {
+                    addr: addr.to_string(),
+                    message: e.to_string(),
+                })?;
         let conn = connecting.await.map_err(|e| CallError::Connect {
             addr: addr.to_string(),
             message: e.to_string(),
@@ -89,7 +95,8 @@ impl Peers {
     }
 
     fn forget(&self, addr: &str, server_name: &str) {
-        self.lock().remove(&(addr.to_string(), server_name.to_string()));
+        self.lock()
+            .remove(&(addr.to_string(), server_name.to_string()));
     }
 
     /// Sends `request` to the node at `addr` whose certificate must carry
@@ -107,12 +114,17 @@ impl Peers {
                 addr: addr.to_string(),
                 message,
             };
-            let (mut send, mut recv) = conn.open_bi().await.map_err(|e| stream_err(e.to_string()))?;
+            let (mut send, mut recv) = conn
+                .open_bi()
+                .await
+                .map_err(|e| stream_err(e.to_string()))?;
             write_frame(&mut send, request)
                 .await
                 .map_err(|e| stream_err(e.to_string()))?;
             send.finish().map_err(|e| stream_err(e.to_string()))?;
-            let response: Response = read_frame(&mut recv).await.map_err(|e: FrameError| stream_err(e.to_string()))?;
+            let response: Response = read_frame(&mut recv)
+                .await
+                .map_err(|e: FrameError| stream_err(e.to_string()))?;
             Ok(response)
         };
         let result = match tokio::time::timeout(timeout, attempt).await {
@@ -165,7 +177,8 @@ pub struct PeerNetwork {
     server_name: String,
 }
 
-type RpcResult<T, E = openraft::error::Infallible> = Result<T, RPCError<NodeId, Member, RaftError<NodeId, E>>>;
+type RpcResult<T, E = openraft::error::Infallible> =
+    Result<T, RPCError<NodeId, Member, RaftError<NodeId, E>>>;
 
 impl PeerNetwork {
     async fn call(&self, request: Request, option: &RPCOption) -> Result<Response, CallError> {
@@ -174,15 +187,25 @@ impl PeerNetwork {
             .await
     }
 
-    fn unexpected<E: std::error::Error>(&self, response: &Response) -> RPCError<NodeId, Member, RaftError<NodeId, E>> {
-        let message = format!("node {} answered with an unexpected message: {response:?}", self.target);
+    fn unexpected<E: std::error::Error>(
+        &self,
+        response: &Response,
+    ) -> RPCError<NodeId, Member, RaftError<NodeId, E>> {
+        let message = format!(
+            "node {} answered with an unexpected message: {response:?}",
+            self.target
+        );
         RPCError::Network(NetworkError::new(&std::io::Error::other(message)))
     }
 }
 
-fn transport_error<E: std::error::Error>(e: CallError) -> RPCError<NodeId, Member, RaftError<NodeId, E>> {
+fn transport_error<E: std::error::Error>(
+    e: CallError,
+) -> RPCError<NodeId, Member, RaftError<NodeId, E>> {
     match e {
-        CallError::Timeout { .. } | CallError::Stream { .. } => RPCError::Network(NetworkError::new(&e)),
+        CallError::Timeout { .. } | CallError::Stream { .. } => {
+            RPCError::Network(NetworkError::new(&e))
+        }
         _ => RPCError::Unreachable(Unreachable::new(&e)),
     }
 }
@@ -193,9 +216,15 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>> {
-        match self.call(Request::AppendEntries(rpc), &option).await.map_err(transport_error)? {
+        match self
+            .call(Request::AppendEntries(rpc), &option)
+            .await
+            .map_err(transport_error)?
+        {
             Response::AppendEntries(Ok(resp)) => Ok(resp),
-            Response::AppendEntries(Err(e)) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),
+            Response::AppendEntries(Err(e)) => {
+                Err(RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
             other => Err(self.unexpected(&other)),
         }
     }
@@ -205,15 +234,29 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
-        match self.call(Request::InstallSnapshot(rpc), &option).await.map_err(transport_error)? {
+        match self
+            .call(Request::InstallSnapshot(rpc), &option)
+            .await
+            .map_err(transport_error)?
+        {
             Response::InstallSnapshot(Ok(resp)) => Ok(resp),
-            Response::InstallSnapshot(Err(e)) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),
+            Response::InstallSnapshot(Err(e)) => {
+                Err(RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
             other => Err(self.unexpected(&other)),
         }
     }
 
-    async fn vote(&mut self, rpc: VoteRequest<NodeId>, option: RPCOption) -> RpcResult<VoteResponse<NodeId>> {
-        match self.call(Request::Vote(rpc), &option).await.map_err(transport_error)? {
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<NodeId>> {
+        match self
+            .call(Request::Vote(rpc), &option)
+            .await
+            .map_err(transport_error)?
+        {
             Response::Vote(Ok(resp)) => Ok(resp),
             Response::Vote(Err(e)) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),
             other => Err(self.unexpected(&other)),

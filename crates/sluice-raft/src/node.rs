@@ -155,7 +155,10 @@ impl ClusterNode {
             .map_err(|e| dir_err(e.message))?;
         // TLS before touching the disk: a bad certificate must not leave a
         // half-initialised data dir behind.
-        let tls = options.tls.load().map_err(|e| StartError::Tls(e.to_string()))?;
+        let tls = options
+            .tls
+            .load()
+            .map_err(|e| StartError::Tls(e.to_string()))?;
         let dir = if dir.fresh {
             dir
         } else {
@@ -168,11 +171,19 @@ impl ClusterNode {
         let db_path = dir.db_path();
         let db = tokio::task::spawn_blocking(move || sled::Config::new().path(db_path).open())
             .await
-            .map_err(|e| dir_err(format!("the store could not be opened (it may be corrupt): {e}")))?
-            .map_err(|e| dir_err(format!("the store could not be opened (it may be corrupt): {e}")))?;
+            .map_err(|e| {
+                dir_err(format!(
+                    "the store could not be opened (it may be corrupt): {e}"
+                ))
+            })?
+            .map_err(|e| {
+                dir_err(format!(
+                    "the store could not be opened (it may be corrupt): {e}"
+                ))
+            })?;
         let log = LogStore::open(&db).map_err(|e| dir_err(format!("cannot open the log: {e}")))?;
-        let state_machine =
-            StateMachine::open(&db).map_err(|e| dir_err(format!("cannot load the latest snapshot: {e}")))?;
+        let state_machine = StateMachine::open(&db)
+            .map_err(|e| dir_err(format!("cannot load the latest snapshot: {e}")))?;
         if dir.fresh {
             db.flush_async()
                 .await
@@ -181,9 +192,11 @@ impl ClusterNode {
                 .map_err(|e| dir_err(format!("cannot write the identity file: {e}")))?;
         }
 
-        let endpoint = quinn::Endpoint::server(tls.server, options.listen_raft).map_err(|e| StartError::Bind {
-            addr: options.listen_raft,
-            message: e.to_string(),
+        let endpoint = quinn::Endpoint::server(tls.server, options.listen_raft).map_err(|e| {
+            StartError::Bind {
+                addr: options.listen_raft,
+                message: e.to_string(),
+            }
         })?;
         let mut endpoint = endpoint;
         endpoint.set_default_client_config(tls.client);
@@ -209,7 +222,9 @@ impl ClusterNode {
         let raft = Raft::new(
             options.node_id,
             Arc::new(config),
-            NetworkFactory { peers: peers.clone() },
+            NetworkFactory {
+                peers: peers.clone(),
+            },
             log.clone(),
             state_machine,
         )
@@ -241,7 +256,11 @@ impl ClusterNode {
             inner.stop.clone(),
         ));
 
-        let initialized = inner.raft.is_initialized().await.map_err(|e| StartError::Raft(e.to_string()))?;
+        let initialized = inner
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
         match &options.bootstrap {
             Bootstrap::InitialMembers(members) if !initialized => {
                 if !members.contains_key(&options.node_id) {
@@ -253,7 +272,9 @@ impl ClusterNode {
                 // Every initial member initialises with the same membership;
                 // openraft makes the identical first entries agree.
                 match inner.raft.initialize(members.clone()).await {
-                    Ok(()) => tracing::info!(members = members.len(), "initialised cluster membership"),
+                    Ok(()) => {
+                        tracing::info!(members = members.len(), "initialised cluster membership")
+                    }
                     Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
                     Err(e) => return Err(StartError::Raft(format!("cannot initialise: {e}"))),
                 }
@@ -284,7 +305,9 @@ impl ClusterNode {
     pub async fn read(&self, consistency: Consistency) -> Result<Arc<State>, ClusterError> {
         if consistency == Consistency::Linearizable {
             match self.inner.call_leader(LeaderRequest::ReadIndex).await? {
-                LeaderResponse::ReadIndex { log_index: Some(index) } => self.inner.wait_applied(index).await?,
+                LeaderResponse::ReadIndex {
+                    log_index: Some(index),
+                } => self.inner.wait_applied(index).await?,
                 LeaderResponse::ReadIndex { log_index: None } => {}
                 other => return Err(internal(format!("unexpected answer to a read: {other:?}"))),
             }
@@ -295,7 +318,11 @@ impl ClusterNode {
     /// Proposes a command (through the leader) and waits until it is applied
     /// here, so a read on this node right after sees it.
     pub async fn write(&self, command: Command) -> Result<Applied, ClusterError> {
-        match self.inner.call_leader(LeaderRequest::Write(command)).await? {
+        match self
+            .inner
+            .call_leader(LeaderRequest::Write(command))
+            .await?
+        {
             LeaderResponse::Written { log_index, outcome } => {
                 self.inner.wait_applied(log_index).await?;
                 Ok(outcome?)
@@ -312,8 +339,13 @@ impl ClusterNode {
         self.inner.readiness()
     }
 
-    pub async fn add_learner(&self, id: u64, member: Member) -> Result<ClusterStatus, ClusterError> {
-        self.membership_op(LeaderRequest::AddLearner { id, member }).await
+    pub async fn add_learner(
+        &self,
+        id: u64,
+        member: Member,
+    ) -> Result<ClusterStatus, ClusterError> {
+        self.membership_op(LeaderRequest::AddLearner { id, member })
+            .await
     }
 
     pub async fn promote(&self, id: u64) -> Result<ClusterStatus, ClusterError> {
@@ -325,11 +357,15 @@ impl ClusterNode {
     }
 
     pub async fn transfer_leader(&self, to: u64) -> Result<ClusterStatus, ClusterError> {
-        self.membership_op(LeaderRequest::TransferLeader { to }).await
+        self.membership_op(LeaderRequest::TransferLeader { to })
+            .await
     }
 
     async fn membership_op(&self, request: LeaderRequest) -> Result<ClusterStatus, ClusterError> {
-        if let LeaderResponse::Membership { log_index: Some(index) } = self.inner.call_leader(request).await? {
+        if let LeaderResponse::Membership {
+            log_index: Some(index),
+        } = self.inner.call_leader(request).await?
+        {
             self.inner.wait_applied(index).await?;
         }
         Ok(self.inner.status())
@@ -347,7 +383,10 @@ impl ClusterNode {
         // connections have drained and the last endpoint handle is dropped.
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
         inner.tasks.close();
-        if tokio::time::timeout(Duration::from_secs(5), inner.tasks.wait()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(5), inner.tasks.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("peer tasks still running after 5 s; leaving them");
         }
         if let Err(e) = inner.db.flush_async().await {
@@ -385,7 +424,9 @@ impl Inner {
     }
 
     fn op_timeout(&self) -> Duration {
-        Duration::from_millis((self.timing.rpc_timeout_ms * 5).max(self.timing.election_timeout_max_ms * 4))
+        Duration::from_millis(
+            (self.timing.rpc_timeout_ms * 5).max(self.timing.election_timeout_max_ms * 4),
+        )
     }
 
     fn metrics(&self) -> openraft::RaftMetrics<NodeId, Member> {
@@ -393,7 +434,11 @@ impl Inner {
     }
 
     fn is_member(&self) -> bool {
-        self.metrics().membership_config.membership().get_node(&self.id).is_some()
+        self.metrics()
+            .membership_config
+            .membership()
+            .get_node(&self.id)
+            .is_some()
     }
 
     fn known_leader(&self) -> Option<(NodeId, Member)> {
@@ -421,12 +466,17 @@ impl Inner {
             .applied_index_at_least(Some(index), "apply")
             .await
             .map(|_| ())
-            .map_err(|e| ClusterError::Timeout(format!("waiting for this node to apply index {index}: {e}")))
+            .map_err(|e| {
+                ClusterError::Timeout(format!("waiting for this node to apply index {index}: {e}"))
+            })
     }
 
     /// Runs `request` on the leader: here if this node leads, else over QUIC.
     /// Retries while leadership is moving, until the operation deadline.
-    async fn call_leader(self: &Arc<Self>, request: LeaderRequest) -> Result<LeaderResponse, ClusterError> {
+    async fn call_leader(
+        self: &Arc<Self>,
+        request: LeaderRequest,
+    ) -> Result<LeaderResponse, ClusterError> {
         let deadline = Instant::now() + self.op_timeout();
         let mut last_error = "no leader is known".to_string();
         let mut hint: Option<(NodeId, Member)> = None;
@@ -500,14 +550,25 @@ impl Inner {
                     at_ms: now_ms(),
                     command,
                 };
-                let response = self.raft.client_write(proposal).await.map_err(write_error)?;
+                let response = self
+                    .raft
+                    .client_write(proposal)
+                    .await
+                    .map_err(write_error)?;
                 let outcome = match response.data {
                     RaftResponse::Command(outcome) => outcome,
                     RaftResponse::Internal => {
-                        return Err(LeaderError::Failed(internal("a command entry produced no result")))
+                        return Err(LeaderError::Failed(internal(
+                            "a command entry produced no result",
+                        )))
                     }
                 };
-                tracing::debug!(command = kind, index = response.log_id.index, ok = outcome.is_ok(), "applied");
+                tracing::debug!(
+                    command = kind,
+                    index = response.log_id.index,
+                    ok = outcome.is_ok(),
+                    "applied"
+                );
                 Ok(LeaderResponse::Written {
                     log_index: response.log_id.index,
                     outcome,
@@ -517,10 +578,14 @@ impl Inner {
                 Ok((read, _)) => Ok(LeaderResponse::ReadIndex {
                     log_index: read.map(|l| l.index),
                 }),
-                Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => Err(not_leader(f)),
-                Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => Err(LeaderError::Failed(
-                    ClusterError::Unavailable(format!("leader cannot reach a quorum: {e}")),
-                )),
+                Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                    Err(not_leader(f))
+                }
+                Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
+                    Err(LeaderError::Failed(ClusterError::Unavailable(format!(
+                        "leader cannot reach a quorum: {e}"
+                    ))))
+                }
                 Err(e) => Err(LeaderError::Failed(internal(e))),
             },
             LeaderRequest::AddLearner { id, member } => {
@@ -529,10 +594,17 @@ impl Inner {
                 if membership.voter_ids().any(|v| v == id) {
                     return Err(invalid(format!("node {id} is already a voter")));
                 }
-                if membership.get_node(&id).is_some_and(|existing| existing == &member) {
+                if membership
+                    .get_node(&id)
+                    .is_some_and(|existing| existing == &member)
+                {
                     return Ok(LeaderResponse::Membership { log_index: None });
                 }
-                let response = self.raft.add_learner(id, member, false).await.map_err(write_error)?;
+                let response = self
+                    .raft
+                    .add_learner(id, member, false)
+                    .await
+                    .map_err(write_error)?;
                 tracing::info!(node = id, "added learner");
                 Ok(LeaderResponse::Membership {
                     log_index: Some(response.log_id.index),
@@ -545,7 +617,9 @@ impl Inner {
                     return Ok(LeaderResponse::Membership { log_index: None });
                 }
                 if membership.get_node(&id).is_none() {
-                    return Err(invalid(format!("node {id} is not a member; add it as a learner first")));
+                    return Err(invalid(format!(
+                        "node {id} is not a member; add it as a learner first"
+                    )));
                 }
                 self.wait_caught_up(id).await?;
                 let response = self
@@ -566,14 +640,20 @@ impl Inner {
                 }
                 let is_voter = membership.voter_ids().any(|v| v == id);
                 if is_voter && membership.voter_ids().count() == 1 {
-                    return Err(invalid(format!("node {id} is the last voter and cannot be removed")));
+                    return Err(invalid(format!(
+                        "node {id} is the last voter and cannot be removed"
+                    )));
                 }
                 let change = if is_voter {
                     ChangeMembers::RemoveVoters(BTreeSet::from([id]))
                 } else {
                     ChangeMembers::RemoveNodes(BTreeSet::from([id]))
                 };
-                let response = self.raft.change_membership(change, false).await.map_err(write_error)?;
+                let response = self
+                    .raft
+                    .change_membership(change, false)
+                    .await
+                    .map_err(write_error)?;
                 tracing::info!(node = id, "removed from the cluster");
                 Ok(LeaderResponse::Membership {
                     log_index: Some(response.log_id.index),
@@ -638,7 +718,12 @@ impl Inner {
                 let call = Request::HoldElections { for_ms: hold_ms };
                 if let Err(e) = self
                     .peers
-                    .call(&node.raft_addr, &node_server_name(voter), &call, rpc_timeout)
+                    .call(
+                        &node.raft_addr,
+                        &node_server_name(voter),
+                        &call,
+                        rpc_timeout,
+                    )
                     .await
                 {
                     tracing::warn!(node = voter, error = %e, "could not pause elections for the transfer");
@@ -651,7 +736,12 @@ impl Inner {
         let target = membership.get_node(&to).cloned().unwrap_or_default();
         let campaign = self
             .peers
-            .call(&target.raft_addr, &node_server_name(to), &Request::Campaign, rpc_timeout)
+            .call(
+                &target.raft_addr,
+                &node_server_name(to),
+                &Request::Campaign,
+                rpc_timeout,
+            )
             .await;
         let outcome = match campaign {
             Err(e) => Err(LeaderError::Failed(ClusterError::Unavailable(format!(
@@ -682,7 +772,10 @@ impl Inner {
     /// Keeps this node from starting elections for `for_ms`.
     pub(crate) fn hold_elections(self: &Arc<Self>, for_ms: u64) {
         let until = Instant::now() + Duration::from_millis(for_ms);
-        *self.hold_elections_until.lock().unwrap_or_else(|p| p.into_inner()) = Some(until);
+        *self
+            .hold_elections_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(until);
         self.raft.runtime_config().elect(false);
         let inner = self.clone();
         self.tasks.spawn(async move {
@@ -690,7 +783,10 @@ impl Inner {
                 _ = inner.stop.cancelled() => return,
                 _ = tokio::time::sleep_until(until.into()) => {}
             }
-            let mut hold = inner.hold_elections_until.lock().unwrap_or_else(|p| p.into_inner());
+            let mut hold = inner
+                .hold_elections_until
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             if hold.is_some_and(|u| u <= Instant::now()) {
                 *hold = None;
                 inner.raft.runtime_config().elect(true);
@@ -731,12 +827,18 @@ impl Inner {
                 let mut target = (seed.clone(), CLUSTER_SERVER_NAME.to_string());
                 // One redirect: a seed that is not the leader names it.
                 for _ in 0..2 {
-                    match self.peers.call(&target.0, &target.1, &request, timeout).await {
+                    match self
+                        .peers
+                        .call(&target.0, &target.1, &request, timeout)
+                        .await
+                    {
                         Ok(Response::Leader(Ok(_))) => {
                             tracing::info!(seed = %seed, "joined the cluster as a learner");
                             return;
                         }
-                        Ok(Response::Leader(Err(LeaderError::NotLeader { leader: Some((id, member)) }))) => {
+                        Ok(Response::Leader(Err(LeaderError::NotLeader {
+                            leader: Some((id, member)),
+                        }))) => {
                             target = (member.raft_addr, node_server_name(id));
                         }
                         Ok(other) => {
@@ -795,7 +897,10 @@ impl Inner {
     fn readiness(&self) -> Readiness {
         let m = self.metrics();
         let applied = self.published.applied_index();
-        let commit = match (index_of(&self.committed_hint), index_of(&self.leader_commit_heard)) {
+        let commit = match (
+            index_of(&self.committed_hint),
+            index_of(&self.leader_commit_heard),
+        ) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         };

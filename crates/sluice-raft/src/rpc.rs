@@ -5,8 +5,8 @@ use crate::api::{ClusterError, Member};
 use crate::types::{NodeId, TypeConfig};
 use openraft::error::{InstallSnapshotError, RaftError};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 use serde::{Deserialize, Serialize};
 use sluice_core::{codec, Applied, ApplyError, Command};
@@ -23,7 +23,9 @@ pub enum Request {
     /// An operation only the leader can perform, forwarded by another node.
     Leader(LeaderRequest),
     /// Part of a leadership transfer: do not start elections for a while.
-    HoldElections { for_ms: u64 },
+    HoldElections {
+        for_ms: u64,
+    },
     /// Part of a leadership transfer: start an election now.
     Campaign,
 }
@@ -34,10 +36,19 @@ pub enum LeaderRequest {
     Write(Command),
     /// Confirm leadership and say up to which index a linearizable read must wait.
     ReadIndex,
-    AddLearner { id: NodeId, member: Member },
-    Promote { id: NodeId },
-    Remove { id: NodeId },
-    TransferLeader { to: NodeId },
+    AddLearner {
+        id: NodeId,
+        member: Member,
+    },
+    Promote {
+        id: NodeId,
+    },
+    Remove {
+        id: NodeId,
+    },
+    TransferLeader {
+        to: NodeId,
+    },
 }
 
 /// The leader's answer.
@@ -58,7 +69,9 @@ pub enum LeaderResponse {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum LeaderError {
     /// This node is not the leader; try `leader` (if known).
-    NotLeader { leader: Option<(NodeId, Member)> },
+    NotLeader {
+        leader: Option<(NodeId, Member)>,
+    },
     Failed(ClusterError),
 }
 
@@ -67,7 +80,9 @@ pub enum LeaderError {
 pub enum Response {
     AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
     Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
-    InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
+    InstallSnapshot(
+        Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
+    ),
     Leader(Result<LeaderResponse, LeaderError>),
     Ack,
     /// The request could not be decoded or served at all.
@@ -94,19 +109,33 @@ pub async fn write_frame<T: Serialize>(
         return Err(FrameError::TooLarge(bytes.len()));
     }
     let len = (bytes.len() as u32).to_be_bytes();
-    stream.write_all(&len).await.map_err(std::io::Error::other)?;
-    stream.write_all(&bytes).await.map_err(std::io::Error::other)?;
+    stream
+        .write_all(&len)
+        .await
+        .map_err(std::io::Error::other)?;
+    stream
+        .write_all(&bytes)
+        .await
+        .map_err(std::io::Error::other)?;
     Ok(())
 }
 
-pub async fn read_frame<T: serde::de::DeserializeOwned>(stream: &mut quinn::RecvStream) -> Result<T, FrameError> {
+pub async fn read_frame<T: serde::de::DeserializeOwned>(
+    stream: &mut quinn::RecvStream,
+) -> Result<T, FrameError> {
     let mut len = [0u8; 4];
-    stream.read_exact(&mut len).await.map_err(std::io::Error::other)?;
+    stream
+        .read_exact(&mut len)
+        .await
+        .map_err(std::io::Error::other)?;
     let len = u32::from_be_bytes(len) as usize;
     if len > MAX_FRAME {
         return Err(FrameError::TooLarge(len));
     }
     let mut buf = vec![0u8; len];
-    stream.read_exact(&mut buf).await.map_err(std::io::Error::other)?;
+    stream
+        .read_exact(&mut buf)
+        .await
+        .map_err(std::io::Error::other)?;
     Ok(codec::decode(&buf)?)
 }

@@ -10,7 +10,12 @@ use tokio_util::task::TaskTracker;
 
 /// Accepts connections until `stop` is cancelled. Every task it spawns is
 /// tracked by `tasks`, so shutdown can wait for them.
-pub async fn serve(endpoint: quinn::Endpoint, inner: Arc<Inner>, tasks: TaskTracker, stop: CancellationToken) {
+pub async fn serve(
+    endpoint: quinn::Endpoint,
+    inner: Arc<Inner>,
+    tasks: TaskTracker,
+    stop: CancellationToken,
+) {
     loop {
         let incoming = tokio::select! {
             _ = stop.cancelled() => break,
@@ -73,7 +78,9 @@ async fn handle(request: Request, inner: &Arc<Inner>) -> Response {
             Response::AppendEntries(inner.raft.append_entries(rpc).await)
         }
         Request::Vote(rpc) => Response::Vote(inner.raft.vote(rpc).await),
-        Request::InstallSnapshot(rpc) => Response::InstallSnapshot(inner.raft.install_snapshot(rpc).await),
+        Request::InstallSnapshot(rpc) => {
+            Response::InstallSnapshot(inner.raft.install_snapshot(rpc).await)
+        }
         Request::Leader(request) => Response::Leader(inner.handle_leader_request(request).await),
         Request::HoldElections { for_ms } => {
             inner.hold_elections(for_ms);

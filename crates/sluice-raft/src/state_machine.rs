@@ -9,10 +9,14 @@
 //! purge the log they cover, installed when a leader streams one, and read back
 //! for lagging followers.
 
-use crate::types::{Entry, LogId, Response, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use crate::types::{
+    Entry, LogId, Response, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+};
 use arc_swap::ArcSwap;
 use openraft::storage::RaftStateMachine;
-use openraft::{EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder, SnapshotId, StorageIOError};
+use openraft::{
+    EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder, SnapshotId, StorageIOError,
+};
 use serde::{Deserialize, Serialize};
 use sluice_core::{codec, State};
 use std::io::Cursor;
@@ -74,7 +78,9 @@ fn snapshot_err(verb: ErrorVerb, e: impl std::error::Error + 'static) -> Storage
 impl StateMachine {
     /// Opens the state machine, restoring it from the latest stored snapshot.
     pub fn open(db: &sled::Db) -> Result<Self, StorageError> {
-        let snapshots = db.open_tree("snapshot").map_err(|e| snapshot_err(ErrorVerb::Read, e))?;
+        let snapshots = db
+            .open_tree("snapshot")
+            .map_err(|e| snapshot_err(ErrorVerb::Read, e))?;
         let mut sm = StateMachine {
             last_applied: None,
             last_membership: StoredMembership::default(),
@@ -87,7 +93,11 @@ impl StateMachine {
             db: db.clone(),
             builds: Arc::new(AtomicU64::new(0)),
         };
-        if let Some(data) = sm.snapshots.get(SNAPSHOT_DATA).map_err(|e| snapshot_err(ErrorVerb::Read, e))? {
+        if let Some(data) = sm
+            .snapshots
+            .get(SNAPSHOT_DATA)
+            .map_err(|e| snapshot_err(ErrorVerb::Read, e))?
+        {
             sm.restore(&data)?;
         }
         Ok(sm)
@@ -103,7 +113,8 @@ impl StateMachine {
     }
 
     fn restore(&mut self, data: &[u8]) -> Result<(), StorageError> {
-        let image: SnapshotImage = codec::decode(data).map_err(|e| snapshot_err(ErrorVerb::Read, e))?;
+        let image: SnapshotImage =
+            codec::decode(data).map_err(|e| snapshot_err(ErrorVerb::Read, e))?;
         let state = State::decode(&image.state).map_err(|e| snapshot_err(ErrorVerb::Read, e))?;
         self.last_applied = image.last_applied;
         self.last_membership = image.last_membership;
@@ -114,13 +125,17 @@ impl StateMachine {
 
     fn publish(&self) {
         self.published.state.store(self.state.clone());
-        self.published
-            .applied_index
-            .store(self.last_applied.map_or(u64::MAX, |l| l.index), Ordering::Release);
+        self.published.applied_index.store(
+            self.last_applied.map_or(u64::MAX, |l| l.index),
+            Ordering::Release,
+        );
     }
 
     fn image(&self) -> Result<Vec<u8>, StorageError> {
-        let state = self.state.encode().map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        let state = self
+            .state
+            .encode()
+            .map_err(|e| sm_err(ErrorVerb::Read, e))?;
         codec::encode(&SnapshotImage {
             last_applied: self.last_applied,
             last_membership: self.last_membership.clone(),
@@ -173,7 +188,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             last_membership: self.last_membership.clone(),
             snapshot_id,
         };
-store_snapshot(&self.db, &self.snapshots, &meta, &data).await?;
+        store_snapshot(&self.db, &self.snapshots, &meta, &data).await?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -232,7 +247,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
         // Decode before storing: a bad snapshot must not replace a good one.
-        let image: SnapshotImage = codec::decode(&data).map_err(|e| snapshot_err(ErrorVerb::Read, e))?;
+        let image: SnapshotImage =
+            codec::decode(&data).map_err(|e| snapshot_err(ErrorVerb::Read, e))?;
         State::decode(&image.state).map_err(|e| snapshot_err(ErrorVerb::Read, e))?;
         store_snapshot(&self.db, &self.snapshots, meta, &data).await?;
         self.restore(&data)?;
@@ -244,11 +260,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        let read = |key: &[u8]| self.snapshots.get(key).map_err(|e| snapshot_err(ErrorVerb::Read, e));
+        let read = |key: &[u8]| {
+            self.snapshots
+                .get(key)
+                .map_err(|e| snapshot_err(ErrorVerb::Read, e))
+        };
         let (Some(meta), Some(data)) = (read(SNAPSHOT_META)?, read(SNAPSHOT_DATA)?) else {
             return Ok(None);
         };
-        let meta: SnapshotMeta = codec::decode(&meta).map_err(|e| snapshot_err(ErrorVerb::Read, e))?;
+        let meta: SnapshotMeta =
+            codec::decode(&meta).map_err(|e| snapshot_err(ErrorVerb::Read, e))?;
         Ok(Some(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data.to_vec())),

@@ -74,13 +74,14 @@ impl TlsFiles {
     pub fn load(&self) -> Result<TlsConfigs, TlsError> {
         let ca = load_certs(&self.ca_cert)?;
         let chain = load_certs(&self.node_cert)?;
-        let key = PrivateKeyDer::from_pem_file(&self.node_key).map_err(|e| file_err(&self.node_key, e))?;
+        let key = PrivateKeyDer::from_pem_file(&self.node_key)
+            .map_err(|e| file_err(&self.node_key, e))?;
 
         let mut roots = RootCertStore::empty();
         for cert in ca {
-            roots
-                .add(cert)
-                .map_err(|e| file_err(&self.ca_cert, format!("not a usable CA certificate: {e}")))?;
+            roots.add(cert).map_err(|e| {
+                file_err(&self.ca_cert, format!("not a usable CA certificate: {e}"))
+            })?;
         }
         let roots = Arc::new(roots);
 
@@ -92,7 +93,12 @@ impl TlsFiles {
             .map_err(|e| TlsError::Config(e.to_string()))?
             .with_client_cert_verifier(verifier)
             .with_single_cert(chain.clone(), key.clone_key())
-            .map_err(|e| file_err(&self.node_key, format!("does not match the node certificate: {e}")))?;
+            .map_err(|e| {
+                file_err(
+                    &self.node_key,
+                    format!("does not match the node certificate: {e}"),
+                )
+            })?;
         server.alpn_protocols = vec![ALPN.to_vec()];
 
         let mut client = rustls::ClientConfig::builder_with_provider(provider())
@@ -100,7 +106,12 @@ impl TlsFiles {
             .map_err(|e| TlsError::Config(e.to_string()))?
             .with_root_certificates(roots)
             .with_client_auth_cert(chain, key)
-            .map_err(|e| file_err(&self.node_key, format!("does not match the node certificate: {e}")))?;
+            .map_err(|e| {
+                file_err(
+                    &self.node_key,
+                    format!("does not match the node certificate: {e}"),
+                )
+            })?;
         client.alpn_protocols = vec![ALPN.to_vec()];
 
         let server = quinn::crypto::rustls::QuicServerConfig::try_from(server)
@@ -112,7 +123,8 @@ impl TlsFiles {
         transport
             .keep_alive_interval(Some(std::time::Duration::from_secs(2)))
             .max_idle_timeout(Some(
-                quinn::IdleTimeout::try_from(std::time::Duration::from_secs(10)).expect("10 s is a valid idle timeout"),
+                quinn::IdleTimeout::try_from(std::time::Duration::from_secs(10))
+                    .expect("10 s is a valid idle timeout"),
             ));
         let transport = Arc::new(transport);
 

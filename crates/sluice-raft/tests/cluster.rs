@@ -23,17 +23,27 @@ fn provider(name: &str) -> Command {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_through_a_follower_is_readable_on_every_node() {
     let plan = Plan::new(&[1, 2, 3]);
-    let nodes = [plan.start(1).await, plan.start(2).await, plan.start(3).await];
+    let nodes = [
+        plan.start(1).await,
+        plan.start(2).await,
+        plan.start(3).await,
+    ];
     let leader = leader_of(&nodes.iter().collect::<Vec<_>>()).await;
     let follower = nodes.iter().find(|n| n.node_id() != leader).unwrap();
 
     let applied = follower.write(provider("openai")).await.unwrap();
-    assert!(matches!(applied, Applied::Provider(ref p) if p.name == "openai" && p.created_at_ms > 0));
+    assert!(
+        matches!(applied, Applied::Provider(ref p) if p.name == "openai" && p.created_at_ms > 0)
+    );
     // Read-your-write on the follower that took it, linearizable everywhere.
     assert!(follower.local_state().provider("openai").is_some());
     for node in &nodes {
         let state = node.read(Consistency::Linearizable).await.unwrap();
-        assert!(state.provider("openai").is_some(), "node {} misses the write", node.node_id());
+        assert!(
+            state.provider("openai").is_some(),
+            "node {} misses the write",
+            node.node_id()
+        );
     }
     // A refused command comes back as such and changes nothing.
     let err = follower.write(provider("openai")).await.unwrap_err();
@@ -51,9 +61,17 @@ async fn write_through_a_follower_is_readable_on_every_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leadership_can_be_transferred() {
     let plan = Plan::new(&[1, 2, 3]);
-    let nodes = [plan.start(1).await, plan.start(2).await, plan.start(3).await];
+    let nodes = [
+        plan.start(1).await,
+        plan.start(2).await,
+        plan.start(3).await,
+    ];
     let leader = leader_of(&nodes.iter().collect::<Vec<_>>()).await;
-    let target = nodes.iter().map(|n| n.node_id()).find(|id| *id != leader).unwrap();
+    let target = nodes
+        .iter()
+        .map(|n| n.node_id())
+        .find(|id| *id != leader)
+        .unwrap();
     let status = nodes[0].transfer_leader(target).await.unwrap();
     let _ = status;
     eventually(Duration::from_secs(10), "new leader everywhere", || {

@@ -46,7 +46,10 @@ async fn losing_the_leader_elects_another_and_the_returning_node_catches_up_by_s
         rest[i % 2].write(provider(&format!("p{i}"))).await.unwrap();
     }
     let snapshot_at = nodes[&new_leader].status().await.snapshot_index;
-    assert!(snapshot_at.is_some_and(|s| s > 20), "no compaction: {snapshot_at:?}");
+    assert!(
+        snapshot_at.is_some_and(|s| s > 20),
+        "no compaction: {snapshot_at:?}"
+    );
 
     let back = plan.start(leader).await;
     eventually(Duration::from_secs(20), "old leader to catch up", || {
@@ -55,7 +58,10 @@ async fn losing_the_leader_elects_another_and_the_returning_node_catches_up_by_s
     })
     .await;
     assert!(has_provider(&back, "before").await);
-    assert!(back.status().await.snapshot_index.is_some(), "caught up without a snapshot");
+    assert!(
+        back.status().await.snapshot_index.is_some(),
+        "caught up without a snapshot"
+    );
     back.shutdown().await;
     for node in rest {
         node.shutdown().await;
@@ -66,7 +72,11 @@ async fn losing_the_leader_elects_another_and_the_returning_node_catches_up_by_s
 async fn a_joining_node_is_learner_then_voter_and_a_member_can_be_removed() {
     let mut plan = Plan::new(&[1, 2, 3]);
     plan.addrs.insert(4, free_udp());
-    let initial: BTreeMap<_, _> = plan.initial().into_iter().filter(|(id, _)| *id != 4).collect();
+    let initial: BTreeMap<_, _> = plan
+        .initial()
+        .into_iter()
+        .filter(|(id, _)| *id != 4)
+        .collect();
     let mut nodes = Vec::new();
     for id in [1, 2, 3] {
         nodes.push(
@@ -77,20 +87,31 @@ async fn a_joining_node_is_learner_then_voter_and_a_member_can_be_removed() {
     }
     nodes[0].write(provider("seeded")).await.unwrap();
     let seeds = vec![plan.addrs[&2].to_string()];
-    let fourth = ClusterNode::start(plan.options(4, Bootstrap::Join(seeds))).await.unwrap();
-    eventually(Duration::from_secs(15), "node 4 as learner with the data", || {
-        let fourth = fourth.clone();
-        async move {
-            let s = fourth.status().await;
-            s.members.iter().any(|m| m.id == 4 && m.role == MemberRole::Learner)
-                && has_provider(&fourth, "seeded").await
-        }
-    })
+    let fourth = ClusterNode::start(plan.options(4, Bootstrap::Join(seeds)))
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(15),
+        "node 4 as learner with the data",
+        || {
+            let fourth = fourth.clone();
+            async move {
+                let s = fourth.status().await;
+                s.members
+                    .iter()
+                    .any(|m| m.id == 4 && m.role == MemberRole::Learner)
+                    && has_provider(&fourth, "seeded").await
+            }
+        },
+    )
     .await;
     assert!(fourth.readiness().ready || fourth.readiness().reason.is_some());
 
     let status = nodes[2].promote(4).await.unwrap();
-    assert!(status.members.iter().any(|m| m.id == 4 && m.role == MemberRole::Voter));
+    assert!(status
+        .members
+        .iter()
+        .any(|m| m.id == 4 && m.role == MemberRole::Voter));
     let status = fourth.remove(1).await.unwrap();
     assert!(!status.members.iter().any(|m| m.id == 1), "{status:?}");
     assert_eq!(status.members.len(), 3);
@@ -134,7 +155,10 @@ fn hash_tree(dir: &std::path::Path, out: &mut BTreeMap<String, Vec<u8>>) {
         if entry.file_type().unwrap().is_dir() {
             hash_tree(&entry.path(), out);
         } else {
-            out.insert(entry.path().display().to_string(), std::fs::read(entry.path()).unwrap());
+            out.insert(
+                entry.path().display().to_string(),
+                std::fs::read(entry.path()).unwrap(),
+            );
         }
     }
 }
@@ -159,13 +183,18 @@ async fn a_damaged_store_is_refused_and_left_untouched() {
     let mut before = BTreeMap::new();
     hash_tree(&data, &mut before);
 
-    let err = match ClusterNode::start(plan.options(1, Bootstrap::InitialMembers(plan.initial()))).await {
+    let err = match ClusterNode::start(plan.options(1, Bootstrap::InitialMembers(plan.initial())))
+        .await
+    {
         Ok(_) => panic!("a damaged store was accepted"),
         Err(e) => e,
     };
     assert!(matches!(err, StartError::DataDir { .. }), "{err}");
     let message = err.to_string();
-    assert!(message.contains("damaged") || message.contains("corrupt"), "{message}");
+    assert!(
+        message.contains("damaged") || message.contains("corrupt"),
+        "{message}"
+    );
     let mut after = BTreeMap::new();
     hash_tree(&data, &mut after);
     assert!(before == after, "files changed while refusing");

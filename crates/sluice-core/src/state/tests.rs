@@ -42,11 +42,17 @@ fn at(at_ms: u64, command: Command) -> Proposal {
 #[test]
 fn create_stamps_time_from_the_proposal() {
     let mut s = State::default();
-    let Applied::Provider(p) = s.apply(&at(42, Command::CreateProvider(provider("p")))).unwrap() else {
+    let Applied::Provider(p) = s
+        .apply(&at(42, Command::CreateProvider(provider("p"))))
+        .unwrap()
+    else {
         panic!("expected provider");
     };
     assert_eq!((p.created_at_ms, p.updated_at_ms), (42, 42));
-    let Applied::Provider(p) = s.apply(&at(50, Command::UpdateProvider(provider("p")))).unwrap() else {
+    let Applied::Provider(p) = s
+        .apply(&at(50, Command::UpdateProvider(provider("p"))))
+        .unwrap()
+    else {
         panic!("expected provider");
     };
     assert_eq!((p.created_at_ms, p.updated_at_ms), (42, 50));
@@ -56,11 +62,18 @@ fn create_stamps_time_from_the_proposal() {
 #[test]
 fn references_must_exist_and_cannot_dangle() {
     let mut s = State::default();
-    let err = s.apply(&at(1, Command::CreateRoute(route("r", "p", &[])))).unwrap_err();
-    assert!(matches!(err, ApplyError::Invalid { ref field, .. } if field == "deployments[0].provider"));
-    s.apply(&at(1, Command::CreateProvider(provider("p")))).unwrap();
-    s.apply(&at(2, Command::CreateRoute(route("a", "p", &[])))).unwrap();
-    s.apply(&at(3, Command::CreateRoute(route("b", "p", &["a"])))).unwrap();
+    let err = s
+        .apply(&at(1, Command::CreateRoute(route("r", "p", &[]))))
+        .unwrap_err();
+    assert!(
+        matches!(err, ApplyError::Invalid { ref field, .. } if field == "deployments[0].provider")
+    );
+    s.apply(&at(1, Command::CreateProvider(provider("p"))))
+        .unwrap();
+    s.apply(&at(2, Command::CreateRoute(route("a", "p", &[]))))
+        .unwrap();
+    s.apply(&at(3, Command::CreateRoute(route("b", "p", &["a"]))))
+        .unwrap();
     assert!(matches!(
         s.apply(&at(4, Command::DeleteProvider { name: "p".into() })),
         Err(ApplyError::Conflict { .. })
@@ -69,9 +82,12 @@ fn references_must_exist_and_cannot_dangle() {
         s.apply(&at(4, Command::DeleteRoute { name: "a".into() })),
         Err(ApplyError::Conflict { .. })
     ));
-    s.apply(&at(5, Command::DeleteRoute { name: "b".into() })).unwrap();
-    s.apply(&at(6, Command::DeleteRoute { name: "a".into() })).unwrap();
-    s.apply(&at(7, Command::DeleteProvider { name: "p".into() })).unwrap();
+    s.apply(&at(5, Command::DeleteRoute { name: "b".into() }))
+        .unwrap();
+    s.apply(&at(6, Command::DeleteRoute { name: "a".into() }))
+        .unwrap();
+    s.apply(&at(7, Command::DeleteProvider { name: "p".into() }))
+        .unwrap();
     assert_eq!(s.routes().len() + s.providers().len(), 0);
 }
 
@@ -80,15 +96,27 @@ fn keys_are_found_by_hash_until_deleted_and_revocation_sticks() {
     let mut s = State::default();
     let k = key(1);
     s.apply(&at(1, Command::CreateKey(k.clone()))).unwrap();
-    assert_eq!(s.key_by_hash(&k.hash).map(|k| k.id.as_str()), Some(k.id.as_str()));
+    assert_eq!(
+        s.key_by_hash(&k.hash).map(|k| k.id.as_str()),
+        Some(k.id.as_str())
+    );
     assert!(matches!(
         s.apply(&at(2, Command::CreateKey(k.clone()))),
         Err(ApplyError::Conflict { .. })
     ));
-    s.apply(&at(3, Command::RevokeKey { id: k.id.clone() })).unwrap();
-    s.apply(&at(4, Command::SetKeyEnabled { id: k.id.clone(), enabled: true })).unwrap();
+    s.apply(&at(3, Command::RevokeKey { id: k.id.clone() }))
+        .unwrap();
+    s.apply(&at(
+        4,
+        Command::SetKeyEnabled {
+            id: k.id.clone(),
+            enabled: true,
+        },
+    ))
+    .unwrap();
     assert!(s.key(&k.id).unwrap().check_usable(5).is_err());
-    s.apply(&at(5, Command::DeleteKey { id: k.id.clone() })).unwrap();
+    s.apply(&at(5, Command::DeleteKey { id: k.id.clone() }))
+        .unwrap();
     assert!(s.key_by_hash(&k.hash).is_none());
 }
 
@@ -128,7 +156,11 @@ fn arb_name() -> impl Strategy<Value = String> {
 
 fn arb_provider() -> impl Strategy<Value = Provider> {
     (arb_name(), any::<bool>(), 0u64..3).prop_map(|(name, anthropic, t)| Provider {
-        kind: if anthropic { ProviderKind::Anthropic } else { ProviderKind::OpenAi },
+        kind: if anthropic {
+            ProviderKind::Anthropic
+        } else {
+            ProviderKind::OpenAi
+        },
         timeouts: Timeouts {
             total_ms: t * 1000,
             ..Timeouts::default()
@@ -166,15 +198,19 @@ fn arb_command() -> impl Strategy<Value = Command> {
         arb_route().prop_map(Command::CreateRoute),
         arb_route().prop_map(Command::UpdateRoute),
         arb_name().prop_map(|name| Command::DeleteRoute { name }),
-        (0u8..4, prop::collection::vec(arb_name(), 0..2), prop::option::of(0u64..2000)).prop_map(
-            |(seed, allowed_routes, expires_at_ms)| {
+        (
+            0u8..4,
+            prop::collection::vec(arb_name(), 0..2),
+            prop::option::of(0u64..2000)
+        )
+            .prop_map(|(seed, allowed_routes, expires_at_ms)| {
                 let mut k = key(seed);
                 k.allowed_routes = allowed_routes;
                 k.expires_at_ms = expires_at_ms;
                 Command::CreateKey(k)
-            }
-        ),
-        (arb_key_id(), any::<bool>()).prop_map(|(id, enabled)| Command::SetKeyEnabled { id, enabled }),
+            }),
+        (arb_key_id(), any::<bool>())
+            .prop_map(|(id, enabled)| Command::SetKeyEnabled { id, enabled }),
         arb_key_id().prop_map(|id| Command::RevokeKey { id }),
         arb_key_id().prop_map(|id| Command::DeleteKey { id }),
     ]

@@ -3,7 +3,10 @@
 
 #![allow(dead_code)]
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose, SanType,
+};
 use sluice_raft::tls::TlsFiles;
 use sluice_raft::{Bootstrap, ClusterNode, Member, NodeOptions, RaftTiming};
 use std::collections::BTreeMap;
@@ -28,16 +31,28 @@ impl Ca {
         let cert = params.self_signed(&key).unwrap();
         let pem_path = dir.join(format!("{name}.pem"));
         std::fs::write(&pem_path, cert.pem()).unwrap();
-        Ca { cert, key, pem_path }
+        Ca {
+            cert,
+            key,
+            pem_path,
+        }
     }
 
     /// A node certificate as `sluice init` makes them.
     pub fn issue(&self, dir: &Path, id: u64) -> TlsFiles {
         let key = KeyPair::generate().unwrap();
-        let mut params =
-            CertificateParams::new(vec![format!("node-{id}.sluice"), "cluster.sluice".to_string()]).unwrap();
-        params.subject_alt_names.push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        let mut params = CertificateParams::new(vec![
+            format!("node-{id}.sluice"),
+            "cluster.sluice".to_string(),
+        ])
+        .unwrap();
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
         let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
         let node_cert = dir.join(format!("node-{id}.pem"));
         let node_key = dir.join(format!("node-{id}-key.pem"));
@@ -52,7 +67,10 @@ impl Ca {
 }
 
 pub fn free_udp() -> SocketAddr {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 pub fn fast_timing() -> RaftTiming {
@@ -110,9 +128,11 @@ impl Plan {
     /// is released only once its connections have drained).
     pub async fn start(&self, id: u64) -> Arc<ClusterNode> {
         let addr = self.addrs[&id];
-        eventually(Duration::from_secs(10), "the node's port to be free", || async move {
-            UdpSocket::bind(addr).is_ok()
-        })
+        eventually(
+            Duration::from_secs(10),
+            "the node's port to be free",
+            || async move { UdpSocket::bind(addr).is_ok() },
+        )
         .await;
         ClusterNode::start(self.options(id, Bootstrap::InitialMembers(self.initial())))
             .await

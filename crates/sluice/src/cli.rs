@@ -1,0 +1,244 @@
+//! The command line: argument parsing (clap), logging setup and dispatch to
+//! `serve`, `init`, `dev` and the admin client subcommands.
+//!
+//! Exit codes: 0 success; 1 runtime error (the `anyhow` chain is printed);
+//! 2 invalid configuration (every problem is printed) or invalid arguments.
+
+use crate::config::{self, ConfigErrors, LogFormat, LogSettings};
+use crate::{dev, init, serve};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
+
+/// Exit code for a configuration that does not validate.
+pub const EXIT_CONFIG: u8 = 2;
+
+/// Sluice: a clustered gateway for AI model APIs.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    // Admin client: when `crate::client` exports `ClientGlobal`, add
+    //     #[command(flatten)]
+    //     pub client: crate::client::ClientGlobal,
+    // here (see the matching spot in `Command`).
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one node until SIGINT or SIGTERM.
+    Serve(ServeArgs),
+    /// Generate a cluster: CA, node certificates, data key, admin token and
+    /// one config per node. Never overwrites; rerun to add nodes.
+    Init(InitArgs),
+    /// Run a local cluster of `sluice serve` processes in the foreground.
+    Dev(dev::DevArgs),
+    // Admin client subcommands: when `crate::client` exports
+    // `ClientCommand` and `run`, add
+    //     #[command(flatten)]
+    //     Client(crate::client::ClientCommand),
+    // here and, in `main`,
+    //     Command::Client(cmd) => { init_plain_logging(); finish(runtime().and_then(|rt| rt.block_on(crate::client::run(cmd, cli.client)))) }
+}
+
+/// `sluice serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// The node's configuration file.
+    #[arg(long, short, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Only validate the configuration: print OK or every problem, exit 0 or 2.
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// `sluice init`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct InitArgs {
+    /// Directory to write into (created if missing; existing files are kept).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Nodes 1..=N exist afterwards; existing ones are left untouched.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub nodes: u64,
+    /// IP address every node listens on and advertises.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// Node N uses BASE+10*(N-1) for raft (UDP), +1 for admin, +2 for proxy.
+    #[arg(long, default_value_t = 7000)]
+    pub base_port: u16,
+    /// Cluster id for a new directory (default: random `c-` + 12 hex digits).
+    #[arg(long)]
+    pub cluster_id: Option<String>,
+}
+
+/// Parses the command line, runs the command, and maps the outcome to an exit code.
+pub fn main() -> ExitCode {
+    // Ignored error: a provider is already installed, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => run_serve(args),
+        Command::Init(args) => {
+            init_plain_logging();
+            finish(run_init(args))
+        }
+        Command::Dev(args) => {
+            init_plain_logging();
+            finish(runtime().and_then(|rt| rt.block_on(dev::run(args))))
+        }
+    }
+}
+
+fn run_serve(args: ServeArgs) -> ExitCode {
+    let config = match config::load(&args.config) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if args.check {
+        println!("{}: OK", args.config.display());
+        return ExitCode::SUCCESS;
+    }
+    if let Err(err) = init_tracing(&config.log) {
+        eprintln!("error: {err:#}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    finish(runtime().and_then(|rt| rt.block_on(serve::run(config))))
+}
+
+fn run_init(args: InitArgs) -> anyhow::Result<()> {
+    let ids: Vec<u64> = (1..=args.nodes).collect();
+    if args.host.is_unspecified() {
+        anyhow::bail!(
+            "--host {} is not an address peers can dial; pass the node's real address \
+             (edit [listen] afterwards to listen on all interfaces)",
+            args.host
+        );
+    }
+    let nodes = init::fixed_port_plan(ids.iter().copied(), args.host, args.base_port)?;
+    let initial_members = init::existing_initial_members(&args.out)?.unwrap_or_else(|| ids.clone());
+    let plan = init::InitPlan {
+        out: args.out.clone(),
+        cluster_id: args.cluster_id,
+        nodes,
+        initial_members,
+        raft: None,
+    };
+    let output = init::generate(&plan)?;
+
+    println!("Cluster {} in {}", output.cluster_id, args.out.display());
+    if output.created.is_empty() {
+        println!("Nothing to create: every file and node directory already exists.");
+    } else {
+        println!("Created:");
+        for path in &output.created {
+            println!("  {}", path.display());
+        }
+    }
+    if !output.kept_nodes.is_empty() {
+        let kept: Vec<String> = output
+            .kept_nodes
+            .iter()
+            .map(|id| format!("node-{id}"))
+            .collect();
+        println!("Kept as they were: {}", kept.join(", "));
+    }
+    println!(
+        "Admin token: in {} (keep it secret), e.g. export SLUICE_ADMIN_TOKEN=\"$(cat {})\"",
+        output.admin_token_file.display(),
+        output.admin_token_file.display()
+    );
+    println!("Start each node with:");
+    for path in &output.configs {
+        println!("  sluice serve --config {}", path.display());
+    }
+    Ok(())
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")
+}
+
+/// 0 for `Ok`; otherwise prints the error chain and exits 2 if a
+/// configuration was invalid, else 1.
+fn finish(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            if err.chain().any(|cause| cause.is::<ConfigErrors>()) {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+/// `serve`'s logging, from the config's `[log]`; `RUST_LOG` overrides the level.
+fn init_tracing(log: &LogSettings) -> anyhow::Result<()> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(directive) if !directive.is_empty() => EnvFilter::try_new(&directive)
+            .with_context(|| format!("RUST_LOG=`{directive}` is not a valid filter"))?,
+        _ => EnvFilter::try_new(&log.level)
+            .with_context(|| format!("log.level `{}` is not a valid filter", log.level))?,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let installed = match log.format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    installed.map_err(|err| anyhow::anyhow!("installing the log subscriber: {err}"))
+}
+
+/// Plain stderr logging for the other commands (`RUST_LOG`, default `info`).
+fn init_plain_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Ignored error: a subscriber is already installed, which only happens in tests.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_check_and_init_parse() {
+        let cli = Cli::try_parse_from(["sluice", "serve", "--config", "n.toml", "--check"])
+            .expect("parse");
+        assert!(matches!(
+            cli.command,
+            Command::Serve(ServeArgs { check: true, .. })
+        ));
+        let cli =
+            Cli::try_parse_from(["sluice", "init", "--out", "d", "--nodes", "3"]).expect("parse");
+        let Command::Init(args) = cli.command else {
+            panic!("expected init");
+        };
+        assert_eq!(args.base_port, 7000);
+        assert_eq!(args.host.to_string(), "127.0.0.1");
+        assert!(Cli::try_parse_from(["sluice", "init", "--out", "d", "--nodes", "0"]).is_err());
+    }
+}

@@ -1,0 +1,587 @@
+//! The node configuration file (TOML): parsing, validation and the typed
+//! [`Config`] the rest of the binary uses.
+//!
+//! Loading is two steps. [`parse`] reads the file into [`RawConfig`]: every
+//! struct denies unknown fields and a bad type or a typo is reported with its
+//! field path (`listen.admn: unknown field ...`). [`validate`] then consumes the
+//! raw config, checks every field (addresses, URLs, files, cross-field rules)
+//! and collects *every* problem before failing, so an operator fixes a config
+//! in one round. `docs/configuration.md` documents every field.
+//!
+//! # Layout
+//! * `raw`: the file as written; also what `sluice init` serializes.
+//! * `check`: per-field checks that record problems and return typed values.
+//! * `tls`: checks of the PEM files named in `[tls]`.
+
+mod check;
+mod raw;
+#[cfg(test)]
+mod tests;
+mod tls;
+
+pub use raw::{
+    LogFormat, RawAdmin, RawAdvertise, RawCluster, RawConfig, RawLimits, RawListen, RawLog,
+    RawMember, RawRaft, RawSecrets, RawTls, DEFAULT_LOG_LEVEL, DEFAULT_MAX_BODY_BYTES,
+};
+
+use check::{is_cluster_id, Problems};
+use sluice_core::DataKey;
+use sluice_raft::tls::TlsFiles;
+use sluice_raft::{Bootstrap, Member, NodeOptions, RaftTiming};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The file name `sluice init` gives each node's configuration.
+pub const CONFIG_FILE_NAME: &str = "sluice.toml";
+
+/// A validated node configuration. Paths are absolute or relative to the
+/// working directory (never to the config file any more).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub cluster_id: String,
+    pub node_id: u64,
+    /// Where Raft keeps its sled database.
+    pub data_dir: PathBuf,
+    pub listen: Listen,
+    /// How other nodes (`raft_addr`) and clients (`admin_url`, `proxy_url`)
+    /// reach this node: `[advertise]`, each field defaulting from `[listen]`.
+    pub advertise: Member,
+    pub tls: TlsFiles,
+    /// The file the data key was read from (for messages only).
+    pub data_key_file: PathBuf,
+    /// The cluster's data key; its `Debug` shows only a fingerprint.
+    pub data_key: DataKey,
+    /// SHA-256 of each accepted bootstrap admin token (`[admin] token_sha256`).
+    pub admin_token_hashes: Vec<[u8; 32]>,
+    /// `[cluster]`: `initial_members` or `join`.
+    pub bootstrap: Bootstrap,
+    pub raft: RaftTiming,
+    pub log: LogSettings,
+    pub limits: Limits,
+}
+
+/// `[listen]`: the sockets this node binds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen {
+    /// TCP, the data plane.
+    pub proxy: SocketAddr,
+    /// TCP, the admin API.
+    pub admin: SocketAddr,
+    /// UDP, QUIC between cluster members.
+    pub raft: SocketAddr,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    /// A `tracing_subscriber::EnvFilter` directive (already checked to parse).
+    pub level: String,
+    pub format: LogFormat,
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_body_bytes: u64,
+}
+
+impl Config {
+    /// The options `sluice_raft::ClusterNode::start` takes.
+    pub fn node_options(&self) -> NodeOptions {
+        NodeOptions {
+            cluster_id: self.cluster_id.clone(),
+            node_id: self.node_id,
+            data_dir: self.data_dir.clone(),
+            listen_raft: self.listen.raft,
+            advertise: self.advertise.clone(),
+            tls: self.tls.clone(),
+            bootstrap: self.bootstrap.clone(),
+            timing: self.raft.clone(),
+        }
+    }
+}
+
+/// One problem with a configuration, naming the field it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted path of the field, e.g. `cluster.initial_members[1].raft`;
+    /// empty when the problem is with the file as a whole.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Every problem found in one configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors {
+    pub file: PathBuf,
+    pub errors: Vec<ConfigError>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.errors.len();
+        write!(
+            f,
+            "invalid configuration {} ({n} problem{}):",
+            self.file.display(),
+            if n == 1 { "" } else { "s" }
+        )?;
+        for error in &self.errors {
+            write!(f, "\n  - {error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Reads, parses and validates the configuration file at `path`. Relative
+/// paths inside it are resolved against the file's directory.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let fail = |errors| ConfigErrors {
+        file: path.to_path_buf(),
+        errors,
+    };
+    let whole_file = |message: String| {
+        fail(vec![ConfigError {
+            field: String::new(),
+            message,
+        }])
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| whole_file(format!("cannot read the file: {err}")))?;
+    let raw = parse(&text).map_err(|err| fail(vec![err]))?;
+    let absolute = std::path::absolute(path)
+        .map_err(|err| whole_file(format!("cannot make the path absolute: {err}")))?;
+    let config_dir = absolute.parent().unwrap_or(Path::new("/"));
+    validate(raw, config_dir).map_err(fail)
+}
+
+/// Parses TOML text into the raw configuration. A syntax error, a wrong type
+/// or an unknown field is reported with its field path and line.
+pub fn parse(text: &str) -> Result<RawConfig, ConfigError> {
+    serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        let mut message = inner.message().trim_end().to_string();
+        if let Some(span) = inner.span() {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            message.push_str(&format!(" (line {line}, column {column})"));
+        }
+        ConfigError {
+            field: if path == "." { String::new() } else { path },
+            message,
+        }
+    })
+}
+
+/// Checks every field of `raw` and builds the typed [`Config`], or returns
+/// every problem found. Relative paths are resolved against `config_dir`.
+pub fn validate(raw: RawConfig, config_dir: &Path) -> Result<Config, Vec<ConfigError>> {
+    let mut p = Problems::default();
+
+    if !is_cluster_id(&raw.cluster_id) {
+        p.push(
+            "cluster_id",
+            format!(
+                "`{}` must be 1-64 characters of a-z, 0-9 and -",
+                raw.cluster_id
+            ),
+        );
+    }
+    if raw.node_id == 0 {
+        p.push("node_id", "must be >= 1");
+    }
+    let data_dir = p.path("data_dir", &raw.data_dir, config_dir);
+
+    let listen_proxy = p.socket_addr("listen.proxy", &raw.listen.proxy);
+    let listen_admin = p.socket_addr("listen.admin", &raw.listen.admin);
+    let listen_raft = p.socket_addr("listen.raft", &raw.listen.raft);
+    if let (Some(proxy), Some(admin)) = (listen_proxy, listen_admin) {
+        if proxy == admin {
+            p.push(
+                "listen.admin",
+                format!("{admin} is also listen.proxy; the two TCP listeners need different ports"),
+            );
+        }
+    }
+
+    let advertise = advertise(
+        &mut p,
+        &raw.advertise,
+        listen_raft,
+        listen_admin,
+        listen_proxy,
+    );
+
+    let tls = tls_files(&mut p, &raw.tls, config_dir);
+    let data_key = data_key(&mut p, &raw.secrets, config_dir);
+    let admin_token_hashes = token_hashes(&mut p, &raw.admin);
+    let bootstrap = bootstrap(&mut p, raw.cluster, raw.node_id, advertise.as_ref());
+    let timing = raft_timing(&mut p, &raw.raft);
+
+    if let Err(err) = tracing_subscriber::EnvFilter::try_new(&raw.log.level) {
+        p.push(
+            "log.level",
+            format!("`{}` is not a valid filter directive: {err}", raw.log.level),
+        );
+    }
+    if raw.limits.max_body_bytes == 0 {
+        p.push("limits.max_body_bytes", "must be > 0");
+    }
+
+    match (
+        data_dir,
+        listen_proxy,
+        listen_admin,
+        listen_raft,
+        advertise,
+        tls,
+        data_key,
+        bootstrap,
+    ) {
+        (
+            Some(data_dir),
+            Some(proxy),
+            Some(admin),
+            Some(raft),
+            Some(advertise),
+            Some(tls),
+            Some((data_key_file, data_key)),
+            Some(bootstrap),
+        ) if p.0.is_empty() => Ok(Config {
+            cluster_id: raw.cluster_id,
+            node_id: raw.node_id,
+            data_dir,
+            listen: Listen { proxy, admin, raft },
+            advertise,
+            tls,
+            data_key_file,
+            data_key,
+            admin_token_hashes,
+            bootstrap,
+            raft: timing,
+            log: LogSettings {
+                level: raw.log.level,
+                format: raw.log.format,
+            },
+            limits: Limits {
+                max_body_bytes: raw.limits.max_body_bytes,
+            },
+        }),
+        _ => {
+            if p.0.is_empty() {
+                // Every `None` above comes with a recorded problem; this is a
+                // guard against a check that forgets to record one.
+                p.push("", "configuration is incomplete");
+            }
+            Err(p.0)
+        }
+    }
+}
+
+/// `[advertise]`, each field defaulting from the matching listener unless
+/// that listens on an unspecified address.
+fn advertise(
+    p: &mut Problems,
+    raw: &RawAdvertise,
+    raft: Option<SocketAddr>,
+    admin: Option<SocketAddr>,
+    proxy: Option<SocketAddr>,
+) -> Option<Member> {
+    let raft_addr = match &raw.raft {
+        Some(value) => p.dial_addr("advertise.raft", value),
+        None => from_listen(p, "advertise.raft", "listen.raft", raft, false),
+    };
+    let admin_url = match &raw.admin_url {
+        Some(value) => p.base_url("advertise.admin_url", value),
+        None => from_listen(p, "advertise.admin_url", "listen.admin", admin, true),
+    };
+    let proxy_url = match &raw.proxy_url {
+        Some(value) => p.base_url("advertise.proxy_url", value),
+        None => from_listen(p, "advertise.proxy_url", "listen.proxy", proxy, true),
+    };
+    Some(Member {
+        raft_addr: raft_addr?,
+        admin_url: admin_url?,
+        proxy_url: proxy_url?,
+    })
+}
+
+/// The default for an `[advertise]` field: the listener's address, unless it
+/// is unspecified (`0.0.0.0`, `::`), which nobody can dial.
+fn from_listen(
+    p: &mut Problems,
+    field: &str,
+    listen_field: &str,
+    addr: Option<SocketAddr>,
+    url: bool,
+) -> Option<String> {
+    let addr = addr?;
+    if addr.ip().is_unspecified() {
+        p.push(
+            field,
+            format!(
+                "must be set because {listen_field} ({addr}) is an unspecified address that peers and clients cannot dial"
+            ),
+        );
+        return None;
+    }
+    Some(if url {
+        format!("http://{addr}")
+    } else {
+        addr.to_string()
+    })
+}
+
+fn tls_files(p: &mut Problems, raw: &RawTls, config_dir: &Path) -> Option<TlsFiles> {
+    let ca = p.readable_file("tls.ca_cert", &raw.ca_cert, config_dir);
+    let cert = p.readable_file("tls.node_cert", &raw.node_cert, config_dir);
+    let key = p.readable_file("tls.node_key", &raw.node_key, config_dir);
+    let ((ca_cert, ca_bytes), (node_cert, cert_bytes), (node_key, key_bytes)) = (ca?, cert?, key?);
+    tls::check(
+        p,
+        tls::TlsPems {
+            ca_cert: (&ca_cert, &ca_bytes),
+            node_cert: (&node_cert, &cert_bytes),
+            node_key: (&node_key, &key_bytes),
+        },
+    );
+    Some(TlsFiles {
+        ca_cert,
+        node_cert,
+        node_key,
+    })
+}
+
+fn data_key(p: &mut Problems, raw: &RawSecrets, config_dir: &Path) -> Option<(PathBuf, DataKey)> {
+    const FIELD: &str = "secrets.data_key_file";
+    let (path, bytes) = p.readable_file(FIELD, &raw.data_key_file, config_dir)?;
+    // The message never includes the file's content: it is a secret.
+    let parsed = std::str::from_utf8(&bytes)
+        .ok()
+        .and_then(|text| DataKey::from_hex(text).ok());
+    match parsed {
+        Some(key) => Some((path, key)),
+        None => {
+            p.push(
+                FIELD,
+                format!(
+                    "{} must hold the data key as 64 hex digits (32 bytes)",
+                    path.display()
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn token_hashes(p: &mut Problems, raw: &RawAdmin) -> Vec<[u8; 32]> {
+    if raw.token_sha256.is_empty() {
+        p.push(
+            "admin.token_sha256",
+            "at least one admin token hash is required (sluice init writes one)",
+        );
+    }
+    let mut hashes = Vec::with_capacity(raw.token_sha256.len());
+    for (i, text) in raw.token_sha256.iter().enumerate() {
+        let hash = hex::decode(text.trim())
+            .ok()
+            .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok());
+        match hash {
+            Some(hash) => hashes.push(hash),
+            None => p.push(
+                format!("admin.token_sha256[{i}]"),
+                "must be 64 hex digits (the SHA-256 of an admin token)",
+            ),
+        }
+    }
+    hashes
+}
+
+fn bootstrap(
+    p: &mut Problems,
+    raw: RawCluster,
+    node_id: u64,
+    advertise: Option<&Member>,
+) -> Option<Bootstrap> {
+    match (raw.initial_members, raw.join) {
+        (Some(_), Some(_)) => {
+            p.push(
+                "cluster",
+                "set either initial_members (to form a new cluster) or join (to join a running one), not both",
+            );
+            None
+        }
+        (None, None) => {
+            p.push(
+                "cluster",
+                "set initial_members (to form a new cluster) or join (to join a running one)",
+            );
+            None
+        }
+        (Some(members), None) => {
+            initial_members(p, &members, node_id, advertise).map(Bootstrap::InitialMembers)
+        }
+        (None, Some(join)) => join_addrs(p, &join, advertise).map(Bootstrap::Join),
+    }
+}
+
+fn initial_members(
+    p: &mut Problems,
+    raw: &[RawMember],
+    node_id: u64,
+    advertise: Option<&Member>,
+) -> Option<BTreeMap<u64, Member>> {
+    const FIELD: &str = "cluster.initial_members";
+    if raw.is_empty() {
+        p.push(FIELD, "must list at least this node");
+        return None;
+    }
+    let problems_before = p.0.len();
+    let mut members = BTreeMap::new();
+    let mut raft_owner: BTreeMap<String, u64> = BTreeMap::new();
+    for (i, entry) in raw.iter().enumerate() {
+        let at = format!("{FIELD}[{i}]");
+        if entry.id == 0 {
+            p.push(format!("{at}.id"), "must be >= 1");
+        } else if members.contains_key(&entry.id) {
+            p.push(
+                format!("{at}.id"),
+                format!("node id {} is listed twice", entry.id),
+            );
+        }
+        let raft_addr = p.dial_addr(&format!("{at}.raft"), &entry.raft);
+        let admin_url = p.base_url(&format!("{at}.admin_url"), &entry.admin_url);
+        let proxy_url = p.base_url(&format!("{at}.proxy_url"), &entry.proxy_url);
+        if let Some(raft_addr) = &raft_addr {
+            if let Some(other) = raft_owner.insert(raft_addr.clone(), entry.id) {
+                p.push(
+                    format!("{at}.raft"),
+                    format!("`{raft_addr}` is also node {other}'s raft address"),
+                );
+            }
+        }
+        if let (Some(raft_addr), Some(admin_url), Some(proxy_url)) =
+            (raft_addr, admin_url, proxy_url)
+        {
+            members.entry(entry.id).or_insert(Member {
+                raft_addr,
+                admin_url,
+                proxy_url,
+            });
+        }
+    }
+    match raw.iter().position(|m| m.id == node_id) {
+        None => p.push(
+            FIELD,
+            format!(
+                "this node (node_id = {node_id}) is not listed; a node outside the initial membership uses cluster.join"
+            ),
+        ),
+        Some(i) => {
+            if let (Some(own), Some(advertised)) = (members.get(&node_id), advertise) {
+                let at = format!("{FIELD}[{i}]");
+                for (field, listed, ours, source) in [
+                    ("raft", &own.raft_addr, &advertised.raft_addr, "advertise.raft or listen.raft"),
+                    ("admin_url", &own.admin_url, &advertised.admin_url, "advertise.admin_url or listen.admin"),
+                    ("proxy_url", &own.proxy_url, &advertised.proxy_url, "advertise.proxy_url or listen.proxy"),
+                ] {
+                    if listed != ours {
+                        p.push(
+                            format!("{at}.{field}"),
+                            format!("`{listed}` differs from this node's own address `{ours}` (from {source})"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    (p.0.len() == problems_before).then_some(members)
+}
+
+fn join_addrs(p: &mut Problems, raw: &[String], advertise: Option<&Member>) -> Option<Vec<String>> {
+    const FIELD: &str = "cluster.join";
+    if raw.is_empty() {
+        p.push(
+            FIELD,
+            "must list the raft address of at least one running member",
+        );
+        return None;
+    }
+    let problems_before = p.0.len();
+    let mut addrs = Vec::with_capacity(raw.len());
+    for (i, value) in raw.iter().enumerate() {
+        let field = format!("{FIELD}[{i}]");
+        if let Some(addr) = p.dial_addr(&field, value) {
+            if advertise.is_some_and(|own| own.raft_addr == addr) {
+                p.push(
+                    field,
+                    format!("`{addr}` is this node's own raft address; list running members"),
+                );
+            } else {
+                addrs.push(addr);
+            }
+        }
+    }
+    (p.0.len() == problems_before).then_some(addrs)
+}
+
+fn raft_timing(p: &mut Problems, raw: &RawRaft) -> RaftTiming {
+    let d = RaftTiming::default();
+    let t = RaftTiming {
+        heartbeat_interval_ms: raw.heartbeat_interval_ms.unwrap_or(d.heartbeat_interval_ms),
+        election_timeout_min_ms: raw
+            .election_timeout_min_ms
+            .unwrap_or(d.election_timeout_min_ms),
+        election_timeout_max_ms: raw
+            .election_timeout_max_ms
+            .unwrap_or(d.election_timeout_max_ms),
+        rpc_timeout_ms: raw.rpc_timeout_ms.unwrap_or(d.rpc_timeout_ms),
+        snapshot_every_logs: raw.snapshot_every_logs.unwrap_or(d.snapshot_every_logs),
+        logs_to_keep: raw.logs_to_keep.unwrap_or(d.logs_to_keep),
+    };
+    if t.heartbeat_interval_ms == 0 {
+        p.push("raft.heartbeat_interval_ms", "must be > 0");
+    } else if t.heartbeat_interval_ms >= t.election_timeout_min_ms {
+        p.push(
+            "raft.heartbeat_interval_ms",
+            format!(
+                "{} must be less than raft.election_timeout_min_ms ({}), or followers start elections between heartbeats",
+                t.heartbeat_interval_ms, t.election_timeout_min_ms
+            ),
+        );
+    }
+    if t.election_timeout_min_ms >= t.election_timeout_max_ms {
+        p.push(
+            "raft.election_timeout_min_ms",
+            format!(
+                "{} must be less than raft.election_timeout_max_ms ({})",
+                t.election_timeout_min_ms, t.election_timeout_max_ms
+            ),
+        );
+    }
+    if t.rpc_timeout_ms == 0 {
+        p.push("raft.rpc_timeout_ms", "must be > 0");
+    }
+    if t.snapshot_every_logs == 0 {
+        p.push("raft.snapshot_every_logs", "must be > 0");
+    }
+    t
+}

@@ -1,0 +1,206 @@
+//! The configuration file exactly as written: every field a string or number,
+//! nothing checked beyond its TOML type. [`super::validate`] turns it into
+//! [`super::Config`].
+//!
+//! Every struct denies unknown fields, so a typo (`listen.admn`) is an error
+//! that names the field instead of a setting silently ignored. The same
+//! structs are serialized by `sluice init`, so what it writes is by
+//! construction what `load` reads.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Default `[limits] max_body_bytes`: 10 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
+/// Default `[log] level`.
+pub const DEFAULT_LOG_LEVEL: &str = "info";
+
+/// The whole node configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub cluster_id: String,
+    pub node_id: u64,
+    pub data_dir: PathBuf,
+    pub listen: RawListen,
+    #[serde(default, skip_serializing_if = "RawAdvertise::is_empty")]
+    pub advertise: RawAdvertise,
+    pub tls: RawTls,
+    pub secrets: RawSecrets,
+    pub admin: RawAdmin,
+    pub cluster: RawCluster,
+    #[serde(default, skip_serializing_if = "RawRaft::is_empty")]
+    pub raft: RawRaft,
+    #[serde(default)]
+    pub log: RawLog,
+    #[serde(default)]
+    pub limits: RawLimits,
+}
+
+/// `[listen]`: the sockets this node binds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListen {
+    /// TCP, the data plane.
+    pub proxy: String,
+    /// TCP, the admin API.
+    pub admin: String,
+    /// UDP, QUIC between cluster members.
+    pub raft: String,
+}
+
+/// `[advertise]`: how other nodes and clients reach this node, when that
+/// differs from `[listen]` (NAT, containers, listening on `0.0.0.0`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdvertise {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raft: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_url: Option<String>,
+}
+
+impl RawAdvertise {
+    pub fn is_empty(&self) -> bool {
+        self.raft.is_none() && self.admin_url.is_none() && self.proxy_url.is_none()
+    }
+}
+
+/// `[tls]`: PEM files for the mutual-TLS QUIC transport.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub ca_cert: PathBuf,
+    pub node_cert: PathBuf,
+    pub node_key: PathBuf,
+}
+
+/// `[secrets]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecrets {
+    /// File holding the cluster data key as 64 hex digits.
+    pub data_key_file: PathBuf,
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// SHA-256 (hex) of each accepted bootstrap admin token.
+    pub token_sha256: Vec<String>,
+}
+
+/// `[cluster]`: how a fresh node becomes a member. Exactly one of the two.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_members: Option<Vec<RawMember>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join: Option<Vec<String>>,
+}
+
+/// One entry of `cluster.initial_members`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMember {
+    pub id: u64,
+    pub raft: String,
+    pub admin_url: String,
+    pub proxy_url: String,
+}
+
+/// `[raft]`: every field optional, defaults from `sluice_raft::RaftTiming`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRaft {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_interval_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub election_timeout_min_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub election_timeout_max_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpc_timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_every_logs: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logs_to_keep: Option<u64>,
+}
+
+impl RawRaft {
+    pub fn is_empty(&self) -> bool {
+        *self == RawRaft::default()
+    }
+
+    /// Every value set explicitly, as `sluice init` writes them.
+    pub fn from_timing(timing: &sluice_raft::RaftTiming) -> Self {
+        RawRaft {
+            heartbeat_interval_ms: Some(timing.heartbeat_interval_ms),
+            election_timeout_min_ms: Some(timing.election_timeout_min_ms),
+            election_timeout_max_ms: Some(timing.election_timeout_max_ms),
+            rpc_timeout_ms: Some(timing.rpc_timeout_ms),
+            snapshot_every_logs: Some(timing.snapshot_every_logs),
+            logs_to_keep: Some(timing.logs_to_keep),
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// A `tracing_subscriber::EnvFilter` directive, e.g. `info,sluice_raft=debug`.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        RawLog {
+            level: default_log_level(),
+            format: LogFormat::default(),
+        }
+    }
+}
+
+fn default_log_level() -> String {
+    DEFAULT_LOG_LEVEL.to_string()
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[limits]`: reserved for the proxy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Largest request body the proxy accepts; bigger requests get 413.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: u64,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        RawLimits {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+}
+
+fn default_max_body_bytes() -> u64 {
+    DEFAULT_MAX_BODY_BYTES
+}

@@ -1,0 +1,217 @@
+use super::*;
+use std::net::{IpAddr, Ipv4Addr};
+
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// A directory laid out by `sluice init` (CA, keys, token, three nodes on
+/// fixed ports; nothing is bound), and node 1's config text.
+fn fixture() -> (tempfile::TempDir, PathBuf, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("cluster");
+    let nodes = crate::init::fixed_port_plan(1..=3, LOCALHOST, 17000).expect("plan");
+    crate::init::generate(&crate::init::InitPlan::new(&out, nodes)).expect("generate");
+    let path = out.join("node-1").join(CONFIG_FILE_NAME);
+    let text = std::fs::read_to_string(&path).expect("read config");
+    (dir, path, text)
+}
+
+fn fields(errors: &[ConfigError]) -> Vec<&str> {
+    errors.iter().map(|e| e.field.as_str()).collect()
+}
+
+#[test]
+fn a_typo_is_reported_with_its_field_path() {
+    let (_dir, _path, text) = fixture();
+    let text = text.replacen("admin = ", "admn = ", 1);
+    let err = parse(&text).expect_err("typo must fail");
+    assert_eq!(err.field, "listen.admn", "{err}");
+    assert!(err.message.contains("unknown field `admn`"), "{err}");
+    assert!(err.message.contains("line "), "{err}");
+}
+
+#[test]
+fn a_wrong_type_is_reported_with_its_field_path() {
+    let (_dir, _path, text) = fixture();
+    let text = text.replacen("node_id = 1", "node_id = \"one\"", 1);
+    let err = parse(&text).expect_err("wrong type must fail");
+    assert_eq!(err.field, "node_id", "{err}");
+}
+
+#[test]
+fn every_problem_is_reported_not_just_the_first() {
+    let (_dir, path, text) = fixture();
+    let mut raw = parse(&text).expect("parse");
+    raw.cluster_id = "Bad_Id".into();
+    raw.node_id = 0;
+    raw.listen.proxy = "localhost".into();
+    raw.listen.admin = "0.0.0.0:9090".into();
+    raw.advertise.proxy_url = Some("ftp://x".into());
+    raw.secrets.data_key_file = "missing.key".into();
+    raw.admin.token_sha256 = vec!["abc".into()];
+    raw.cluster.join = Some(vec!["127.0.0.1:7071".into()]);
+    raw.raft.election_timeout_min_ms = Some(2000);
+    raw.log.level = "info,=[".into();
+    raw.limits.max_body_bytes = 0;
+    let errors = validate(raw, path.parent().expect("dir")).expect_err("must fail");
+    let fields = fields(&errors);
+    for expected in [
+        "cluster_id",
+        "node_id",
+        "listen.proxy",
+        "advertise.admin_url",
+        "advertise.proxy_url",
+        "secrets.data_key_file",
+        "admin.token_sha256[0]",
+        "cluster",
+        "raft.election_timeout_min_ms",
+        "log.level",
+        "limits.max_body_bytes",
+    ] {
+        assert!(
+            fields.contains(&expected),
+            "missing {expected} in {errors:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_valid_config_round_trips() {
+    let (_dir, path, text) = fixture();
+    let raw = parse(&text).expect("parse");
+    let again = parse(&toml::to_string(&raw).expect("serialize")).expect("reparse");
+    assert_eq!(raw, again);
+
+    let config = load(&path).expect("load");
+    assert_eq!(config.node_id, 1);
+    assert_eq!(config.listen.raft, "127.0.0.1:17000".parse().expect("addr"));
+    assert_eq!(
+        config.listen.admin,
+        "127.0.0.1:17001".parse().expect("addr")
+    );
+    assert_eq!(config.advertise.admin_url, "http://127.0.0.1:17001");
+    assert_eq!(config.advertise.proxy_url, "http://127.0.0.1:17002");
+    assert_eq!(config.admin_token_hashes.len(), 1);
+    assert_eq!(config.limits.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+    assert_eq!(config.log.format, LogFormat::Text);
+    let Bootstrap::InitialMembers(members) = &config.bootstrap else {
+        panic!("expected initial members, got {:?}", config.bootstrap);
+    };
+    assert_eq!(members.keys().copied().collect::<Vec<_>>(), vec![1, 2, 3]);
+    let options = config.node_options();
+    assert_eq!(options.advertise, config.advertise);
+    assert_eq!(
+        options.timing.heartbeat_interval_ms,
+        RaftTiming::default().heartbeat_interval_ms
+    );
+}
+
+#[test]
+fn relative_paths_resolve_against_the_config_directory() {
+    let (dir, path, _text) = fixture();
+    let config = load(&path).expect("load");
+    let cluster = std::path::absolute(dir.path().join("cluster")).expect("absolute");
+    let node = cluster.join("node-1");
+    assert_eq!(config.data_dir, node.join("data"));
+    assert_eq!(config.tls.ca_cert, node.join("..").join("ca.pem"));
+    assert_eq!(config.tls.node_key, node.join("node-key.pem"));
+    assert_eq!(config.data_key_file, node.join("..").join("data.key"));
+
+    let mut raw = parse(&std::fs::read_to_string(&path).expect("read")).expect("parse");
+    raw.data_dir = "/var/lib/sluice".into();
+    let config = validate(raw, &node).expect("validate");
+    assert_eq!(config.data_dir, PathBuf::from("/var/lib/sluice"));
+}
+
+#[test]
+fn unspecified_listen_address_requires_advertise() {
+    let (_dir, path, text) = fixture();
+    let dir = path.parent().expect("dir");
+    let mut raw = parse(&text).expect("parse");
+    raw.listen.raft = "0.0.0.0:17000".into();
+    let errors = validate(raw.clone(), dir).expect_err("must fail");
+    assert_eq!(fields(&errors), vec!["advertise.raft"], "{errors:#?}");
+
+    raw.advertise.raft = Some("127.0.0.1:17000".into());
+    validate(raw, dir).expect("advertised address makes it valid");
+}
+
+#[test]
+fn initial_members_must_include_this_node_once_with_its_own_addresses() {
+    let (_dir, path, text) = fixture();
+    let dir = path.parent().expect("dir");
+    let raw = parse(&text).expect("parse");
+
+    let mut wrong_addr = raw.clone();
+    if let Some(members) = wrong_addr.cluster.initial_members.as_mut() {
+        members[0].raft = "127.0.0.1:1".into();
+        members[2].id = 2;
+    }
+    let errors = validate(wrong_addr, dir).expect_err("must fail");
+    let fields = fields(&errors);
+    assert!(
+        fields.contains(&"cluster.initial_members[0].raft"),
+        "{errors:#?}"
+    );
+    assert!(
+        fields.contains(&"cluster.initial_members[2].id"),
+        "{errors:#?}"
+    );
+
+    let mut missing = raw.clone();
+    missing.node_id = 9;
+    let errors = validate(missing, dir).expect_err("must fail");
+    assert_eq!(
+        fields_of(&errors),
+        vec!["cluster.initial_members"],
+        "{errors:#?}"
+    );
+
+    let mut both = raw;
+    both.cluster.join = Some(vec!["127.0.0.1:17010".into()]);
+    let errors = validate(both, dir).expect_err("must fail");
+    assert_eq!(fields_of(&errors), vec!["cluster"], "{errors:#?}");
+}
+
+fn fields_of(errors: &[ConfigError]) -> Vec<String> {
+    errors.iter().map(|e| e.field.clone()).collect()
+}
+
+#[test]
+fn raft_timing_rules() {
+    let (_dir, path, text) = fixture();
+    let mut raw = parse(&text).expect("parse");
+    raw.raft.heartbeat_interval_ms = Some(700);
+    raw.raft.election_timeout_max_ms = Some(500);
+    let errors = validate(raw, path.parent().expect("dir")).expect_err("must fail");
+    assert_eq!(
+        fields_of(&errors),
+        vec!["raft.heartbeat_interval_ms", "raft.election_timeout_min_ms"],
+        "{errors:#?}"
+    );
+}
+
+#[test]
+fn tls_files_must_belong_together() {
+    let (dir, path, text) = fixture();
+    let mut raw = parse(&text).expect("parse");
+    // Node 2's key does not match node 1's certificate.
+    raw.tls.node_key = dir.path().join("cluster/node-2/node-key.pem");
+    let errors = validate(raw, path.parent().expect("dir")).expect_err("must fail");
+    assert_eq!(fields_of(&errors), vec!["tls.node_key"], "{errors:#?}");
+}
+
+#[test]
+fn load_reports_every_problem_with_the_file_name() {
+    let (_dir, path, text) = fixture();
+    std::fs::write(
+        &path,
+        text.replace("node_id = 1", "node_id = 0")
+            .replace("level = \"info\"", "level = \"=[\""),
+    )
+    .expect("write");
+    let err = load(&path).expect_err("must fail");
+    assert_eq!(err.file, path);
+    let shown = err.to_string();
+    assert!(shown.contains("node_id: must be >= 1"), "{shown}");
+    assert!(shown.contains("log.level"), "{shown}");
+}

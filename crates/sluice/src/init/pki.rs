@@ -1,0 +1,133 @@
+//! The cluster's certificates: a CA made once per cluster and one certificate
+//! per node, signed by it, good for both ends of a mutual-TLS QUIC connection.
+
+use anyhow::{bail, Context};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+};
+use std::net::IpAddr;
+use time::{Duration, OffsetDateTime};
+
+/// DNS name every node certificate carries, whatever its node id, so a peer
+/// can be verified as "a member of this cluster" before its id is known.
+pub const CLUSTER_DNS_NAME: &str = "cluster.sluice";
+
+const CA_VALIDITY: Duration = Duration::days(3650);
+const NODE_VALIDITY: Duration = Duration::days(730);
+/// Certificates start slightly in the past, for clocks a little behind.
+const BACKDATE: Duration = Duration::hours(1);
+
+/// The DNS name of node `id` in its certificate.
+pub fn node_dns_name(id: u64) -> String {
+    format!("node-{id}.sluice")
+}
+
+/// A CA able to sign node certificates.
+pub struct Ca {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+/// A certificate and its private key, both PEM.
+pub struct PemPair {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl Ca {
+    /// Makes a new CA for `cluster_id`.
+    pub fn generate(cluster_id: &str) -> anyhow::Result<(Ca, PemPair)> {
+        let key = KeyPair::generate().context("generating the CA key")?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(
+            DnType::CommonName,
+            format!("Sluice cluster CA {cluster_id}"),
+        );
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - BACKDATE;
+        params.not_after = now + CA_VALIDITY;
+        params.serial_number = Some(random_serial()?);
+        let cert = params
+            .self_signed(&key)
+            .context("self-signing the CA certificate")?;
+        let pems = PemPair {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        };
+        Ok((Ca { cert, key }, pems))
+    }
+
+    /// Loads an existing CA from its PEM certificate and key, checking that
+    /// they belong together.
+    pub fn load(cert_pem: &str, key_pem: &str) -> anyhow::Result<Ca> {
+        let key = KeyPair::from_pem(key_pem).context("parsing the CA key")?;
+        let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
+            .map_err(|err| anyhow::anyhow!("parsing the CA certificate PEM: {err}"))?;
+        let parsed = pem
+            .parse_x509()
+            .map_err(|err| anyhow::anyhow!("parsing the CA certificate: {err}"))?;
+        if !parsed.is_ca() {
+            bail!("the CA certificate is not a CA certificate");
+        }
+        if parsed.public_key().raw != key.public_key_der().as_slice() {
+            bail!("the CA key does not match the CA certificate");
+        }
+        let params =
+            CertificateParams::from_ca_cert_pem(cert_pem).context("reading the CA certificate")?;
+        // Re-signing the parsed parameters with the same key yields an issuer
+        // with the same subject and key identifier as the file on disk, which
+        // is all that signing node certificates takes from it.
+        let cert = params
+            .self_signed(&key)
+            .context("loading the CA as an issuer")?;
+        Ok(Ca { cert, key })
+    }
+
+    /// Issues node `id`'s certificate: SANs `node-<id>.sluice`,
+    /// `cluster.sluice` and `ip`; server and client auth.
+    pub fn issue_node(&self, id: u64, ip: IpAddr) -> anyhow::Result<PemPair> {
+        let key = KeyPair::generate().context("generating a node key")?;
+        let mut params =
+            CertificateParams::new(vec![node_dns_name(id), CLUSTER_DNS_NAME.to_string()])
+                .context("building the node certificate's names")?;
+        params.subject_alt_names.push(SanType::IpAddress(ip));
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, node_dns_name(id));
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        params.use_authority_key_identifier_extension = true;
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - BACKDATE;
+        params.not_after = now + NODE_VALIDITY;
+        params.serial_number = Some(random_serial()?);
+        let cert = params
+            .signed_by(&key, &self.cert, &self.key)
+            .with_context(|| format!("signing node {id}'s certificate"))?;
+        Ok(PemPair {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
+
+/// 16 random bytes, top bit clear so the DER integer is positive.
+fn random_serial() -> anyhow::Result<SerialNumber> {
+    let mut bytes = [0u8; 16];
+    super::fill_random(&mut bytes)?;
+    bytes[0] &= 0x7f;
+    Ok(SerialNumber::from_slice(&bytes))
+}
