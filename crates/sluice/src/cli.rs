@@ -65,10 +65,15 @@ pub struct InitArgs {
     /// Nodes 1..=N exist afterwards; existing ones are left untouched.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub nodes: u64,
-    /// IP address every node listens on and advertises.
-    #[arg(long, default_value = "127.0.0.1")]
+    /// IP address every node listens on and advertises (one machine).
+    #[arg(long, default_value = "127.0.0.1", conflicts_with = "hosts")]
     pub host: IpAddr,
-    /// Node N uses BASE+10*(N-1) for raft (UDP), +1 for admin, +2 for proxy.
+    /// One IP address per node, in node order, for nodes on separate machines
+    /// (comma-separated); every node then uses the same ports.
+    #[arg(long, value_delimiter = ',')]
+    pub hosts: Vec<IpAddr>,
+    /// With --host: node N uses BASE+10*(N-1) for raft (UDP), +1 for admin,
+    /// +2 for proxy. With --hosts: every node uses BASE, BASE+1, BASE+2.
     #[arg(long, default_value_t = 7000)]
     pub base_port: u16,
     /// Cluster id for a new directory (default: random `c-` + 12 hex digits).
@@ -115,14 +120,32 @@ fn run_serve(args: ServeArgs) -> ExitCode {
 
 fn run_init(args: InitArgs) -> anyhow::Result<()> {
     let ids: Vec<u64> = (1..=args.nodes).collect();
-    if args.host.is_unspecified() {
-        anyhow::bail!(
-            "--host {} is not an address peers can dial; pass the node's real address \
-             (edit [listen] afterwards to listen on all interfaces)",
-            args.host
-        );
+    for host in args.hosts.iter().chain([&args.host]) {
+        if host.is_unspecified() {
+            anyhow::bail!(
+                "{host} is not an address peers can dial; pass the node's real address \
+                 (edit [listen] afterwards to listen on all interfaces)"
+            );
+        }
     }
-    let nodes = init::fixed_port_plan(ids.iter().copied(), args.host, args.base_port)?;
+    let nodes = if args.hosts.is_empty() {
+        init::fixed_port_plan(ids.iter().copied(), args.host, args.base_port)?
+    } else {
+        if args.hosts.len() != ids.len() {
+            anyhow::bail!(
+                "--hosts lists {} addresses for {} nodes; give one per node, in node order",
+                args.hosts.len(),
+                ids.len()
+            );
+        }
+        let mut nodes = Vec::new();
+        for (id, host) in ids.iter().zip(&args.hosts) {
+            let mut plan = init::fixed_port_plan([1], *host, args.base_port)?;
+            plan[0].id = *id;
+            nodes.extend(plan);
+        }
+        nodes
+    };
     let initial_members = init::existing_initial_members(&args.out)?.unwrap_or_else(|| ids.clone());
     let plan = init::InitPlan {
         out: args.out.clone(),
@@ -193,8 +216,10 @@ fn init_tracing(log: &LogSettings) -> anyhow::Result<()> {
         _ => EnvFilter::try_new(&log.level)
             .with_context(|| format!("log.level `{}` is not a valid filter", log.level))?,
     };
+    // Colours only for a terminal: log files and collectors get plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let installed = match log.format {
         LogFormat::Text => builder.try_init(),
@@ -209,6 +234,7 @@ fn init_plain_logging() {
     // Ignored error: a subscriber is already installed, which only happens in tests.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .without_time()
         .try_init();
