@@ -1,1 +1,79 @@
-//! benches
+//! Shared pieces of Sluice's benchmarks: summary statistics and the way
+//! results are printed. The benchmarks themselves are in `benches/`:
+//!
+//! * `failover`: kill -9 the leader of a 3-node cluster with the election
+//!   settings Sluice ships; time to a new leader and to the next committed
+//!   write (median of several runs).
+//! * `admin_writes`: admin writes per second through a 3-node cluster, one
+//!   client and 32 concurrent clients.
+//! * `core`: criterion micro-benchmarks of `State::apply` and the codec.
+//!
+//! Run with `cargo bench -p sluice-benches` (the real-process ones need
+//! `target/release/sluice`: `cargo build --release -p sluice` first; set
+//! `SLUICE_BIN` to use another build).
+
+use std::time::Duration;
+
+/// Summary of a sample of durations.
+#[derive(Debug, Clone, Copy)]
+pub struct Summary {
+    pub runs: usize,
+    pub min: Duration,
+    pub median: Duration,
+    pub p90: Duration,
+    pub max: Duration,
+}
+
+/// Summarises `samples` (which it sorts). `None` for an empty sample.
+pub fn summarize(samples: &mut [Duration]) -> Option<Summary> {
+    if samples.is_empty() {
+        return None;
+    }
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    Some(Summary {
+        runs: samples.len(),
+        min: samples[0],
+        median: at(0.5),
+        p90: at(0.9),
+        max: samples[samples.len() - 1],
+    })
+}
+
+/// One table row: a label and a summary in milliseconds.
+pub fn print_row(label: &str, summary: &Summary) {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "{label:<34} runs {:>2}  median {:>8.1} ms  min {:>8.1}  p90 {:>8.1}  max {:>8.1}",
+        summary.runs,
+        ms(summary.median),
+        ms(summary.min),
+        ms(summary.p90),
+        ms(summary.max)
+    );
+}
+
+/// Reads a positive integer from the environment, or `default`.
+pub fn env_count(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(default)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_of_a_sample() {
+        let mut s: Vec<Duration> = [5, 1, 3, 2, 4].iter().map(|ms| Duration::from_millis(*ms)).collect();
+        let sum = summarize(&mut s).unwrap();
+        assert_eq!(sum.median, Duration::from_millis(3));
+        assert_eq!(sum.min, Duration::from_millis(1));
+        assert_eq!(sum.max, Duration::from_millis(5));
+        assert_eq!(sum.p90, Duration::from_millis(5));
+        assert!(summarize(&mut []).is_none());
+    }
+}
