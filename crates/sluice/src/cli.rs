@@ -22,10 +22,9 @@ pub const EXIT_CONFIG: u8 = 2;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
-    // Admin client: when `crate::client` exports `ClientGlobal`, add
-    //     #[command(flatten)]
-    //     pub client: crate::client::ClientGlobal,
-    // here (see the matching spot in `Command`).
+    /// Where the admin client subcommands connect, and how they print.
+    #[command(flatten)]
+    pub client: crate::client::ClientGlobal,
 }
 
 #[derive(Debug, Subcommand)]
@@ -37,12 +36,8 @@ pub enum Command {
     Init(InitArgs),
     /// Run a local cluster of `sluice serve` processes in the foreground.
     Dev(dev::DevArgs),
-    // Admin client subcommands: when `crate::client` exports
-    // `ClientCommand` and `run`, add
-    //     #[command(flatten)]
-    //     Client(crate::client::ClientCommand),
-    // here and, in `main`,
-    //     Command::Client(cmd) => { init_plain_logging(); finish(runtime().and_then(|rt| rt.block_on(crate::client::run(cmd, cli.client)))) }
+    #[command(flatten)]
+    Client(crate::client::ClientCommand),
 }
 
 /// `sluice serve`.
@@ -95,6 +90,10 @@ pub fn main() -> ExitCode {
         Command::Dev(args) => {
             init_plain_logging();
             finish(runtime().and_then(|rt| rt.block_on(dev::run(args))))
+        }
+        Command::Client(cmd) => {
+            init_plain_logging();
+            finish(runtime().and_then(|rt| rt.block_on(crate::client::run(cmd, cli.client))))
         }
     }
 }

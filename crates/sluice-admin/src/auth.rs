@@ -1,0 +1,99 @@
+//! Admin authentication: `Authorization: Bearer <token>` on everything under
+//! `/admin/v1/` except the OpenAPI document.
+//!
+//! A token is accepted when its SHA-256 is one of the bootstrap hashes from
+//! this node's configuration (compared in constant time) or belongs to an
+//! admin token in the replicated state. The state is read locally, without a
+//! cluster round trip: authentication must keep working during an election,
+//! and a deleted token stops working as soon as this node applies the delete.
+
+use crate::{context::AdminContext, error::ApiError};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap};
+use axum::middleware::Next;
+use axum::response::Response;
+use sluice_core::secret::hash_secret;
+use subtle::{Choice, ConstantTimeEq};
+
+/// Middleware: lets the request through only with a valid admin token.
+pub(crate) async fn require_admin_token(
+    State(ctx): State<AdminContext>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let token = bearer_token(request.headers())?;
+    let hash = hash_secret(token);
+    if matches_bootstrap(&hash, ctx.bootstrap_token_hashes())
+        || ctx
+            .node()
+            .local_state()
+            .admin_token_by_hash(&hash)
+            .is_some()
+    {
+        Ok(next.run(request).await)
+    } else {
+        Err(ApiError::unauthorized("the admin token is not valid"))
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let value = headers.get(header::AUTHORIZATION).ok_or_else(|| {
+        ApiError::unauthorized("missing `Authorization: Bearer <admin token>` header")
+    })?;
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("the Authorization header is not valid text"))?;
+    let (scheme, token) = value.split_once(' ').ok_or_else(|| {
+        ApiError::unauthorized("the Authorization header must be `Bearer <admin token>`")
+    })?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+        return Err(ApiError::unauthorized(
+            "the Authorization header must be `Bearer <admin token>`",
+        ));
+    }
+    Ok(token)
+}
+
+/// Whether `hash` is one of `bootstrap`, looking at every entry in constant
+/// time so the comparison leaks neither which entry matched nor how much of it.
+fn matches_bootstrap(hash: &[u8; 32], bootstrap: &[[u8; 32]]) -> bool {
+    bootstrap
+        .iter()
+        .fold(Choice::from(0), |found, candidate| {
+            found | candidate.ct_eq(hash)
+        })
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(value: &'static str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static(value));
+        h
+    }
+
+    #[test]
+    fn bearer_parsing() {
+        assert_eq!(bearer_token(&headers("Bearer abc")).ok(), Some("abc"));
+        assert_eq!(bearer_token(&headers("bearer abc")).ok(), Some("abc"));
+        assert!(bearer_token(&headers("Basic abc")).is_err());
+        assert!(bearer_token(&headers("Bearer ")).is_err());
+        assert!(bearer_token(&headers("Bearer")).is_err());
+        assert!(bearer_token(&HeaderMap::new()).is_err());
+    }
+
+    #[test]
+    fn bootstrap_matching() {
+        let a = hash_secret("a");
+        let b = hash_secret("b");
+        assert!(matches_bootstrap(&a, &[b, a]));
+        assert!(!matches_bootstrap(&a, &[b]));
+        assert!(!matches_bootstrap(&a, &[]));
+    }
+}

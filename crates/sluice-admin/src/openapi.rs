@@ -1,0 +1,143 @@
+//! The router and the OpenAPI document, built together from the handlers'
+//! `#[utoipa::path]` annotations so the document cannot drift from what is
+//! served.
+
+use crate::context::AdminContext;
+use crate::error::{method_not_allowed_fallback, not_found_fallback, ErrorBody};
+use crate::extract::BODY_LIMIT_BYTES;
+use crate::{auth, cluster, health, keys, providers, routes, tokens};
+use axum::extract::DefaultBodyLimit;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::{middleware, Extension, Router};
+use std::sync::Arc;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+/// Name of the bearer security scheme in the document.
+pub const SECURITY_SCHEME: &str = "admin_token";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Sluice admin API",
+        description = "Configure providers, routes, virtual keys and admin tokens, and operate the cluster. \
+                       Every error is `{\"error\":{\"type\",\"message\",\"field\"}}`.",
+    ),
+    modifiers(&BearerScheme),
+    security(("admin_token" = [])),
+    components(schemas(ErrorBody)),
+    tags(
+        (name = "providers", description = "Upstream model APIs"),
+        (name = "routes", description = "Public model names and their deployments"),
+        (name = "keys", description = "Virtual API keys"),
+        (name = "tokens", description = "Admin tokens"),
+        (name = "cluster", description = "Membership and leadership"),
+        (name = "health", description = "Liveness and readiness"),
+        (name = "meta", description = "This document"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            SECURITY_SCHEME,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An admin token: a bootstrap token from `sluice init`, or one made with `POST /admin/v1/tokens`."))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The serialized document, shared by every request for it.
+#[derive(Clone)]
+struct Document(Arc<String>);
+
+/// The admin API's OpenAPI 3 document.
+#[utoipa::path(get, path = "/admin/v1/openapi.json", tag = "meta", security(()),
+    responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json")))]
+async fn openapi_json(Extension(Document(doc)): Extension<Document>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        doc.as_str().to_owned(),
+    )
+}
+
+/// The paths and handlers that need an admin token.
+fn protected() -> OpenApiRouter<AdminContext> {
+    OpenApiRouter::new()
+        .routes(routes!(
+            providers::list_providers,
+            providers::create_provider
+        ))
+        .routes(routes!(
+            providers::get_provider,
+            providers::update_provider,
+            providers::delete_provider
+        ))
+        .routes(routes!(routes::list_routes, routes::create_route))
+        .routes(routes!(
+            routes::get_route,
+            routes::update_route,
+            routes::delete_route
+        ))
+        .routes(routes!(keys::list_keys, keys::create_key))
+        .routes(routes!(keys::get_key, keys::delete_key))
+        .routes(routes!(keys::revoke_key))
+        .routes(routes!(keys::enable_key))
+        .routes(routes!(keys::disable_key))
+        .routes(routes!(tokens::list_tokens, tokens::create_token))
+        .routes(routes!(tokens::delete_token))
+        .routes(routes!(cluster::cluster_status))
+        .routes(routes!(cluster::add_learner))
+        .routes(routes!(cluster::promote))
+        .routes(routes!(cluster::remove_member))
+        .routes(routes!(cluster::transfer_leader))
+}
+
+/// The paths anyone may call.
+fn public() -> OpenApiRouter<AdminContext> {
+    OpenApiRouter::new()
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(openapi_json))
+}
+
+/// The OpenAPI document of every endpoint [`router`] serves.
+pub fn document() -> utoipa::openapi::OpenApi {
+    OpenApiRouter::<AdminContext>::with_openapi(ApiDoc::openapi())
+        .merge(protected())
+        .merge(public())
+        .into_openapi()
+}
+
+/// The admin API: `/admin/v1/…`, `/healthz` and `/readyz`, ready to serve.
+pub fn router(ctx: AdminContext) -> Router {
+    let protected = protected().route_layer(middleware::from_fn_with_state(
+        ctx.clone(),
+        auth::require_admin_token,
+    ));
+    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(protected)
+        .merge(public())
+        .split_for_parts();
+    // Serializing a document built from our own types cannot fail; if it
+    // ever did, serve the error rather than refuse to start the API.
+    let doc = doc
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\":\"cannot render the OpenAPI document: {e}\"}}"));
+    router
+        .fallback(not_found_fallback)
+        .method_not_allowed_fallback(method_not_allowed_fallback)
+        .layer(Extension(Document(Arc::new(doc))))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .with_state(ctx)
+}

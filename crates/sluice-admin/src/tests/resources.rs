@@ -1,0 +1,228 @@
+//! Providers, routes, keys and tokens end to end.
+
+use super::{assert_error, create_provider, Fixture};
+use axum::http::{Method, StatusCode};
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn providers_are_created_read_replaced_and_deleted_without_echoing_the_key() {
+    let f = Fixture::start().await;
+    let (status, body) = f
+        .call(
+            Method::POST,
+            "/admin/v1/providers",
+            Some(json!({"name": "openai", "kind": "openai", "base_url": "https://api.openai.com/v1",
+                        "api_key": "sk-upstream-secret", "headers": {"OpenAI-Organization": "org-1"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["api_key_set"], true);
+    assert_eq!(body["timeouts"]["connect_ms"], 5000);
+    assert!(body.get("api_key").is_none());
+    assert!(!body.to_string().contains("sk-upstream"));
+
+    let (status, again) = f
+        .call(
+            Method::POST,
+            "/admin/v1/providers",
+            Some(json!({"name": "openai", "kind": "openai", "base_url": "http://x"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_error(&again, "conflict", None);
+
+    let (status, one) = f
+        .call(Method::GET, "/admin/v1/providers/openai", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(one["headers"]["OpenAI-Organization"], "org-1");
+    let (status, list) = f
+        .call(Method::GET, "/admin/v1/providers?consistency=stale", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["providers"].as_array().map(Vec::len), Some(1));
+    assert!(!list.to_string().contains("sk-upstream"));
+
+    let (status, put) = f
+        .call(
+            Method::PUT,
+            "/admin/v1/providers/openai",
+            Some(json!({"kind": "openai", "base_url": "https://eu.api.openai.com/v1"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{put}");
+    assert_eq!(
+        put["api_key_set"], true,
+        "PUT without api_key keeps the credential"
+    );
+    let (_, put) = f
+        .call(
+            Method::PUT,
+            "/admin/v1/providers/openai",
+            Some(json!({"kind": "openai", "base_url": "http://x", "api_key": null})),
+        )
+        .await;
+    assert_eq!(put["api_key_set"], false);
+
+    let (status, body) = f
+        .call(Method::DELETE, "/admin/v1/providers/openai", None)
+        .await;
+    assert_eq!((status, body), (StatusCode::NO_CONTENT, Value::Null));
+    let (status, body) = f
+        .call(Method::GET, "/admin/v1/providers/openai", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_error(&body, "not_found", None);
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn routes_with_slashes_are_created_read_and_deleted() {
+    let f = Fixture::start().await;
+    create_provider(&f, "vllm").await;
+    let (status, body) = f
+        .call(
+            Method::POST,
+            "/admin/v1/routes",
+            Some(json!({"name": "meta-llama/Llama-3-8b",
+                        "deployments": [{"provider": "vllm", "model": "llama3", "weight": 3}],
+                        "pricing": {"prompt_usd_per_mtok": 0.15, "completion_usd_per_mtok": 0.6}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        body["pricing"],
+        json!({"prompt_usd_per_mtok": 0.15, "completion_usd_per_mtok": 0.6})
+    );
+    let path = "/admin/v1/routes/meta-llama%2FLlama-3-8b";
+    let (status, one) = f.call(Method::GET, path, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(one["deployments"][0]["weight"], 3);
+    let (status, put) = f
+        .call(
+            Method::PUT,
+            path,
+            Some(json!({"deployments": [{"provider": "vllm", "model": "llama3.1"}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{put}");
+    assert_eq!(put["deployments"][0]["model"], "llama3.1");
+    let (_, list) = f.call(Method::GET, "/admin/v1/routes", None).await;
+    assert_eq!(list["routes"][0]["name"], "meta-llama/Llama-3-8b");
+
+    let (status, body) = f
+        .call(Method::DELETE, "/admin/v1/providers/vllm", None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "a provider in use cannot go");
+    assert_error(&body, "conflict", None);
+    let (status, _) = f.call(Method::DELETE, path, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = f.call(Method::GET, path, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn key_secret_is_returned_only_at_creation() {
+    let f = Fixture::start().await;
+    let (status, created) = f
+        .call(
+            Method::POST,
+            "/admin/v1/keys",
+            Some(json!({"name": "ci", "expires_in_s": 3600})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let secret = created["key"]
+        .as_str()
+        .expect("secret in creation response")
+        .to_string();
+    assert!(secret.starts_with("sk-sluice-"));
+    assert_eq!(created["status"], "active");
+    let id = created["id"].as_str().expect("id").to_string();
+
+    let (_, list) = f.call(Method::GET, "/admin/v1/keys", None).await;
+    let (_, one) = f
+        .call(Method::GET, &format!("/admin/v1/keys/{id}"), None)
+        .await;
+    for body in [&list, &one] {
+        assert!(!body.to_string().contains(&secret), "{body}");
+        assert!(!body.to_string().contains("hash"), "{body}");
+    }
+    assert_eq!(one["prefix"], &secret[..16]);
+
+    let (_, disabled) = f
+        .call(Method::POST, &format!("/admin/v1/keys/{id}/disable"), None)
+        .await;
+    assert_eq!(
+        (disabled["enabled"].clone(), disabled["status"].clone()),
+        (json!(false), json!("disabled"))
+    );
+    let (_, enabled) = f
+        .call(Method::POST, &format!("/admin/v1/keys/{id}/enable"), None)
+        .await;
+    assert_eq!(enabled["status"], "active");
+    let (_, revoked) = f
+        .call(Method::POST, &format!("/admin/v1/keys/{id}/revoke"), None)
+        .await;
+    assert_eq!(revoked["status"], "revoked");
+    assert!(revoked["revoked_at_ms"].is_u64());
+
+    let (status, body) = f
+        .call(
+            Method::POST,
+            "/admin/v1/keys",
+            Some(json!({"name": "x", "allowed_routes": ["missing"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_error(&body, "validation_error", Some("allowed_routes[0]"));
+    let (status, body) = f
+        .call(
+            Method::POST,
+            "/admin/v1/keys",
+            Some(json!({"name": "x", "expires_at_ms": 1})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_error(&body, "validation_error", Some("expires_at_ms"));
+
+    let (status, _) = f
+        .call(Method::DELETE, &format!("/admin/v1/keys/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = f
+        .call(Method::GET, &format!("/admin/v1/keys/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn replicated_admin_tokens_work_until_deleted() {
+    let f = Fixture::start().await;
+    let (status, created) = f
+        .call(
+            Method::POST,
+            "/admin/v1/tokens",
+            Some(json!({"name": "ops"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let token = created["token"].as_str().expect("token").to_string();
+    let id = created["id"].as_str().expect("id").to_string();
+    let (status, _, list) = f
+        .send(Method::GET, "/admin/v1/tokens", Some(&token), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!list.to_string().contains(&token));
+    let (status, _) = f
+        .call(Method::DELETE, &format!("/admin/v1/tokens/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, _) = f
+        .send(Method::GET, "/admin/v1/tokens", Some(&token), None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    f.stop().await;
+}

@@ -1,0 +1,124 @@
+//! `/admin/v1/tokens`: replicated admin tokens.
+//!
+//! Like virtual keys, a token is drawn from the OS RNG here, shown once, and
+//! only its hash is proposed. The bootstrap tokens from node configuration are
+//! not listed: they are not in the replicated state.
+
+use crate::context::{now_ms, unexpected, AdminContext};
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{AdminJson, AdminPath, ReadParams};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sluice_core::admin_token::{format_token, TOKEN_RANDOM_LEN};
+use sluice_core::{AdminToken, Applied, Command};
+use utoipa::ToSchema;
+
+/// Body of `POST /admin/v1/tokens`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    /// Label (1-64 of letters, digits, `-_.`).
+    #[schema(example = "ops-alice")]
+    pub name: String,
+}
+
+/// An admin token as the API shows it (never the token or its hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TokenView {
+    /// `tok_` + 16 hex digits.
+    pub id: String,
+    pub name: String,
+    /// The first characters of the token, to recognise it.
+    pub prefix: String,
+    /// Milliseconds since the Unix epoch.
+    pub created_at_ms: u64,
+}
+
+impl From<&AdminToken> for TokenView {
+    fn from(t: &AdminToken) -> Self {
+        TokenView {
+            id: t.id.clone(),
+            name: t.name.clone(),
+            prefix: t.prefix.clone(),
+            created_at_ms: t.created_at_ms,
+        }
+    }
+}
+
+/// Response of `POST /admin/v1/tokens`: the token's record and, this once, the token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CreatedToken {
+    #[serde(flatten)]
+    pub view: TokenView,
+    /// The bearer token (`sluice-admin-…`). Shown only in this response.
+    pub token: String,
+}
+
+/// Response of `GET /admin/v1/tokens`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TokenList {
+    pub tokens: Vec<TokenView>,
+}
+
+/// List replicated admin tokens.
+#[utoipa::path(get, path = "/admin/v1/tokens", tag = "tokens", params(ReadParams),
+    responses(
+        (status = 200, body = TokenList),
+        (status = 401, body = ErrorBody), (status = 503, body = ErrorBody),
+    ))]
+pub async fn list_tokens(
+    State(ctx): State<AdminContext>,
+    params: ReadParams,
+) -> Result<Json<TokenList>, ApiError> {
+    let state = ctx.read(params.consistency()).await?;
+    Ok(Json(TokenList {
+        tokens: state.admin_tokens().map(TokenView::from).collect(),
+    }))
+}
+
+/// Create an admin token; the response carries it, once.
+#[utoipa::path(post, path = "/admin/v1/tokens", tag = "tokens", request_body = CreateToken,
+    responses(
+        (status = 201, body = CreatedToken),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
+    ))]
+pub async fn create_token(
+    State(ctx): State<AdminContext>,
+    AdminJson(body): AdminJson<CreateToken>,
+) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
+    let mut random = [0u8; TOKEN_RANDOM_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut random);
+    let token = format_token(&random);
+    let record = AdminToken::new(body.name, &token, now_ms());
+    record.validate()?;
+    match ctx.write(Command::CreateAdminToken(record)).await? {
+        Applied::AdminToken(t) => Ok((
+            StatusCode::CREATED,
+            Json(CreatedToken {
+                view: TokenView::from(&t),
+                token,
+            }),
+        )),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// Delete an admin token; it stops working on each node as soon as that node
+/// applies the delete.
+#[utoipa::path(delete, path = "/admin/v1/tokens/{id}", tag = "tokens",
+    params(("id" = String, Path, description = "token id")),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody),
+    ))]
+pub async fn delete_token(
+    State(ctx): State<AdminContext>,
+    AdminPath(id): AdminPath<String>,
+) -> Result<StatusCode, ApiError> {
+    ctx.write(Command::DeleteAdminToken { id }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
