@@ -284,18 +284,18 @@ pub async fn update_provider(
         updated_at_ms: 0,
     };
     provider.validate()?;
+    let keep_api_key = body.api_key.is_none();
     provider.api_key = match body.api_key {
         Some(Some(api_key)) => Some(seal(&ctx, &provider.name, &api_key)?),
-        Some(None) => None,
-        None => {
-            let state = ctx.read(sluice_raft::Consistency::Linearizable).await?;
-            let existing = state.provider(&provider.name).ok_or_else(|| {
-                ApiError::not_found(format!("provider {:?} not found", provider.name))
-            })?;
-            existing.api_key.clone()
-        }
+        Some(None) | None => None,
     };
-    applied_provider(ctx.write(Command::UpdateProvider(provider)).await?)
+    applied_provider(
+        ctx.write(Command::UpdateProvider {
+            provider,
+            keep_api_key,
+        })
+        .await?,
+    )
 }
 
 /// Delete a provider (refused while a route uses it).

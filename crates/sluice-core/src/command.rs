@@ -9,8 +9,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     CreateProvider(Provider),
-    /// Replaces a provider by name (keeps its creation time).
-    UpdateProvider(Provider),
+    /// Replaces a provider by name (keeps its creation time). With
+    /// `keep_api_key` the stored credential stays, whatever `provider.api_key`
+    /// says: decided when the command applies, so a concurrent credential
+    /// change is never overwritten with a stale copy.
+    UpdateProvider { provider: Provider, keep_api_key: bool },
     DeleteProvider {
         name: String,
     },
@@ -43,7 +46,7 @@ impl Command {
     pub fn kind(&self) -> &'static str {
         match self {
             Command::CreateProvider(_) => "create_provider",
-            Command::UpdateProvider(_) => "update_provider",
+            Command::UpdateProvider { .. } => "update_provider",
             Command::DeleteProvider { .. } => "delete_provider",
             Command::CreateRoute(_) => "create_route",
             Command::UpdateRoute(_) => "update_route",

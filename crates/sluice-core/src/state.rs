@@ -43,13 +43,19 @@ impl State {
                 self.providers.insert(p.name.clone(), p.clone());
                 Applied::Provider(p)
             }
-            Command::UpdateProvider(p) => {
+            Command::UpdateProvider {
+                provider: p,
+                keep_api_key,
+            } => {
                 p.validate()?;
                 let existing = self
                     .providers
                     .get(&p.name)
                     .ok_or_else(|| ApplyError::not_found("provider", &p.name))?;
                 let mut p = p.clone();
+                if *keep_api_key {
+                    p.api_key = existing.api_key.clone();
+                }
                 p.created_at_ms = existing.created_at_ms;
                 p.updated_at_ms = now;
                 self.providers.insert(p.name.clone(), p.clone());

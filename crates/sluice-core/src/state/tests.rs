@@ -50,7 +50,13 @@ fn create_stamps_time_from_the_proposal() {
     };
     assert_eq!((p.created_at_ms, p.updated_at_ms), (42, 42));
     let Applied::Provider(p) = s
-        .apply(&at(50, Command::UpdateProvider(provider("p"))))
+        .apply(&at(
+            50,
+            Command::UpdateProvider {
+                provider: provider("p"),
+                keep_api_key: false,
+            },
+        ))
         .unwrap()
     else {
         panic!("expected provider");
@@ -193,7 +199,10 @@ fn arb_key_id() -> impl Strategy<Value = String> {
 fn arb_command() -> impl Strategy<Value = Command> {
     prop_oneof![
         arb_provider().prop_map(Command::CreateProvider),
-        arb_provider().prop_map(Command::UpdateProvider),
+        (arb_provider(), any::<bool>()).prop_map(|(provider, keep_api_key)| Command::UpdateProvider {
+            provider,
+            keep_api_key
+        }),
         arb_name().prop_map(|name| Command::DeleteProvider { name }),
         arb_route().prop_map(Command::CreateRoute),
         arb_route().prop_map(Command::UpdateRoute),
@@ -276,4 +285,22 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn update_can_keep_or_replace_the_stored_credential() {
+    let data_key = DataKey::from_bytes([4; 32]);
+    let mut s = State::default();
+    let mut p = provider("p");
+    p.api_key = Some(data_key.seal("p", "first", [1; 12]));
+    s.apply(&at(1, Command::CreateProvider(p))).unwrap();
+    let update = |keep_api_key| Command::UpdateProvider {
+        provider: provider("p"),
+        keep_api_key,
+    };
+    s.apply(&at(2, update(true))).unwrap();
+    let kept = s.provider("p").unwrap().api_key.as_ref().unwrap();
+    assert_eq!(data_key.open("p", kept).unwrap().expose(), "first");
+    s.apply(&at(3, update(false))).unwrap();
+    assert!(s.provider("p").unwrap().api_key.is_none());
 }
