@@ -4,37 +4,36 @@ use crate::ApplyError;
 
 /// Provider names, key names, admin token names: short, URL-safe identifiers.
 pub(crate) fn check_ident(field: &str, value: &str) -> Result<(), ApplyError> {
-    let ok = !value.is_empty()
-        && value.len() <= 64
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        && value.as_bytes()[0].is_ascii_alphanumeric();
-    if ok {
-        Ok(())
-    } else {
-        Err(ApplyError::invalid(
-            field,
-            "must be 1-64 characters of letters, digits, '-', '_' or '.', starting with a letter or digit",
-        ))
-    }
+    check(field, value, 64, b"-_.", "'-', '_' or '.'")
 }
 
 /// Public model names (route names) as clients send them in `model`:
 /// `gpt-4o`, `meta-llama/Llama-3-8b`, `claude:latest`.
 pub(crate) fn check_model_name(field: &str, value: &str) -> Result<(), ApplyError> {
+    check(field, value, 128, b"-_.:/@", "'-_.:/@'")
+}
+
+/// 1..=`max` characters of ASCII letters, digits and `extra`, starting with a
+/// letter or digit.
+fn check(
+    field: &str,
+    value: &str,
+    max: usize,
+    extra: &[u8],
+    extra_text: &str,
+) -> Result<(), ApplyError> {
     let ok = !value.is_empty()
-        && value.len() <= 128
-        && value.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/' | b'@')
-        })
+        && value.len() <= max
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
         && value.as_bytes()[0].is_ascii_alphanumeric();
     if ok {
         Ok(())
     } else {
         Err(ApplyError::invalid(
             field,
-            "must be 1-128 characters of letters, digits and '-_.:/@', starting with a letter or digit",
+            format!("must be 1-{max} characters of letters, digits and {extra_text}, starting with a letter or digit"),
         ))
     }
 }

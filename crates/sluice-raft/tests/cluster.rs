@@ -2,23 +2,10 @@
 
 mod support;
 
-use sluice_core::{Applied, Command, Provider, ProviderKind, Timeouts};
+use sluice_core::Applied;
 use sluice_raft::{ClusterError, Consistency, MemberRole};
 use std::time::Duration;
 use support::*;
-
-fn provider(name: &str) -> Command {
-    Command::CreateProvider(Provider {
-        name: name.into(),
-        kind: ProviderKind::OpenAi,
-        base_url: "http://127.0.0.1:1/v1".into(),
-        api_key: None,
-        headers: Default::default(),
-        timeouts: Timeouts::default(),
-        created_at_ms: 0,
-        updated_at_ms: 0,
-    })
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_through_a_follower_is_readable_on_every_node() {

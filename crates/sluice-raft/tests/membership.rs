@@ -3,25 +3,11 @@
 
 mod support;
 
-use sluice_core::{Command, Provider, ProviderKind, Timeouts};
 use sluice_raft::{Bootstrap, ClusterNode, Consistency, MemberRole, StartError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use support::*;
-
-fn provider(name: &str) -> Command {
-    Command::CreateProvider(Provider {
-        name: name.into(),
-        kind: ProviderKind::OpenAi,
-        base_url: "http://127.0.0.1:1/v1".into(),
-        api_key: None,
-        headers: Default::default(),
-        timeouts: Timeouts::default(),
-        created_at_ms: 0,
-        updated_at_ms: 0,
-    })
-}
 
 async fn has_provider(node: &ClusterNode, name: &str) -> bool {
     node.local_state().provider(name).is_some()

@@ -7,6 +7,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose, SanType,
 };
+use sluice_core::{Command, Provider, ProviderKind, Timeouts};
 use sluice_raft::tls::TlsFiles;
 use sluice_raft::{Bootstrap, ClusterNode, Member, NodeOptions, RaftTiming};
 use std::collections::BTreeMap;
@@ -165,4 +166,18 @@ pub async fn leader_of(nodes: &[&Arc<ClusterNode>]) -> u64 {
         assert!(Instant::now() < deadline, "timed out waiting for a leader");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A command creating an (unreachable) OpenAI provider named `name`.
+pub fn provider(name: &str) -> Command {
+    Command::CreateProvider(Provider {
+        name: name.into(),
+        kind: ProviderKind::OpenAi,
+        base_url: "http://127.0.0.1:1/v1".into(),
+        api_key: None,
+        headers: Default::default(),
+        timeouts: Timeouts::default(),
+        created_at_ms: 0,
+        updated_at_ms: 0,
+    })
 }
