@@ -17,7 +17,10 @@ fn run(cluster: &Cluster, clients: usize, writes_per_client: usize, tag: &str) -
             let admin = cluster.admin(ids[c % ids.len()]);
             scope.spawn(move || {
                 for w in 0..writes_per_client {
-                    let (status, body) = admin.post("/admin/v1/providers", &provider_body(&format!("{tag}-{c}-{w}")));
+                    let (status, body) = admin.post(
+                        "/admin/v1/providers",
+                        &provider_body(&format!("{tag}-{c}-{w}")),
+                    );
                     assert_eq!(status, 201, "write {tag}-{c}-{w} failed: {body}");
                 }
             });
@@ -28,11 +31,16 @@ fn run(cluster: &Cluster, clients: usize, writes_per_client: usize, tag: &str) -
 
 fn main() {
     let total = env_count("SLUICE_BENCH_WRITES", 640);
-    let cluster = Cluster::builder().nodes(3).budget(Duration::from_secs(600)).start();
+    let cluster = Cluster::builder()
+        .nodes(3)
+        .budget(Duration::from_secs(600))
+        .start();
     cluster.leader();
     let one = run(&cluster, 1, total / 4, "seq");
     let many = run(&cluster, 32, total / 32, "par");
-    println!("admin writes through a 3-node cluster (POST /admin/v1/providers, committed and applied)");
+    println!(
+        "admin writes through a 3-node cluster (POST /admin/v1/providers, committed and applied)"
+    );
     println!("{:<34} {:>10.0} writes/s", "1 client, sequential", one);
     println!("{:<34} {:>10.0} writes/s", "32 concurrent clients", many);
     println!("{:<34} {:>10.2}", "ratio 32 clients / 1 client", many / one);

@@ -32,18 +32,28 @@ fn bench(c: &mut Criterion) {
         command: Command::RevokeKey { id: key(5_000).id },
     };
     c.bench_function("apply RevokeKey, 10k keys", |b| {
-        b.iter_batched_ref(|| state.clone(), |s| s.apply(&revoke), BatchSize::LargeInput)
+        b.iter_batched_ref(
+            || state.clone(),
+            |s| s.apply(&revoke),
+            BatchSize::LargeInput,
+        )
     });
     let create = Proposal {
         at_ms: 2,
         command: Command::CreateKey(key(20_000)),
     };
     c.bench_function("apply CreateKey, 10k keys", |b| {
-        b.iter_batched_ref(|| state.clone(), |s| s.apply(&create), BatchSize::LargeInput)
+        b.iter_batched_ref(
+            || state.clone(),
+            |s| s.apply(&create),
+            BatchSize::LargeInput,
+        )
     });
     let bytes = state.encode().expect("encodes");
     c.bench_function("encode state, 10k keys", |b| b.iter(|| state.encode()));
-    c.bench_function("decode state, 10k keys", |b| b.iter(|| State::decode(&bytes)));
+    c.bench_function("decode state, 10k keys", |b| {
+        b.iter(|| State::decode(&bytes))
+    });
 }
 
 criterion_group!(benches, bench);

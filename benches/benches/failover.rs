@@ -25,21 +25,35 @@ fn main() {
     let mut to_write = Vec::new();
     for run in 0..runs {
         let old = cluster.leader();
-        let survivors: Vec<u64> = cluster.running_ids().into_iter().filter(|id| *id != old).collect();
+        let survivors: Vec<u64> = cluster
+            .running_ids()
+            .into_iter()
+            .filter(|id| *id != old)
+            .collect();
         let killed_at = Instant::now();
         cluster.kill9(old);
         let deadline = killed_at + Duration::from_secs(30);
         let new_leader = loop {
-            if let Some(id) = survivors.iter().find_map(|id| leader_seen_by(&cluster, *id)) {
+            if let Some(id) = survivors
+                .iter()
+                .find_map(|id| leader_seen_by(&cluster, *id))
+            {
                 break id;
             }
-            assert!(Instant::now() < deadline, "run {run}: no new leader within 30 s");
+            assert!(
+                Instant::now() < deadline,
+                "run {run}: no new leader within 30 s"
+            );
             std::thread::sleep(Duration::from_millis(2));
         };
         to_leader.push(killed_at.elapsed());
         // The next committed write, through a survivor that is not the leader
         // when there is one (the path a client on a follower takes).
-        let via = survivors.iter().copied().find(|id| *id != new_leader).unwrap_or(new_leader);
+        let via = survivors
+            .iter()
+            .copied()
+            .find(|id| *id != new_leader)
+            .unwrap_or(new_leader);
         let admin = cluster.admin(via);
         let body = provider_body(&format!("failover-{run}"));
         loop {
@@ -47,13 +61,22 @@ fn main() {
             if status == 201 {
                 break;
             }
-            assert!(Instant::now() < deadline, "run {run}: no committed write within 30 s");
+            assert!(
+                Instant::now() < deadline,
+                "run {run}: no committed write within 30 s"
+            );
             std::thread::sleep(Duration::from_millis(2));
         }
         to_write.push(killed_at.elapsed());
         cluster.restart(old);
     }
     println!("failover, 3 nodes, shipped election settings (RaftTiming::default())");
-    print_row("kill -9 leader -> new leader", &summarize(&mut to_leader).expect("runs > 0"));
-    print_row("kill -9 leader -> next committed write", &summarize(&mut to_write).expect("runs > 0"));
+    print_row(
+        "kill -9 leader -> new leader",
+        &summarize(&mut to_leader).expect("runs > 0"),
+    );
+    print_row(
+        "kill -9 leader -> next committed write",
+        &summarize(&mut to_write).expect("runs > 0"),
+    );
 }

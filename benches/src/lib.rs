@@ -68,7 +68,10 @@ mod tests {
 
     #[test]
     fn summary_of_a_sample() {
-        let mut s: Vec<Duration> = [5, 1, 3, 2, 4].iter().map(|ms| Duration::from_millis(*ms)).collect();
+        let mut s: Vec<Duration> = [5, 1, 3, 2, 4]
+            .iter()
+            .map(|ms| Duration::from_millis(*ms))
+            .collect();
         let sum = summarize(&mut s).unwrap();
         assert_eq!(sum.median, Duration::from_millis(3));
         assert_eq!(sum.min, Duration::from_millis(1));

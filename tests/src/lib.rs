@@ -1,1 +1,44 @@
-//! e2e
+//! The real-process tier of Sluice's cluster tests: a harness that writes a
+//! cluster with `sluice init`'s own code, starts one `sluice serve` child per
+//! node on ports picked at run time, and lets a test kill -9, pause, stop and
+//! restart them while it talks to their admin APIs.
+//!
+//! It never links the node code into the test process: every node is the
+//! `sluice` binary (from `SLUICE_BIN`, else `target/debug/sluice` next to the
+//! test executable), so what is tested is what an operator runs. Every wait
+//! is a poll of a condition against a deadline, never a bare sleep; a test
+//! that times out prints each node's log tail.
+//!
+//! # Layout
+//! * [`binary`]: finding the `sluice` executable.
+//! * [`deadline`]: [`Deadline`] and polling with it.
+//! * [`process`]: [`Process`], one child with its output in a log file.
+//! * [`admin`]: [`Admin`], a blocking admin API client.
+//! * [`cluster`]: [`Cluster`] and its builder: plan, start, signal, observe.
+//! * [`files`]: hashing and copying directory trees (data dir checks).
+//!
+//! The suites live in `tests/t*_*.rs`, numbered by topic (10 replication,
+//! 20 failover, 30 durability, 40 membership, 50 security, 60 data dir,
+//! 70 admin API, 80 `sluice dev` and the CLI).
+//!
+//! # Running
+//! ```text
+//! cargo build -p sluice && cargo test -p sluice-e2e
+//! ```
+//! `cargo test --workspace` builds the binary by itself. `SLUICE_BIN=path`
+//! tests another build; `SLUICE_E2E_KEEP=1` keeps each test's directory
+//! (configs, data dirs, node logs) and prints its path.
+
+pub mod admin;
+pub mod binary;
+pub mod cluster;
+pub mod deadline;
+pub mod files;
+pub mod process;
+
+pub use admin::Admin;
+pub use binary::sluice_bin;
+pub use cluster::{Cluster, ClusterBuilder};
+pub use deadline::Deadline;
+pub use process::Process;
+pub use serde_json::{json, Value};

@@ -67,14 +67,14 @@ fn is_json_content_type(value: Option<&header::HeaderValue>) -> bool {
 /// Parses a whole JSON document into `T`, classifying failures as the admin
 /// API reports them.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+    // Syntax first: a body that is not JSON at all is a 400, even when its
+    // beginning would already fail the shape check.
+    let document: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|err| ApiError::invalid_request(format!("malformed JSON: {err}")))?;
+    serde_path_to_error::deserialize(document).map_err(|err| {
         let path = err.path().to_string();
         json_error(&path, err.into_inner())
-    })?;
-    de.end()
-        .map_err(|err| ApiError::invalid_request(format!("malformed JSON: {err}")))?;
-    Ok(value)
+    })
 }
 
 fn json_error(path: &str, err: serde_json::Error) -> ApiError {

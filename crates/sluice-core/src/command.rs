@@ -13,7 +13,10 @@ pub enum Command {
     /// `keep_api_key` the stored credential stays, whatever `provider.api_key`
     /// says: decided when the command applies, so a concurrent credential
     /// change is never overwritten with a stale copy.
-    UpdateProvider { provider: Provider, keep_api_key: bool },
+    UpdateProvider {
+        provider: Provider,
+        keep_api_key: bool,
+    },
     DeleteProvider {
         name: String,
     },

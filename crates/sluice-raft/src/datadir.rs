@@ -164,9 +164,16 @@ impl DataDir {
         copy_dir(&self.db_path(), copy.path())
             .map_err(|e| refuse(format!("cannot read the store to verify it: {e}")))?;
         let path = copy.path().to_path_buf();
+        let conf_before = std::fs::read(path.join("conf")).ok();
         let opened = std::panic::catch_unwind(move || sled::Config::new().path(path).open())
             .map_err(|_| refuse("the store is corrupt (opening it panicked)"))?
             .map_err(|e| refuse(format!("the store is corrupt: {e}")))?;
+        // sled rewrites a configuration file it cannot read instead of failing.
+        if std::fs::read(copy.path().join("conf")).ok() != conf_before {
+            return Err(refuse(
+                "the store's configuration file (db/conf) is damaged; sled would silently replace it",
+            ));
+        }
         let log = crate::log_store::LogStore::open(&opened)
             .map_err(|e| refuse(format!("the store is corrupt: {e}")))?;
         let last_log = log

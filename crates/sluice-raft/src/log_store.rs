@@ -41,13 +41,26 @@ fn write_err(e: impl std::error::Error + 'static) -> StorageError {
 
 impl LogStore {
     pub fn open(db: &sled::Db) -> Result<Self, sled::Error> {
-        Ok(LogStore {
+        let store = LogStore {
             db: db.clone(),
             log: db.open_tree("log")?,
             meta: db.open_tree("raft_meta")?,
             committed_hint: Arc::new(AtomicU64::new(u64::MAX)),
             flushed: Arc::new(AtomicU64::new(0)),
-        })
+        };
+        // What was committed before a restart is still committed: readiness
+        // must not wait for a new commit to learn it (a restarted leader of
+        // an idle cluster hears of none).
+        if let Ok(Some(Some(committed))) = store.get_meta::<Option<LogId>>(COMMITTED) {
+            store
+                .committed_hint
+                .store(committed.index, Ordering::Release);
+        }
+        // Everything in the log at open time is on disk.
+        if let Ok(Some(last)) = store.last_entry_log_id() {
+            store.flushed.store(last.index + 1, Ordering::Release);
+        }
+        Ok(store)
     }
 
     /// Shared view of the committed index this node last persisted.

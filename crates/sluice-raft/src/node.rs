@@ -39,8 +39,8 @@ impl Default for RaftTiming {
     fn default() -> Self {
         RaftTiming {
             heartbeat_interval_ms: 150,
-            election_timeout_min_ms: 600,
-            election_timeout_max_ms: 1200,
+            election_timeout_min_ms: 400,
+            election_timeout_max_ms: 800,
             rpc_timeout_ms: 2000,
             snapshot_every_logs: 5000,
             logs_to_keep: 1000,

@@ -199,9 +199,11 @@ fn arb_key_id() -> impl Strategy<Value = String> {
 fn arb_command() -> impl Strategy<Value = Command> {
     prop_oneof![
         arb_provider().prop_map(Command::CreateProvider),
-        (arb_provider(), any::<bool>()).prop_map(|(provider, keep_api_key)| Command::UpdateProvider {
-            provider,
-            keep_api_key
+        (arb_provider(), any::<bool>()).prop_map(|(provider, keep_api_key)| {
+            Command::UpdateProvider {
+                provider,
+                keep_api_key,
+            }
         }),
         arb_name().prop_map(|name| Command::DeleteProvider { name }),
         arb_route().prop_map(Command::CreateRoute),

@@ -1,0 +1,154 @@
+//! A small blocking client for one node's admin API.
+//!
+//! Every call returns `(status, body)`. The body is the parsed JSON, `Null`
+//! when empty, or the raw text as a JSON string when it is not JSON. Status 0
+//! means no HTTP response at all (connection refused, timeout: the node is
+//! down or stopped), with the error text as the body; polling code can then
+//! treat "down" like any other unwanted answer.
+
+use reqwest::blocking::{Client, RequestBuilder};
+use reqwest::Method;
+use serde_json::Value;
+use std::time::Duration;
+
+/// Per-request timeout: a paused or dead node must not hang a test.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One node's admin API, with (or without) a bearer token.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    base: String,
+    token: Option<String>,
+    http: Client,
+}
+
+impl Admin {
+    /// A client for `base` (`http://127.0.0.1:1234`) sending `token`.
+    pub fn new(base: impl Into<String>, token: Option<String>) -> Admin {
+        let http = Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(Duration::from_secs(2))
+            .build()
+            .expect("building the HTTP client");
+        Admin {
+            base: base.into().trim_end_matches('/').to_string(),
+            token,
+            http,
+        }
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// The same node, with another token (`None`: no Authorization header).
+    pub fn with_token(&self, token: Option<&str>) -> Admin {
+        Admin {
+            token: token.map(str::to_string),
+            ..self.clone()
+        }
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        self.send(self.request(Method::GET, path))
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.send(self.request(Method::POST, path).json(body))
+    }
+
+    /// POST with no body.
+    pub fn post_empty(&self, path: &str) -> (u16, Value) {
+        self.send(self.request(Method::POST, path))
+    }
+
+    /// POST `body` verbatim as `application/json` (for malformed bodies).
+    pub fn post_raw(&self, path: &str, body: &str) -> (u16, Value) {
+        self.send(
+            self.request(Method::POST, path)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.to_string()),
+        )
+    }
+
+    pub fn delete(&self, path: &str) -> (u16, Value) {
+        self.send(self.request(Method::DELETE, path))
+    }
+
+    /// `GET /admin/v1/cluster`: this node's view, or `None` if it did not answer 200.
+    pub fn cluster_status(&self) -> Option<Value> {
+        match self.get("/admin/v1/cluster") {
+            (200, status) => Some(status),
+            _ => None,
+        }
+    }
+
+    /// `GET /readyz` is 200.
+    pub fn is_ready(&self) -> bool {
+        self.get("/readyz").0 == 200
+    }
+
+    /// `GET /healthz` is 200.
+    pub fn is_live(&self) -> bool {
+        self.get("/healthz").0 == 200
+    }
+
+    /// Whether this node has applied provider `name` (a stale, local read).
+    pub fn has_provider(&self, name: &str) -> bool {
+        self.get(&format!("/admin/v1/providers/{name}?consistency=stale"))
+            .0
+            == 200
+    }
+
+    /// Names of the providers this node has applied (a stale, local read);
+    /// `None` if it did not answer.
+    pub fn provider_names(&self) -> Option<Vec<String>> {
+        let (status, body) = self.get("/admin/v1/providers?consistency=stale");
+        if status != 200 {
+            return None;
+        }
+        Some(
+            body["providers"]
+                .as_array()?
+                .iter()
+                .filter_map(|p| p["name"].as_str().map(str::to_string))
+                .collect(),
+        )
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let request = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    fn send(&self, request: RequestBuilder) -> (u16, Value) {
+        match request.send() {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let text = response.text().unwrap_or_default();
+                let body = if text.trim().is_empty() {
+                    Value::Null
+                } else {
+                    serde_json::from_str(&text).unwrap_or(Value::String(text))
+                };
+                (status, body)
+            }
+            Err(e) => (
+                0,
+                Value::String(format!("no response from {}: {e}", self.base)),
+            ),
+        }
+    }
+}
+
+/// A provider creation body, `kind: openai`, for tests that only need some write.
+pub fn provider_body(name: &str) -> Value {
+    serde_json::json!({
+        "name": name,
+        "kind": "openai",
+        "base_url": "http://127.0.0.1:9/v1",
+    })
+}

@@ -1,0 +1,56 @@
+//! Failover: losing the leader costs an election, not the cluster.
+
+use sluice_e2e::Cluster;
+use std::time::{Duration, Instant};
+
+#[test]
+fn killed_leader_is_replaced_and_catches_up_after_restart() {
+    let mut cluster = Cluster::builder().nodes(3).fast_elections().start();
+    let mut written = vec!["before-kill".to_string()];
+    cluster.create_provider(1, &written[0]);
+
+    let old = cluster.leader();
+    let killed_at = Instant::now();
+    cluster.kill9(old);
+    let new = cluster.new_leader_other_than(old);
+    let elected_after = killed_at.elapsed();
+    assert_ne!(new, old);
+
+    let survivors: Vec<u64> = cluster.ids().into_iter().filter(|&id| id != old).collect();
+    for i in 0..6 {
+        let name = format!("while-{old}-down-{i}");
+        cluster.create_provider(survivors[i % 2], &name);
+        written.push(name);
+    }
+    eprintln!(
+        "leader {old} killed; node {new} elected after {elected_after:?}; writes committed {:?} after the kill",
+        killed_at.elapsed()
+    );
+    for &id in &survivors {
+        cluster.wait_has_providers(id, &written, Duration::from_secs(10));
+    }
+
+    cluster.restart(old);
+    cluster.wait_has_providers(old, &written, Duration::from_secs(15));
+    // It rejoined as a follower of the new term's leader.
+    let status = cluster.status(old).expect("status of the restarted node");
+    assert_eq!(Cluster::member_ids(&status), vec![1, 2, 3], "{status}");
+}
+
+#[test]
+fn paused_leader_is_replaced_and_follows_when_resumed() {
+    let mut cluster = Cluster::builder().nodes(3).fast_elections().start();
+    let old = cluster.leader();
+    cluster.pause(old);
+    let new = cluster.new_leader_other_than(old);
+    cluster.create_provider(new, "during-pause");
+
+    cluster.resume(old);
+    cluster.wait_has_providers(old, &["during-pause".to_string()], Duration::from_secs(15));
+    let leader = cluster.leader();
+    cluster.create_provider(old, "after-resume");
+    for id in cluster.ids() {
+        cluster.wait_has_providers(id, &["after-resume".to_string()], Duration::from_secs(10));
+    }
+    eprintln!("paused leader {old}; {new} took over; leader now {leader}");
+}

@@ -1,0 +1,149 @@
+//! The admin API of a real node: authentication and error responses.
+//!
+//! Every error is `{"error": {"type", "message", "field"}}` with the status
+//! its type implies.
+
+use serde_json::{json, Value};
+use sluice_e2e::admin::provider_body;
+use sluice_e2e::Cluster;
+
+fn single_node() -> Cluster {
+    Cluster::builder().nodes(1).fast_elections().start()
+}
+
+/// Checks the admin error shape and returns its `type`.
+fn error_type(status: u16, body: &Value) -> String {
+    let error = &body["error"];
+    assert!(
+        error.is_object(),
+        "status {status}: body is not an admin error: {body}"
+    );
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "status {status}: error without a message: {body}"
+    );
+    error["type"]
+        .as_str()
+        .unwrap_or_else(|| panic!("status {status}: error without a type: {body}"))
+        .to_string()
+}
+
+#[test]
+fn request_without_a_token_is_refused_with_401() {
+    let cluster = single_node();
+    let anonymous = cluster.admin(1).with_token(None);
+    for (status, body) in [
+        anonymous.get("/admin/v1/providers"),
+        anonymous.post("/admin/v1/providers", &provider_body("p")),
+        anonymous.get("/admin/v1/cluster"),
+    ] {
+        assert_eq!(status, 401, "{body}");
+        assert_eq!(error_type(status, &body), "unauthorized");
+    }
+    // Health endpoints stay open to load balancers.
+    assert_eq!(anonymous.get("/healthz").0, 200);
+    assert_eq!(anonymous.get("/readyz").0, 200);
+    // Nothing was written.
+    assert_eq!(cluster.admin(1).provider_names(), Some(vec![]));
+}
+
+#[test]
+fn request_with_a_wrong_token_is_refused_with_401() {
+    let cluster = single_node();
+    let wrong = cluster
+        .admin(1)
+        .with_token(Some("sluice_admin_0000000000000000000000000000"));
+    let (status, body) = wrong.get("/admin/v1/providers");
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(error_type(status, &body), "unauthorized");
+    // A token that is right except for its last character.
+    let mut almost = cluster.token().to_string();
+    let last = almost.pop().expect("non-empty token");
+    almost.push(if last == 'a' { 'b' } else { 'a' });
+    let (status, body) = cluster
+        .admin(1)
+        .with_token(Some(&almost))
+        .post("/admin/v1/providers", &provider_body("p"));
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        !body.to_string().contains(cluster.token()),
+        "the error must not echo the token: {body}"
+    );
+}
+
+#[test]
+fn malformed_json_is_refused_with_400() {
+    let cluster = single_node();
+    let admin = cluster.admin(1);
+    for raw in ["{\"name\": \"p\", ", "not json", "{\"name\": }", ""] {
+        let (status, body) = admin.post_raw("/admin/v1/providers", raw);
+        assert_eq!(status, 400, "body {raw:?} → {body}");
+        assert_eq!(error_type(status, &body), "invalid_request", "{body}");
+    }
+}
+
+#[test]
+fn truncated_json_is_refused_with_400_even_when_its_start_parses() {
+    // Not JSON at all: the error must say so, not blame a field of a
+    // half-read document.
+    let cluster = single_node();
+    let (status, body) = cluster.admin(1).post_raw("/admin/v1/providers", "[1, 2");
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(error_type(status, &body), "invalid_request", "{body}");
+}
+
+#[test]
+fn invalid_field_is_refused_with_422_naming_the_field() {
+    let cluster = single_node();
+    let admin = cluster.admin(1);
+    let cases = [
+        (
+            "/admin/v1/providers",
+            json!({"name": "p", "kind": "openai", "base_url": "ftp://example.com"}),
+            "base_url",
+        ),
+        (
+            "/admin/v1/providers",
+            json!({"name": "bad name!", "kind": "openai", "base_url": "http://127.0.0.1:9/v1"}),
+            "name",
+        ),
+        ("/admin/v1/keys", json!({"name": ""}), "name"),
+    ];
+    for (path, request, field) in cases {
+        let (status, body) = admin.post(path, &request);
+        assert_eq!(status, 422, "POST {path} {request} → {body}");
+        assert_eq!(error_type(status, &body), "validation_error", "{body}");
+        assert_eq!(
+            body["error"]["field"], field,
+            "POST {path} {request} → {body}"
+        );
+    }
+    // A route whose deployment names a provider that does not exist.
+    let (status, body) = admin.post(
+        "/admin/v1/routes",
+        &json!({"name": "gpt-4o", "deployments": [{"provider": "nope", "model": "gpt-4o"}]}),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]["field"]
+            .as_str()
+            .is_some_and(|f| f.contains("provider")),
+        "the field should point at the deployment's provider: {body}"
+    );
+    assert_eq!(admin.provider_names(), Some(vec![]), "nothing was written");
+}
+
+#[test]
+fn unknown_provider_or_model_is_404() {
+    let cluster = single_node();
+    let admin = cluster.admin(1);
+    for (status, body) in [
+        admin.get("/admin/v1/providers/no-such-provider"),
+        admin.delete("/admin/v1/providers/no-such-provider"),
+        admin.get("/admin/v1/routes/no-such-model"),
+        admin.get("/admin/v1/keys/key_0000000000000000"),
+    ] {
+        assert_eq!(status, 404, "{body}");
+        assert_eq!(error_type(status, &body), "not_found", "{body}");
+    }
+}
