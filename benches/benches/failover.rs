@@ -1,8 +1,9 @@
 //! Time from kill -9 of the leader to a new leader, and to the next committed
 //! write, on a 3-node cluster with the election settings Sluice ships
 //! (`RaftTiming::default()`). Runs `SLUICE_BENCH_RUNS` times (default 7)
-//! against one cluster: each run kills the current leader, measures, then
-//! restarts the killed node and waits until it is ready again.
+//! against one cluster: each run waits for a steady state (every node has
+//! applied the leader's whole log), kills the leader, measures, then restarts
+//! the killed node.
 
 use sluice_benches::{env_count, print_row, summarize};
 use sluice_e2e::admin::provider_body;
@@ -15,6 +16,33 @@ fn leader_seen_by(cluster: &Cluster, id: u64) -> Option<u64> {
     (status["state"].as_str() == Some("leader") && leader == id).then_some(leader)
 }
 
+/// Waits until every running node has applied the leader's last log entry:
+/// a kill then finds every survivor equally qualified to take over, as in a
+/// cluster that has been running for a while.
+fn wait_steady(cluster: &Cluster, leader: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let last = cluster
+            .status(leader)
+            .and_then(|s| s["last_log_index"].as_u64());
+        let caught_up = last.is_some()
+            && cluster.running_ids().iter().all(|id| {
+                cluster
+                    .status(*id)
+                    .and_then(|s| s["applied_index"].as_u64())
+                    == last
+            });
+        if caught_up {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cluster did not settle within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn main() {
     let runs = env_count("SLUICE_BENCH_RUNS", 7);
     let mut cluster = Cluster::builder()
@@ -25,6 +53,7 @@ fn main() {
     let mut to_write = Vec::new();
     for run in 0..runs {
         let old = cluster.leader();
+        wait_steady(&cluster, old);
         let survivors: Vec<u64> = cluster
             .running_ids()
             .into_iter()
@@ -68,6 +97,10 @@ fn main() {
             std::thread::sleep(Duration::from_millis(2));
         }
         to_write.push(killed_at.elapsed());
+        eprintln!(
+            "run {run}: killed node {old}; node {new_leader} leads after {:?}; write via node {via} committed after {:?}",
+            to_leader[run], to_write[run]
+        );
         cluster.restart(old);
     }
     println!("failover, 3 nodes, shipped election settings (RaftTiming::default())");

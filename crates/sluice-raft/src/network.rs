@@ -41,13 +41,16 @@ pub enum CallError {
 /// Cached QUIC connections to peers.
 pub struct Peers {
     endpoint: quinn::Endpoint,
+    /// Longest wait for a new connection's handshake.
+    connect_timeout: Duration,
     connections: Mutex<HashMap<(String, String), quinn::Connection>>,
 }
 
 impl Peers {
-    pub fn new(endpoint: quinn::Endpoint) -> Self {
+    pub fn new(endpoint: quinn::Endpoint, connect_timeout: Duration) -> Self {
         Peers {
             endpoint,
+            connect_timeout,
             connections: Mutex::new(HashMap::new()),
         }
     }
@@ -101,6 +104,11 @@ impl Peers {
 
     /// Sends `request` to the node at `addr` whose certificate must carry
     /// `server_name`, and waits at most `timeout` for its answer.
+    ///
+    /// The connection is made (or reused) first, within the connect timeout:
+    /// a [`CallError::Connect`] or [`CallError::Resolve`] means the request
+    /// was never sent, so it is always safe to retry. Any other error leaves
+    /// open whether the peer acted on it.
     pub async fn call(
         &self,
         addr: &str,
@@ -108,8 +116,21 @@ impl Peers {
         request: &Request,
         timeout: Duration,
     ) -> Result<Response, CallError> {
-        let attempt = async {
-            let conn = self.connection(addr, server_name).await?;
+        let connect = tokio::time::timeout(
+            self.connect_timeout.min(timeout),
+            self.connection(addr, server_name),
+        );
+        let conn = match connect.await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                return Err(CallError::Connect {
+                    addr: addr.to_string(),
+                    message: "handshake timed out".to_string(),
+                })
+            }
+        };
+        let exchange = async {
             let stream_err = |message: String| CallError::Stream {
                 addr: addr.to_string(),
                 message,
@@ -127,7 +148,7 @@ impl Peers {
                 .map_err(|e: FrameError| stream_err(e.to_string()))?;
             Ok(response)
         };
-        let result = match tokio::time::timeout(timeout, attempt).await {
+        let result = match tokio::time::timeout(timeout, exchange).await {
             Ok(result) => result,
             Err(_) => Err(CallError::Timeout {
                 addr: addr.to_string(),
@@ -141,9 +162,10 @@ impl Peers {
             }),
             Ok(response) => Ok(response),
             Err(e) => {
-                if !matches!(e, CallError::Timeout { .. }) {
-                    self.forget(addr, server_name);
-                }
+                // Dial again next time, timeouts included: a peer that
+                // restarted on the same port never answers on the old
+                // connection, and QUIC would only notice at the idle timeout.
+                self.forget(addr, server_name);
                 Err(e)
             }
         }

@@ -38,7 +38,7 @@ pub struct RaftTiming {
 impl Default for RaftTiming {
     fn default() -> Self {
         RaftTiming {
-            heartbeat_interval_ms: 150,
+            heartbeat_interval_ms: 100,
             election_timeout_min_ms: 400,
             election_timeout_max_ms: 800,
             rpc_timeout_ms: 2000,
@@ -192,15 +192,24 @@ impl ClusterNode {
                 .map_err(|e| dir_err(format!("cannot write the identity file: {e}")))?;
         }
 
-        let endpoint = quinn::Endpoint::server(tls.server, options.listen_raft).map_err(|e| {
-            StartError::Bind {
-                addr: options.listen_raft,
-                message: e.to_string(),
-            }
-        })?;
+        let bind_err = |e: std::io::Error| StartError::Bind {
+            addr: options.listen_raft,
+            message: e.to_string(),
+        };
+        let socket = std::net::UdpSocket::bind(options.listen_raft).map_err(bind_err)?;
+        let endpoint = quinn::Endpoint::new(
+            tls.endpoint,
+            Some(tls.server),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(bind_err)?;
         let mut endpoint = endpoint;
         endpoint.set_default_client_config(tls.client);
-        let peers = Arc::new(Peers::new(endpoint.clone()));
+        let peers = Arc::new(Peers::new(
+            endpoint.clone(),
+            Duration::from_millis(options.timing.rpc_timeout_ms),
+        ));
 
         let t = &options.timing;
         let config = openraft::Config {
@@ -503,15 +512,31 @@ impl Inner {
                     }
                 }
             } else {
+                let server_name = node_server_name(leader);
+                let forwarded = Request::Leader(request.clone());
                 let call = self
                     .peers
-                    .call(
-                        &member.raft_addr,
-                        &node_server_name(leader),
-                        &Request::Leader(request.clone()),
-                        remaining,
-                    )
-                    .await;
+                    .call(&member.raft_addr, &server_name, &forwarded, remaining);
+                // Stop waiting on a leader this node no longer believes in (a
+                // killed leader never answers; its connection looks open).
+                let mut metrics = self.raft.metrics();
+                let leader_moved = async move {
+                    loop {
+                        if metrics.changed().await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
+                        if metrics.borrow().current_leader != Some(leader) {
+                            return;
+                        }
+                    }
+                };
+                let call = tokio::select! {
+                    call = call => call,
+                    _ = leader_moved => Err(CallError::Stream {
+                        addr: member.raft_addr.clone(),
+                        message: format!("node {leader} stopped being the leader before it answered"),
+                    }),
+                };
                 match call {
                     Ok(Response::Leader(Ok(response))) => return Ok(response),
                     Ok(Response::Leader(Err(LeaderError::Failed(e)))) => return Err(e),
@@ -904,8 +929,15 @@ impl Inner {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         };
+        let lease_ms = self.timing.election_timeout_max_ms;
         let reason = if m.current_leader.is_none() {
             Some("no leader known".to_string())
+        } else if m.state == ServerState::Leader
+            && !m.millis_since_quorum_ack.is_some_and(|ms| ms <= lease_ms)
+        {
+            // A node restarted from a leader's vote believes it leads until a
+            // peer says otherwise; it is ready once a quorum has confirmed it.
+            Some("leadership not yet confirmed by a quorum".to_string())
         } else if !self.is_member() {
             Some("not a member of the cluster yet".to_string())
         } else if commit.is_none() {

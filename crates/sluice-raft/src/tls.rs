@@ -48,10 +48,16 @@ fn file_err(path: &Path, message: impl std::fmt::Display) -> TlsError {
     }
 }
 
-/// Loaded rustls configurations for both directions of a QUIC connection.
+/// Loaded configurations for both directions of a QUIC connection, and the
+/// endpoint's own.
 pub struct TlsConfigs {
     pub server: quinn::ServerConfig,
     pub client: quinn::ClientConfig,
+    /// Carries a stateless-reset key derived from the node's private key, so
+    /// it is the same after a restart: a peer still holding a connection to
+    /// this node's previous process gets a reset it recognises at its first
+    /// packet, instead of waiting out the idle timeout.
+    pub endpoint: quinn::EndpointConfig,
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -76,6 +82,26 @@ impl TlsFiles {
         let chain = load_certs(&self.node_cert)?;
         let key = PrivateKeyDer::from_pem_file(&self.node_key)
             .map_err(|e| file_err(&self.node_key, e))?;
+        let reset_secret = ring::digest::digest(
+            &ring::digest::SHA256,
+            &[
+                b"sluice quic stateless reset v1\0".as_slice(),
+                key.secret_der(),
+            ]
+            .concat(),
+        );
+        let mut endpoint = quinn::EndpointConfig::new(Arc::new(ring::hmac::Key::new(
+            ring::hmac::HMAC_SHA256,
+            reset_secret.as_ref(),
+        )));
+        // Connection ids must validate after a restart too, or the new process
+        // drops the old connection's packets without sending the reset.
+        let mut cid_key = [0u8; 8];
+        cid_key.copy_from_slice(&reset_secret.as_ref()[..8]);
+        let cid_key = u64::from_le_bytes(cid_key);
+        endpoint.cid_generator(move || {
+            Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+        });
 
         let mut roots = RootCertStore::empty();
         for cert in ca {
@@ -121,10 +147,10 @@ impl TlsFiles {
 
         let mut transport = quinn::TransportConfig::default();
         transport
-            .keep_alive_interval(Some(std::time::Duration::from_secs(2)))
+            .keep_alive_interval(Some(std::time::Duration::from_secs(1)))
             .max_idle_timeout(Some(
-                quinn::IdleTimeout::try_from(std::time::Duration::from_secs(10))
-                    .expect("10 s is a valid idle timeout"),
+                quinn::IdleTimeout::try_from(std::time::Duration::from_secs(5))
+                    .expect("5 s is a valid idle timeout"),
             ));
         let transport = Arc::new(transport);
 
@@ -132,6 +158,10 @@ impl TlsFiles {
         server.transport_config(transport.clone());
         let mut client = quinn::ClientConfig::new(Arc::new(client));
         client.transport_config(transport);
-        Ok(TlsConfigs { server, client })
+        Ok(TlsConfigs {
+            server,
+            client,
+            endpoint,
+        })
     }
 }
