@@ -54,3 +54,54 @@ fn paused_leader_is_replaced_and_follows_when_resumed() {
     }
     eprintln!("paused leader {old}; {new} took over; leader now {leader}");
 }
+
+/// A node killed and restarted on the same port: its peers still hold QUIC
+/// connections to the dead process. They must notice at once (the new process
+/// answers the old connection with a stateless reset), not after the idle
+/// timeout: leadership moves to the restarted node and a write forwarded to
+/// it succeeds at the first attempt.
+#[test]
+fn peers_reach_a_restarted_node_at_once() {
+    let mut cluster = Cluster::builder().nodes(3).fast_elections().start();
+    let old = cluster.leader();
+    let others: Vec<u64> = cluster.ids().into_iter().filter(|&id| id != old).collect();
+    // Both other nodes forward writes to the leader: they now hold
+    // connections to its process.
+    for &via in &others {
+        cluster.create_provider(via, &format!("via-{via}"));
+    }
+    cluster.kill9(old);
+    let new = cluster.new_leader_other_than(old);
+    let bystander = others
+        .iter()
+        .copied()
+        .find(|&id| id != new)
+        .expect("a third node");
+    cluster.restart(old);
+
+    let (status, body) = cluster.admin(new).post(
+        "/admin/v1/cluster/leader",
+        &serde_json::json!({ "to": old }),
+    );
+    assert_eq!(
+        status, 200,
+        "leadership transfer to the restarted node failed: {body}"
+    );
+    cluster.wait_until(
+        Duration::from_secs(10),
+        "the restarted node to lead",
+        || {
+            cluster
+                .status(bystander)
+                .is_some_and(|s| s["leader_id"].as_u64() == Some(old))
+        },
+    );
+    let (status, body) = cluster.admin(bystander).post(
+        "/admin/v1/providers",
+        &sluice_e2e::admin::provider_body("after-restart"),
+    );
+    assert_eq!(
+        status, 201,
+        "first write forwarded to the restarted leader: {body}"
+    );
+}
