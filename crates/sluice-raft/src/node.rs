@@ -933,7 +933,7 @@ impl Inner {
         let reason = if m.current_leader.is_none() {
             Some("no leader known".to_string())
         } else if m.state == ServerState::Leader
-            && !m.millis_since_quorum_ack.is_some_and(|ms| ms <= lease_ms)
+            && m.millis_since_quorum_ack.is_none_or(|ms| ms > lease_ms)
         {
             // A node restarted from a leader's vote believes it leads until a
             // peer says otherwise; it is ready once a quorum has confirmed it.
