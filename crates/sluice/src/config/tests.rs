@@ -181,7 +181,7 @@ fn raft_timing_rules() {
     let (_dir, path, text) = fixture();
     let mut raw = parse(&text).expect("parse");
     raw.raft.heartbeat_interval_ms = Some(700);
-    raw.raft.election_timeout_max_ms = Some(500);
+    raw.raft.election_timeout_max_ms = Some(300);
     let errors = validate(raw, path.parent().expect("dir")).expect_err("must fail");
     assert_eq!(
         fields_of(&errors),
