@@ -102,6 +102,39 @@ impl Peers {
             .remove(&(addr.to_string(), server_name.to_string()));
     }
 
+    /// Like [`Peers::call`], for a request that must not be sent into a dead
+    /// connection: a cached connection is first checked with a ping (one
+    /// round trip), and replaced if the peer no longer serves it (say, it
+    /// restarted). A forwarded write then reaches a live process or fails
+    /// before it was sent.
+    pub async fn call_checked(
+        &self,
+        addr: &str,
+        server_name: &str,
+        request: &Request,
+        timeout: Duration,
+    ) -> Result<Response, CallError> {
+        let cached = self
+            .lock()
+            .get(&(addr.to_string(), server_name.to_string()))
+            .is_some_and(|conn| conn.close_reason().is_none());
+        if cached {
+            let ping = self
+                .call(
+                    addr,
+                    server_name,
+                    &Request::Ping,
+                    self.connect_timeout.min(timeout),
+                )
+                .await;
+            if let Err(e) = ping {
+                // `call` dropped the connection; the request goes on a new one.
+                tracing::debug!(%addr, error = %e, "cached peer connection is dead; dialling again");
+            }
+        }
+        self.call(addr, server_name, request, timeout).await
+    }
+
     /// Sends `request` to the node at `addr` whose certificate must carry
     /// `server_name`, and waits at most `timeout` for its answer.
     ///

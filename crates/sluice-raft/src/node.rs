@@ -514,9 +514,9 @@ impl Inner {
             } else {
                 let server_name = node_server_name(leader);
                 let forwarded = Request::Leader(request.clone());
-                let call = self
-                    .peers
-                    .call(&member.raft_addr, &server_name, &forwarded, remaining);
+                let call =
+                    self.peers
+                        .call_checked(&member.raft_addr, &server_name, &forwarded, remaining);
                 // Stop waiting on a leader this node no longer believes in (a
                 // killed leader never answers; its connection looks open).
                 let mut metrics = self.raft.metrics();

@@ -28,6 +28,8 @@ pub enum Request {
     },
     /// Part of a leadership transfer: start an election now.
     Campaign,
+    /// Is this connection still served? (Answered with `Ack`.)
+    Ping,
 }
 
 /// Operations that run on the leader.

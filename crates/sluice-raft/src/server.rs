@@ -90,5 +90,6 @@ async fn handle(request: Request, inner: &Arc<Inner>) -> Response {
             inner.campaign();
             Response::Ack
         }
+        Request::Ping => Response::Ack,
     }
 }
