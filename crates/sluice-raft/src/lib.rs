@@ -9,7 +9,10 @@
 //! `sluice_core::State::apply`.
 //!
 //! # Layout
-//! * [`node`]: [`ClusterNode`], the one handle the rest of Sluice uses.
+//! * [`node`]: [`ClusterNode`], the one handle the rest of Sluice uses;
+//!   `node/leader.rs` is what runs on the leader (writes, read index,
+//!   membership, leadership transfer), `node/observe.rs` status, readiness
+//!   and the durability watermark.
 //! * [`api`]: the plain types that handle speaks in (status, members, errors).
 //! * `types`: the openraft type configuration.
 //! * `log_store`, `state_machine`: the sled log store and the state machine
