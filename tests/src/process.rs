@@ -243,20 +243,24 @@ pub fn format_tail(name: &str, path: &Path, lines: usize) -> String {
     )
 }
 
+/// Every pid listed in `/proc` (none if it cannot be read).
+fn all_pids() -> impl Iterator<Item = u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+        })
+}
+
 /// Pids of the live children of `parent`, read from `/proc`.
 pub fn children_of(parent: u32) -> Vec<u32> {
     let mut children = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return children;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
+    for pid in all_pids() {
         if parent_of(pid) == Some(parent) {
             children.push(pid);
         }
@@ -297,17 +301,7 @@ pub fn cmdline_of(pid: u32) -> Option<String> {
 pub fn processes_mentioning(needle: &str) -> Vec<(u32, String)> {
     let me = std::process::id();
     let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return found;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
+    for pid in all_pids() {
         if pid == me || !is_alive(pid) {
             continue;
         }

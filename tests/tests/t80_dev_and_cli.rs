@@ -204,21 +204,17 @@ fn dev_cluster_serves_the_cli_stops_on_sigterm_and_restarts_with_its_data() {
     assert_eq!(list(&status, "members").len(), 3, "{status}");
 
     // providers create / list.
-    cli_ok(
-        url,
-        &token,
-        &[
-            "providers",
-            "create",
-            "--name",
-            "dev-openai",
-            "--kind",
-            "openai",
-            "--base-url",
-            "http://127.0.0.1:9/v1",
-        ],
-        deadline,
-    );
+    let create = [
+        "providers",
+        "create",
+        "--name",
+        "dev-openai",
+        "--kind",
+        "openai",
+        "--base-url",
+        "http://127.0.0.1:9/v1",
+    ];
+    cli_ok(url, &token, &create, deadline);
     let table = cli_ok(url, &token, &["providers", "list"], deadline);
     assert!(table.contains("dev-openai"), "providers list:\n{table}");
     let providers = cli_json(url, &token, &["providers", "list"], deadline);
@@ -229,21 +225,7 @@ fn dev_cluster_serves_the_cli_stops_on_sigterm_and_restarts_with_its_data() {
         "{providers}"
     );
     // The API's refusal reaches the operator as a non-zero exit with the reason.
-    let again = cli(
-        url,
-        &token,
-        &[
-            "providers",
-            "create",
-            "--name",
-            "dev-openai",
-            "--kind",
-            "openai",
-            "--base-url",
-            "http://127.0.0.1:9/v1",
-        ],
-        deadline,
-    );
+    let again = cli(url, &token, &create, deadline);
     assert_ne!(again.code(), 0, "a duplicate provider must fail: {again}");
     assert!(
         again.stderr.contains("dev-openai") || again.stderr.contains("exists"),
