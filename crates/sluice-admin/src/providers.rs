@@ -170,6 +170,29 @@ pub struct ProviderList {
     pub providers: Vec<ProviderView>,
 }
 
+/// A provider without credentials from the API's fields, checked with the
+/// core rules before anything is proposed.
+fn checked_provider(
+    name: String,
+    kind: ProviderKindBody,
+    base_url: String,
+    headers: BTreeMap<String, String>,
+    timeouts: TimeoutsBody,
+) -> Result<Provider, ApiError> {
+    let provider = Provider {
+        name,
+        kind: kind.into(),
+        base_url,
+        api_key: None,
+        headers,
+        timeouts: timeouts.into(),
+        created_at_ms: 0,
+        updated_at_ms: 0,
+    };
+    provider.validate()?;
+    Ok(provider)
+}
+
 fn seal(ctx: &AdminContext, name: &str, api_key: &str) -> Result<SealedSecret, ApiError> {
     if api_key.is_empty() || api_key.len() > MAX_API_KEY_LEN {
         return Err(ApiError::validation(
@@ -223,17 +246,13 @@ pub async fn create_provider(
     State(ctx): State<AdminContext>,
     AdminJson(body): AdminJson<CreateProvider>,
 ) -> Result<(StatusCode, Json<ProviderView>), ApiError> {
-    let mut provider = Provider {
-        name: body.name,
-        kind: body.kind.into(),
-        base_url: body.base_url,
-        api_key: None,
-        headers: body.headers,
-        timeouts: body.timeouts.into(),
-        created_at_ms: 0,
-        updated_at_ms: 0,
-    };
-    provider.validate()?;
+    let mut provider = checked_provider(
+        body.name,
+        body.kind,
+        body.base_url,
+        body.headers,
+        body.timeouts,
+    )?;
     if let Some(api_key) = &body.api_key {
         provider.api_key = Some(seal(&ctx, &provider.name, api_key)?);
     }
@@ -273,17 +292,8 @@ pub async fn update_provider(
     AdminPath(name): AdminPath<String>,
     AdminJson(body): AdminJson<UpdateProvider>,
 ) -> Result<Json<ProviderView>, ApiError> {
-    let mut provider = Provider {
-        name,
-        kind: body.kind.into(),
-        base_url: body.base_url,
-        api_key: None,
-        headers: body.headers,
-        timeouts: body.timeouts.into(),
-        created_at_ms: 0,
-        updated_at_ms: 0,
-    };
-    provider.validate()?;
+    let mut provider =
+        checked_provider(name, body.kind, body.base_url, body.headers, body.timeouts)?;
     let keep_api_key = body.api_key.is_none();
     provider.api_key = match body.api_key {
         Some(Some(api_key)) => Some(seal(&ctx, &provider.name, &api_key)?),

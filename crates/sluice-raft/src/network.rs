@@ -265,23 +265,36 @@ fn transport_error<E: std::error::Error>(
     }
 }
 
+impl PeerNetwork {
+    /// One openraft RPC: send `request`, take the matching answer out of the
+    /// response with `pick` (which hands back anything else), and map both
+    /// transport and remote failures into openraft's error.
+    async fn rpc<T, E: std::error::Error>(
+        &self,
+        request: Request,
+        option: &RPCOption,
+        pick: impl FnOnce(Response) -> Result<Result<T, RaftError<NodeId, E>>, Response>,
+    ) -> RpcResult<T, E> {
+        let response = self.call(request, option).await.map_err(transport_error)?;
+        match pick(response) {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(e)) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),
+            Err(other) => Err(self.unexpected(&other)),
+        }
+    }
+}
+
 impl RaftNetwork<TypeConfig> for PeerNetwork {
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>> {
-        match self
-            .call(Request::AppendEntries(rpc), &option)
-            .await
-            .map_err(transport_error)?
-        {
-            Response::AppendEntries(Ok(resp)) => Ok(resp),
-            Response::AppendEntries(Err(e)) => {
-                Err(RPCError::RemoteError(RemoteError::new(self.target, e)))
-            }
-            other => Err(self.unexpected(&other)),
-        }
+        self.rpc(Request::AppendEntries(rpc), &option, |r| match r {
+            Response::AppendEntries(answer) => Ok(answer),
+            other => Err(other),
+        })
+        .await
     }
 
     async fn install_snapshot(
@@ -289,17 +302,11 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
-        match self
-            .call(Request::InstallSnapshot(rpc), &option)
-            .await
-            .map_err(transport_error)?
-        {
-            Response::InstallSnapshot(Ok(resp)) => Ok(resp),
-            Response::InstallSnapshot(Err(e)) => {
-                Err(RPCError::RemoteError(RemoteError::new(self.target, e)))
-            }
-            other => Err(self.unexpected(&other)),
-        }
+        self.rpc(Request::InstallSnapshot(rpc), &option, |r| match r {
+            Response::InstallSnapshot(answer) => Ok(answer),
+            other => Err(other),
+        })
+        .await
     }
 
     async fn vote(
@@ -307,14 +314,10 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> RpcResult<VoteResponse<NodeId>> {
-        match self
-            .call(Request::Vote(rpc), &option)
-            .await
-            .map_err(transport_error)?
-        {
-            Response::Vote(Ok(resp)) => Ok(resp),
-            Response::Vote(Err(e)) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),
-            other => Err(self.unexpected(&other)),
-        }
+        self.rpc(Request::Vote(rpc), &option, |r| match r {
+            Response::Vote(answer) => Ok(answer),
+            other => Err(other),
+        })
+        .await
     }
 }
