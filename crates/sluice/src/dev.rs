@@ -454,12 +454,13 @@ fn print_ready(dir: &Path, nodes: &[RunningNode], state: &DevState) {
         );
     }
     println!("Admin token: {}", state.admin_token);
-    if let (Some(admin), Some(proxy)) = (state.admin_urls.first(), state.proxy_urls.first()) {
+    // The proxy URLs above serve model traffic once the data plane lands;
+    // until then only the admin side is worth exporting.
+    if let Some(admin) = state.admin_urls.first() {
         println!(
             "export SLUICE_ADMIN_URL={admin} SLUICE_ADMIN_TOKEN={}",
             state.admin_token
         );
-        println!("export OPENAI_BASE_URL={proxy}/v1");
     }
     println!("Press Ctrl-C to stop.");
 }
