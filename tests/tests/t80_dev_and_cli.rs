@@ -194,6 +194,22 @@ fn dev_cluster_serves_the_cli_stops_on_sigterm_and_restarts_with_its_data() {
     );
     let url = admin_urls[1].as_str(); // any node will do; not necessarily the leader
 
+    // The demo: a running mock provider, a route on it and a demo key.
+    let api_key = state["api_key"]
+        .as_str()
+        .expect("api_key in dev.json")
+        .to_string();
+    assert!(api_key.starts_with("sk-sluice-"), "{state}");
+    let mock_url = state["mock_url"].as_str().expect("mock_url in dev.json");
+    let models: Value = reqwest::blocking::get(format!("{mock_url}/v1/models"))
+        .and_then(|r| r.json())
+        .expect("the mock provider answers");
+    assert_eq!(models["object"], "list", "{models}");
+    let admin = Admin::new(url, Some(token.clone()));
+    let (status, route) = admin.get("/admin/v1/routes/mock-gpt");
+    assert_eq!(status, 200, "{route}");
+    assert_eq!(route["deployments"][0]["provider"], "mock", "{route}");
+
     // cluster status, as a table and as JSON.
     let status = cli_ok(url, &token, &["cluster", "status"], deadline);
     assert!(
@@ -294,6 +310,11 @@ fn dev_cluster_serves_the_cli_stops_on_sigterm_and_restarts_with_its_data() {
         urls_again, admin_urls,
         "the same nodes come back on the same addresses"
     );
+    assert_eq!(
+        state["api_key"].as_str(),
+        Some(api_key.as_str()),
+        "the demo key is kept across runs"
+    );
     for url in &admin_urls {
         let admin = Admin::new(url.as_str(), Some(token.clone()));
         deadline
@@ -315,4 +336,53 @@ fn dev_cluster_serves_the_cli_stops_on_sigterm_and_restarts_with_its_data() {
     );
 
     stop_dev(dev, &dir, deadline);
+}
+
+/// `sluice mock-llm` serves the OpenAI API on the address it prints, and
+/// stops cleanly on SIGTERM.
+#[test]
+fn mock_llm_subcommand_serves_until_sigterm() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(sluice_bin())
+        .args(["mock-llm", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn sluice mock-llm");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut first_line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut first_line)
+        .expect("read the mock's address line");
+    let base = first_line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {first_line:?}"))
+        .to_string();
+    let models: Value = reqwest::blocking::get(format!("{base}/v1/models"))
+        .and_then(|r| r.json())
+        .expect("GET /v1/models");
+    assert_eq!(models["object"], "list", "{models}");
+    assert!(
+        !models["data"].as_array().expect("data").is_empty(),
+        "{models}"
+    );
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("sluice mock-llm did not stop within 10 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit status {status}");
 }

@@ -36,6 +36,8 @@ pub enum Command {
     Init(InitArgs),
     /// Run a local cluster of `sluice serve` processes in the foreground.
     Dev(dev::DevArgs),
+    /// Run the mock model provider (OpenAI and Anthropic APIs) for tests and demos.
+    MockLlm(MockLlmArgs),
     #[command(flatten)]
     Client(crate::client::ClientCommand),
 }
@@ -76,6 +78,50 @@ pub struct InitArgs {
     pub cluster_id: Option<String>,
 }
 
+/// `sluice mock-llm`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MockLlmArgs {
+    /// Address to listen on (loopback by default; port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:8089")]
+    pub listen: std::net::SocketAddr,
+    /// Delay between the response headers and the first body byte, in ms.
+    #[arg(long, default_value_t = 0)]
+    pub first_byte_ms: u64,
+    /// Delay between stream events, in ms.
+    #[arg(long, default_value_t = 0)]
+    pub chunk_ms: u64,
+}
+
+/// Runs the mock provider until SIGINT or SIGTERM, then lets in-flight
+/// streams finish.
+async fn run_mock_llm(args: MockLlmArgs) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let config = sluice_mock_llm::MockConfig {
+        behavior: sluice_mock_llm::Behavior {
+            first_byte_ms: args.first_byte_ms,
+            chunk_ms: args.chunk_ms,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let mock = sluice_mock_llm::MockServer::start(config, args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    println!(
+        "mock model provider on {} (OpenAI: {0}/v1, Anthropic: {0}/v1/messages)",
+        mock.base_url()
+    );
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    mock.shutdown()
+        .await
+        .context("stopping the mock provider")?;
+    Ok(())
+}
+
 /// Parses the command line, runs the command, and maps the outcome to an exit code.
 pub fn main() -> ExitCode {
     // Ignored error: a provider is already installed, which is what we want.
@@ -90,6 +136,10 @@ pub fn main() -> ExitCode {
         Command::Dev(args) => {
             init_plain_logging();
             finish(runtime().and_then(|rt| rt.block_on(dev::run(args))))
+        }
+        Command::MockLlm(args) => {
+            init_plain_logging();
+            finish(runtime().and_then(|rt| rt.block_on(run_mock_llm(args))))
         }
         Command::Client(cmd) => {
             init_plain_logging();

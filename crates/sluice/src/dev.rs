@@ -29,6 +29,8 @@ use std::time::Duration;
 use tokio::process::{Child, Command};
 use tokio::signal::unix::{signal, Signal as SignalStream, SignalKind};
 
+mod demo;
+
 /// The file `sluice dev` writes for tools and tests.
 pub const DEV_STATE_FILE: &str = "dev.json";
 /// Each node's combined stdout and stderr, in its directory.
@@ -61,9 +63,12 @@ pub struct DevState {
     /// In node order.
     pub proxy_urls: Vec<String>,
     pub admin_token: String,
-    /// A virtual API key some tool created for this cluster, if any.
+    /// The demo virtual key (allowed on the `mock-gpt` route).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<String>,
+    /// Base URL of the mock model provider `sluice dev` runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mock_url: Option<String>,
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
@@ -203,6 +208,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .map(|n| n.config.advertise.proxy_url.clone())
         .collect();
     state.admin_token = admin_token;
+    let demo = match demo::start(&client, &state.admin_urls[0], &state.admin_token, &state).await {
+        Ok(demo) => demo,
+        Err(err) => {
+            stop_all(&mut nodes).await;
+            return Err(err.context("setting up the demo provider, route and key"));
+        }
+    };
+    state.api_key = Some(demo.api_key.clone());
+    state.mock_url = Some(demo.mock.base_url());
     if let Err(err) = state.write(&state_path) {
         stop_all(&mut nodes).await;
         return Err(err);
@@ -210,7 +224,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     print_ready(&dir, &nodes, &state);
 
     let event = next_event(&mut nodes, &mut sigint, &mut sigterm).await;
-    finish(event, &mut nodes).await
+    let result = finish(event, &mut nodes).await;
+    if let Err(err) = demo.mock.shutdown().await {
+        eprintln!("warning: stopping the mock provider: {err}");
+    }
+    result
 }
 
 /// Generates whatever node directories are missing (all of them on a first
@@ -454,6 +472,12 @@ fn print_ready(dir: &Path, nodes: &[RunningNode], state: &DevState) {
         );
     }
     println!("Admin token: {}", state.admin_token);
+    if let (Some(mock), Some(key)) = (&state.mock_url, &state.api_key) {
+        println!(
+            "Demo: route `{}` on the mock provider at {mock}, demo key {key}",
+            demo::ROUTE
+        );
+    }
     // The proxy URLs above serve model traffic once the data plane lands;
     // until then only the admin side is worth exporting.
     if let Some(admin) = state.admin_urls.first() {

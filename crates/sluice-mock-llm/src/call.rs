@@ -1,0 +1,75 @@
+//! What every API request goes through before its handler answers, in this
+//! order: counted, header overrides resolved, slow headers, auth, injected
+//! failure.
+
+use axum::http::HeaderMap;
+use serde::de::DeserializeOwned;
+
+use crate::behavior::Plan;
+use crate::fault::Fault;
+use crate::server::Mock;
+use crate::stats::{Endpoint, InFlight};
+
+/// An admitted request: the behaviour it runs under and its in-flight guard,
+/// to be moved into the response body.
+pub(crate) struct Call {
+    pub plan: Plan,
+    pub guard: InFlight,
+}
+
+impl Mock {
+    pub(crate) async fn admit(
+        &self,
+        endpoint: Endpoint,
+        headers: &HeaderMap,
+    ) -> Result<Call, Fault> {
+        let guard = self.counters.admit(endpoint);
+        let plan = self.behavior.load().plan(headers)?;
+        if !plan.header_delay.is_zero() {
+            tokio::time::sleep(plan.header_delay).await;
+        }
+        if let Some(expected) = &self.config.require_api_key {
+            match presented_key(headers) {
+                None => return Err(Fault::MissingKey),
+                Some(key) if key != expected => return Err(Fault::WrongKey),
+                Some(_) => {}
+            }
+        }
+        if let Some(status) = plan.fail_status {
+            return Err(Fault::Injected {
+                status,
+                retry_after_ms: plan.retry_after_ms,
+            });
+        }
+        Ok(Call { plan, guard })
+    }
+
+    /// 404 unless the model is served.
+    pub(crate) fn check_model(&self, model: &str) -> Result<(), Fault> {
+        if self.config.serves(model) {
+            Ok(())
+        } else {
+            Err(Fault::ModelNotFound {
+                model: model.to_owned(),
+            })
+        }
+    }
+}
+
+/// `Authorization: Bearer KEY` or `x-api-key: KEY`.
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    if let Some(bearer) = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    {
+        return Some(bearer.trim());
+    }
+    headers.get("x-api-key").and_then(|v| v.to_str().ok())
+}
+
+/// Parses a JSON request body, naming the field at fault.
+pub(crate) fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Fault> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(Fault::from_json)
+}

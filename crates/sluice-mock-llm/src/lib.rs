@@ -1,0 +1,49 @@
+//! `sluice-mock-llm` plays a model provider: an HTTP server that speaks the
+//! OpenAI API (`/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`,
+//! `/v1/models`) and the Anthropic Messages API (`/v1/messages`) with the
+//! exact wire shapes of the real services, streaming and not.
+//!
+//! It owns deterministic replies and token counts, pacing (slow headers,
+//! latency to first byte, per-chunk pace) and injected failures (error
+//! statuses, a connection dropped mid-body), switchable for the whole
+//! instance ([`MockHandle::set_behavior`], `PUT /_mock/behavior`) or per
+//! request (`x-mock-*` headers, see [`behavior`]), and counts what happened
+//! ([`Stats`], `GET /_mock/stats`).
+//!
+//! It never knows the gateway: it depends on no other Sluice crate, keeps no
+//! state between requests besides its counters, never calls out, and never
+//! produces randomness — the same request always gets the same reply.
+//!
+//! # Layout
+//! * [`server`]: binding, the router, graceful shutdown, [`MockHandle`].
+//! * [`config`]: [`MockConfig`], the models served and the API key required.
+//! * [`behavior`]: [`Behavior`] and its per-request header overrides.
+//! * [`stats`]: counters by endpoint and the fate of each stream.
+//! * `call`: what every API request goes through before its handler answers
+//!   (counting, header overrides, slow headers, auth, injected status).
+//! * `fault`: the API-neutral errors; each API renders them in its own shape.
+//! * `tokens`: the token counting rule.
+//! * `reply`: the deterministic reply (text or tool call).
+//! * `body`: the paced response body (first-byte delay, chunk pace, drop).
+//! * `sse`: server-sent event framing.
+//! * `openai`, `anthropic`: one module per API, each with its own errors.
+//! * `control`: the `/_mock/*` endpoints.
+
+mod anthropic;
+pub mod behavior;
+mod body;
+mod call;
+pub mod config;
+mod control;
+mod fault;
+mod openai;
+mod reply;
+pub mod server;
+mod sse;
+pub mod stats;
+mod tokens;
+
+pub use behavior::Behavior;
+pub use config::MockConfig;
+pub use server::{MockHandle, MockServer};
+pub use stats::{Endpoint, Stats};

@@ -1,0 +1,178 @@
+//! What the mock has seen: requests by endpoint and the fate of each stream.
+//!
+//! Counters are atomics bumped on the request path; every change also ticks a
+//! watch channel so tests can wait for a count instead of sleeping
+//! ([`MockHandle::wait_for_stats`](crate::MockHandle::wait_for_stats)).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+/// The API endpoints the mock serves, as counted in [`Stats::requests`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Endpoint {
+    ChatCompletions,
+    Completions,
+    Embeddings,
+    Models,
+    Messages,
+}
+
+impl Endpoint {
+    const ALL: [Endpoint; 5] = [
+        Endpoint::ChatCompletions,
+        Endpoint::Completions,
+        Endpoint::Embeddings,
+        Endpoint::Models,
+        Endpoint::Messages,
+    ];
+
+    /// The request path, also the key in [`Stats::requests`].
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "/v1/chat/completions",
+            Endpoint::Completions => "/v1/completions",
+            Endpoint::Embeddings => "/v1/embeddings",
+            Endpoint::Models => "/v1/models",
+            Endpoint::Messages => "/v1/messages",
+        }
+    }
+}
+
+/// A snapshot of the counters, as served by `GET /_mock/stats`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Requests received, by endpoint path, whatever their outcome.
+    pub requests: BTreeMap<String, u64>,
+    /// Streaming responses whose body began.
+    pub streams_started: u64,
+    /// Streaming responses sent to the end.
+    pub streams_completed: u64,
+    /// Streaming responses abandoned by the client before their end
+    /// (the body was dropped unfinished).
+    pub streams_cancelled: u64,
+    /// Streaming responses cut on purpose (`drop_after_chunks`).
+    pub streams_dropped: u64,
+    /// Requests whose response body is not finished yet.
+    pub in_flight: u64,
+}
+
+impl Stats {
+    /// Requests received on one endpoint.
+    pub fn requests_to(&self, endpoint: Endpoint) -> u64 {
+        self.requests.get(endpoint.path()).copied().unwrap_or(0)
+    }
+}
+
+/// The live counters, shared by every request.
+#[derive(Debug)]
+pub(crate) struct Counters {
+    requests: [AtomicU64; Endpoint::ALL.len()],
+    streams_started: AtomicU64,
+    streams_completed: AtomicU64,
+    streams_cancelled: AtomicU64,
+    streams_dropped: AtomicU64,
+    in_flight: AtomicU64,
+    changed: watch::Sender<()>,
+}
+
+/// How a response body ended, decided when it is dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// Not finished: if it is dropped now, the client went away.
+    Open,
+    Completed,
+    Dropped,
+}
+
+impl Counters {
+    pub(crate) fn new() -> Self {
+        Self {
+            requests: Default::default(),
+            streams_started: AtomicU64::new(0),
+            streams_completed: AtomicU64::new(0),
+            streams_cancelled: AtomicU64::new(0),
+            streams_dropped: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            changed: watch::Sender::new(()),
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> Stats {
+        Stats {
+            requests: Endpoint::ALL
+                .iter()
+                .map(|e| {
+                    (
+                        e.path().to_owned(),
+                        self.requests[*e as usize].load(Ordering::Relaxed),
+                    )
+                })
+                .collect(),
+            streams_started: self.streams_started.load(Ordering::Relaxed),
+            streams_completed: self.streams_completed.load(Ordering::Relaxed),
+            streams_cancelled: self.streams_cancelled.load(Ordering::Relaxed),
+            streams_dropped: self.streams_dropped.load(Ordering::Relaxed),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<()> {
+        self.changed.subscribe()
+    }
+
+    /// Counts a request and holds it in flight until the guard is dropped.
+    pub(crate) fn admit(self: &Arc<Self>, endpoint: Endpoint) -> InFlight {
+        self.requests[endpoint as usize].fetch_add(1, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.changed.send_replace(());
+        InFlight {
+            counters: Arc::clone(self),
+            stream: false,
+            ending: Ending::Open,
+        }
+    }
+}
+
+/// One request in flight; moved into its response body so it lasts as long
+/// as the body does. Its drop records how the body ended.
+#[derive(Debug)]
+pub(crate) struct InFlight {
+    counters: Arc<Counters>,
+    stream: bool,
+    ending: Ending,
+}
+
+impl InFlight {
+    /// Marks this request as a stream whose body has begun.
+    pub(crate) fn start_stream(&mut self) {
+        self.stream = true;
+        self.counters
+            .streams_started
+            .fetch_add(1, Ordering::Relaxed);
+        self.counters.changed.send_replace(());
+    }
+
+    pub(crate) fn end(&mut self, ending: Ending) {
+        self.ending = ending;
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let c = &self.counters;
+        if self.stream {
+            let counter = match self.ending {
+                Ending::Open => &c.streams_cancelled,
+                Ending::Completed => &c.streams_completed,
+                Ending::Dropped => &c.streams_dropped,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        c.in_flight.fetch_sub(1, Ordering::Relaxed);
+        c.changed.send_replace(());
+    }
+}
