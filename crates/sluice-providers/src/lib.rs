@@ -1,13 +1,13 @@
-//! The wire formats of the model APIs Sluice fronts, and the translations
-//! between them: what a provider adapter needs that does not touch a socket.
+//! Everything Sluice needs to talk to model providers: the wire formats of
+//! the APIs it fronts (OpenAI chat, Anthropic Messages), the translations
+//! between them, the provider adapters, and the pooled upstream HTTP client.
 //!
-//! This crate is pure: no networking, no tokio, no clock (timestamps such as a
-//! chunk's `created` are arguments), no randomness. Everything here is a
-//! function or a state machine over bytes and values, which is what lets the
-//! stream translation be property-tested against arbitrary chunking and
-//! fuzzed. The pooled upstream HTTP client and the adapters' HTTP side (base
-//! URL, auth and extra headers, timeouts) are not here yet; they will sit on
-//! top of these types.
+//! Only [`client`] touches the network. Everything else is pure: no sockets,
+//! no tokio, no clock (timestamps such as a chunk's `created` are arguments),
+//! no randomness. The formats and translations are functions or state
+//! machines over bytes and values, which is what lets the stream translation
+//! be property-tested against arbitrary chunking and fuzzed. The adapters
+//! build requests and parse answers; the caller sends them with the client.
 //!
 //! # Layout
 //! * [`body`]: JSON bodies parsed with the field at fault named ([`InvalidBody`]).
@@ -20,15 +20,28 @@
 //!   the response back ([`messages_to_chat_response`]), and the stream back
 //!   ([`StreamTranslator`]). Request errors name the field at fault.
 //! * [`usage`]: [`TokenUsage`], read from either format, streamed or not.
+//! * [`client`]: the one networked part, the pooled upstream
+//!   [`UpstreamClient`] (HTTP/1.1 + HTTP/2 over rustls, connect / first-byte /
+//!   total timeouts); the modules above stay pure.
+//! * [`adapter`]: the [`Adapter`] trait (a provider's request building and
+//!   answer parsing, no sockets) and [`OpenAiAdapter`].
 
+pub mod adapter;
 pub mod anthropic;
 pub mod body;
+pub mod client;
 pub mod openai;
 pub mod sse;
 pub mod translate;
 pub mod usage;
 
+pub use adapter::{
+    Adapter, AdapterError, ChatStreamDecoder, OpenAiAdapter, PreparedChat, StreamItem, Target,
+};
 pub use body::InvalidBody;
+pub use client::{
+    ClientOptions, Timeouts, UpstreamBody, UpstreamClient, UpstreamError, UpstreamResponse,
+};
 pub use sse::{SseError, SseEvent, SseParser};
 pub use translate::{
     chat_to_messages, messages_to_chat_response, StreamError, StreamTranslator, TranslateError,
