@@ -1,29 +1,107 @@
-//! Provider adapters: what turns the gateway's OpenAI-shaped chat request
-//! into one provider's HTTP request, and its answers back into OpenAI
-//! shapes. Adapters build requests and parse bytes; they never touch a
-//! socket (the [`UpstreamClient`](crate::UpstreamClient) sends).
+//! Provider adapters: how a client's request, in the API it spoke, becomes
+//! the HTTP request one provider understands. Pure: builds requests, never
+//! touches a socket (the [`UpstreamClient`](crate::UpstreamClient) sends).
 //!
-//! * [`openai`]: OpenAI-compatible providers (OpenAI, vLLM, Ollama, Groq,
-//!   Together, OpenRouter …).
-
-pub mod openai;
+//! A request is parsed once into a [`ClientRequest`], then [`prepare`]d for
+//! each deployment the router tries, which picks one of three
+//! [`Conversion`]s:
+//! * passthrough when the provider speaks the client's API: the body goes
+//!   as sent except `model` (and, for streams, OpenAI's
+//!   `stream_options.include_usage`, so usage is read from every stream);
+//! * OpenAI chat -> Anthropic Messages, and Anthropic Messages -> OpenAI chat,
+//!   through [`crate::translate`].
+//!
+//! The [`crate::relay`] module turns the answers back.
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue};
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use serde_json::{Map, Value};
+use sluice_core::ProviderKind;
 
-use crate::body::InvalidBody;
-use crate::openai::{ChatChunk, ChatRequest, ChatResponse, ErrorBody};
-use crate::sse::SseError;
+use crate::translate::{self, reverse};
+use crate::{anthropic, body, openai};
 
-pub use self::openai::OpenAiAdapter;
+/// The `anthropic-version` sent when the client did not choose one.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 
-/// Where and as whom an adapter sends: one deployment of a provider.
+/// Client headers passed on to an Anthropic upstream when the client speaks
+/// Anthropic's API too.
+const ANTHROPIC_FORWARDED: [&str; 2] = ["anthropic-version", "anthropic-beta"];
+
+/// The model endpoints the gateway serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// `POST /v1/chat/completions`
+    ChatCompletions,
+    /// `POST /v1/completions` (legacy text completions)
+    Completions,
+    /// `POST /v1/embeddings`
+    Embeddings,
+    /// `POST /v1/messages` (Anthropic)
+    Messages,
+}
+
+impl Endpoint {
+    /// The endpoint served at `path`, if any.
+    pub fn from_path(path: &str) -> Option<Self> {
+        match path {
+            "/v1/chat/completions" => Some(Self::ChatCompletions),
+            "/v1/completions" => Some(Self::Completions),
+            "/v1/embeddings" => Some(Self::Embeddings),
+            "/v1/messages" => Some(Self::Messages),
+            _ => None,
+        }
+    }
+
+    /// The API family the client speaks on this endpoint.
+    pub fn dialect(self) -> Dialect {
+        match self {
+            Self::Messages => Dialect::Anthropic,
+            _ => Dialect::OpenAi,
+        }
+    }
+
+    /// A short, stable name for logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ChatCompletions => "chat_completions",
+            Self::Completions => "completions",
+            Self::Embeddings => "embeddings",
+            Self::Messages => "messages",
+        }
+    }
+
+    /// Whether responses of this endpoint can stream.
+    fn can_stream(self) -> bool {
+        !matches!(self, Self::Embeddings)
+    }
+}
+
+/// A client's API family: decides the error format and the stream framing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dialect {
+    OpenAi,
+    Anthropic,
+}
+
+impl Dialect {
+    /// The dialect a provider of `kind` speaks.
+    pub fn of(kind: ProviderKind) -> Self {
+        match kind {
+            ProviderKind::OpenAi => Dialect::OpenAi,
+            ProviderKind::Anthropic => Dialect::Anthropic,
+        }
+    }
+}
+
+/// Where and as whom an adapter sends: one provider's address and secrets.
 #[derive(Clone, Default)]
 pub struct Target {
     /// The API root, e.g. `https://api.openai.com/v1`; a trailing `/` is
     /// ignored.
     pub base_url: String,
-    /// The provider key, sent in the adapter's auth header (marked
+    /// The provider key, sent in the provider's auth header (marked
     /// sensitive so HTTP/2 never indexes it). `None` for keyless servers.
     pub api_key: Option<String>,
     /// Sent with every request; they win over the adapter's own headers
@@ -43,78 +121,321 @@ impl std::fmt::Debug for Target {
     }
 }
 
-/// A chat request ready for the upstream.
-#[derive(Debug)]
-pub struct PreparedChat {
-    pub request: http::Request<Bytes>,
-    /// Whether the request streams.
+/// A client's fault in the request body: becomes a 400 whose `param` is
+/// `param`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct InvalidRequest {
+    pub param: Option<String>,
+    pub message: String,
+}
+
+impl InvalidRequest {
+    fn new(param: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            param: Some(param.into()),
+            message: message.into(),
+        }
+    }
+}
+
+/// A client request, parsed once and prepared for each deployment tried.
+#[derive(Debug, Clone)]
+pub struct ClientRequest {
+    pub endpoint: Endpoint,
+    /// The body as sent (a JSON object).
+    body: Map<String, Value>,
+    /// `model`: the route the client asked for.
+    pub model: String,
+    /// Whether the client asked for a stream.
     pub stream: bool,
-    /// For a stream: whether the client asked for the usage chunk itself.
-    /// When `false` the adapter asked for it on the gateway's behalf and
-    /// the chunk (choices empty, usage set) must not reach the client.
+    /// Headers passed on to a provider that speaks the client's API.
+    forwarded: HeaderMap,
+}
+
+impl ClientRequest {
+    /// Parses `body` for `endpoint`: a JSON object with a string `model`
+    /// and, if present, a boolean `stream`.
+    pub fn parse(
+        endpoint: Endpoint,
+        body: &[u8],
+        headers: &HeaderMap,
+    ) -> Result<Self, InvalidRequest> {
+        let value: Value = serde_json::from_slice(body).map_err(|e| InvalidRequest {
+            param: None,
+            message: format!(
+                "We could not parse the JSON body of your request: {e}. (The body must be a JSON object.)"
+            ),
+        })?;
+        let Value::Object(body) = value else {
+            return Err(InvalidRequest {
+                param: None,
+                message: "The request body must be a JSON object.".into(),
+            });
+        };
+        let model = match body.get("model") {
+            Some(Value::String(model)) if !model.is_empty() => model.clone(),
+            Some(Value::String(_)) | None => {
+                return Err(InvalidRequest::new(
+                    "model",
+                    "You must provide a model parameter.",
+                ))
+            }
+            Some(_) => return Err(InvalidRequest::new("model", "`model` must be a string.")),
+        };
+        let stream = match body.get("stream") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(stream)) => *stream,
+            Some(_) => return Err(InvalidRequest::new("stream", "`stream` must be a boolean.")),
+        };
+        if stream && !endpoint.can_stream() {
+            return Err(InvalidRequest::new(
+                "stream",
+                "This endpoint does not support streaming.",
+            ));
+        }
+        let mut forwarded = HeaderMap::new();
+        if endpoint.dialect() == Dialect::Anthropic {
+            for name in ANTHROPIC_FORWARDED {
+                for value in headers.get_all(name) {
+                    forwarded.append(HeaderName::from_static(name), value.clone());
+                }
+            }
+        }
+        Ok(Self {
+            endpoint,
+            body,
+            model,
+            stream,
+            forwarded,
+        })
+    }
+
+    /// The body as the client sent it.
+    pub fn body(&self) -> &Map<String, Value> {
+        &self.body
+    }
+
+    /// `max_tokens` (or OpenAI's `max_completion_tokens`), when set.
+    pub fn max_tokens(&self) -> Option<u64> {
+        ["max_completion_tokens", "max_tokens"]
+            .iter()
+            .find_map(|field| self.body.get(*field).and_then(Value::as_u64))
+    }
+}
+
+/// How a request and its answer are carried between the two APIs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conversion {
+    /// The provider speaks the client's API.
+    Passthrough,
+    /// An OpenAI chat client, an Anthropic provider.
+    ChatToMessages,
+    /// An Anthropic Messages client, an OpenAI-compatible provider.
+    MessagesToChat,
+}
+
+/// What the relay of the answer needs to know about the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exchange {
+    pub endpoint: Endpoint,
+    pub kind: ProviderKind,
+    pub conversion: Conversion,
+    pub stream: bool,
+    /// For an OpenAI stream: whether the client asked for the usage chunk.
+    /// When `false` the gateway asked for it on its own behalf and the
+    /// chunk must not reach the client.
     pub client_wants_usage: bool,
 }
 
-/// What an upstream stream yields once decoded.
-#[derive(Debug, Clone, PartialEq)]
-pub enum StreamItem {
-    Chunk(ChatChunk),
-    /// The upstream's clean end (`data: [DONE]` for OpenAI).
-    Done,
+/// A request ready for one deployment.
+#[derive(Debug)]
+pub struct Prepared {
+    pub request: http::Request<Bytes>,
+    pub exchange: Exchange,
 }
 
-/// Why an adapter could not build a request or read an answer.
+/// Why a request cannot go to one deployment.
 #[derive(Debug, thiserror::Error)]
-pub enum AdapterError {
-    #[error("invalid base URL or header: {0}")]
-    InvalidTarget(String),
-    #[error("request could not be encoded: {0}")]
-    Encode(#[from] serde_json::Error),
-    #[error("upstream body: {0}")]
-    InvalidBody(#[from] InvalidBody),
-    #[error("upstream event stream: {0}")]
-    Sse(#[from] SseError),
-    /// The upstream sent an error object inside the stream.
-    #[error("upstream error in stream: {}", .0.error.message)]
-    UpstreamError(ErrorBody),
-    /// The stream went on after its end marker.
-    #[error("upstream sent data after the end of the stream")]
-    AfterEnd,
+pub enum PrepareError {
+    /// The provider's API has no such endpoint (embeddings on Anthropic):
+    /// try another deployment.
+    #[error("{kind} providers do not serve {endpoint}", kind = .kind.as_str(), endpoint = .endpoint.as_str())]
+    Unsupported {
+        kind: ProviderKind,
+        endpoint: Endpoint,
+    },
+    /// The request cannot be translated for this provider: the client's fault.
+    #[error(transparent)]
+    Invalid(#[from] InvalidRequest),
+    /// The provider's settings cannot make a request (a bad URL or header).
+    #[error("provider misconfigured: {0}")]
+    Target(String),
 }
 
-/// Decodes one upstream event stream, bytes split anywhere.
-pub trait ChatStreamDecoder: Send {
-    /// Feeds the next bytes; returns what they completed.
-    fn feed(&mut self, bytes: &[u8]) -> Result<Vec<StreamItem>, AdapterError>;
-    /// Whether the upstream's end marker has been seen: a body that ends
-    /// before it is a truncated stream.
-    fn finished(&self) -> bool;
+/// Builds the request for a deployment of a `kind` provider at `target`
+/// that knows the model as `upstream_model`. `default_max_tokens` fills
+/// Anthropic's mandatory `max_tokens` when an OpenAI client set none.
+pub fn prepare(
+    request: &ClientRequest,
+    kind: ProviderKind,
+    target: &Target,
+    upstream_model: &str,
+    default_max_tokens: u32,
+) -> Result<Prepared, PrepareError> {
+    let endpoint = request.endpoint;
+    let (conversion, path) = match (endpoint, kind) {
+        (Endpoint::ChatCompletions, ProviderKind::OpenAi) => {
+            (Conversion::Passthrough, "/chat/completions")
+        }
+        (Endpoint::Completions, ProviderKind::OpenAi) => (Conversion::Passthrough, "/completions"),
+        (Endpoint::Embeddings, ProviderKind::OpenAi) => (Conversion::Passthrough, "/embeddings"),
+        (Endpoint::Messages, ProviderKind::Anthropic) => (Conversion::Passthrough, "/messages"),
+        (Endpoint::ChatCompletions, ProviderKind::Anthropic) => {
+            (Conversion::ChatToMessages, "/messages")
+        }
+        (Endpoint::Messages, ProviderKind::OpenAi) => {
+            (Conversion::MessagesToChat, "/chat/completions")
+        }
+        (Endpoint::Completions | Endpoint::Embeddings, ProviderKind::Anthropic) => {
+            return Err(PrepareError::Unsupported { kind, endpoint })
+        }
+    };
+    let mut client_wants_usage = false;
+    let body = match conversion {
+        Conversion::Passthrough => {
+            let mut body = request.body.clone();
+            body.insert("model".into(), Value::String(upstream_model.to_owned()));
+            if request.stream && kind == ProviderKind::OpenAi {
+                client_wants_usage = ask_for_stream_usage(&mut body);
+            }
+            encode(&body)?
+        }
+        Conversion::ChatToMessages => {
+            let mut chat: openai::ChatRequest = parse_typed(&request.body)?;
+            client_wants_usage = chat.request_stream_usage();
+            let mut messages =
+                translate::chat_to_messages(chat, default_max_tokens).map_err(|e| {
+                    InvalidRequest::new(e.path(), format!("Cannot be sent to this model: {e}"))
+                })?;
+            upstream_model.clone_into(&mut messages.model);
+            encode(&messages)?
+        }
+        Conversion::MessagesToChat => {
+            let messages: anthropic::MessagesRequest = parse_typed(&request.body)?;
+            let chat = reverse::messages_to_chat(&messages, upstream_model).map_err(|e| {
+                InvalidRequest::new(e.path(), format!("Cannot be sent to this model: {e}"))
+            })?;
+            encode(&chat)?
+        }
+    };
+    let stream = request.stream;
+    let mut builder = http::Request::builder()
+        .method(Method::POST)
+        .uri(join(&target.base_url, path))
+        .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+        .header(
+            ACCEPT,
+            HeaderValue::from_static(if stream {
+                "text/event-stream"
+            } else {
+                "application/json"
+            }),
+        );
+    let headers = builder
+        .headers_mut()
+        .ok_or_else(|| PrepareError::Target("invalid base URL".into()))?;
+    if kind == ProviderKind::Anthropic {
+        if conversion == Conversion::Passthrough {
+            for (name, value) in &request.forwarded {
+                headers.append(name, value.clone());
+            }
+        }
+        if !headers.contains_key("anthropic-version") {
+            headers.insert(
+                "anthropic-version",
+                HeaderValue::from_static(ANTHROPIC_VERSION),
+            );
+        }
+    }
+    for name in target.extra_headers.keys() {
+        headers.remove(name);
+    }
+    for (name, value) in &target.extra_headers {
+        headers.append(name, value.clone());
+    }
+    if let Some(key) = &target.api_key {
+        match kind {
+            ProviderKind::OpenAi => {
+                headers.insert(AUTHORIZATION, secret(&format!("Bearer {key}"))?);
+            }
+            ProviderKind::Anthropic => {
+                headers.insert("x-api-key", secret(key)?);
+            }
+        }
+    }
+    let request = builder
+        .body(Bytes::from(body))
+        .map_err(|e| PrepareError::Target(e.to_string()))?;
+    Ok(Prepared {
+        request,
+        exchange: Exchange {
+            endpoint,
+            kind,
+            conversion,
+            stream,
+            client_wants_usage,
+        },
+    })
 }
 
-/// One provider API, as seen from the gateway's OpenAI chat shape.
-pub trait Adapter: Send + Sync {
-    /// Builds the upstream request for `chat`.
-    fn chat_request(
-        &self,
-        target: &Target,
-        chat: &ChatRequest,
-    ) -> Result<PreparedChat, AdapterError>;
-    /// Parses a successful non-streaming response body.
-    fn parse_chat_response(&self, body: &[u8]) -> Result<ChatResponse, AdapterError>;
-    /// A decoder for one streamed response. `created` stamps chunks for
-    /// adapters that must make them up (the wire formats carry no clock).
-    fn chat_stream(&self, created: u64) -> Box<dyn ChatStreamDecoder>;
+/// Sets `stream_options.include_usage`; returns whether the client had.
+fn ask_for_stream_usage(body: &mut Map<String, Value>) -> bool {
+    let options = body
+        .entry("stream_options")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !options.is_object() {
+        *options = Value::Object(Map::new());
+    }
+    let Value::Object(options) = options else {
+        unreachable!("made an object above")
+    };
+    let wanted = options.get("include_usage") == Some(&Value::Bool(true));
+    options.insert("include_usage".into(), Value::Bool(true));
+    wanted
+}
+
+fn parse_typed<T: serde::de::DeserializeOwned>(
+    body: &Map<String, Value>,
+) -> Result<T, InvalidRequest> {
+    // Re-encoding the parsed map is cheap next to a model call, and lets
+    // body::parse name the field at fault.
+    let bytes = serde_json::to_vec(body).map_err(|e| InvalidRequest {
+        param: None,
+        message: e.to_string(),
+    })?;
+    body::parse(&bytes).map_err(|e| InvalidRequest {
+        param: (!e.path.is_empty()).then(|| e.path.clone()),
+        message: format!("Invalid request: {e}"),
+    })
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, PrepareError> {
+    serde_json::to_vec(value).map_err(|e| PrepareError::Target(format!("cannot encode: {e}")))
 }
 
 /// `base` joined with `path` (`path` starts with `/`).
-pub(crate) fn join(base: &str, path: &str) -> String {
+fn join(base: &str, path: &str) -> String {
     format!("{}{}", base.trim_end_matches('/'), path)
 }
 
 /// A header value that holds a secret.
-pub(crate) fn secret(value: &str) -> Result<HeaderValue, AdapterError> {
+fn secret(value: &str) -> Result<HeaderValue, PrepareError> {
     let mut value = HeaderValue::from_str(value)
-        .map_err(|_| AdapterError::InvalidTarget("API key is not a valid header value".into()))?;
+        .map_err(|_| PrepareError::Target("API key is not a valid header value".into()))?;
     value.set_sensitive(true);
     Ok(value)
 }
+
+#[cfg(test)]
+mod tests;

@@ -19,30 +19,44 @@
 //! * [`translate`]: OpenAI chat -> Anthropic Messages ([`chat_to_messages`]),
 //!   the response back ([`messages_to_chat_response`]), and the stream back
 //!   ([`StreamTranslator`]). Request errors name the field at fault.
+//!   [`translate::reverse`] is the opposite direction, Anthropic clients
+//!   served from OpenAI-compatible upstreams: [`messages_to_chat`],
+//!   [`chat_response_to_messages`] and the stream, [`ChatToMessagesStream`];
+//!   an upstream reply it cannot translate is a [`ReplyError`].
 //! * [`usage`]: [`TokenUsage`], read from either format, streamed or not.
 //! * [`client`]: the one networked part, the pooled upstream
 //!   [`UpstreamClient`] (HTTP/1.1 + HTTP/2 over rustls, connect / first-byte /
 //!   total timeouts); the modules above stay pure.
-//! * [`adapter`]: the [`Adapter`] trait (a provider's request building and
-//!   answer parsing, no sockets) and [`OpenAiAdapter`].
+//! * [`adapter`]: a client's request, parsed once ([`ClientRequest`]), made
+//!   into the HTTP request one provider understands ([`prepare`]):
+//!   passthrough when both speak the same API, translated when not.
+//! * [`relay`]: the answer back in the client's API, whole
+//!   ([`convert_response`]) or streamed event by event ([`StreamRelay`]),
+//!   with usage read on the way and truncated streams reported.
 
 pub mod adapter;
 pub mod anthropic;
 pub mod body;
 pub mod client;
 pub mod openai;
+pub mod relay;
 pub mod sse;
 pub mod translate;
 pub mod usage;
 
 pub use adapter::{
-    Adapter, AdapterError, ChatStreamDecoder, OpenAiAdapter, PreparedChat, StreamItem, Target,
+    prepare, ClientRequest, Conversion, Dialect, Endpoint, Exchange, InvalidRequest, PrepareError,
+    Prepared, Target,
 };
 pub use body::InvalidBody;
 pub use client::{
     ClientOptions, Timeouts, UpstreamBody, UpstreamClient, UpstreamError, UpstreamResponse,
 };
+pub use relay::{convert_response, error_event, stream_relay, RelayError, StreamRelay};
 pub use sse::{SseError, SseEvent, SseParser};
+pub use translate::reverse::{
+    chat_response_to_messages, messages_to_chat, ChatToMessagesStream, ReplyError,
+};
 pub use translate::{
     chat_to_messages, messages_to_chat_response, StreamError, StreamTranslator, TranslateError,
 };

@@ -273,7 +273,10 @@ pub struct ResponseMessage {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Usage {
     pub prompt_tokens: u64,
+    /// Absent from embeddings usage.
+    #[serde(default)]
     pub completion_tokens: u64,
+    #[serde(default)]
     pub total_tokens: u64,
     /// `prompt_tokens_details`, `completion_tokens_details`, kept as sent.
     #[serde(flatten)]

@@ -1,7 +1,8 @@
 //! OpenAI chat completions <-> Anthropic Messages, for serving OpenAI clients
 //! from Anthropic deployments: the request one way ([`chat_to_messages`]), the
 //! response back ([`messages_to_chat_response`]), and the stream back
-//! ([`StreamTranslator`], in [`stream`]).
+//! ([`StreamTranslator`], in [`stream`]). The opposite direction, Anthropic
+//! clients served from OpenAI-compatible deployments, is in [`reverse`].
 //!
 //! What does not translate:
 //! * `system`/`developer` messages are lifted to Anthropic's `system`, wherever
@@ -18,6 +19,7 @@ use crate::anthropic::{self, ContentBlock, ImageSource, Role};
 use crate::openai::{self, ChatMessage, ContentPart, MessageContent};
 use crate::usage::TokenUsage;
 
+pub mod reverse;
 pub mod stream;
 
 pub use stream::{StreamError, StreamTranslator};
@@ -247,23 +249,10 @@ fn assistant_blocks(
         blocks.push(ContentBlock::Text { text });
     }
     for (k, call) in tool_calls.into_iter().enumerate() {
-        let arguments_path = format!("{path}.tool_calls[{k}].function.arguments");
-        let arguments = call.function.arguments.trim();
-        // Models call argument-less functions with "" as often as with "{}".
-        let input = if arguments.is_empty() {
-            Value::Object(serde_json::Map::new())
-        } else {
-            serde_json::from_str(arguments).map_err(|source| TranslateError::InvalidJson {
-                path: arguments_path.clone(),
-                source,
-            })?
-        };
-        if !input.is_object() {
-            return Err(TranslateError::unsupported(
-                arguments_path,
-                "tool call arguments must be a JSON object",
-            ));
-        }
+        let input = tool_input(
+            &call.function.arguments,
+            format!("{path}.tool_calls[{k}].function.arguments"),
+        )?;
         blocks.push(ContentBlock::ToolUse {
             id: call.id,
             name: call.function.name,
@@ -271,6 +260,28 @@ fn assistant_blocks(
         });
     }
     Ok(blocks)
+}
+
+/// A tool call's `arguments` text as the JSON object a `tool_use` block's
+/// `input` must be; `path` names the arguments in errors.
+fn tool_input(arguments: &str, path: String) -> Result<Value, TranslateError> {
+    let arguments = arguments.trim();
+    // Models call argument-less functions with "" as often as with "{}".
+    let input = if arguments.is_empty() {
+        Value::Object(serde_json::Map::new())
+    } else {
+        serde_json::from_str(arguments).map_err(|source| TranslateError::InvalidJson {
+            path: path.clone(),
+            source,
+        })?
+    };
+    if !input.is_object() {
+        return Err(TranslateError::unsupported(
+            path,
+            "tool call arguments must be a JSON object",
+        ));
+    }
+    Ok(input)
 }
 
 fn image_source(url: String, path: &str) -> Result<ImageSource, TranslateError> {

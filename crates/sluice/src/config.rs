@@ -32,6 +32,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Default `[proxy] drain_timeout_ms`: in-flight requests get 10 s on shutdown.
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(10);
 
 /// The file name `sluice init` gives each node's configuration.
 pub const CONFIG_FILE_NAME: &str = "sluice.toml";
@@ -60,6 +64,12 @@ pub struct Config {
     pub raft: RaftTiming,
     pub log: LogSettings,
     pub limits: Limits,
+    /// The data plane's settings (`[proxy]` and `[limits]`).
+    pub proxy: sluice_proxy::ProxyConfig,
+    /// TLS on the proxy listener, if configured.
+    pub proxy_tls: Option<sluice_proxy::TlsFiles>,
+    /// How long in-flight requests may finish on shutdown.
+    pub drain: std::time::Duration,
 }
 
 /// `[listen]`: the sockets this node binds.
@@ -245,6 +255,8 @@ pub fn validate(raw: RawConfig, config_dir: &Path) -> Result<Config, Vec<ConfigE
     if raw.limits.max_body_bytes == 0 {
         p.push("limits.max_body_bytes", "must be > 0");
     }
+    let (proxy_config, proxy_tls, drain) =
+        proxy_settings(&mut p, &raw.proxy, &raw.limits, config_dir);
 
     match (
         data_dir,
@@ -284,6 +296,9 @@ pub fn validate(raw: RawConfig, config_dir: &Path) -> Result<Config, Vec<ConfigE
             limits: Limits {
                 max_body_bytes: raw.limits.max_body_bytes,
             },
+            proxy: proxy_config,
+            proxy_tls,
+            drain,
         }),
         _ => {
             if p.0.is_empty() {
@@ -294,6 +309,132 @@ pub fn validate(raw: RawConfig, config_dir: &Path) -> Result<Config, Vec<ConfigE
             Err(p.0)
         }
     }
+}
+
+/// `[proxy]` and the proxy's `[limits]`, over `ProxyConfig`'s defaults.
+fn proxy_settings(
+    p: &mut Problems,
+    raw: &raw::RawProxy,
+    limits: &raw::RawLimits,
+    config_dir: &Path,
+) -> (
+    sluice_proxy::ProxyConfig,
+    Option<sluice_proxy::TlsFiles>,
+    Duration,
+) {
+    let mut c = sluice_proxy::ProxyConfig {
+        max_body_bytes: usize::try_from(limits.max_body_bytes).unwrap_or(usize::MAX),
+        ..Default::default()
+    };
+    let mut ms = |field: &str, value: Option<u64>, min: u64, max: u64, out: &mut Duration| {
+        if let Some(v) = value {
+            if v < min || v > max {
+                p.push(field, format!("must be between {min} and {max}"));
+            } else {
+                *out = Duration::from_millis(v);
+            }
+        }
+    };
+    ms(
+        "proxy.backoff_base_ms",
+        raw.backoff_base_ms,
+        0,
+        60_000,
+        &mut c.backoff_base,
+    );
+    ms(
+        "proxy.backoff_max_ms",
+        raw.backoff_max_ms,
+        0,
+        600_000,
+        &mut c.backoff_max,
+    );
+    ms(
+        "proxy.breaker_cooldown_ms",
+        raw.breaker_cooldown_ms,
+        1,
+        3_600_000,
+        &mut c.breaker_cooldown,
+    );
+    ms(
+        "proxy.header_read_timeout_ms",
+        raw.header_read_timeout_ms,
+        1,
+        3_600_000,
+        &mut c.header_read_timeout,
+    );
+    ms(
+        "proxy.body_read_timeout_ms",
+        raw.body_read_timeout_ms,
+        1,
+        3_600_000,
+        &mut c.body_read_timeout,
+    );
+    let mut drain = DEFAULT_DRAIN;
+    ms(
+        "proxy.drain_timeout_ms",
+        raw.drain_timeout_ms,
+        0,
+        3_600_000,
+        &mut drain,
+    );
+    match raw.retries {
+        Some(r) if r > 10 => p.push("proxy.retries", "must be between 0 and 10"),
+        Some(r) => c.retries = r,
+        None => {}
+    }
+    match raw.breaker_failures {
+        Some(0) => p.push("proxy.breaker_failures", "must be >= 1"),
+        Some(n) => c.breaker_failures = n,
+        None => {}
+    }
+    match raw.anthropic_default_max_tokens {
+        Some(0) => p.push("proxy.anthropic_default_max_tokens", "must be >= 1"),
+        Some(n) => c.anthropic_default_max_tokens = n,
+        None => {}
+    }
+    match limits.max_header_bytes {
+        Some(n) if !(1024..=1024 * 1024).contains(&n) => p.push(
+            "limits.max_header_bytes",
+            "must be between 1024 and 1048576",
+        ),
+        Some(n) => c.max_header_bytes = n as usize,
+        None => {}
+    }
+    match limits.max_response_bytes {
+        Some(0) => p.push("limits.max_response_bytes", "must be > 0"),
+        Some(n) => c.max_response_bytes = usize::try_from(n).unwrap_or(usize::MAX),
+        None => {}
+    }
+    let tls = match (&raw.tls_cert, &raw.tls_key) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => {
+            let cert = p.path("proxy.tls_cert", cert, config_dir);
+            let key = p.path("proxy.tls_key", key, config_dir);
+            match (cert, key) {
+                (Some(cert), Some(key)) => {
+                    let files = sluice_proxy::TlsFiles { cert, key };
+                    match files.acceptor() {
+                        Ok(_) => Some(files),
+                        Err(e) => {
+                            p.push("proxy.tls_cert", e);
+                            None
+                        }
+                    }
+                }
+                _ => None,
+            }
+        }
+        (Some(_), None) => {
+            p.push("proxy.tls_key", "is required with proxy.tls_cert");
+            None
+        }
+        (None, Some(_)) => {
+            p.push("proxy.tls_cert", "is required with proxy.tls_key");
+            None
+        }
+    };
+    (c, tls, drain)
 }
 
 /// `[advertise]`, each field defaulting from the matching listener unless

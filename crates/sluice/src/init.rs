@@ -512,6 +512,7 @@ fn node_raw_config(
             .unwrap_or_default(),
         log: RawLog::default(),
         limits: RawLimits::default(),
+        proxy: Default::default(),
     }
 }
 

@@ -8,20 +8,12 @@
 
 use crate::config::Config;
 use anyhow::Context;
-use axum::extract::State as AxumState;
-use axum::http::{Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use sluice_admin::AdminContext;
 use sluice_raft::ClusterNode;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-
-/// How long in-flight HTTP requests get to finish after a stop signal.
-const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Runs a node from a validated config until SIGINT/SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
@@ -46,8 +38,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     ));
     let admin_server =
         axum::serve(admin_listener, admin).with_graceful_shutdown(stop.clone().cancelled_owned());
-    let proxy_server = axum::serve(proxy_listener, proxy_router(node.clone()))
-        .with_graceful_shutdown(stop.clone().cancelled_owned());
+    let metrics = sluice_proxy::Metrics::default();
+    let proxy = sluice_proxy::Proxy::new(
+        config.proxy.clone(),
+        NodeState(node.clone()),
+        config.data_key.clone(),
+        sluice_providers::UpstreamClient::new(sluice_providers::ClientOptions::default())
+            .context("cannot build the upstream HTTP client")?,
+        metrics,
+    );
+    let tls = match &config.proxy_tls {
+        Some(files) => Some(
+            files
+                .acceptor()
+                .map_err(|e| anyhow::anyhow!("proxy TLS: {e}"))?,
+        ),
+        None => None,
+    };
+    let proxy_server = sluice_proxy::serve(proxy_listener, proxy, tls, stop.clone(), config.drain);
     tracing::info!(
         node = config.node_id,
         admin = %config.listen.admin,
@@ -65,13 +73,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let results = match served {
         Some(results) => results,
         // Stop requested: give in-flight requests their deadline.
-        None => match tokio::time::timeout(DRAIN_DEADLINE, &mut servers).await {
-            Ok(results) => results,
-            Err(_) => {
-                tracing::warn!(deadline = ?DRAIN_DEADLINE, "requests still in flight at the drain deadline");
-                (Ok(()), Ok(()))
+        // The proxy drains on its own (`config.drain`); the admin API gets
+        // the same deadline.
+        None => {
+            match tokio::time::timeout(config.drain + Duration::from_secs(1), &mut servers).await {
+                Ok(results) => results,
+                Err(_) => {
+                    tracing::warn!(deadline = ?config.drain, "requests still in flight at the drain deadline");
+                    (Ok(()), Ok(()))
+                }
             }
-        },
+        }
     };
     signals.abort();
     tracing::info!("stopping the raft node");
@@ -98,37 +110,21 @@ async fn stop_on_signal(stop: CancellationToken) {
     stop.cancel();
 }
 
-/// The proxy listener until the data plane lands: health, readiness, and
-/// OpenAI's own answer for any other URL.
-fn proxy_router(node: Arc<ClusterNode>) -> Router {
-    Router::new()
-        .route(
-            "/healthz",
-            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+/// What the proxy reads from this node: its latest applied state and its
+/// readiness.
+struct NodeState(Arc<ClusterNode>);
+
+impl sluice_proxy::StateSource for NodeState {
+    fn state(&self) -> Arc<sluice_core::State> {
+        self.0.local_state()
+    }
+
+    fn readiness(&self) -> (bool, serde_json::Value) {
+        let readiness = self.0.readiness();
+        let ready = readiness.ready;
+        (
+            ready,
+            serde_json::to_value(readiness).unwrap_or(serde_json::Value::Null),
         )
-        .route("/readyz", get(proxy_ready))
-        .fallback(unknown_url)
-        .with_state(node)
-}
-
-async fn proxy_ready(AxumState(node): AxumState<Arc<ClusterNode>>) -> Response {
-    let readiness = node.readiness();
-    let status = if readiness.ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, Json(readiness)).into_response()
-}
-
-async fn unknown_url(method: Method, uri: Uri) -> Response {
-    let body = serde_json::json!({
-        "error": {
-            "message": format!("Unknown request URL: {method} {}. Please check the URL for typos.", uri.path()),
-            "type": "invalid_request_error",
-            "param": null,
-            "code": "unknown_url",
-        }
-    });
-    (StatusCode::NOT_FOUND, Json(body)).into_response()
+    }
 }

@@ -35,6 +35,8 @@ pub struct RawConfig {
     pub log: RawLog,
     #[serde(default)]
     pub limits: RawLimits,
+    #[serde(default, skip_serializing_if = "RawProxy::is_empty")]
+    pub proxy: RawProxy,
 }
 
 /// `[listen]`: the sockets this node binds.
@@ -184,19 +186,70 @@ pub enum LogFormat {
     Json,
 }
 
-/// `[limits]`: reserved for the proxy.
+/// `[proxy]`: the data plane. Every field optional; the defaults are
+/// `sluice_proxy::ProxyConfig::default()`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProxy {
+    /// PEM certificate chain: serve the proxy over TLS (with `tls_key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// Retries on a route after the first attempt, before its fallbacks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_base_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_max_ms: Option<u64>,
+    /// Consecutive failures that open a deployment's circuit breaker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breaker_failures: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breaker_cooldown_ms: Option<u64>,
+    /// A client must send its request head within this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_read_timeout_ms: Option<u64>,
+    /// A client must send its whole body within this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_read_timeout_ms: Option<u64>,
+    /// `max_tokens` sent to Anthropic when an OpenAI client set none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anthropic_default_max_tokens: Option<u32>,
+    /// On shutdown, how long in-flight requests and streams may finish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_timeout_ms: Option<u64>,
+}
+
+impl RawProxy {
+    pub fn is_empty(&self) -> bool {
+        *self == RawProxy::default()
+    }
+}
+
+/// `[limits]`: sizes the proxy accepts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
     /// Largest request body the proxy accepts; bigger requests get 413.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: u64,
+    /// Largest request head (request line and headers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_header_bytes: Option<u64>,
+    /// Largest non-streamed upstream answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_response_bytes: Option<u64>,
 }
 
 impl Default for RawLimits {
     fn default() -> Self {
         RawLimits {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_header_bytes: None,
+            max_response_bytes: None,
         }
     }
 }

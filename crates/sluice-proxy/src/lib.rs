@@ -1,0 +1,160 @@
+//! Sluice's data plane: the OpenAI- and Anthropic-compatible proxy every
+//! node serves.
+//!
+//! A request goes through, in order:
+//! 1. [`auth`]: the virtual key (`Authorization: Bearer` or `x-api-key`) is
+//!    looked up by hash in this node's copy of the replicated state, so a
+//!    revocation applied here is refused here at once;
+//! 2. the body, read under a size limit and a slow-client deadline, parsed
+//!    once ([`sluice_providers::ClientRequest`]);
+//! 3. [`routing`]: the route named by `model`, its deployments in weighted
+//!    random order, skipping those whose [`breaker`] is open, retried with
+//!    jittered backoff on connect errors, 429 and 5xx, then the route's
+//!    fallbacks. An attempt counts as failed until the upstream's first body
+//!    bytes are in, so even a stream is retried while nothing has reached
+//!    the client;
+//! 4. [`body`]: the answer relayed in the client's API, streams event by
+//!    event; a stream that fails after its first byte ends with an in-stream
+//!    error event, never a clean-looking end;
+//! 5. [`metrics`]: counts, latency and the gateway's own overhead.
+//!
+//! The proxy reads state through [`StateSource`] and never writes it: the
+//! data plane keeps working on a node cut off from the Raft leader.
+
+pub mod auth;
+pub mod body;
+pub mod breaker;
+pub mod error;
+mod handler;
+pub mod metrics;
+mod models;
+pub mod routing;
+pub mod server;
+mod targets;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_core::{DataKey, State};
+use sluice_providers::UpstreamClient;
+
+pub use error::ApiError;
+pub use metrics::Metrics;
+pub use server::{serve, TlsFiles};
+
+/// Where the proxy reads the replicated state from: the node's latest
+/// applied state, without a round trip.
+pub trait StateSource: Send + Sync + 'static {
+    fn state(&self) -> Arc<State>;
+
+    /// Whether this node should get traffic (`/readyz`), and why.
+    fn readiness(&self) -> (bool, serde_json::Value) {
+        (true, serde_json::json!({"ready": true}))
+    }
+}
+
+impl<F> StateSource for F
+where
+    F: Fn() -> Arc<State> + Send + Sync + 'static,
+{
+    fn state(&self) -> Arc<State> {
+        self()
+    }
+}
+
+/// The proxy's settings (`[proxy]` and `[limits]` in the node config).
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Largest request body; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Largest request head (request line and headers).
+    pub max_header_bytes: usize,
+    /// A client must send its request head within this.
+    pub header_read_timeout: Duration,
+    /// A client must send its whole body within this.
+    pub body_read_timeout: Duration,
+    /// Largest non-streamed upstream answer.
+    pub max_response_bytes: usize,
+    /// Retries on one route after the first attempt (so `retries + 1`
+    /// attempts), before its fallbacks.
+    pub retries: u32,
+    /// Backoff before retry `n` is random in `[0, min(max, base * 2^n)]`.
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// Consecutive failures that open a deployment's circuit breaker.
+    pub breaker_failures: u32,
+    /// How long an open breaker stays open before a probe is let through.
+    pub breaker_cooldown: Duration,
+    /// `max_tokens` sent to Anthropic when an OpenAI client set none
+    /// (Anthropic requires one).
+    pub anthropic_default_max_tokens: u32,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 10 * 1024 * 1024,
+            max_header_bytes: 64 * 1024,
+            header_read_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(60),
+            max_response_bytes: 64 * 1024 * 1024,
+            retries: 2,
+            backoff_base: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(2),
+            breaker_failures: 5,
+            breaker_cooldown: Duration::from_secs(30),
+            anthropic_default_max_tokens: 4096,
+        }
+    }
+}
+
+/// One node's proxy: shared by every connection.
+#[derive(Clone)]
+pub struct Proxy {
+    inner: Arc<handler::Inner>,
+}
+
+impl Proxy {
+    /// A proxy reading state from `state`, opening provider secrets with
+    /// `data_key`, sending with `client`.
+    pub fn new(
+        config: ProxyConfig,
+        state: impl StateSource,
+        data_key: DataKey,
+        client: UpstreamClient,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            inner: Arc::new(handler::Inner::new(
+                config,
+                Box::new(state),
+                data_key,
+                client,
+                metrics,
+            )),
+        }
+    }
+
+    /// The proxy's settings.
+    pub fn config(&self) -> &ProxyConfig {
+        &self.inner.config
+    }
+
+    /// The metrics this proxy records into.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The circuit breakers, by deployment.
+    pub fn breakers(&self) -> &breaker::Breakers {
+        &self.inner.breakers
+    }
+
+    /// Handles one request (the hyper service body).
+    pub async fn handle(
+        &self,
+        request: http::Request<hyper::body::Incoming>,
+    ) -> http::Response<body::ProxyBody> {
+        self.inner.handle(request).await
+    }
+}
