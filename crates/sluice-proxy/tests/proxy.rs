@@ -629,3 +629,70 @@ async fn shutdown_lets_an_in_flight_stream_finish() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_listener_serves_tls_when_configured() {
+    within(async {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let files = sluice_proxy::TlsFiles {
+            cert: dir.path().join("cert.pem"),
+            key: dir.path().join("key.pem"),
+        };
+        std::fs::write(&files.cert, cert.cert.pem()).unwrap();
+        std::fs::write(&files.key, cert.key_pair.serialize_pem()).unwrap();
+        let acceptor = files.acceptor().unwrap();
+
+        let world = World::default();
+        world.key();
+        let proxy = Proxy::new(
+            config(),
+            move || world.state.read().unwrap().clone(),
+            DataKey::from_bytes([7; 32]),
+            UpstreamClient::new(ClientOptions::default()).unwrap(),
+            Metrics::default(),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let served = tokio::spawn(sluice_proxy::serve(
+            listener,
+            proxy,
+            Some(acceptor),
+            stop.clone(),
+            Duration::from_secs(1),
+        ));
+        let client = reqwest::Client::builder()
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap(),
+            )
+            .resolve("localhost", addr)
+            .build()
+            .unwrap();
+        let url = format!("https://localhost:{}", addr.port());
+        let r = client.get(format!("{url}/healthz")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let r = client
+            .get(format!("{url}/v1/models"))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(
+            reqwest::get(format!("http://{addr}/healthz"))
+                .await
+                .is_err(),
+            "cleartext is refused on a TLS listener"
+        );
+        stop.cancel();
+        served.await.unwrap().unwrap();
+        assert!(files.acceptor().is_ok());
+        std::fs::write(&files.key, "not a key").unwrap();
+        match files.acceptor() {
+            Err(e) => assert!(e.contains("key.pem"), "{e}"),
+            Ok(_) => panic!("a broken key file is refused"),
+        }
+    })
+    .await;
+}

@@ -478,12 +478,19 @@ fn print_ready(dir: &Path, nodes: &[RunningNode], state: &DevState) {
             demo::ROUTE
         );
     }
-    // The proxy URLs above serve model traffic once the data plane lands;
-    // until then only the admin side is worth exporting.
     if let Some(admin) = state.admin_urls.first() {
         println!(
             "export SLUICE_ADMIN_URL={admin} SLUICE_ADMIN_TOKEN={}",
             state.admin_token
+        );
+    }
+    if let (Some(proxy), Some(key)) = (state.proxy_urls.first(), &state.api_key) {
+        // Any node's proxy answers; point an OpenAI SDK at it the same way.
+        println!("export OPENAI_BASE_URL={proxy}/v1 OPENAI_API_KEY={key}");
+        println!("Try it:");
+        println!(
+            "  curl -s {proxy}/v1/chat/completions -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' -d '{{\"model\": \"{}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}]}}'",
+            demo::ROUTE
         );
     }
     println!("Press Ctrl-C to stop.");

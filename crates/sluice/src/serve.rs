@@ -31,14 +31,32 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     let signals = tokio::spawn(stop_on_signal(stop.clone()));
 
+    let metrics = sluice_proxy::Metrics::default();
+    // Scrapers read the same families on the admin listener (where
+    // operators point Prometheus) as on the proxy listener.
+    let scraped = metrics.clone();
     let admin = sluice_admin::router(AdminContext::new(
         node.clone(),
         config.admin_token_hashes.clone(),
         config.data_key.clone(),
-    ));
+    ))
+    .route(
+        "/metrics",
+        axum::routing::get(move || {
+            let text = scraped.encode();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    text,
+                )
+            }
+        }),
+    );
     let admin_server =
         axum::serve(admin_listener, admin).with_graceful_shutdown(stop.clone().cancelled_owned());
-    let metrics = sluice_proxy::Metrics::default();
     let proxy = sluice_proxy::Proxy::new(
         config.proxy.clone(),
         NodeState(node.clone()),

@@ -215,3 +215,46 @@ fn load_reports_every_problem_with_the_file_name() {
     assert!(shown.contains("node_id: must be >= 1"), "{shown}");
     assert!(shown.contains("log.level"), "{shown}");
 }
+
+#[test]
+fn proxy_settings_are_checked_and_applied() {
+    let (_dir, path, text) = fixture();
+    let config_dir = path.parent().expect("dir");
+    let err = parse(&format!("{text}\n[proxy]\nretrys = 3\n")).expect_err("typo");
+    assert_eq!(err.field, "proxy.retrys", "{err}");
+
+    let mut raw = parse(&text).expect("parse");
+    raw.proxy.retries = Some(11);
+    raw.proxy.breaker_failures = Some(0);
+    raw.proxy.tls_cert = Some(raw.tls.node_cert.clone());
+    raw.limits.max_header_bytes = Some(10);
+    let errors = validate(raw, config_dir).expect_err("must fail");
+    assert_eq!(
+        fields_of(&errors),
+        vec![
+            "proxy.retries",
+            "proxy.breaker_failures",
+            "limits.max_header_bytes",
+            "proxy.tls_key"
+        ],
+        "{errors:#?}"
+    );
+
+    let mut raw = parse(&text).expect("parse");
+    raw.proxy.retries = Some(0);
+    raw.proxy.breaker_cooldown_ms = Some(1500);
+    raw.proxy.drain_timeout_ms = Some(2500);
+    // The node certificate doubles as a server certificate here.
+    raw.proxy.tls_cert = Some(raw.tls.node_cert.clone());
+    raw.proxy.tls_key = Some(raw.tls.node_key.clone());
+    raw.limits.max_body_bytes = 4096;
+    let config = validate(raw, config_dir).expect("valid");
+    assert_eq!(config.proxy.retries, 0);
+    assert_eq!(config.proxy.max_body_bytes, 4096);
+    assert_eq!(
+        config.proxy.breaker_cooldown,
+        std::time::Duration::from_millis(1500)
+    );
+    assert_eq!(config.drain, std::time::Duration::from_millis(2500));
+    assert!(config.proxy_tls.is_some());
+}
