@@ -34,11 +34,20 @@ impl Phase {
 }
 
 /// One deployment's breaker.
-#[derive(Debug)]
 pub struct Breaker {
     phase: Mutex<Phase>,
     failures: u32,
     cooldown: Duration,
+    /// Where phase changes are published, with the deployment's labels.
+    gauge: Option<(Metrics, String, String)>,
+}
+
+impl std::fmt::Debug for Breaker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Breaker")
+            .field("phase", &self.phase())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Leave to make one call; report how it went with [`Permit::success`] or
@@ -47,7 +56,6 @@ pub struct Permit {
     breaker: Arc<Breaker>,
     probe: bool,
     resolved: bool,
-    on_change: Option<Box<dyn Fn(Phase) + Send + Sync>>,
 }
 
 impl std::fmt::Debug for Permit {
@@ -64,6 +72,28 @@ impl Breaker {
             phase: Mutex::new(Phase::Closed { failures: 0 }),
             failures: failures.max(1),
             cooldown,
+            gauge: None,
+        }
+    }
+
+    /// A breaker that publishes its phase as `sluice_proxy_breaker_state`.
+    fn published(
+        failures: u32,
+        cooldown: Duration,
+        metrics: Metrics,
+        provider: &str,
+        model: &str,
+    ) -> Self {
+        metrics.breaker_state(provider, model, 0);
+        Self {
+            gauge: Some((metrics, provider.to_owned(), model.to_owned())),
+            ..Self::new(failures, cooldown)
+        }
+    }
+
+    fn notify(&self, phase: Phase) {
+        if let Some((metrics, provider, model)) = &self.gauge {
+            metrics.breaker_state(provider, model, phase.gauge());
         }
     }
 
@@ -85,11 +115,14 @@ impl Breaker {
             }
             Phase::HalfOpen { probing: true } => return None,
         };
+        drop(phase);
+        if probe {
+            self.notify(Phase::HalfOpen { probing: true });
+        }
         Some(Permit {
             breaker: Arc::clone(self),
             probe,
             resolved: false,
-            on_change: None,
         })
     }
 
@@ -160,9 +193,7 @@ impl Permit {
     }
 
     fn notify(&self, phase: Phase) {
-        if let Some(on_change) = &self.on_change {
-            on_change(phase);
-        }
+        self.breaker.notify(phase);
     }
 }
 
@@ -179,7 +210,8 @@ impl Drop for Permit {
 
 /// Every deployment's breaker on this node.
 pub struct Breakers {
-    map: RwLock<HashMap<(String, String), Arc<Breaker>>>,
+    /// provider -> model -> breaker: looked up by `&str`, no allocation.
+    map: RwLock<HashMap<String, HashMap<String, Arc<Breaker>>>>,
     failures: u32,
     cooldown: Duration,
     metrics: Metrics,
@@ -197,32 +229,31 @@ impl Breakers {
 
     /// The breaker of `model` on `provider`.
     pub fn get(&self, provider: &str, model: &str) -> Arc<Breaker> {
-        let key = (provider.to_owned(), model.to_owned());
-        if let Some(b) = self.map.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        if let Some(b) = self
+            .map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(provider)
+            .and_then(|models| models.get(model))
+        {
             return Arc::clone(b);
         }
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
-        Arc::clone(
-            map.entry(key)
-                .or_insert_with(|| Arc::new(Breaker::new(self.failures, self.cooldown))),
-        )
+        let models = map.entry(provider.to_owned()).or_default();
+        Arc::clone(models.entry(model.to_owned()).or_insert_with(|| {
+            Arc::new(Breaker::published(
+                self.failures,
+                self.cooldown,
+                self.metrics.clone(),
+                provider,
+                model,
+            ))
+        }))
     }
 
-    /// A permit for one call to `model` on `provider`, reporting phase
-    /// changes to the metrics.
+    /// A permit for one call to `model` on `provider`.
     pub fn acquire(&self, provider: &str, model: &str, now: Instant) -> Option<Permit> {
-        let breaker = self.get(provider, model);
-        let was = breaker.phase();
-        let mut permit = breaker.try_acquire(now)?;
-        let metrics = self.metrics.clone();
-        let (p, m) = (provider.to_owned(), model.to_owned());
-        if permit.probe && was.gauge() != 2 {
-            metrics.breaker_state(&p, &m, 2);
-        }
-        permit.on_change = Some(Box::new(move |phase: Phase| {
-            metrics.breaker_state(&p, &m, phase.gauge());
-        }));
-        Some(permit)
+        self.get(provider, model).try_acquire(now)
     }
 
     /// The shortest wait until any of `deployments` lets a call through.
@@ -240,7 +271,14 @@ impl Breakers {
     /// Every breaker's phase, for status pages.
     pub fn phases(&self) -> Vec<((String, String), Phase)> {
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
-        let mut out: Vec<_> = map.iter().map(|(k, b)| (k.clone(), b.phase())).collect();
+        let mut out: Vec<_> = map
+            .iter()
+            .flat_map(|(provider, models)| {
+                models
+                    .iter()
+                    .map(move |(model, b)| ((provider.clone(), model.clone()), b.phase()))
+            })
+            .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
