@@ -6,11 +6,17 @@
 //!   write (median of several runs).
 //! * `admin_writes`: admin writes per second through a 3-node cluster, one
 //!   client and 32 concurrent clients.
+//! * `load`: the proxy under load: the mock provider directly, nginx in
+//!   front of it, a 1-node and a 3-node Sluice cluster in front of it; fixed
+//!   rates (latency percentiles) and maximum throughput. The generator is
+//!   [`load`].
 //! * `core`: criterion micro-benchmarks of `State::apply` and the codec.
 //!
 //! Run with `cargo bench -p sluice-benches` (the real-process ones need
 //! `target/release/sluice`: `cargo build --release -p sluice` first; set
 //! `SLUICE_BIN` to use another build).
+
+pub mod load;
 
 use std::time::Duration;
 

@@ -1,0 +1,780 @@
+//! The proxy under load. One workload (`POST /v1/chat/completions`, a small
+//! non-streaming body) against four targets in turn, every one a real
+//! process on this machine:
+//!
+//! * `direct`: the mock provider (`sluice mock-llm`);
+//! * `nginx`: nginx as a plain reverse proxy in front of it (installed with
+//!   apt-get when missing and running as root, else skipped);
+//! * `sluice-1`: a 1-node Sluice cluster with a provider on the mock, a
+//!   route `mock-gpt` and a virtual key;
+//! * `sluice-3`: the same on 3 nodes, requests round-robin over the nodes.
+//!
+//! For each: fixed rates (`SLUICE_BENCH_RATES`, default `1000,5000` req/s)
+//! for `SLUICE_BENCH_SECS` (default 10) after a 2 s warm-up, latency from
+//! each request's scheduled time; then the maximum throughput of
+//! `SLUICE_BENCH_CONCURRENCY` (default 64) clients sending back to back.
+//! `SLUICE_BENCH_CONNECTIONS` (default 128) is the fixed-rate pool. A target
+//! whose first answer is not a 200 is reported as such, without numbers.
+//!
+//! Prints markdown tables and writes JSON to `<target dir>/bench-load.json`
+//! (`SLUICE_BENCH_JSON` to choose). Nothing is pinned to a core: the
+//! generator shares the machine with the processes it measures, so the CPU
+//! each used is printed beside the figures.
+
+use serde_json::{json, Value};
+use sluice_benches::env_count;
+use sluice_benches::load::{
+    probe, run_closed_loop, run_fixed_rate, ClosedLoop, Endpoint, FixedRate, Report, Workload,
+};
+use sluice_e2e::process::{descendants_of, run_to_completion, Process};
+use sluice_e2e::{sluice_bin, Cluster, Deadline};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const BODY: &str = r#"{"model":"mock-gpt","messages":[{"role":"user","content":"hello"}]}"#;
+const PATH: &str = "/v1/chat/completions";
+/// Threads of the generator's runtime: one per core of the bench machine.
+const GENERATOR_THREADS: usize = 2;
+/// The `worker_processes` nginx runs with.
+const NGINX_WORKERS: &str = "auto";
+
+struct Settings {
+    /// `/proc/loadavg` when the bench started: how busy the shared machine was.
+    load_average: String,
+    rates: Vec<u64>,
+    secs: u64,
+    warmup: Duration,
+    concurrency: usize,
+    connections: usize,
+}
+
+impl Settings {
+    fn from_env() -> Settings {
+        let rates = std::env::var("SLUICE_BENCH_RATES")
+            .ok()
+            .map(|v| {
+                v.split(',')
+                    .filter_map(|r| r.trim().parse().ok())
+                    .filter(|r| *r > 0)
+                    .collect::<Vec<u64>>()
+            })
+            .filter(|rates| !rates.is_empty())
+            .unwrap_or_else(|| vec![1000, 5000]);
+        Settings {
+            load_average: std::fs::read_to_string("/proc/loadavg")
+                .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+                .unwrap_or_else(|_| "unknown".into()),
+            rates,
+            secs: env_count("SLUICE_BENCH_SECS", 10) as u64,
+            warmup: Duration::from_secs(2),
+            concurrency: env_count("SLUICE_BENCH_CONCURRENCY", 64),
+            connections: env_count("SLUICE_BENCH_CONNECTIONS", 128),
+        }
+    }
+}
+
+/// CPU used during one run, in percent of one core (200% is the whole
+/// machine): the generator, the mock, and the proxy in between (`None` for
+/// `direct`).
+#[derive(Clone, Copy)]
+struct Cpu {
+    generator: f64,
+    mock: f64,
+    proxy: Option<f64>,
+}
+
+/// The processes whose CPU a run reports (each with its descendants).
+struct Watched {
+    mock: u32,
+    proxy: Vec<u32>,
+}
+
+struct Run {
+    report: Report,
+    cpu: Cpu,
+}
+
+enum Measured {
+    Numbers { fixed: Vec<(u64, Run)>, max: Run },
+    Skipped(String),
+}
+
+struct TargetResult {
+    name: &'static str,
+    what: String,
+    measured: Measured,
+}
+
+fn main() {
+    let settings = Settings::from_env();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(GENERATOR_THREADS)
+        .enable_all()
+        .build()
+        .expect("starting the generator's runtime");
+    let dir = tempfile::Builder::new()
+        .prefix("sluice-bench-load-")
+        .tempdir()
+        .expect("creating a temporary directory");
+    let (mut mock, mock_addr) = start_mock(dir.path());
+    let mut results = Vec::new();
+
+    eprintln!("== direct: mock provider on {mock_addr}");
+    let direct = workload(vec![Endpoint {
+        addr: mock_addr,
+        authorization: None,
+    }]);
+    let watched = |proxy: Vec<u32>| Watched {
+        mock: mock.pid(),
+        proxy,
+    };
+    let measured = measure(&runtime, &settings, &direct, &watched(vec![]), |s| {
+        format!("the mock is not serving chat (status {s})")
+    });
+    results.push(TargetResult {
+        name: "direct",
+        what: format!("sluice mock-llm on {mock_addr}"),
+        measured,
+    });
+
+    eprintln!("== nginx");
+    let (measured, what) = match Nginx::start(dir.path(), mock_addr) {
+        Ok(mut nginx) => {
+            let load = workload(vec![Endpoint {
+                addr: nginx.addr,
+                authorization: None,
+            }]);
+            let pids = watched(vec![nginx.process.pid()]);
+            let measured = measure(&runtime, &settings, &load, &pids, |s| {
+                format!("nginx is not serving chat (status {s})")
+            });
+            nginx.process.terminate(Duration::from_secs(10));
+            let what = format!(
+                "{}, worker_processes {NGINX_WORKERS}, upstream keepalive 64",
+                nginx.version
+            );
+            (measured, what)
+        }
+        Err(why) => {
+            eprintln!("nginx skipped: {why}");
+            (Measured::Skipped(why), "nginx".to_string())
+        }
+    };
+    results.push(TargetResult {
+        name: "nginx",
+        what,
+        measured,
+    });
+
+    for (name, nodes) in [("sluice-1", 1), ("sluice-3", 3)] {
+        eprintln!("== {name}: {nodes}-node cluster");
+        let (cluster, endpoints) = start_sluice(nodes, mock_addr);
+        let pids = watched(
+            cluster
+                .ids()
+                .iter()
+                .filter_map(|id| cluster.pid(*id))
+                .collect(),
+        );
+        let load = workload(endpoints);
+        // A key or route just written may not have reached every node yet.
+        wait_serving(&runtime, &load, Duration::from_secs(10));
+        let measured = measure(&runtime, &settings, &load, &pids, |s| {
+            format!("sluice proxy not serving chat yet (status {s})")
+        });
+        results.push(TargetResult {
+            name,
+            what: format!("{nodes}-node cluster, release build, provider kind openai on the mock"),
+            measured,
+        });
+        drop(cluster);
+    }
+    mock.terminate(Duration::from_secs(10));
+
+    print_tables(&settings, &results);
+    write_json(&settings, &results);
+}
+
+fn workload(endpoints: Vec<Endpoint>) -> Workload {
+    Workload {
+        endpoints,
+        path: PATH.into(),
+        body: BODY.into(),
+        request_timeout: Duration::from_secs(5),
+    }
+}
+
+/// Probes first: a target that does not answer 200 is skipped with
+/// `not_serving(status)`. Else runs every fixed rate, then the closed loop.
+fn measure(
+    runtime: &tokio::runtime::Runtime,
+    settings: &Settings,
+    load: &Workload,
+    watched: &Watched,
+    not_serving: impl Fn(String) -> String,
+) -> Measured {
+    if let Some(status) = first_failure(runtime, load) {
+        let why = not_serving(status);
+        eprintln!("skipped: {why}");
+        return Measured::Skipped(why);
+    }
+    let duration = Duration::from_secs(settings.secs);
+    let mut fixed = Vec::new();
+    for &rate in &settings.rates {
+        let plan = FixedRate {
+            rate,
+            warmup: settings.warmup,
+            duration,
+            drain: Duration::from_secs(5),
+            workers: settings.connections,
+        };
+        let run = with_cpu(watched, || {
+            runtime.block_on(run_fixed_rate(load, plan)).report()
+        });
+        eprintln!("  {rate} req/s: {}", one_line(&run));
+        fixed.push((rate, run));
+    }
+    let plan = ClosedLoop {
+        concurrency: settings.concurrency,
+        warmup: settings.warmup,
+        duration,
+    };
+    let max = with_cpu(watched, || {
+        runtime.block_on(run_closed_loop(load, plan)).report()
+    });
+    eprintln!(
+        "  max, {} clients: {}",
+        settings.concurrency,
+        one_line(&max)
+    );
+    Measured::Numbers { fixed, max }
+}
+
+fn one_line(run: &Run) -> String {
+    let r = &run.report;
+    format!(
+        "{:.0} req/s, p50 {} p99 {} max {}, {} errors; cpu generator / mock / proxy {}",
+        r.rate,
+        us(r.p50_us),
+        us(r.p99_us),
+        us(r.max_us),
+        r.errors,
+        run.cpu
+    )
+}
+
+/// The first endpoint's answer that is not a 200, as text.
+fn first_failure(runtime: &tokio::runtime::Runtime, load: &Workload) -> Option<String> {
+    runtime
+        .block_on(probe(load))
+        .into_iter()
+        .find_map(|answer| match answer {
+            Ok(status) if status.as_u16() == 200 => None,
+            Ok(status) => Some(status.as_u16().to_string()),
+            Err(e) => Some(format!("no answer: {e}")),
+        })
+}
+
+/// Polls until every endpoint answers 200 or `budget` passes (the caller
+/// then reports what it answered).
+fn wait_serving(runtime: &tokio::runtime::Runtime, load: &Workload, budget: Duration) {
+    let _ = Deadline::after(budget).poll("", || first_failure(runtime, load).is_none());
+}
+
+impl std::fmt::Display for Cpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.0}% / {:.0}% / ", self.generator, self.mock)?;
+        match self.proxy {
+            Some(proxy) => write!(f, "{proxy:.0}%"),
+            None => write!(f, "–"),
+        }
+    }
+}
+
+fn with_cpu(watched: &Watched, run: impl FnOnce() -> Report) -> Run {
+    let tree = |pids: &[u32]| -> Vec<String> {
+        pids.iter()
+            .flat_map(|pid| std::iter::once(*pid).chain(descendants_of(*pid)))
+            .map(|pid| pid.to_string())
+            .collect()
+    };
+    let (mock, proxy) = (tree(&[watched.mock]), tree(&watched.proxy));
+    let ticks = |pids: &[String]| -> u64 { pids.iter().map(|pid| cpu_ticks(pid)).sum() };
+    let before = [ticks(&["self".into()]), ticks(&mock), ticks(&proxy)];
+    let started = Instant::now();
+    let report = run();
+    let wall = started.elapsed().as_secs_f64();
+    let after = [ticks(&["self".into()]), ticks(&mock), ticks(&proxy)];
+    // USER_HZ is 100 on Linux: a tick is 10 ms.
+    let percent = |i: usize| after[i].saturating_sub(before[i]) as f64 / 100.0 / wall * 100.0;
+    Run {
+        report,
+        cpu: Cpu {
+            generator: percent(0),
+            mock: percent(1),
+            proxy: (!watched.proxy.is_empty()).then(|| percent(2)),
+        },
+    }
+}
+
+/// User + system CPU of `/proc/<pid>`, in clock ticks (0 if unreadable).
+fn cpu_ticks(pid: &str) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    // Fields after the command name (which may contain spaces): state is
+    // field 3, utime 14, stime 15.
+    let Some(after) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
+        return 0;
+    };
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
+    field(14).unwrap_or(0) + field(15).unwrap_or(0)
+}
+
+// ----- the targets ------------------------------------------------------
+
+/// Starts `sluice mock-llm` on a free port and reads the port from its log.
+fn start_mock(dir: &Path) -> (Process, SocketAddr) {
+    let log = dir.join("mock-llm.log");
+    let mut command = Command::new(sluice_bin());
+    command.args(["mock-llm", "--listen", "127.0.0.1:0"]);
+    let mut mock = Process::spawn("mock-llm", command, &log);
+    let addr = Deadline::after(Duration::from_secs(20)).wait_for("the mock to listen", || {
+        assert!(mock.is_running(), "the mock exited\n{}", mock.log_tail(20));
+        mock.log_text()
+            .lines()
+            .find_map(|line| line.strip_prefix("mock model provider on http://"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|addr| addr.parse().ok())
+    });
+    (mock, addr)
+}
+
+struct Nginx {
+    process: Process,
+    addr: SocketAddr,
+    version: String,
+}
+
+impl Nginx {
+    /// Installs nginx if needed (and allowed), writes its configuration
+    /// under `dir` and starts it in the foreground in front of `upstream`.
+    fn start(dir: &Path, upstream: SocketAddr) -> Result<Nginx, String> {
+        let bin = match find_nginx() {
+            Some(bin) => bin,
+            None => {
+                install_nginx()?;
+                find_nginx().ok_or("apt-get installed nginx, but it is not on PATH")?
+            }
+        };
+        let prefix = dir.join("nginx");
+        std::fs::create_dir_all(&prefix).map_err(|e| format!("creating {prefix:?}: {e}"))?;
+        // When started as root, nginx's workers run as `nobody`: they must be
+        // able to reach the temp paths below.
+        make_traversable(dir)?;
+        let addr = free_port()?;
+        let conf = prefix.join("nginx.conf");
+        std::fs::write(&conf, nginx_conf(&prefix, addr, upstream))
+            .map_err(|e| format!("writing {conf:?}: {e}"))?;
+        let version = run_to_completion(
+            {
+                let mut c = Command::new(&bin);
+                c.arg("-v");
+                c
+            },
+            Deadline::after(Duration::from_secs(10)),
+        )
+        .stderr
+        .trim()
+        .trim_start_matches("nginx version: ")
+        .to_string();
+        let mut command = Command::new(&bin);
+        command
+            .arg("-p")
+            .arg(&prefix)
+            .arg("-c")
+            .arg(&conf)
+            .arg("-e")
+            .arg(prefix.join("error.log"));
+        let mut process = Process::spawn("nginx", command, &dir.join("nginx.log"));
+        let listening = Deadline::after(Duration::from_secs(10)).poll("nginx", || {
+            process.is_running() && std::net::TcpStream::connect(addr).is_ok()
+        });
+        if listening.is_err() {
+            return Err(format!(
+                "nginx did not start listening on {addr}\n{}{}",
+                process.log_tail(20),
+                std::fs::read_to_string(prefix.join("error.log")).unwrap_or_default()
+            ));
+        }
+        Ok(Nginx {
+            process,
+            addr,
+            version,
+        })
+    }
+}
+
+/// A plain reverse proxy: no daemon, every path inside `prefix`.
+fn nginx_conf(prefix: &Path, listen: SocketAddr, upstream: SocketAddr) -> String {
+    let p = prefix.display();
+    format!(
+        "# Written by the Sluice load benchmark.
+worker_processes {NGINX_WORKERS};
+daemon off;
+pid {p}/nginx.pid;
+error_log {p}/error.log warn;
+events {{
+    worker_connections 4096;
+}}
+http {{
+    access_log off;
+    client_body_temp_path {p}/client_body;
+    proxy_temp_path {p}/proxy;
+    fastcgi_temp_path {p}/fastcgi;
+    uwsgi_temp_path {p}/uwsgi;
+    scgi_temp_path {p}/scgi;
+    keepalive_requests 1000000;
+    upstream mock {{
+        server {upstream};
+        keepalive 64;
+        keepalive_requests 1000000;
+    }}
+    server {{
+        listen {listen};
+        location / {{
+            proxy_pass http://mock;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+        }}
+    }}
+}}
+"
+    )
+}
+
+fn find_nginx() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/local/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join("nginx"))
+        .find(|bin| bin.is_file())
+}
+
+fn install_nginx() -> Result<(), String> {
+    if !is_root() {
+        return Err(
+            "nginx is not installed and this is not root: skipping nginx \
+             (apt-get install nginx to include it)"
+                .into(),
+        );
+    }
+    eprintln!("nginx not found: apt-get install -y --no-install-recommends nginx");
+    let apt = |args: &[&str]| {
+        let mut command = Command::new("apt-get");
+        command.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        run_to_completion(command, Deadline::after(Duration::from_secs(300)))
+    };
+    let install = ["install", "-y", "--no-install-recommends", "nginx"];
+    if apt(&install).code() == 0 {
+        return Ok(());
+    }
+    // A stale or missing package list: refresh it once.
+    let _ = apt(&["update"]);
+    let done = apt(&install);
+    if done.code() == 0 {
+        Ok(())
+    } else {
+        Err(format!("apt-get install nginx failed: {done}"))
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|uids| uids.split_whitespace().next().map(|uid| uid == "0"))
+        })
+        .unwrap_or(false)
+}
+
+fn make_traversable(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| format!("chmod 755 {dir:?}: {e}"))
+}
+
+fn free_port() -> Result<SocketAddr, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| format!("picking a free port: {e}"))
+}
+
+/// A cluster of `nodes` with a provider on the mock, route `mock-gpt` and a
+/// virtual key; the proxy endpoints of its nodes, with the key.
+fn start_sluice(nodes: u64, mock: SocketAddr) -> (Cluster, Vec<Endpoint>) {
+    let cluster = Cluster::builder()
+        .nodes(nodes)
+        .budget(Duration::from_secs(900))
+        .start();
+    let leader = cluster.leader();
+    let write = |path: &str, body: Value| -> Value {
+        let admin = cluster.admin(leader);
+        cluster.wait_for(
+            Duration::from_secs(20),
+            format!("POST {path}"),
+            || match admin.post(path, &body) {
+                (201, created) => Some(created),
+                (0 | 500..=599, _) => None,
+                other => cluster.fail(format!("POST {path}: {other:?}")),
+            },
+        )
+    };
+    let base_url = format!("http://{mock}/v1");
+    write(
+        "/admin/v1/providers",
+        json!({"name": "mock", "kind": "openai", "base_url": base_url}),
+    );
+    write(
+        "/admin/v1/routes",
+        json!({
+            "name": "mock-gpt",
+            "deployments": [{"provider": "mock", "model": "mock-gpt", "weight": 1}],
+        }),
+    );
+    let created = write(
+        "/admin/v1/keys",
+        json!({"name": "bench-load", "allowed_routes": ["mock-gpt"]}),
+    );
+    let key = created["key"]
+        .as_str()
+        .unwrap_or_else(|| cluster.fail(format!("key creation answered {created}")))
+        .to_string();
+    let endpoints = cluster
+        .plans()
+        .iter()
+        .map(|plan| Endpoint {
+            addr: plan.proxy,
+            authorization: Some(format!("Bearer {key}")),
+        })
+        .collect();
+    (cluster, endpoints)
+}
+
+// ----- results ----------------------------------------------------------
+
+fn us(v: u64) -> String {
+    if v < 10_000 {
+        format!("{v} µs")
+    } else {
+        format!("{:.1} ms", v as f64 / 1000.0)
+    }
+}
+
+fn nproc() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn fixed_at(result: &TargetResult, rate: u64) -> Option<&Report> {
+    match &result.measured {
+        Measured::Numbers { fixed, .. } => fixed
+            .iter()
+            .find(|(r, _)| *r == rate)
+            .map(|(_, run)| &run.report),
+        Measured::Skipped(_) => None,
+    }
+}
+
+fn max_of(result: &TargetResult) -> Option<&Report> {
+    match &result.measured {
+        Measured::Numbers { max, .. } => Some(&max.report),
+        Measured::Skipped(_) => None,
+    }
+}
+
+fn print_tables(settings: &Settings, results: &[TargetResult]) {
+    println!();
+    println!(
+        "load: POST {PATH} (non-streaming, {} B body); {} s measured after {} s warm-up; \
+         fixed rate over {} connections per endpoint, max throughput with {} clients",
+        BODY.len(),
+        settings.secs,
+        settings.warmup.as_secs(),
+        settings.connections,
+        settings.concurrency
+    );
+    println!(
+        "machine: nproc {}, load average {} before the run; nothing pinned: the generator \
+         ({GENERATOR_THREADS} runtime threads + a pacer thread), the mock and the proxy share \
+         these cores",
+        nproc(),
+        settings.load_average
+    );
+    println!(
+        "cpu columns: percent of one core over each run, warm-up included (200% is the machine)"
+    );
+    for r in results {
+        println!("  {}: {}", r.name, r.what);
+    }
+    println!();
+    println!(
+        "| target | rate | achieved | p50 | p99 | p99.9 | max | errors | cpu gen / mock / proxy |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in results {
+        match &r.measured {
+            Measured::Skipped(why) => println!("| {} | – | {why} | | | | | | |", r.name),
+            Measured::Numbers { fixed, .. } => {
+                for (rate, run) in fixed {
+                    let x = &run.report;
+                    println!(
+                        "| {} | {rate} | {:.0} | {} | {} | {} | {} | {} | {} |",
+                        r.name,
+                        x.rate,
+                        us(x.p50_us),
+                        us(x.p99_us),
+                        us(x.p999_us),
+                        us(x.max_us),
+                        x.errors,
+                        run.cpu
+                    );
+                }
+            }
+        }
+    }
+    let direct = results.iter().find(|r| r.name == "direct");
+    println!();
+    println!("| overhead vs direct | rate | p50 | p99 |");
+    println!("|---|---:|---:|---:|");
+    for r in results.iter().filter(|r| r.name != "direct") {
+        for &rate in &settings.rates {
+            let (Some(x), Some(d)) = (fixed_at(r, rate), direct.and_then(|d| fixed_at(d, rate)))
+            else {
+                continue;
+            };
+            let diff = |a: u64, b: u64| a as i64 - b as i64;
+            println!(
+                "| {} | {rate} | {:+} µs | {:+} µs |",
+                r.name,
+                diff(x.p50_us, d.p50_us),
+                diff(x.p99_us, d.p99_us)
+            );
+        }
+    }
+    let nginx = results.iter().find(|r| r.name == "nginx");
+    let ratio = |x: &Report, base: Option<&TargetResult>| {
+        base.and_then(max_of)
+            .map_or("–".to_string(), |b| format!("{:.2}", x.rate / b.rate))
+    };
+    println!();
+    println!(
+        "| max throughput ({} clients) | req/s | p50 | p99 | errors | / direct | / nginx | cpu gen / mock / proxy |",
+        settings.concurrency
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for r in results {
+        match &r.measured {
+            Measured::Skipped(why) => println!("| {} | – | {why} | | | | | |", r.name),
+            Measured::Numbers { max, .. } => {
+                let x = &max.report;
+                println!(
+                    "| {} | {:.0} | {} | {} | {} | {} | {} | {} |",
+                    r.name,
+                    x.rate,
+                    us(x.p50_us),
+                    us(x.p99_us),
+                    x.errors,
+                    ratio(x, direct),
+                    ratio(x, nginx),
+                    max.cpu
+                );
+            }
+        }
+    }
+    println!();
+    for r in results.iter().filter(|r| r.name.starts_with("sluice")) {
+        if let Some(x) = max_of(r) {
+            for base in [direct, nginx].into_iter().flatten() {
+                if let Some(b) = max_of(base) {
+                    println!("{} / {} = {:.2}", r.name, base.name, x.rate / b.rate);
+                }
+            }
+        }
+    }
+}
+
+fn run_json(run: &Run) -> Value {
+    let r = &run.report;
+    json!({
+        "achieved_rps": r.rate,
+        "answered": r.answered,
+        "errors": r.errors,
+        "abandoned": r.abandoned,
+        "p50_us": r.p50_us,
+        "p99_us": r.p99_us,
+        "p999_us": r.p999_us,
+        "max_us": r.max_us,
+        "cpu_generator_pct": run.cpu.generator,
+        "cpu_mock_pct": run.cpu.mock,
+        "cpu_proxy_pct": run.cpu.proxy,
+    })
+}
+
+fn write_json(settings: &Settings, results: &[TargetResult]) {
+    let targets: Vec<Value> = results
+        .iter()
+        .map(|r| match &r.measured {
+            Measured::Skipped(why) => json!({"name": r.name, "what": r.what, "skipped": why}),
+            Measured::Numbers { fixed, max } => json!({
+                "name": r.name,
+                "what": r.what,
+                "fixed_rate": fixed.iter().map(|(rate, run)| {
+                    let mut v = run_json(run);
+                    v["rate"] = json!(rate);
+                    v
+                }).collect::<Vec<_>>(),
+                "max_throughput": run_json(max),
+            }),
+        })
+        .collect();
+    let doc = json!({
+        "workload": {"method": "POST", "path": PATH, "body": BODY},
+        "settings": {
+            "rates": settings.rates,
+            "measured_secs": settings.secs,
+            "warmup_secs": settings.warmup.as_secs(),
+            "connections_per_endpoint": settings.connections,
+            "concurrency": settings.concurrency,
+        },
+        "machine": {
+            "nproc": nproc(),
+            "generator_threads": GENERATOR_THREADS,
+            "load_average_before": settings.load_average,
+            "shared": "generator, mock and target share the machine; nothing pinned",
+            "nginx_worker_processes": NGINX_WORKERS,
+        },
+        "targets": targets,
+    });
+    let path = std::env::var_os("SLUICE_BENCH_JSON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("bench-load.json"));
+    match std::fs::write(&path, serde_json::to_string_pretty(&doc).expect("JSON")) {
+        Ok(()) => println!("results written to {}", path.display()),
+        Err(e) => eprintln!("cannot write {}: {e}", path.display()),
+    }
+}
+
+/// The cargo target directory this bench runs from
+/// (`<target>/release/deps/load-<hash>`), else `target`.
+fn target_dir() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.to_path_buf()))
+        .unwrap_or_else(|| PathBuf::from("target"))
+}
