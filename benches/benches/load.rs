@@ -120,6 +120,12 @@ fn main() {
         .expect("creating a temporary directory");
     let (mut mock, mock_addr) = start_mock(dir.path());
     let mut results = Vec::new();
+    // `SLUICE_BENCH_TARGETS=sluice-1,nginx` runs only those (e.g. to profile).
+    let only = std::env::var("SLUICE_BENCH_TARGETS").ok();
+    let wanted = |name: &str| {
+        only.as_deref()
+            .is_none_or(|list| list.split(',').any(|t| t.trim() == name))
+    };
 
     eprintln!("== direct: mock provider on {mock_addr}");
     let direct = workload(vec![Endpoint {
@@ -130,18 +136,29 @@ fn main() {
         mock: mock.pid(),
         proxy,
     };
-    let measured = measure(&runtime, &settings, &direct, &watched(vec![]), |s| {
-        format!("the mock is not serving chat (status {s})")
-    });
-    results.push(TargetResult {
-        name: "direct",
-        what: format!("sluice mock-llm on {mock_addr}"),
-        measured,
-    });
+    if wanted("direct") {
+        let measured = measure(&runtime, &settings, &direct, &watched(vec![]), |s| {
+            format!("the mock is not serving chat (status {s})")
+        });
+        results.push(TargetResult {
+            name: "direct",
+            what: format!("sluice mock-llm on {mock_addr}"),
+            measured,
+        });
+    }
 
     eprintln!("== nginx");
-    let (measured, what) = match Nginx::start(dir.path(), mock_addr) {
-        Ok(mut nginx) => {
+    let nginx = if wanted("nginx") {
+        Nginx::start(dir.path(), mock_addr).map(Some)
+    } else {
+        Ok(None)
+    };
+    let (measured, what) = match nginx {
+        Ok(None) => (
+            Measured::Skipped("not selected".into()),
+            "nginx".to_string(),
+        ),
+        Ok(Some(mut nginx)) => {
             let load = workload(vec![Endpoint {
                 addr: nginx.addr,
                 authorization: None,
@@ -169,6 +186,9 @@ fn main() {
     });
 
     for (name, nodes) in [("sluice-1", 1), ("sluice-3", 3)] {
+        if !wanted(name) {
+            continue;
+        }
         eprintln!("== {name}: {nodes}-node cluster");
         let (cluster, endpoints) = start_sluice(nodes, mock_addr);
         let pids = watched(

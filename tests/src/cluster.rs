@@ -48,6 +48,7 @@ pub struct ClusterBuilder {
     timing: Option<RaftTiming>,
     budget: Duration,
     start: bool,
+    extra: Vec<String>,
 }
 
 impl ClusterBuilder {
@@ -90,6 +91,14 @@ impl ClusterBuilder {
         self
     }
 
+    /// TOML merged into every node's config after `sluice init` wrote it
+    /// (tables merge key by key, so `[proxy] breaker_cooldown_ms = 500`
+    /// keeps the rest of `[proxy]`). May be called more than once.
+    pub fn config_extra(mut self, toml_text: impl Into<String>) -> Self {
+        self.extra.push(toml_text.into());
+        self
+    }
+
     /// Writes the cluster and starts nobody (see [`Cluster::start_node`]).
     pub fn plan_only(mut self) -> Cluster {
         self.start = false;
@@ -129,6 +138,11 @@ impl ClusterBuilder {
             raft: self.timing,
         };
         let generated = init::generate(&plan).expect("sluice init (generate) failed");
+        for config in &generated.configs {
+            for extra in &self.extra {
+                merge_into_config(config, extra);
+            }
+        }
         let nodes = plans
             .iter()
             .zip(&generated.configs)
@@ -204,6 +218,7 @@ impl Cluster {
             timing: None,
             budget: TEST_BUDGET,
             start: true,
+            extra: Vec::new(),
         }
     }
 
@@ -268,6 +283,11 @@ impl Cluster {
 
     pub fn admin_url(&self, id: u64) -> String {
         format!("http://{}", self.node(id).plan.admin)
+    }
+
+    /// Node `id`'s proxy (data plane) base URL, without `/v1`.
+    pub fn proxy_url(&self, id: u64) -> String {
+        format!("http://{}", self.node(id).plan.proxy)
     }
 
     // ----- talking to nodes -------------------------------------------
@@ -650,6 +670,32 @@ impl Cluster {
             .take()
             .unwrap_or_else(|| panic!("node {id} is not running"))
     }
+}
+
+/// Merges the TOML document `extra` into the config file at `path`: tables
+/// merge key by key, any other value replaces the one there.
+fn merge_into_config(path: &Path, extra: &str) {
+    fn merge(into: &mut toml::Table, from: toml::Table) {
+        for (key, value) in from {
+            match (into.get_mut(&key), value) {
+                (Some(toml::Value::Table(have)), toml::Value::Table(add)) => merge(have, add),
+                (_, value) => {
+                    into.insert(key, value);
+                }
+            }
+        }
+    }
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let mut config: toml::Table = text
+        .parse()
+        .unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()));
+    let extra: toml::Table = extra
+        .parse()
+        .unwrap_or_else(|e| panic!("config_extra is not TOML ({e}): {extra}"));
+    merge(&mut config, extra);
+    std::fs::write(path, config.to_string())
+        .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
 }
 
 impl Drop for Cluster {

@@ -16,10 +16,13 @@
 //! * [`admin`]: [`Admin`], a blocking admin API client.
 //! * [`cluster`]: [`Cluster`] and its builder: plan, start, signal, observe.
 //! * [`files`]: hashing and copying directory trees (data dir checks).
+//! * [`dataplane`]: [`DataPlane`]: a `sluice mock-llm` upstream, the standard
+//!   providers, routes and keys, and a proxy client reading SSE streams.
 //!
 //! The suites live in `tests/t*_*.rs`, numbered by topic (10 replication,
 //! 20 failover, 30 durability, 40 membership, 50 security, 60 data dir,
-//! 70 admin API, 80 `sluice dev` and the CLI).
+//! 70 admin API, 80 `sluice dev` and the CLI, 85 the data plane, 90 the
+//! official OpenAI and Anthropic SDKs against the proxy).
 //!
 //! # Running
 //! ```text
@@ -32,6 +35,7 @@
 pub mod admin;
 pub mod binary;
 pub mod cluster;
+pub mod dataplane;
 pub mod deadline;
 pub mod files;
 pub mod process;
@@ -39,6 +43,7 @@ pub mod process;
 pub use admin::Admin;
 pub use binary::sluice_bin;
 pub use cluster::{Cluster, ClusterBuilder};
+pub use dataplane::{DataPlane, ProxyClient};
 pub use deadline::Deadline;
 pub use process::Process;
 pub use serde_json::{json, Value};

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{CACHE_CONTROL, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -162,7 +162,12 @@ impl Inner {
     ) -> Response<ProxyBody> {
         let dialect = endpoint.dialect();
         let mut in_flight = self.metrics.start(endpoint.as_str());
-        match self.answer(endpoint, request, &mut in_flight).await {
+        let http1 = request.version() < http::Version::HTTP_2;
+        let mut body_read = false;
+        match self
+            .answer(endpoint, request, &mut in_flight, &mut body_read)
+            .await
+        {
             Ok(Answer::Whole {
                 status,
                 headers,
@@ -194,7 +199,17 @@ impl Inner {
                 let status = error.status.as_u16();
                 in_flight.first_byte(status);
                 in_flight.finish(status, None);
-                error.into_response(dialect)
+                let mut response = error.into_response(dialect);
+                if http1 && !body_read {
+                    // The body was left unread (refused before or while
+                    // reading it): hyper cannot reuse the connection, so say
+                    // so rather than let a keep-alive client find out on its
+                    // next request.
+                    response
+                        .headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("close"));
+                }
+                response
             }
         }
     }
@@ -204,11 +219,13 @@ impl Inner {
         endpoint: Endpoint,
         request: Request<Incoming>,
         in_flight: &mut InFlight,
+        body_read: &mut bool,
     ) -> Result<Answer, ApiError> {
         let state = self.state.state();
         let key = crate::auth::authenticate(&state, request.headers(), now_ms())?;
         let (parts, body) = request.into_parts();
         let bytes = self.read_body(&parts.headers, body).await?;
+        *body_read = true;
         let request = ClientRequest::parse(endpoint, &bytes, &parts.headers)
             .map_err(|e| ApiError::bad_request(e.message, e.param))?;
         let route = state

@@ -1,0 +1,103 @@
+//! A `sluice mock-llm` child on a port picked at run time: the upstream
+//! every data plane test talks to, through the proxy or directly for its
+//! `/_mock/stats`.
+
+use crate::binary::sluice_bin;
+use crate::deadline::Deadline;
+use crate::process::Process;
+use reqwest::blocking::Client;
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+/// A `sluice mock-llm` child on a port picked at run time.
+#[derive(Debug)]
+pub struct MockLlm {
+    process: Process,
+    url: String,
+    http: Client,
+}
+
+impl MockLlm {
+    /// Starts `sluice mock-llm --listen 127.0.0.1:0` with its output in
+    /// `log`, and waits (by `deadline`, at most 15 s) for the address it
+    /// prints.
+    pub fn start(log: &Path, deadline: Deadline) -> MockLlm {
+        let mut command = Command::new(sluice_bin());
+        command
+            .arg("mock-llm")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .env("NO_COLOR", "1");
+        let mut process = Process::spawn("sluice mock-llm", command, log);
+        let mut exited = None;
+        let mut url = None;
+        let found = deadline.within(Duration::from_secs(15)).poll(
+            "sluice mock-llm to print its address",
+            || {
+                exited = process.try_exit();
+                url = mock_url(&process.log_text());
+                exited.is_some() || url.is_some()
+            },
+        );
+        let url = match (url, exited, found) {
+            (Some(url), _, _) => url,
+            (None, Some(status), _) => panic!(
+                "sluice mock-llm exited ({status}) before it listened\n{}",
+                process.log_tail(30)
+            ),
+            (None, None, Err(timed_out)) => {
+                panic!("{timed_out}\n{}", process.log_tail(30))
+            }
+            (None, None, Ok(_)) => unreachable!("the poll ends with an address or an exit"),
+        };
+        let http = Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("building the HTTP client");
+        MockLlm { process, url, http }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The base URL a provider points at: `http://127.0.0.1:PORT/v1`.
+    pub fn v1(&self) -> String {
+        format!("{}/v1", self.url)
+    }
+
+    /// `GET /_mock/stats`.
+    pub fn stats(&self) -> Value {
+        let response = self
+            .http
+            .get(format!("{}/_mock/stats", self.url))
+            .send()
+            .unwrap_or_else(|e| panic!("GET /_mock/stats: {e}\n{}", self.log_tail()));
+        response.json().expect("/_mock/stats is JSON")
+    }
+
+    /// One counter of [`MockLlm::stats`] (`streams_cancelled` …).
+    pub fn counter(&self, name: &str) -> u64 {
+        self.stats()[name].as_u64().unwrap_or(0)
+    }
+
+    /// Requests received on `path` (`/v1/chat/completions` …).
+    pub fn requests_to(&self, path: &str) -> u64 {
+        self.stats()["requests"][path].as_u64().unwrap_or(0)
+    }
+
+    /// The last lines of the mock's output.
+    pub fn log_tail(&self) -> String {
+        self.process.log_tail(30)
+    }
+}
+
+/// The base URL in `sluice mock-llm`'s start line, `mock model provider on URL (…`.
+fn mock_url(log: &str) -> Option<String> {
+    let rest = log.split("mock model provider on ").nth(1)?;
+    let url = rest.split_whitespace().next()?;
+    url.starts_with("http://").then(|| url.to_string())
+}

@@ -1,0 +1,153 @@
+//! The official OpenAI and Anthropic Python SDKs against every node of a
+//! real cluster: `tests/sdk/conformance.py`, run with the interpreter of a
+//! virtualenv holding `tests/sdk/requirements.txt`.
+//!
+//! The interpreter is `$SLUICE_SDK_PYTHON`, else `target/sdk-venv/bin/python`
+//! in the workspace. Without it the suite is skipped with a note saying how
+//! to create it, except under CI (`$CI` set), where it fails: CI must run it.
+
+use sluice_e2e::dataplane::{DataPlane, CLAUDE, EMBED, GPT};
+use sluice_e2e::{json, Cluster};
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// How long the whole script may run.
+const SCRIPT_BUDGET: Duration = Duration::from_secs(240);
+const RATE_LIMITED: &str = "rate-limited";
+const BROKEN: &str = "broken";
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ lives in the workspace")
+        .to_path_buf()
+}
+
+/// The venv's interpreter, or `None` (after saying why) when the suite must
+/// be skipped.
+fn sdk_python() -> Option<PathBuf> {
+    let python = match std::env::var_os("SLUICE_SDK_PYTHON") {
+        Some(path) => PathBuf::from(path),
+        None => workspace().join("target/sdk-venv/bin/python"),
+    };
+    if python.is_file() {
+        return Some(python);
+    }
+    let how = "python3 -m venv target/sdk-venv && target/sdk-venv/bin/pip install -r tests/sdk/requirements.txt";
+    if std::env::var_os("CI").is_some() {
+        panic!(
+            "CI is set but the SDK interpreter {} does not exist; create it with `{how}` or set SLUICE_SDK_PYTHON",
+            python.display()
+        );
+    }
+    println!(
+        "SKIPPED t90_sdk_conformance: {} does not exist. Create the SDK venv from the workspace root with `{how}` (or set SLUICE_SDK_PYTHON).",
+        python.display()
+    );
+    None
+}
+
+#[test]
+fn official_sdks_work_through_every_node() {
+    let Some(python) = sdk_python() else {
+        return;
+    };
+    let plane = DataPlane::start(
+        Cluster::builder()
+            .nodes(3)
+            .fast_elections()
+            .config_extra("[proxy]\nbackoff_base_ms = 10\nbackoff_max_ms = 50\n")
+            .budget(SCRIPT_BUDGET + Duration::from_secs(60)),
+    );
+    // The mock's 429 asks for 50 ms, so the proxy's own retries stay short.
+    plane.create_provider(
+        "limited",
+        "openai",
+        json!({"x-mock-status": "429", "x-mock-retry-after-ms": "50"}),
+    );
+    plane.create_provider("failing", "openai", json!({"x-mock-status": "500"}));
+    plane.create_route(RATE_LIMITED, &[("limited", "mock-gpt", 1)], &[]);
+    plane.create_route(BROKEN, &[("failing", "mock-gpt", 1)], &[]);
+    plane.wait_served(&plane.key, &[RATE_LIMITED, BROKEN]);
+
+    let urls: Vec<String> = plane
+        .cluster
+        .ids()
+        .into_iter()
+        .map(|id| plane.cluster.proxy_url(id))
+        .collect();
+    let script = workspace().join("tests/sdk/conformance.py");
+    let mut child = Command::new(&python)
+        .arg(&script)
+        .env("PYTHONUNBUFFERED", "1")
+        .env("SLUICE_PROXY_URLS", urls.join(","))
+        .env("SLUICE_API_KEY", &plane.key)
+        .env("SLUICE_RESTRICTED_KEY", &plane.restricted_key)
+        .env("SLUICE_ROUTE_GPT", GPT)
+        .env("SLUICE_ROUTE_CLAUDE", CLAUDE)
+        .env("SLUICE_ROUTE_EMBED", EMBED)
+        .env("SLUICE_ROUTE_RATE_LIMITED", RATE_LIMITED)
+        .env("SLUICE_ROUTE_BROKEN", BROKEN)
+        // The SDKs must talk to the proxy, never to a configured proxy server.
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {} {}: {e}", python.display(), script.display()));
+
+    // Stream the script's lines as they come; stderr is read whole.
+    let (lines_tx, lines) = mpsc::channel();
+    let stdout = child.stdout.take().expect("piped stdout");
+    let stdout_reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            match line {
+                Ok(line) => {
+                    if lines_tx.send(line).is_err() {
+                        return;
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+    });
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let stderr_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+
+    let deadline = plane.cluster.deadline().within(SCRIPT_BUDGET);
+    let mut output = String::new();
+    let mut timed_out = false;
+    loop {
+        match lines.recv_timeout(deadline.remaining().max(Duration::from_millis(1))) {
+            Ok(line) => {
+                println!("{line}");
+                output.push_str(&line);
+                output.push('\n');
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                timed_out = true;
+                let _ = child.kill();
+                break;
+            }
+        }
+    }
+    let status = child.wait().expect("waiting for the SDK script");
+    let _ = stdout_reader.join();
+    let stderr = stderr_reader.join().unwrap_or_default();
+    assert!(
+        !timed_out,
+        "the SDK script did not finish within {SCRIPT_BUDGET:?}\n{output}\n--- stderr ---\n{stderr}"
+    );
+    assert!(
+        status.success(),
+        "the SDK script failed ({status})\n{output}\n--- stderr ---\n{stderr}"
+    );
+}
