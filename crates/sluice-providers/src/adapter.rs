@@ -303,6 +303,13 @@ pub fn prepare(
     };
     let mut client_wants_usage = false;
     let body = match conversion {
+        Conversion::Passthrough if !(request.stream && kind == ProviderKind::OpenAi) => {
+            // The hot path: written straight from the parsed body, no copy.
+            encode(&WithModel {
+                body: &request.body,
+                model: upstream_model,
+            })?
+        }
         Conversion::Passthrough => {
             let mut body = request.body.clone();
             body.insert("model".into(), Value::String(upstream_model.to_owned()));
@@ -387,6 +394,28 @@ pub fn prepare(
             client_wants_usage,
         },
     })
+}
+
+/// A body as sent with its `model` (which [`ClientRequest::parse`] made
+/// sure is there) replaced.
+struct WithModel<'a> {
+    body: &'a Map<String, Value>,
+    model: &'a str,
+}
+
+impl serde::Serialize for WithModel<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.body.len()))?;
+        for (name, value) in self.body {
+            if name == "model" {
+                map.serialize_entry(name, self.model)?;
+            } else {
+                map.serialize_entry(name, value)?;
+            }
+        }
+        map.end()
+    }
 }
 
 /// Sets `stream_options.include_usage`; returns whether the client had.

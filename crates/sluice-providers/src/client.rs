@@ -56,7 +56,7 @@ impl Default for ClientOptions {
         Self {
             extra_ca_pem: None,
             pool_idle_timeout: Duration::from_secs(90),
-            pool_max_idle_per_host: 32,
+            pool_max_idle_per_host: 512,
             default_connect_timeout: Duration::from_secs(10),
         }
     }

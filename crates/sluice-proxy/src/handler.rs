@@ -10,10 +10,12 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::json;
 use sluice_core::{DataKey, ProviderKind, Route, State};
+use sluice_providers::client::{ClientBuildError, ClientOptions};
 use sluice_providers::{
     anthropic, convert_response, openai, prepare, stream_relay, ClientRequest, Dialect, Endpoint,
     PrepareError, TokenUsage, UpstreamClient, UpstreamError,
 };
+use std::sync::Arc;
 
 use crate::body::{ProxyBody, RelayBody, Start};
 use crate::breaker::Breakers;
@@ -31,13 +33,30 @@ const RETRY_HEADERS: [&str; 3] = ["retry-after", "retry-after-ms", "x-should-ret
 /// Largest upstream error body read.
 const MAX_ERROR_BODY: usize = 256 * 1024;
 
-pub(crate) struct Inner {
+/// What every worker thread of the proxy shares.
+pub(crate) struct Shared {
     pub(crate) config: ProxyConfig,
     state: Box<dyn StateSource>,
     targets: Targets,
-    client: UpstreamClient,
+    client_options: ClientOptions,
     pub(crate) metrics: Metrics,
     pub(crate) breakers: Breakers,
+}
+
+/// One worker thread's proxy: the shared parts, and an upstream client
+/// (connection pool) of its own, so a request and its upstream connection
+/// are served by the same thread.
+pub(crate) struct Inner {
+    shared: Arc<Shared>,
+    client: UpstreamClient,
+}
+
+impl std::ops::Deref for Inner {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
 }
 
 /// A model call's answer, before it becomes a response.
@@ -69,22 +88,35 @@ impl Inner {
         config: ProxyConfig,
         state: Box<dyn StateSource>,
         data_key: DataKey,
-        client: UpstreamClient,
+        client_options: ClientOptions,
         metrics: Metrics,
-    ) -> Self {
+    ) -> Result<Self, ClientBuildError> {
         let breakers = Breakers::new(
             config.breaker_failures,
             config.breaker_cooldown,
             metrics.clone(),
         );
-        Self {
+        let client = UpstreamClient::new(client_options.clone())?;
+        let shared = Shared {
             config,
             state,
             targets: Targets::new(data_key),
-            client,
+            client_options,
             metrics,
             breakers,
-        }
+        };
+        Ok(Self {
+            shared: Arc::new(shared),
+            client,
+        })
+    }
+
+    /// Another worker: the same shared parts, a connection pool of its own.
+    pub(crate) fn worker(&self) -> Result<Self, ClientBuildError> {
+        Ok(Self {
+            shared: Arc::clone(&self.shared),
+            client: UpstreamClient::new(self.shared.client_options.clone())?,
+        })
     }
 
     pub(crate) async fn handle(&self, request: Request<Incoming>) -> Response<ProxyBody> {

@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_core::{DataKey, State};
-use sluice_providers::UpstreamClient;
+use sluice_providers::client::{ClientBuildError, ClientOptions};
 
 pub use error::ApiError;
 pub use metrics::Metrics;
@@ -75,6 +75,9 @@ pub struct ProxyConfig {
     pub body_read_timeout: Duration,
     /// Largest non-streamed upstream answer.
     pub max_response_bytes: usize,
+    /// Worker threads serving the listener, each with its own event loop
+    /// and upstream connection pool (a request never changes threads).
+    pub threads: usize,
     /// Retries on one route after the first attempt (so `retries + 1`
     /// attempts), before its fallbacks.
     pub retries: u32,
@@ -98,6 +101,7 @@ impl Default for ProxyConfig {
             header_read_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(60),
             max_response_bytes: 64 * 1024 * 1024,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             retries: 2,
             backoff_base: Duration::from_millis(50),
             backoff_max: Duration::from_secs(2),
@@ -116,23 +120,32 @@ pub struct Proxy {
 
 impl Proxy {
     /// A proxy reading state from `state`, opening provider secrets with
-    /// `data_key`, sending with `client`.
+    /// `data_key`, sending upstream with clients built from
+    /// `client_options` (one per worker thread).
     pub fn new(
         config: ProxyConfig,
         state: impl StateSource,
         data_key: DataKey,
-        client: UpstreamClient,
+        client_options: ClientOptions,
         metrics: Metrics,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, ClientBuildError> {
+        Ok(Self {
             inner: Arc::new(handler::Inner::new(
                 config,
                 Box::new(state),
                 data_key,
-                client,
+                client_options,
                 metrics,
-            )),
-        }
+            )?),
+        })
+    }
+
+    /// A proxy for another worker thread: shared state, breakers and
+    /// metrics; its own upstream connection pool.
+    pub fn worker(&self) -> Result<Self, ClientBuildError> {
+        Ok(Self {
+            inner: Arc::new(self.inner.worker()?),
+        })
     }
 
     /// The proxy's settings.

@@ -14,7 +14,7 @@ use sluice_core::{
     Timeouts, VirtualKey,
 };
 use sluice_mock_llm::{Behavior, MockConfig, MockHandle, MockServer};
-use sluice_providers::{ClientOptions, UpstreamClient};
+use sluice_providers::ClientOptions;
 use sluice_proxy::breaker::Phase;
 use sluice_proxy::{Metrics, Proxy, ProxyConfig};
 use tokio::net::TcpListener;
@@ -110,9 +110,10 @@ impl Setup {
             config,
             move || source.state.read().unwrap().clone(),
             DataKey::from_bytes([7; 32]),
-            UpstreamClient::new(ClientOptions::default()).unwrap(),
+            ClientOptions::default(),
             Metrics::default(),
-        );
+        )
+        .unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let stop = CancellationToken::new();
@@ -649,9 +650,10 @@ async fn the_listener_serves_tls_when_configured() {
             config(),
             move || world.state.read().unwrap().clone(),
             DataKey::from_bytes([7; 32]),
-            UpstreamClient::new(ClientOptions::default()).unwrap(),
+            ClientOptions::default(),
             Metrics::default(),
-        );
+        )
+        .unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = CancellationToken::new();

@@ -378,6 +378,11 @@ fn proxy_settings(
         3_600_000,
         &mut drain,
     );
+    match raw.threads {
+        Some(t) if !(1..=256).contains(&t) => p.push("proxy.threads", "must be between 1 and 256"),
+        Some(t) => c.threads = t as usize,
+        None => {}
+    }
     match raw.retries {
         Some(r) if r > 10 => p.push("proxy.retries", "must be between 0 and 10"),
         Some(r) => c.retries = r,

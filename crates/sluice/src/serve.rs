@@ -61,10 +61,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.proxy.clone(),
         NodeState(node.clone()),
         config.data_key.clone(),
-        sluice_providers::UpstreamClient::new(sluice_providers::ClientOptions::default())
-            .context("cannot build the upstream HTTP client")?,
+        sluice_providers::ClientOptions::default(),
         metrics,
-    );
+    )
+    .context("cannot build the upstream HTTP client")?;
     let tls = match &config.proxy_tls {
         Some(files) => Some(
             files

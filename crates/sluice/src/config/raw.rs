@@ -197,6 +197,9 @@ pub struct RawProxy {
     /// PEM private key of `tls_cert`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<PathBuf>,
+    /// Worker threads serving the proxy listener (default: one per core).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<u32>,
     /// Retries on a route after the first attempt, before its fallbacks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<u32>,
