@@ -338,26 +338,19 @@ impl Inner {
                     }
                     continue;
                 };
-                let target = match self.targets.get(provider) {
-                    Ok(target) => target,
-                    Err(message) => {
-                        tracing::warn!(provider = %provider.name, %message, "provider cannot be used");
-                        permit.failure(Instant::now());
-                        last = Some(Failure::Transport {
-                            timeout: false,
-                            message,
-                        });
-                        tried += 1;
-                        continue;
-                    }
-                };
-                let prepared = match prepare(
-                    request,
-                    provider.kind,
-                    &target,
-                    &deployment.model,
-                    self.config.anthropic_default_max_tokens,
-                ) {
+                let prepared = match self
+                    .targets
+                    .get(provider)
+                    .map_err(PrepareError::Target)
+                    .and_then(|target| {
+                        prepare(
+                            request,
+                            provider.kind,
+                            &target,
+                            &deployment.model,
+                            self.config.anthropic_default_max_tokens,
+                        )
+                    }) {
                     Ok(prepared) => prepared,
                     Err(PrepareError::Unsupported { .. }) => {
                         unsupported = true;
