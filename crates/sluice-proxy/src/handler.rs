@@ -15,6 +15,7 @@ use sluice_providers::{
     anthropic, convert_response, openai, prepare, stream_relay, ClientRequest, Dialect, Endpoint,
     PrepareError, TokenUsage, UpstreamClient, UpstreamError,
 };
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::body::{ProxyBody, RelayBody, Start};
@@ -48,7 +49,35 @@ pub(crate) struct Shared {
 /// are served by the same thread.
 pub(crate) struct Inner {
     shared: Arc<Shared>,
-    client: UpstreamClient,
+    clients: Clients,
+}
+
+/// One worker's upstream clients: the default one (webpki roots) and one
+/// per provider that has an extra CA (`[proxy.upstream_ca]`).
+struct Clients {
+    default: UpstreamClient,
+    with_ca: HashMap<String, UpstreamClient>,
+}
+
+impl Clients {
+    fn new(config: &ProxyConfig, options: &ClientOptions) -> Result<Self, ClientBuildError> {
+        let mut with_ca = HashMap::new();
+        for (provider, pem) in &config.upstream_ca {
+            let options = ClientOptions {
+                extra_ca_pem: Some(pem.clone()),
+                ..options.clone()
+            };
+            with_ca.insert(provider.clone(), UpstreamClient::new(options)?);
+        }
+        Ok(Self {
+            default: UpstreamClient::new(options.clone())?,
+            with_ca,
+        })
+    }
+
+    fn for_provider(&self, provider: &str) -> &UpstreamClient {
+        self.with_ca.get(provider).unwrap_or(&self.default)
+    }
 }
 
 impl std::ops::Deref for Inner {
@@ -96,7 +125,7 @@ impl Inner {
             config.breaker_cooldown,
             metrics.clone(),
         );
-        let client = UpstreamClient::new(client_options.clone())?;
+        let clients = Clients::new(&config, &client_options)?;
         let shared = Shared {
             config,
             state,
@@ -107,7 +136,7 @@ impl Inner {
         };
         Ok(Self {
             shared: Arc::new(shared),
-            client,
+            clients,
         })
     }
 
@@ -115,7 +144,7 @@ impl Inner {
     pub(crate) fn worker(&self) -> Result<Self, ClientBuildError> {
         Ok(Self {
             shared: Arc::clone(&self.shared),
-            client: UpstreamClient::new(self.shared.client_options.clone())?,
+            clients: Clients::new(&self.shared.config, &self.shared.client_options)?,
         })
     }
 
@@ -393,7 +422,11 @@ impl Inner {
                 previous = Some(this);
                 let exchange = prepared.exchange;
                 let sent_at = Instant::now();
-                let sent = self.client.send(prepared.request, timeouts(provider)).await;
+                let sent = self
+                    .clients
+                    .for_provider(&provider.name)
+                    .send(prepared.request, timeouts(provider))
+                    .await;
                 in_flight.add_upstream_wait(sent_at.elapsed());
                 let response = match sent {
                     Ok(response) => response,

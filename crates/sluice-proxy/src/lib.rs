@@ -32,6 +32,7 @@ pub mod routing;
 pub mod server;
 mod targets;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -88,6 +89,10 @@ pub struct ProxyConfig {
     pub breaker_failures: u32,
     /// How long an open breaker stays open before a probe is let through.
     pub breaker_cooldown: Duration,
+    /// Extra CA certificates (PEM) trusted for one provider's upstream, by
+    /// provider name, besides the webpki roots: for providers behind a
+    /// private CA (an internal vLLM, a corporate proxy).
+    pub upstream_ca: BTreeMap<String, Vec<u8>>,
     /// `max_tokens` sent to Anthropic when an OpenAI client set none
     /// (Anthropic requires one).
     pub anthropic_default_max_tokens: u32,
@@ -107,6 +112,7 @@ impl Default for ProxyConfig {
             backoff_max: Duration::from_secs(2),
             breaker_failures: 5,
             breaker_cooldown: Duration::from_secs(30),
+            upstream_ca: BTreeMap::new(),
             anthropic_default_max_tokens: 4096,
         }
     }

@@ -698,3 +698,75 @@ async fn the_listener_serves_tls_when_configured() {
     })
     .await;
 }
+
+/// A gateway in front of a gateway: proxy A's provider is proxy B, served
+/// over TLS with a private CA that A trusts only for that provider.
+#[tokio::test]
+async fn a_provider_behind_a_private_ca_is_trusted_through_its_extra_ca() {
+    within(async {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let files = sluice_proxy::TlsFiles {
+            cert: dir.path().join("cert.pem"),
+            key: dir.path().join("key.pem"),
+        };
+        std::fs::write(&files.cert, cert.cert.pem()).unwrap();
+        std::fs::write(&files.key, cert.key_pair.serialize_pem()).unwrap();
+
+        // B: TLS, the same world, routes to the mock.
+        let b = Setup::start(config()).await;
+        b.world
+            .provider("good", ProviderKind::OpenAi, &b.mock_v1(), &[]);
+        b.world.route("inner", &[("good", "mock-gpt")], &[]);
+        let source = b.world.clone();
+        let proxy_b = Proxy::new(
+            config(),
+            move || source.state.read().unwrap().clone(),
+            DataKey::from_bytes([7; 32]),
+            ClientOptions::default(),
+            Metrics::default(),
+        )
+        .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let b_port = listener.local_addr().unwrap().port();
+        let stop_b = CancellationToken::new();
+        let served_b = tokio::spawn(sluice_proxy::serve(
+            listener,
+            proxy_b,
+            Some(files.acceptor().unwrap()),
+            stop_b.clone(),
+            Duration::from_secs(1),
+        ));
+
+        // A: trusts B's CA for the provider `b` only.
+        let auth = format!("Bearer {KEY}");
+        for (trusted, want) in [(false, 502), (true, 200)] {
+            let mut upstream_ca = BTreeMap::new();
+            if trusted {
+                upstream_ca.insert("b".to_owned(), cert.cert.pem().into_bytes());
+            }
+            let a = Setup::start(ProxyConfig {
+                upstream_ca,
+                retries: 0,
+                ..config()
+            })
+            .await;
+            a.world.provider(
+                "b",
+                ProviderKind::OpenAi,
+                &format!("https://localhost:{b_port}/v1"),
+                &[("authorization", auth.as_str())],
+            );
+            a.world.route("outer", &[("b", "inner")], &[]);
+            let r = a.chat("outer", false).await;
+            assert_eq!(r.status(), want, "trusted: {trusted}");
+            if trusted {
+                let v: Value = r.json().await.unwrap();
+                assert_eq!(v["object"], "chat.completion");
+            }
+        }
+        stop_b.cancel();
+        served_b.await.unwrap().unwrap();
+    })
+    .await;
+}

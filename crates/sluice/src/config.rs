@@ -411,6 +411,26 @@ fn proxy_settings(
         Some(n) => c.max_response_bytes = usize::try_from(n).unwrap_or(usize::MAX),
         None => {}
     }
+    for (provider, file) in &raw.upstream_ca {
+        let field = format!("proxy.upstream_ca.{provider}");
+        let Some(path) = p.path(&field, file, config_dir) else {
+            continue;
+        };
+        match std::fs::read(&path) {
+            Ok(pem) => {
+                match sluice_providers::UpstreamClient::new(sluice_providers::ClientOptions {
+                    extra_ca_pem: Some(pem.clone()),
+                    ..Default::default()
+                }) {
+                    Ok(_) => {
+                        c.upstream_ca.insert(provider.clone(), pem);
+                    }
+                    Err(e) => p.push(&field, format!("{}: {e}", path.display())),
+                }
+            }
+            Err(e) => p.push(&field, format!("cannot read {}: {e}", path.display())),
+        }
+    }
     let tls = match (&raw.tls_cert, &raw.tls_key) {
         (None, None) => None,
         (Some(cert), Some(key)) => {

@@ -8,6 +8,7 @@
 //! construction what `load` reads.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// Default `[limits] max_body_bytes`: 10 MiB.
@@ -224,6 +225,10 @@ pub struct RawProxy {
     /// On shutdown, how long in-flight requests and streams may finish.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain_timeout_ms: Option<u64>,
+    /// `[proxy.upstream_ca]`: provider name -> PEM file of extra CA
+    /// certificates trusted for that provider's upstream.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub upstream_ca: BTreeMap<String, PathBuf>,
 }
 
 impl RawProxy {

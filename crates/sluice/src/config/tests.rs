@@ -228,6 +228,9 @@ fn proxy_settings_are_checked_and_applied() {
     raw.proxy.breaker_failures = Some(0);
     raw.proxy.tls_cert = Some(raw.tls.node_cert.clone());
     raw.limits.max_header_bytes = Some(10);
+    raw.proxy
+        .upstream_ca
+        .insert("internal".into(), PathBuf::from("missing-ca.pem"));
     let errors = validate(raw, config_dir).expect_err("must fail");
     assert_eq!(
         fields_of(&errors),
@@ -235,6 +238,7 @@ fn proxy_settings_are_checked_and_applied() {
             "proxy.retries",
             "proxy.breaker_failures",
             "limits.max_header_bytes",
+            "proxy.upstream_ca.internal",
             "proxy.tls_key"
         ],
         "{errors:#?}"
@@ -248,7 +252,11 @@ fn proxy_settings_are_checked_and_applied() {
     raw.proxy.tls_cert = Some(raw.tls.node_cert.clone());
     raw.proxy.tls_key = Some(raw.tls.node_key.clone());
     raw.limits.max_body_bytes = 4096;
+    raw.proxy
+        .upstream_ca
+        .insert("internal".into(), raw.tls.ca_cert.clone());
     let config = validate(raw, config_dir).expect("valid");
+    assert!(config.proxy.upstream_ca["internal"].starts_with(b"-----BEGIN CERTIFICATE"));
     assert_eq!(config.proxy.retries, 0);
     assert_eq!(config.proxy.max_body_bytes, 4096);
     assert_eq!(
