@@ -455,7 +455,11 @@ fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, PrepareError> {
 
 /// `base` joined with `path` (`path` starts with `/`).
 fn join(base: &str, path: &str) -> String {
-    format!("{}{}", base.trim_end_matches('/'), path)
+    let base = base.trim_end_matches('/');
+    let mut url = String::with_capacity(base.len() + path.len());
+    url.push_str(base);
+    url.push_str(path);
+    url
 }
 
 /// A header value that holds a secret.

@@ -149,11 +149,9 @@ impl Inner {
     }
 
     pub(crate) async fn handle(&self, request: Request<Incoming>) -> Response<ProxyBody> {
-        let request_id = format!("req_{:032x}", rand::random::<u128>());
+        let request_id = request_id(rand::random::<u128>());
         let mut response = self.dispatch(request).await;
-        if let Ok(value) = HeaderValue::from_str(&request_id) {
-            response.headers_mut().insert("x-request-id", value);
-        }
+        response.headers_mut().insert("x-request-id", request_id);
         response
     }
 
@@ -588,6 +586,16 @@ impl Inner {
     }
 }
 
+/// `req_` and 32 hex digits (hand-rolled: `format!` showed in profiles).
+fn request_id(random: u128) -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = *b"req_00000000000000000000000000000000";
+    for (i, digit) in id[4..].iter_mut().enumerate() {
+        *digit = HEX[((random >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&id).expect("ASCII hex is a valid header value")
+}
+
 /// 502, or 504 for a timeout, after transport failures.
 fn transport_error(last: Option<Failure>, _dialect: Dialect) -> ApiError {
     let (timeout, message) = match last {
@@ -711,6 +719,15 @@ fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_ids_are_prefixed_hex() {
+        assert_eq!(
+            request_id(0x0123_4567_89ab_cdef_0011_2233_4455_6677),
+            "req_0123456789abcdef0011223344556677"
+        );
+        assert_eq!(request_id(0), "req_00000000000000000000000000000000");
+    }
 
     #[test]
     fn retry_after_prefers_milliseconds() {
