@@ -375,6 +375,11 @@ impl ChatToAnthropic {
     fn push_events(out: &mut Vec<u8>, events: &[StreamEvent]) -> Result<(), RelayError> {
         for event in events {
             push_json(out, Some(event.name()), event)?;
+            if matches!(event, StreamEvent::MessageStart { .. }) {
+                // Anthropic's own streams carry a `ping` early on; clients
+                // written against them may expect one.
+                push_json(out, Some("ping"), &StreamEvent::Ping)?;
+            }
         }
         Ok(())
     }

@@ -262,6 +262,7 @@ fn chat_to_anthropic_ends_with_message_stop() {
         .map(|e| e.event.unwrap_or_default())
         .collect();
     assert_eq!(names.first().unwrap(), "message_start");
+    assert_eq!(names[1], "ping");
     assert_eq!(names.last().unwrap(), "message_stop");
     assert!(names.contains(&"message_delta".to_owned()));
     assert_eq!(relay.usage().unwrap().total_tokens(), 7);
