@@ -85,6 +85,8 @@ pub(crate) fn unexpected(applied: &Applied) -> ApiError {
             Applied::Key(_) => "key",
             Applied::AdminToken(_) => "admin token",
             Applied::Deleted => "deleted",
+            Applied::Quota(_) => "quota",
+            Applied::Leases(_) => "leases",
         }
     ))
 }

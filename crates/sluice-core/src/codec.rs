@@ -9,7 +9,12 @@ use serde::{de::DeserializeOwned, Serialize};
 
 /// The format version this build writes. Readers accept exactly the versions
 /// listed in [`decode`].
-pub const FORMAT_VERSION: u8 = 1;
+///
+/// * 1: providers, routes, keys, admin tokens.
+/// * 2: the quota ledger in the state and the quota commands. No release
+///   ever wrote version 1, so there is no migration: a data dir from a
+///   version-1 build is refused as an unknown version, never misread.
+pub const FORMAT_VERSION: u8 = 2;
 
 /// Why bytes could not be turned back into a value.
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,7 @@
 //! What goes into the Raft log: a [`Proposal`] is a [`Command`] stamped with the
 //! leader's clock, and [`Applied`] is what applying it produced.
 
+use crate::quota::{Grant, QuotaPolicy, Return, Scope, Want};
 use crate::{AdminToken, Provider, Route, VirtualKey};
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +43,22 @@ pub enum Command {
     DeleteAdminToken {
         id: String,
     },
+    /// Sets (or with `None` removes) the quota policy of a scope.
+    SetQuota {
+        scope: Scope,
+        policy: Option<QuotaPolicy>,
+    },
+    /// One node's batched lease request for this tick.
+    GrantLeases {
+        node: u64,
+        ttl_ms: u64,
+        wants: Vec<Want>,
+    },
+    /// Lease a node will not spend, given back.
+    ReturnLeases {
+        node: u64,
+        returns: Vec<Return>,
+    },
 }
 
 impl Command {
@@ -60,6 +77,9 @@ impl Command {
             Command::DeleteKey { .. } => "delete_key",
             Command::CreateAdminToken(_) => "create_admin_token",
             Command::DeleteAdminToken { .. } => "delete_admin_token",
+            Command::SetQuota { .. } => "set_quota",
+            Command::GrantLeases { .. } => "grant_leases",
+            Command::ReturnLeases { .. } => "return_leases",
         }
     }
 }
@@ -81,4 +101,9 @@ pub enum Applied {
     Key(VirtualKey),
     AdminToken(AdminToken),
     Deleted,
+    /// A scope's quota policy as now stored (`None`: removed).
+    Quota(Option<QuotaPolicy>),
+    /// The grants of a `GrantLeases`, in the order of its wants (empty for
+    /// a `ReturnLeases`).
+    Leases(Vec<Grant>),
 }

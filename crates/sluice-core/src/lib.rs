@@ -17,6 +17,8 @@
 //! * [`provider`], [`route`], [`key`], [`admin_token`]: the entities, each with its
 //!   own validation.
 //! * [`command`]: [`Command`] and [`Proposal`], what goes into the Raft log.
+//! * [`quota`]: the global quota [`quota::Ledger`]: token buckets per scope
+//!   and unit, and the leases nodes take from them (DESIGN §5).
 //! * [`state`]: [`State`] and its `apply`.
 //! * [`error`]: [`ApplyError`], why a command was refused.
 
@@ -27,6 +29,7 @@ pub mod error;
 pub mod key;
 mod name;
 pub mod provider;
+pub mod quota;
 pub mod route;
 pub mod secret;
 pub mod state;

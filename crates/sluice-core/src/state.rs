@@ -1,5 +1,6 @@
 //! The replicated state and its deterministic `apply`.
 
+use crate::quota::{Ledger, Scope};
 use crate::{
     codec::{self, CodecError},
     AdminToken, Applied, ApplyError, Command, Proposal, Provider, Route, VirtualKey,
@@ -18,6 +19,8 @@ pub struct State {
     admin_tokens: BTreeMap<String, AdminToken>,
     /// The latest `at_ms` of any applied command.
     last_at_ms: u64,
+    /// Quota policies, bucket levels and the leases nodes hold.
+    ledger: Ledger,
     /// Derived: key id by secret hash, for the proxy's auth look-up.
     /// Rebuilt on decode, never stored.
     #[serde(skip)]
@@ -115,6 +118,7 @@ impl State {
                     )));
                 }
                 self.routes.remove(name);
+                self.ledger.remove_route(name);
                 Applied::Deleted
             }
             Command::CreateKey(k) => {
@@ -164,6 +168,7 @@ impl State {
                     .remove(id)
                     .ok_or_else(|| ApplyError::not_found("key", id))?;
                 self.key_ids_by_hash.remove(&key.hash);
+                self.ledger.remove_key(id);
                 Applied::Deleted
             }
             Command::CreateAdminToken(t) => {
@@ -184,6 +189,34 @@ impl State {
                     .remove(id)
                     .ok_or_else(|| ApplyError::not_found("admin token", id))?;
                 Applied::Deleted
+            }
+            Command::SetQuota { scope, policy } => {
+                if !self.keys.contains_key(scope.key_id()) {
+                    return Err(ApplyError::not_found("key", scope.key_id()));
+                }
+                if let Scope::KeyRoute { route, .. } = scope {
+                    if !self.routes.contains_key(route) {
+                        return Err(ApplyError::invalid(
+                            "scope.route",
+                            format!("route {route:?} does not exist"),
+                        ));
+                    }
+                }
+                // Validated before anything changes: all or nothing.
+                if let Some(policy) = policy {
+                    policy.validate()?;
+                }
+                self.ledger.set_policy(scope, policy.as_ref(), now)?;
+                Applied::Quota(policy.clone())
+            }
+            Command::GrantLeases {
+                node,
+                ttl_ms,
+                wants,
+            } => Applied::Leases(self.ledger.grant(*node, wants, *ttl_ms, now)?),
+            Command::ReturnLeases { node, returns } => {
+                self.ledger.give_back(*node, returns, now)?;
+                Applied::Leases(Vec::new())
             }
         };
         self.last_at_ms = self.last_at_ms.max(now);
@@ -249,6 +282,11 @@ impl State {
 
     pub fn admin_token_by_hash(&self, hash: &[u8; 32]) -> Option<&AdminToken> {
         self.admin_tokens.values().find(|t| &t.hash == hash)
+    }
+
+    /// Quota policies, buckets and leases.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
     }
 
     /// The latest command time applied so far.

@@ -224,6 +224,51 @@ fn arb_command() -> impl Strategy<Value = Command> {
             .prop_map(|(id, enabled)| Command::SetKeyEnabled { id, enabled }),
         arb_key_id().prop_map(|id| Command::RevokeKey { id }),
         arb_key_id().prop_map(|id| Command::DeleteKey { id }),
+        (
+            arb_key_id(),
+            prop::option::of(arb_name()),
+            prop::option::of(1u64..100)
+        )
+            .prop_map(|(key_id, route, capacity)| {
+                use crate::quota::*;
+                let scope = match route {
+                    Some(route) => Scope::KeyRoute { key_id, route },
+                    None => Scope::Key { key_id },
+                };
+                Command::SetQuota {
+                    scope,
+                    policy: capacity.map(|n| QuotaPolicy {
+                        limits: vec![Limit::per_minute(Unit::Requests, n)],
+                        on_no_quorum: OnNoQuorum::Deny,
+                    }),
+                }
+            }),
+        (1u64..4, arb_key_id(), 0u64..50, any::<bool>()).prop_map(
+            |(node, key_id, amount, give)| {
+                use crate::quota::*;
+                let scope = Scope::Key { key_id };
+                if give {
+                    Command::ReturnLeases {
+                        node,
+                        returns: vec![Return {
+                            scope,
+                            unit: Unit::Requests,
+                            amount,
+                        }],
+                    }
+                } else {
+                    Command::GrantLeases {
+                        node,
+                        ttl_ms: 1_000,
+                        wants: vec![Want {
+                            scope,
+                            unit: Unit::Requests,
+                            amount,
+                        }],
+                    }
+                }
+            }
+        ),
     ]
 }
 
@@ -283,6 +328,12 @@ proptest! {
                 }
                 for f in &r.fallbacks {
                     prop_assert!(s.route(f).is_some());
+                }
+            }
+            for (scope, _) in s.ledger().policies() {
+                prop_assert!(s.key(scope.key_id()).is_some());
+                if let crate::quota::Scope::KeyRoute { route, .. } = scope {
+                    prop_assert!(s.route(route).is_some());
                 }
             }
         }
