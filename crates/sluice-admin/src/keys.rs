@@ -6,18 +6,20 @@
 use crate::context::{now_ms, unexpected, AdminContext};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{AdminJson, AdminPath, ReadParams};
+use crate::quotas::{self, LimitSpec, NoQuorumName, PeriodName, QuotaSpec, QuotaView};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sluice_core::key::{format_secret, KeyRefusal, SECRET_RANDOM_LEN};
+use sluice_core::quota::Scope;
 use sluice_core::{Applied, Command, VirtualKey};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
 /// Body of `POST /admin/v1/keys`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
     /// Label (1-64 of letters, digits, `-_.`).
@@ -35,6 +37,38 @@ pub struct CreateKey {
     /// Free-form labels (at most 64).
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
+    /// Requests per minute across the cluster (see `PATCH /admin/v1/keys/{id}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<u64>,
+    /// LLM tokens (prompt + completion) per minute across the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<u64>,
+    /// Spend allowed per `budget_period`, in US dollars.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_usd: Option<f64>,
+    /// `day` or `month` (default), UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_period: Option<PeriodName>,
+    /// `deny` (default) or `local_share`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_no_quorum: Option<NoQuorumName>,
+    /// The general form of the quota: limits per unit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Vec<LimitSpec>>,
+}
+
+impl CreateKey {
+    /// The quota fields of the body.
+    fn quota(&self) -> QuotaSpec {
+        QuotaSpec {
+            rpm: self.rpm.map(Some),
+            tpm: self.tpm.map(Some),
+            budget_usd: self.budget_usd.map(Some),
+            budget_period: self.budget_period,
+            on_no_quorum: self.on_no_quorum,
+            limits: self.limits.clone(),
+        }
+    }
 }
 
 /// Whether a key authorises requests right now.
@@ -165,6 +199,9 @@ pub async fn create_key(
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
     let now = now_ms();
     let expires_at_ms = expiry(&body, now)?;
+    // Checked before the key exists, so a bad quota creates nothing.
+    let quota = body.quota();
+    quotas::merge(None, &quota)?;
     let mut random = [0u8; SECRET_RANDOM_LEN];
     rand::rngs::OsRng.fill_bytes(&mut random);
     let secret = format_secret(&random);
@@ -178,6 +215,12 @@ pub async fn create_key(
         .await
         .map_err(api_field)?;
     let Json(view) = applied_key(applied)?;
+    if !quota.is_empty() {
+        let scope = Scope::Key {
+            key_id: view.id.clone(),
+        };
+        quotas::apply(&ctx, scope, &quota).await?;
+    }
     Ok((StatusCode::CREATED, Json(CreatedKey { view, key: secret })))
 }
 
@@ -213,6 +256,26 @@ pub async fn delete_key(
 ) -> Result<StatusCode, ApiError> {
     ctx.write(Command::DeleteKey { id }).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Change a key's quota: the fields given are set (`null` removes a
+/// limit); the others are kept.
+#[utoipa::path(patch, path = "/admin/v1/keys/{id}", tag = "keys",
+    params(("id" = String, Path, description = "key id")),
+    request_body = QuotaSpec,
+    responses(
+        (status = 200, body = QuotaView),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
+    ))]
+pub async fn patch_key(
+    State(ctx): State<AdminContext>,
+    AdminPath(id): AdminPath<String>,
+    AdminJson(spec): AdminJson<QuotaSpec>,
+) -> Result<Json<QuotaView>, ApiError> {
+    let scope = Scope::Key { key_id: id.clone() };
+    quotas::apply(&ctx, scope, &spec).await?;
+    quotas::get_quota(State(ctx), AdminPath(id), ReadParams::default()).await
 }
 
 /// Revoke a key for good (idempotent).

@@ -36,6 +36,7 @@ pub mod keys;
 pub mod openapi;
 pub mod pricing;
 pub mod providers;
+pub mod quotas;
 pub mod routes;
 pub mod tokens;
 

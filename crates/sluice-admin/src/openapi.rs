@@ -5,7 +5,7 @@
 use crate::context::AdminContext;
 use crate::error::{method_not_allowed_fallback, not_found_fallback, ErrorBody};
 use crate::extract::BODY_LIMIT_BYTES;
-use crate::{auth, cluster, health, keys, providers, routes, tokens};
+use crate::{auth, cluster, health, keys, providers, quotas, routes, tokens};
 use axum::extract::DefaultBodyLimit;
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -90,7 +90,9 @@ fn protected() -> OpenApiRouter<AdminContext> {
             routes::delete_route
         ))
         .routes(routes!(keys::list_keys, keys::create_key))
-        .routes(routes!(keys::get_key, keys::delete_key))
+        .routes(routes!(keys::get_key, keys::delete_key, keys::patch_key))
+        .routes(routes!(quotas::get_quota))
+        .routes(routes!(quotas::set_route_quota))
         .routes(routes!(keys::revoke_key))
         .routes(routes!(keys::enable_key))
         .routes(routes!(keys::disable_key))

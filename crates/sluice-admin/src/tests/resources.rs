@@ -226,3 +226,114 @@ async fn replicated_admin_tokens_work_until_deleted() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     f.stop().await;
 }
+
+#[tokio::test]
+async fn key_quotas_are_set_on_creation_changed_by_patch_and_shown_live() {
+    let f = Fixture::start().await;
+    create_provider(&f, "p").await;
+    let (status, body) = f
+        .call(
+            Method::POST,
+            "/admin/v1/routes",
+            Some(
+                json!({"name": "r", "deployments": [{"provider": "p", "model": "m", "weight": 1}]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // A bad quota creates nothing.
+    let (status, body) = f
+        .call(
+            Method::POST,
+            "/admin/v1/keys",
+            Some(json!({"name": "bad", "rpm": 0})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_error(&body, "validation_error", Some("rpm"));
+    let (_, list) = f.call(Method::GET, "/admin/v1/keys", None).await;
+    assert_eq!(list["keys"].as_array().map(Vec::len), Some(0));
+
+    let (status, created) = f
+        .call(
+            Method::POST,
+            "/admin/v1/keys",
+            Some(json!({"name": "app", "rpm": 600, "tpm": 100000, "budget_usd": 25, "budget_period": "day"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let (status, quota) = f
+        .call(Method::GET, &format!("/admin/v1/keys/{id}/quota"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{quota}");
+    let buckets = quota["buckets"].as_array().unwrap();
+    assert_eq!(buckets.len(), 3, "{quota}");
+    let unit = |u: &str| buckets.iter().find(|b| b["unit"] == u).unwrap().clone();
+    assert_eq!(unit("requests")["capacity"], 600);
+    assert_eq!(unit("requests")["level"], 600);
+    assert_eq!(unit("tokens")["refill"], "100000 per 60000 ms");
+    assert_eq!(unit("micro_usd")["capacity"], 25_000_000);
+    assert_eq!(quota["on_no_quorum"], "deny");
+
+    // PATCH merges: tpm removed, rpm changed, the budget kept.
+    let (status, patched) = f
+        .call(
+            Method::PATCH,
+            &format!("/admin/v1/keys/{id}"),
+            Some(json!({"tpm": null, "rpm": 60, "on_no_quorum": "local_share"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    let units: Vec<&str> = patched["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["unit"].as_str().unwrap())
+        .collect();
+    assert_eq!(units, vec!["requests", "micro_usd"], "{patched}");
+    assert_eq!(patched["on_no_quorum"], "local_share");
+    let (status, body) = f
+        .call(
+            Method::PATCH,
+            &format!("/admin/v1/keys/{id}"),
+            Some(json!({"rpn": 5})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+
+    // A key x route quota, on a route that exists.
+    let (status, body) = f
+        .call(
+            Method::PUT,
+            &format!("/admin/v1/keys/{id}/routes/nope/quota"),
+            Some(json!({"rpm": 5})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_error(&body, "validation_error", Some("route"));
+    let (status, body) = f
+        .call(
+            Method::PUT,
+            &format!("/admin/v1/keys/{id}/routes/r/quota"),
+            Some(json!({"rpm": 5})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|b| b["scope"] == "route:r" && b["capacity"] == 5));
+
+    // Deleting the key deletes its quotas with it.
+    let (status, _) = f
+        .call(Method::DELETE, &format!("/admin/v1/keys/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = f
+        .call(Method::GET, &format!("/admin/v1/keys/{id}/quota"), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

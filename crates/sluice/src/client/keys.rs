@@ -5,6 +5,7 @@ use super::output::Output;
 use super::output::{format_ms, format_opt_ms, join_or_dash, print_fields, Table};
 use super::parse;
 use sluice_admin::keys::{CreateKey, CreatedKey, KeyList, KeyStatus, KeyView};
+use sluice_admin::quotas::{NoQuorumName, PeriodName, QuotaSpec, QuotaView};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -22,6 +23,24 @@ pub enum KeysCommand {
         /// A label, `KEY=VALUE` (repeatable).
         #[arg(long = "metadata", value_name = "KEY=VALUE", value_parser = parse::key_value)]
         metadata: Vec<(String, String)>,
+        #[command(flatten)]
+        quota: QuotaArgs,
+    },
+    /// Show a key's quota: its buckets, their levels, each node's lease.
+    Quota { id: String },
+    /// Change a key's quota (or, with --route, its quota on one route).
+    /// Limits not named are kept; `--rpm 0` style zeroes are refused, use
+    /// `--clear` to remove a limit.
+    SetQuota {
+        id: String,
+        /// Set the quota of the key on this route instead of the key's own.
+        #[arg(long)]
+        route: Option<String>,
+        #[command(flatten)]
+        quota: QuotaArgs,
+        /// Remove these limits: `rpm`, `tpm`, `budget` (repeatable).
+        #[arg(long = "clear", value_name = "LIMIT")]
+        clear: Vec<ClearLimit>,
     },
     /// List keys (never their secrets).
     List,
@@ -47,13 +66,21 @@ pub(super) async fn run(
             routes,
             expires_in,
             metadata,
+            quota,
         } => {
+            let spec = quota.spec(&[]);
             let body = CreateKey {
                 name,
                 allowed_routes: routes,
                 expires_at_ms: None,
                 expires_in_s: expires_in,
                 metadata: metadata.into_iter().collect::<BTreeMap<_, _>>(),
+                rpm: quota.rpm,
+                tpm: quota.tpm,
+                budget_usd: quota.budget_usd,
+                budget_period: spec.budget_period,
+                on_no_quorum: spec.on_no_quorum,
+                limits: None,
             };
             let value = client.post(&path(&["keys"]), &body).await?;
             out.show(value, |created: CreatedKey| {
@@ -99,12 +126,135 @@ pub(super) async fn run(
             let value = client.post_empty(&path(&["keys", &id, "enable"])).await?;
             out.show(value, print_key)
         }
+        KeysCommand::Quota { id } => {
+            let value = client.get(&path(&["keys", &id, "quota"])).await?;
+            out.show(value, print_quota)
+        }
+        KeysCommand::SetQuota {
+            id,
+            route,
+            quota,
+            clear,
+        } => {
+            let spec = quota.spec(&clear);
+            let value = match &route {
+                Some(route) => {
+                    client
+                        .call(
+                            reqwest::Method::PUT,
+                            &path(&["keys", &id, "routes", route, "quota"]),
+                            Some(&spec),
+                        )
+                        .await?
+                }
+                None => {
+                    client
+                        .call(reqwest::Method::PATCH, &path(&["keys", &id]), Some(&spec))
+                        .await?
+                }
+            };
+            out.show(value, print_quota)
+        }
         KeysCommand::Delete { id } => {
             client.delete(&path(&["keys", &id])).await?;
             out.done(format!("deleted key {id}"));
             Ok(())
         }
     }
+}
+
+/// The quota flags of `keys create` and `keys set-quota`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct QuotaArgs {
+    /// Requests per minute across the whole cluster.
+    #[arg(long)]
+    rpm: Option<u64>,
+    /// LLM tokens (prompt + completion) per minute across the cluster.
+    #[arg(long)]
+    tpm: Option<u64>,
+    /// Spend allowed per budget period, in US dollars.
+    #[arg(long, value_name = "USD")]
+    budget_usd: Option<f64>,
+    /// `day` or `month` (default), UTC calendar periods.
+    #[arg(long, value_name = "PERIOD")]
+    budget_period: Option<BudgetPeriod>,
+    /// Without a reachable ledger: `deny` (default) or `local-share`.
+    #[arg(long, value_name = "POLICY")]
+    on_no_quorum: Option<NoQuorum>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum BudgetPeriod {
+    Day,
+    Month,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum NoQuorum {
+    Deny,
+    LocalShare,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClearLimit {
+    Rpm,
+    Tpm,
+    Budget,
+}
+
+impl QuotaArgs {
+    fn spec(&self, clear: &[ClearLimit]) -> QuotaSpec {
+        let pick = |set: Option<u64>, limit| {
+            if clear.contains(&limit) {
+                Some(None)
+            } else {
+                set.map(Some)
+            }
+        };
+        QuotaSpec {
+            rpm: pick(self.rpm, ClearLimit::Rpm),
+            tpm: pick(self.tpm, ClearLimit::Tpm),
+            budget_usd: if clear.contains(&ClearLimit::Budget) {
+                Some(None)
+            } else {
+                self.budget_usd.map(Some)
+            },
+            budget_period: self.budget_period.map(|p| match p {
+                BudgetPeriod::Day => PeriodName::Day,
+                BudgetPeriod::Month => PeriodName::Month,
+            }),
+            on_no_quorum: self.on_no_quorum.map(|n| match n {
+                NoQuorum::Deny => NoQuorumName::Deny,
+                NoQuorum::LocalShare => NoQuorumName::LocalShare,
+            }),
+            limits: None,
+        }
+    }
+}
+
+fn print_quota(q: QuotaView) {
+    println!("key {}", q.key_id);
+    if q.buckets.is_empty() {
+        println!("no quota");
+        return;
+    }
+    let mut table = Table::new(&["SCOPE", "UNIT", "CAPACITY", "REFILL", "LEVEL", "LEASES"]);
+    for b in q.buckets {
+        let leases: Vec<String> = b
+            .nodes
+            .iter()
+            .map(|n| format!("node {}: {}", n.node, n.last_grant))
+            .collect();
+        table.row(vec![
+            b.scope,
+            b.unit,
+            b.capacity.to_string(),
+            b.refill,
+            b.level.to_string(),
+            join_or_dash(&leases),
+        ]);
+    }
+    table.print();
 }
 
 fn status_name(status: KeyStatus) -> &'static str {
