@@ -1,0 +1,24 @@
+//! The node side of Sluice's global quotas (DESIGN §5): what a node does
+//! with the leases the replicated ledger (`sluice_core::quota`) grants it.
+//!
+//! * [`Pool`]: the units one node may spend from one bucket. Admission is a
+//!   compare-and-swap on one atomic, with no lock and nothing shared across
+//!   buckets, so it costs tens of nanoseconds and never waits on the
+//!   ledger. A pool never admits past what it was granted; past its lease's
+//!   expiry it admits nothing, and its remainder goes back to the ledger.
+//! * [`admit`]: a request against several pools at once (requests, tokens,
+//!   the key's and the key × route's), all or nothing.
+//! * [`want`]: how much a pool asks for at the next tick, from its recent
+//!   demand: enough for a few ticks, asked before it runs dry.
+//!
+//! LLM tokens are known only after the answer: admission reserves an
+//! estimate, and the answer's usage settles it ([`Pool::settle`]): the
+//! difference is refunded, or charged as debt that later admissions pay off.
+//!
+//! Status: the pools and their sizing are here; the per-node ticker that
+//! batches one `GrantLeases` per tick, and enforcement in the proxy, are the
+//! next step of issue 4.
+
+mod pool;
+
+pub use pool::{admit, want, Admitted, Pool, Refused};

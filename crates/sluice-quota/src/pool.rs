@@ -1,0 +1,146 @@
+//! A node's lease pool for one bucket, and admission against pools.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// Units one node may spend from one bucket, granted by the ledger.
+#[derive(Debug, Default)]
+pub struct Pool {
+    /// Spendable units. Negative is debt: usage reported above what was
+    /// reserved, paid off by the next grants before anything is admitted.
+    available: AtomicI64,
+    /// When the current lease stops being spendable (ms since the epoch).
+    expires_at_ms: AtomicU64,
+    /// Units admitted since the demand was last read.
+    admitted: AtomicU64,
+    /// Units refused since the demand was last read (unmet demand).
+    refused: AtomicU64,
+}
+
+/// A lease amount as a signed level (grants are far below `i64::MAX`).
+fn signed(amount: u64) -> i64 {
+    i64::try_from(amount).unwrap_or(i64::MAX)
+}
+
+impl Pool {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a grant from the ledger, spendable until `expires_at_ms`.
+    pub fn add_lease(&self, amount: u64, expires_at_ms: u64) {
+        self.available.fetch_add(signed(amount), Ordering::AcqRel);
+        self.expires_at_ms
+            .fetch_max(expires_at_ms, Ordering::AcqRel);
+    }
+
+    /// Takes `amount` if the lease is live at `now_ms` and holds it; else
+    /// takes nothing. Never leaves the pool below zero.
+    pub fn try_take(&self, amount: u64, now_ms: u64) -> bool {
+        let amount = signed(amount);
+        if now_ms >= self.expires_at_ms.load(Ordering::Acquire) {
+            self.refused.fetch_add(amount as u64, Ordering::Relaxed);
+            return false;
+        }
+        let taken = self
+            .available
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |level| {
+                (level >= amount).then(|| level - amount)
+            })
+            .is_ok();
+        let counter = if taken { &self.admitted } else { &self.refused };
+        counter.fetch_add(amount as u64, Ordering::Relaxed);
+        taken
+    }
+
+    /// Gives back units taken but not used (a request refused further on).
+    pub fn put_back(&self, amount: u64) {
+        self.available.fetch_add(signed(amount), Ordering::AcqRel);
+        // Demand statistics only: saturating, never wrapping.
+        let _ = self
+            .admitted
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |a| {
+                Some(a.saturating_sub(amount))
+            });
+    }
+
+    /// Settles a reservation of `reserved` units against the `actual`
+    /// usage: refunds the difference, or charges it as debt.
+    pub fn settle(&self, reserved: u64, actual: u64) {
+        let delta = signed(reserved) - signed(actual);
+        self.available.fetch_add(delta, Ordering::AcqRel);
+    }
+
+    /// Once the lease has expired at `now_ms`: empties the pool and returns
+    /// the unspent remainder, for `ReturnLeases` (debt stays as debt).
+    pub fn take_expired(&self, now_ms: u64) -> u64 {
+        if now_ms < self.expires_at_ms.load(Ordering::Acquire) {
+            return 0;
+        }
+        let before = self
+            .available
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |level| {
+                Some(level.min(0))
+            })
+            .unwrap_or(0);
+        before.max(0) as u64
+    }
+
+    /// Spendable units now (negative: debt).
+    pub fn available(&self) -> i64 {
+        self.available.load(Ordering::Acquire)
+    }
+
+    pub fn expires_at_ms(&self) -> u64 {
+        self.expires_at_ms.load(Ordering::Acquire)
+    }
+
+    /// Units admitted and refused since the last call, and resets both.
+    pub fn take_demand(&self) -> (u64, u64) {
+        (
+            self.admitted.swap(0, Ordering::AcqRel),
+            self.refused.swap(0, Ordering::AcqRel),
+        )
+    }
+}
+
+/// A request admitted against several pools.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Admitted;
+
+/// Which pool refused: the index into the request's list.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Refused(pub usize);
+
+/// Takes each `(pool, amount)` in turn; if one refuses, puts back what the
+/// others gave. All or nothing.
+pub fn admit(takes: &[(&Pool, u64)], now_ms: u64) -> Result<Admitted, Refused> {
+    for (i, (pool, amount)) in takes.iter().enumerate() {
+        if !pool.try_take(*amount, now_ms) {
+            for (pool, amount) in &takes[..i] {
+                pool.put_back(*amount);
+            }
+            return Err(Refused(i));
+        }
+    }
+    Ok(Admitted)
+}
+
+/// What a pool asks the ledger for at the next tick: enough for
+/// `horizon_ticks` ticks at the demand of the last one (admitted plus
+/// refused), minus what it holds. Asks only below half of that target (the
+/// low-water mark), so a steady pool is topped up before it runs dry and a
+/// full one asks nothing; a pool in debt asks for the debt too.
+pub fn want(admitted: u64, refused: u64, available: i64, horizon_ticks: u64) -> u64 {
+    let target = admitted
+        .saturating_add(refused)
+        .saturating_mul(horizon_ticks);
+    if available >= 0 && (available as u64).saturating_mul(2) >= target {
+        return 0;
+    }
+    let held = available.max(0) as u64;
+    let debt = available.min(0).unsigned_abs();
+    target.saturating_sub(held).saturating_add(debt)
+}
+
+#[cfg(test)]
+mod tests;
