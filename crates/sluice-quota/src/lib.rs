@@ -15,10 +15,16 @@
 //! estimate, and the answer's usage settles it ([`Pool::settle`]): the
 //! difference is refunded, or charged as debt that later admissions pay off.
 //!
-//! Status: the pools and their sizing are here; the per-node ticker that
-//! batches one `GrantLeases` per tick, and enforcement in the proxy, are the
-//! next step of issue 4.
+//! * [`Quotas`]: a node's pools and its lease round ([`Quotas::tick`]): one
+//!   batched `GrantLeases` and one `ReturnLeases` per tick, through a
+//!   [`LedgerClient`], whatever the request rate.
+//!
+//! Status: the pools, their sizing and the lease round are here; running
+//! the round in `sluice serve` and enforcement in the proxy are the next
+//! step of issue 4.
 
+mod node;
 mod pool;
 
+pub use node::{LedgerClient, QuotaConfig, Quotas, Round, Unreachable};
 pub use pool::{admit, want, Admitted, Pool, Refused};

@@ -1,0 +1,160 @@
+use super::*;
+use sluice_core::quota::{Ledger, Limit, OnNoQuorum, QuotaPolicy};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// The real ledger, applied in process for one node at a shared clock: what
+/// a Raft write of the same command does on every node.
+struct InProcess {
+    ledger: Arc<Mutex<Ledger>>,
+    node: u64,
+    clock: Arc<AtomicU64>,
+    cut_off: AtomicBool,
+}
+
+impl LedgerClient for InProcess {
+    fn grant(&self, wants: Vec<Want>, ttl_ms: u64) -> Reply<'_, Vec<Grant>> {
+        Box::pin(async move {
+            if self.cut_off.load(Ordering::SeqCst) {
+                return Err(Unreachable("cut off".into()));
+            }
+            let now = self.clock.load(Ordering::SeqCst);
+            let mut ledger = self.ledger.lock().unwrap();
+            ledger
+                .grant(self.node, &wants, ttl_ms, now)
+                .map_err(|e| Unreachable(e.to_string()))
+        })
+    }
+
+    fn give_back(&self, returns: Vec<Return>) -> Reply<'_, ()> {
+        Box::pin(async move {
+            if self.cut_off.load(Ordering::SeqCst) {
+                return Err(Unreachable("cut off".into()));
+            }
+            let now = self.clock.load(Ordering::SeqCst);
+            let mut ledger = self.ledger.lock().unwrap();
+            ledger
+                .give_back(self.node, &returns, now)
+                .map_err(|e| Unreachable(e.to_string()))
+        })
+    }
+}
+
+fn scope() -> Scope {
+    Scope::Key { key_id: "k".into() }
+}
+
+struct Cluster {
+    nodes: Vec<(Quotas, InProcess)>,
+    clock: Arc<AtomicU64>,
+}
+
+fn cluster(nodes: u64, rpm: u64) -> Cluster {
+    let clock = Arc::new(AtomicU64::new(0));
+    let mut ledger = Ledger::default();
+    let policy = QuotaPolicy {
+        limits: vec![Limit::per_minute(Unit::Requests, rpm)],
+        on_no_quorum: OnNoQuorum::Deny,
+    };
+    ledger.set_policy(&scope(), Some(&policy), 0).unwrap();
+    let ledger = Arc::new(Mutex::new(ledger));
+    Cluster {
+        nodes: (1..=nodes)
+            .map(|node| {
+                (
+                    Quotas::new(QuotaConfig::default()),
+                    InProcess {
+                        ledger: Arc::clone(&ledger),
+                        node,
+                        clock: Arc::clone(&clock),
+                        cut_off: AtomicBool::new(false),
+                    },
+                )
+            })
+            .collect(),
+        clock,
+    }
+}
+
+/// Runs `ticks` rounds of 100 ms; each node gets `per_tick` requests per
+/// tick, spread over it. Returns requests admitted in all.
+async fn run(c: &Cluster, ticks: u64, per_tick: u64) -> u64 {
+    let mut admitted = 0;
+    for t in 0..ticks {
+        for i in 0..per_tick {
+            let now = t * 100 + i * 100 / per_tick;
+            c.clock.store(now, Ordering::SeqCst);
+            for (quotas, _) in &c.nodes {
+                if quotas.pool(&scope(), Unit::Requests).try_take(1, now) {
+                    admitted += 1;
+                }
+            }
+        }
+        let now = (t + 1) * 100;
+        c.clock.store(now, Ordering::SeqCst);
+        for (quotas, ledger) in &c.nodes {
+            quotas.tick(ledger, now).await;
+        }
+    }
+    admitted
+}
+
+/// 3 nodes, 600 requests a minute for the key, demand far above it: the
+/// cluster together admits no more than the bucket's bound, and nearly all
+/// of it.
+#[tokio::test]
+async fn three_nodes_together_admit_the_global_limit() {
+    let c = cluster(3, 600);
+    let ticks = 600; // 60 s
+    let admitted = run(&c, ticks, 20).await;
+    let bound = 600 + 600 * ticks * 100 / 60_000; // capacity + rate x T
+    assert!(admitted <= bound, "admitted {admitted} > bound {bound}");
+    assert!(
+        admitted * 100 >= bound * 95,
+        "admitted {admitted} is under 95% of {bound}"
+    );
+}
+
+/// One command each way per node per tick, whatever the request rate.
+#[tokio::test]
+async fn one_grant_per_node_per_tick_at_most() {
+    let c = cluster(1, 60_000);
+    let (quotas, ledger) = &c.nodes[0];
+    let pool = quotas.pool(&scope(), Unit::Requests);
+    // 1 000 requests in one tick before any lease: all refused, counted.
+    for _ in 0..1_000 {
+        assert!(!pool.try_take(1, 0));
+    }
+    let round = quotas.tick(ledger, 100).await;
+    assert_eq!(round.reached, Some(true));
+    assert_eq!(round.wanted, 3_000, "three ticks of the refused demand");
+    assert_eq!(round.granted, 3_000);
+    assert!(pool.try_take(1, 150));
+    // No demand: nothing asked, nothing sent.
+    let quiet = Quotas::new(QuotaConfig::default());
+    quiet.pool(&scope(), Unit::Requests);
+    assert_eq!(quiet.tick(ledger, 200).await, Round::default());
+}
+
+/// A node cut off from the ledger spends what it holds and then nothing
+/// (`deny`); what it returns after reconnecting goes back to the bucket.
+#[tokio::test]
+async fn a_cut_off_node_stops_when_its_lease_is_spent() {
+    let c = cluster(2, 600);
+    run(&c, 10, 20).await;
+    let (quotas, ledger) = &c.nodes[0];
+    ledger.cut_off.store(true, Ordering::SeqCst);
+    let pool = quotas.pool(&scope(), Unit::Requests);
+    let held = pool.available().max(0) as u64;
+    let mut spent = 0;
+    for t in 10..40u64 {
+        let now = t * 100;
+        c.clock.store(now, Ordering::SeqCst);
+        while pool.try_take(1, now) {
+            spent += 1;
+        }
+        let round = quotas.tick(ledger, now + 100).await;
+        assert_ne!(round.reached, Some(true));
+    }
+    assert_eq!(spent, held, "spends exactly what it held, nothing more");
+}
