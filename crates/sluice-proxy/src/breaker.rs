@@ -257,11 +257,7 @@ impl Breakers {
     }
 
     /// The shortest wait until any of `deployments` lets a call through.
-    pub fn soonest_retry(
-        &self,
-        deployments: &[(String, String)],
-        now: Instant,
-    ) -> Option<Duration> {
+    pub fn soonest_retry(&self, deployments: &[(&str, &str)], now: Instant) -> Option<Duration> {
         deployments
             .iter()
             .filter_map(|(p, m)| self.get(p, m).retry_in(now))

@@ -102,14 +102,47 @@ enum Answer {
 /// Why an attempt did not produce the answer.
 enum Failure {
     /// The upstream answered with an error status.
-    Response {
-        status: StatusCode,
-        headers: HeaderMap,
-        body: Bytes,
-        kind: ProviderKind,
-    },
+    Response(ErrorAnswer),
     /// No usable answer: connection, timeout, a broken stream.
-    Transport { timeout: bool, message: String },
+    Transport(Broken),
+}
+
+/// An upstream's answer with an error status.
+struct ErrorAnswer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+    kind: ProviderKind,
+}
+
+/// Why no usable answer came.
+struct Broken {
+    timeout: bool,
+    message: String,
+}
+
+impl Broken {
+    fn new(timeout: bool, message: impl Into<String>) -> Self {
+        Self {
+            timeout,
+            message: message.into(),
+        }
+    }
+
+    /// 502, or 504 for a timeout.
+    fn into_error(self) -> ApiError {
+        let (status, code) = if self.timeout {
+            (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout")
+        } else {
+            (StatusCode::BAD_GATEWAY, "upstream_error")
+        };
+        ApiError::new(
+            status,
+            format!("The upstream model API failed: {}", self.message),
+        )
+        .code(code)
+        .retry_after(DEFAULT_RETRY_AFTER)
+    }
 }
 
 impl Inner {
@@ -340,9 +373,9 @@ impl Inner {
         let attempts_per_route = self.config.retries.saturating_add(1);
         let mut last: Option<Failure> = None;
         let mut unsupported = false;
-        let mut skipped_open: Vec<(String, String)> = Vec::new();
+        let mut skipped_open: Vec<(&str, &str)> = Vec::new();
         let mut retries = 0u32;
-        let mut previous: Option<(String, String)> = None;
+        let mut previous: Option<(&str, &str)> = None;
         for route in routing::chain(state, route) {
             let weights: Vec<u32> = route.deployments.iter().map(|d| d.weight).collect();
             let order = routing::weighted_order(&weights, &mut rand::thread_rng());
@@ -355,7 +388,7 @@ impl Inner {
                 let Some(provider) = state.provider(&deployment.provider) else {
                     continue;
                 };
-                let this = (provider.name.clone(), deployment.model.clone());
+                let this = (provider.name.as_str(), deployment.model.as_str());
                 let Some(permit) =
                     self.breakers
                         .acquire(&provider.name, &deployment.model, Instant::now())
@@ -389,10 +422,7 @@ impl Inner {
                     Err(PrepareError::Target(message)) => {
                         tracing::warn!(provider = %provider.name, %message, "provider cannot be used");
                         permit.failure(Instant::now());
-                        last = Some(Failure::Transport {
-                            timeout: false,
-                            message,
-                        });
+                        last = Some(Failure::Transport(Broken::new(false, message)));
                         tried += 1;
                         continue;
                     }
@@ -404,8 +434,8 @@ impl Inner {
                         self.config.backoff_max,
                         &mut rand::thread_rng(),
                     );
-                    if previous.as_ref() == Some(&this) {
-                        if let Some(Failure::Response { headers, .. }) = &last {
+                    if previous == Some(this) {
+                        if let Some(Failure::Response(ErrorAnswer { headers, .. })) = &last {
                             if let Some(asked) = retry_after(headers) {
                                 if asked <= self.config.backoff_max {
                                     wait = wait.max(asked);
@@ -437,14 +467,13 @@ impl Inner {
                         self.metrics.upstream_attempt(&provider.name, outcome);
                         tracing::debug!(provider = %provider.name, error = %e, "upstream attempt failed");
                         permit.failure(Instant::now());
-                        let retryable = e.retry_safe() || !e.received();
-                        last = Some(Failure::Transport {
-                            timeout: e.is_timeout(),
-                            message: e.to_string(),
-                        });
-                        if !retryable || matches!(e, UpstreamError::TotalTimeout { .. }) {
-                            return Err(transport_error(last, dialect));
+                        let broken = Broken::new(e.is_timeout(), e.to_string());
+                        let retryable = (e.retry_safe() || !e.received())
+                            && !matches!(e, UpstreamError::TotalTimeout { .. });
+                        if !retryable {
+                            return Err(broken.into_error());
                         }
+                        last = Some(Failure::Transport(broken));
                         continue;
                     }
                 };
@@ -469,13 +498,11 @@ impl Inner {
                                 self.metrics
                                     .upstream_attempt(&provider.name, "stream_error");
                                 permit.failure(Instant::now());
-                                last = Some(Failure::Transport {
-                                    timeout: false,
-                                    message: reason,
-                                });
+                                let broken = Broken::new(false, reason);
                                 if !retryable {
-                                    return Err(transport_error(last, dialect));
+                                    return Err(broken.into_error());
                                 }
+                                last = Some(Failure::Transport(broken));
                                 continue;
                             }
                         }
@@ -505,25 +532,20 @@ impl Inner {
                             self.metrics
                                 .upstream_attempt(&provider.name, "stream_error");
                             permit.failure(Instant::now());
-                            last = Some(Failure::Transport {
-                                timeout: false,
-                                message,
-                            });
+                            last = Some(Failure::Transport(Broken::new(false, message)));
                             continue;
                         }
                     }
                 }
                 // An error status. Its body is small; read it for the client.
-                let headers = response.headers.clone();
-                let body = response
-                    .body
-                    .collect(MAX_ERROR_BODY)
-                    .await
-                    .unwrap_or_default();
-                let failure = Failure::Response {
+                let answer = ErrorAnswer {
                     status,
-                    headers,
-                    body,
+                    body: response
+                        .body
+                        .collect(MAX_ERROR_BODY)
+                        .await
+                        .unwrap_or_default(),
+                    headers: response.headers,
                     kind: provider.kind,
                 };
                 match status.as_u16() {
@@ -549,15 +571,15 @@ impl Inner {
                         self.metrics
                             .upstream_attempt(&provider.name, "client_error");
                         permit.success();
-                        return Ok(upstream_error(failure, dialect));
+                        return Ok(upstream_error(answer, dialect));
                     }
                 }
-                last = Some(failure);
+                last = Some(Failure::Response(answer));
             }
         }
         match last {
-            Some(failure @ Failure::Response { .. }) => Ok(upstream_error(failure, dialect)),
-            Some(failure) => Err(transport_error(Some(failure), dialect)),
+            Some(Failure::Response(answer)) => Ok(upstream_error(answer, dialect)),
+            Some(Failure::Transport(broken)) => Err(broken.into_error()),
             None if unsupported => Err(ApiError::bad_request(
                 format!(
                     "The model `{}` cannot serve {}.",
@@ -596,35 +618,16 @@ fn request_id(random: u128) -> HeaderValue {
     HeaderValue::from_bytes(&id).expect("ASCII hex is a valid header value")
 }
 
-/// 502, or 504 for a timeout, after transport failures.
-fn transport_error(last: Option<Failure>, _dialect: Dialect) -> ApiError {
-    let (timeout, message) = match last {
-        Some(Failure::Transport { timeout, message }) => (timeout, message),
-        _ => (false, String::from("no upstream answered")),
-    };
-    let (status, code) = if timeout {
-        (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout")
-    } else {
-        (StatusCode::BAD_GATEWAY, "upstream_error")
-    };
-    ApiError::new(status, format!("The upstream model API failed: {message}"))
-        .code(code)
-        .retry_after(DEFAULT_RETRY_AFTER)
-}
-
 /// An upstream error answer in the client's format: passed on as sent when
 /// the upstream speaks the client's API, re-wrapped otherwise. An upstream
 /// 401/403/404 is the gateway's misconfiguration, not the client's: 502.
-fn upstream_error(failure: Failure, dialect: Dialect) -> Answer {
-    let Failure::Response {
+fn upstream_error(answer: ErrorAnswer, dialect: Dialect) -> Answer {
+    let ErrorAnswer {
         status,
         headers: upstream_headers,
         body,
         kind,
-    } = failure
-    else {
-        unreachable!("upstream_error takes a response failure");
-    };
+    } = answer;
     let status_out = match status.as_u16() {
         401 | 403 | 404 => StatusCode::BAD_GATEWAY,
         _ => status,
@@ -746,7 +749,7 @@ mod tests {
             br#"{"error":{"message":"Incorrect API key","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#,
         );
         let answer = upstream_error(
-            Failure::Response {
+            ErrorAnswer {
                 status: StatusCode::UNAUTHORIZED,
                 headers: HeaderMap::new(),
                 body,
@@ -774,7 +777,7 @@ mod tests {
         let anthropic_body = Bytes::from_static(
             br#"{"type":"error","error":{"type":"invalid_request_error","message":"max_tokens: too big"}}"#,
         );
-        let failure = || Failure::Response {
+        let failure = || ErrorAnswer {
             status: StatusCode::BAD_REQUEST,
             headers: HeaderMap::new(),
             body: anthropic_body.clone(),

@@ -18,6 +18,7 @@ use sluice_providers::ClientOptions;
 use sluice_proxy::breaker::Phase;
 use sluice_proxy::{Metrics, Proxy, ProxyConfig};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 const KEY: &str = "sk-sluice-0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -88,6 +89,59 @@ impl World {
     }
 }
 
+/// A proxy serving `world` on a run-time port.
+struct Listening {
+    proxy: Proxy,
+    addr: SocketAddr,
+    stop: CancellationToken,
+    served: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+async fn listen(world: &World, config: ProxyConfig, tls: Option<TlsAcceptor>) -> Listening {
+    let source = world.clone();
+    let proxy = Proxy::new(
+        config,
+        move || source.state.read().unwrap().clone(),
+        DataKey::from_bytes([7; 32]),
+        ClientOptions::default(),
+        Metrics::default(),
+    )
+    .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let served = tokio::spawn(sluice_proxy::serve(
+        listener,
+        proxy.clone(),
+        tls,
+        stop.clone(),
+        Duration::from_secs(10),
+    ));
+    Listening {
+        proxy,
+        addr,
+        stop,
+        served,
+    }
+}
+
+/// A self-signed certificate for `localhost`, written as PEM files.
+fn self_signed() -> (
+    tempfile::TempDir,
+    rcgen::CertifiedKey,
+    sluice_proxy::TlsFiles,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let files = sluice_proxy::TlsFiles {
+        cert: dir.path().join("cert.pem"),
+        key: dir.path().join("key.pem"),
+    };
+    std::fs::write(&files.cert, cert.cert.pem()).unwrap();
+    std::fs::write(&files.key, cert.key_pair.serialize_pem()).unwrap();
+    (dir, cert, files)
+}
+
 struct Setup {
     world: World,
     mock: MockHandle,
@@ -105,32 +159,14 @@ impl Setup {
             .unwrap();
         let world = World::default();
         world.key();
-        let source = world.clone();
-        let proxy = Proxy::new(
-            config,
-            move || source.state.read().unwrap().clone(),
-            DataKey::from_bytes([7; 32]),
-            ClientOptions::default(),
-            Metrics::default(),
-        )
-        .unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let stop = CancellationToken::new();
-        let served = tokio::spawn(sluice_proxy::serve(
-            listener,
-            proxy.clone(),
-            None,
-            stop.clone(),
-            Duration::from_secs(10),
-        ));
+        let l = listen(&world, config, None).await;
         Setup {
             world,
             mock,
-            proxy,
-            url,
-            stop,
-            served,
+            proxy: l.proxy,
+            url: format!("http://{}", l.addr),
+            stop: l.stop,
+            served: l.served,
             http: reqwest::Client::new(),
         }
     }
@@ -634,36 +670,12 @@ async fn shutdown_lets_an_in_flight_stream_finish() {
 #[tokio::test]
 async fn the_listener_serves_tls_when_configured() {
     within(async {
-        let dir = tempfile::tempdir().unwrap();
-        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-        let files = sluice_proxy::TlsFiles {
-            cert: dir.path().join("cert.pem"),
-            key: dir.path().join("key.pem"),
-        };
-        std::fs::write(&files.cert, cert.cert.pem()).unwrap();
-        std::fs::write(&files.key, cert.key_pair.serialize_pem()).unwrap();
-        let acceptor = files.acceptor().unwrap();
-
+        let (_dir, cert, files) = self_signed();
         let world = World::default();
         world.key();
-        let proxy = Proxy::new(
-            config(),
-            move || world.state.read().unwrap().clone(),
-            DataKey::from_bytes([7; 32]),
-            ClientOptions::default(),
-            Metrics::default(),
-        )
-        .unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let stop = CancellationToken::new();
-        let served = tokio::spawn(sluice_proxy::serve(
-            listener,
-            proxy,
-            Some(acceptor),
-            stop.clone(),
-            Duration::from_secs(1),
-        ));
+        let Listening {
+            addr, stop, served, ..
+        } = listen(&world, config(), Some(files.acceptor().unwrap())).await;
         let client = reqwest::Client::builder()
             .add_root_certificate(
                 reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap(),
@@ -704,39 +716,15 @@ async fn the_listener_serves_tls_when_configured() {
 #[tokio::test]
 async fn a_provider_behind_a_private_ca_is_trusted_through_its_extra_ca() {
     within(async {
-        let dir = tempfile::tempdir().unwrap();
-        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-        let files = sluice_proxy::TlsFiles {
-            cert: dir.path().join("cert.pem"),
-            key: dir.path().join("key.pem"),
-        };
-        std::fs::write(&files.cert, cert.cert.pem()).unwrap();
-        std::fs::write(&files.key, cert.key_pair.serialize_pem()).unwrap();
+        let (_dir, cert, files) = self_signed();
 
         // B: TLS, the same world, routes to the mock.
         let b = Setup::start(config()).await;
         b.world
             .provider("good", ProviderKind::OpenAi, &b.mock_v1(), &[]);
         b.world.route("inner", &[("good", "mock-gpt")], &[]);
-        let source = b.world.clone();
-        let proxy_b = Proxy::new(
-            config(),
-            move || source.state.read().unwrap().clone(),
-            DataKey::from_bytes([7; 32]),
-            ClientOptions::default(),
-            Metrics::default(),
-        )
-        .unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let b_port = listener.local_addr().unwrap().port();
-        let stop_b = CancellationToken::new();
-        let served_b = tokio::spawn(sluice_proxy::serve(
-            listener,
-            proxy_b,
-            Some(files.acceptor().unwrap()),
-            stop_b.clone(),
-            Duration::from_secs(1),
-        ));
+        let tls_b = listen(&b.world, config(), Some(files.acceptor().unwrap())).await;
+        let b_port = tls_b.addr.port();
 
         // A: trusts B's CA for the provider `b` only.
         let auth = format!("Bearer {KEY}");
@@ -765,8 +753,8 @@ async fn a_provider_behind_a_private_ca_is_trusted_through_its_extra_ca() {
                 assert_eq!(v["object"], "chat.completion");
             }
         }
-        stop_b.cancel();
-        served_b.await.unwrap().unwrap();
+        tls_b.stop.cancel();
+        tls_b.served.await.unwrap().unwrap();
     })
     .await;
 }
