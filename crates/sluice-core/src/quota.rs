@@ -101,6 +101,52 @@ impl Limit {
         }
     }
 
+    /// Milliseconds until `units` more units have refilled, from `now_ms`:
+    /// at the rate, or at the start of the next period for a budget.
+    pub fn refill_ms(&self, units: u64, now_ms: u64) -> u64 {
+        if units == 0 {
+            return 0;
+        }
+        match self.refill {
+            Refill::Rate { amount, every_ms } => {
+                let ms =
+                    (u128::from(units) * u128::from(every_ms)).div_ceil(u128::from(amount.max(1)));
+                u64::try_from(ms).unwrap_or(u64::MAX)
+            }
+            Refill::Calendar(period) => next_period_start(period, now_ms).saturating_sub(now_ms),
+        }
+    }
+
+    /// Units refilled over `elapsed_ms` (whole units; a budget refills
+    /// nothing within its period).
+    pub fn refilled(&self, elapsed_ms: u64) -> u64 {
+        match self.refill {
+            Refill::Rate { amount, every_ms } => {
+                let units =
+                    u128::from(elapsed_ms) * u128::from(amount) / u128::from(every_ms.max(1));
+                u64::try_from(units).unwrap_or(u64::MAX)
+            }
+            Refill::Calendar(_) => 0,
+        }
+    }
+
+    /// This limit's `1/n` share: capacity and rate divided by `n` (at least
+    /// one unit of capacity).
+    pub fn share(&self, n: u64) -> Limit {
+        let n = n.max(1);
+        Limit {
+            unit: self.unit,
+            capacity: (self.capacity / n).max(1),
+            refill: match self.refill {
+                Refill::Rate { amount, every_ms } => Refill::Rate {
+                    amount,
+                    every_ms: every_ms.saturating_mul(n),
+                },
+                calendar @ Refill::Calendar(_) => calendar,
+            },
+        }
+    }
+
     fn validate(&self, field: &str) -> Result<(), ApplyError> {
         if self.capacity == 0 {
             return Err(ApplyError::invalid(
@@ -192,7 +238,8 @@ pub struct Bucket {
 }
 
 impl Bucket {
-    fn new(limit: Limit, now_ms: u64) -> Self {
+    /// A full bucket as of `now_ms`.
+    pub fn new(limit: Limit, now_ms: u64) -> Self {
         Bucket {
             limit,
             level: limit.capacity,
@@ -249,6 +296,20 @@ impl Bucket {
         };
     }
 
+    /// Takes `amount` if the level holds it.
+    pub fn take(&mut self, amount: u64) -> bool {
+        let taken = self.level >= amount;
+        if taken {
+            self.level -= amount;
+        }
+        taken
+    }
+
+    /// Puts `amount` back, never above the capacity.
+    pub fn put_back(&mut self, amount: u64) {
+        self.level = self.level.saturating_add(amount).min(self.limit.capacity);
+    }
+
     /// Sum of every node's recent demand (as of `now_ms`).
     fn recent_demand(&self, now_ms: u64) -> u128 {
         self.nodes
@@ -280,6 +341,28 @@ pub fn period_start(period: Period, at_ms: u64) -> u64 {
     };
     let ts = start.midnight().assume_utc().unix_timestamp();
     u64::try_from(ts).unwrap_or(0) * 1000
+}
+
+/// The start of the `period` after the one containing `at_ms`.
+pub fn next_period_start(period: Period, at_ms: u64) -> u64 {
+    let start = period_start(period, at_ms);
+    let secs = i64::try_from(start / 1000).unwrap_or(i64::MAX);
+    let date = time::OffsetDateTime::from_unix_timestamp(secs)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        .date();
+    let next = match period {
+        Period::Day => date.next_day(),
+        Period::Month => {
+            let (year, month) = match date.month() {
+                time::Month::December => (date.year() + 1, time::Month::January),
+                m => (date.year(), m.next()),
+            };
+            time::Date::from_calendar_date(year, month, 1).ok()
+        }
+    };
+    next.map_or(u64::MAX, |d| {
+        u64::try_from(d.midnight().assume_utc().unix_timestamp()).unwrap_or(0) * 1000
+    })
 }
 
 /// One entry of a lease request.
@@ -450,10 +533,7 @@ impl Ledger {
             };
             let amount = r.amount.min(share.held);
             share.held -= amount;
-            bucket.level = bucket
-                .level
-                .saturating_add(amount)
-                .min(bucket.limit.capacity);
+            bucket.put_back(amount);
         }
         Ok(())
     }

@@ -19,12 +19,18 @@
 //!   batched `GrantLeases` and one `ReturnLeases` per tick, through a
 //!   [`LedgerClient`], whatever the request rate.
 //!
-//! Status: the pools, their sizing and the lease round are here; running
-//! the round in `sluice serve` and enforcement in the proxy are the next
-//! step of issue 4.
+//! * [`Quotas::admit`] ([`admission`]): one request against every limit of
+//!   its key and key × route, in every unit it costs, giving a
+//!   [`Reservation`] that the answer's usage settles, or a [`Denial`] that
+//!   says why and when to retry. Without the ledger (no quorum) a node
+//!   spends what it holds, then follows the policy's `on_no_quorum`.
 
+pub mod admission;
 mod node;
 mod pool;
+#[cfg(test)]
+mod testing;
 
-pub use node::{LedgerClient, QuotaConfig, Quotas, Round, Unreachable};
+pub use admission::{Admission, Cost, Denial, Reason, Reservation, Scoped, Standing};
+pub use node::{LedgerClient, QuotaConfig, Quotas, Reachability, Round, Unreachable};
 pub use pool::{admit, want, Admitted, Pool, Refused};

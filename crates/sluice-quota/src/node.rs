@@ -10,7 +10,11 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use sluice_core::quota::{Grant, Return, Scope, Unit, Want};
 
@@ -21,7 +25,7 @@ use crate::pool::{want, Pool};
 #[error("the quota ledger cannot be reached: {0}")]
 pub struct Unreachable(pub String);
 
-type Reply<'a, T> = Pin<Box<dyn Future<Output = Result<T, Unreachable>> + Send + 'a>>;
+pub(crate) type Reply<'a, T> = Pin<Box<dyn Future<Output = Result<T, Unreachable>> + Send + 'a>>;
 
 /// The ledger as a node reaches it.
 pub trait LedgerClient: Send + Sync {
@@ -40,6 +44,9 @@ pub struct QuotaConfig {
     pub lease_ttl_ms: u64,
     /// How many ticks of demand a pool asks for.
     pub horizon_ticks: u64,
+    /// Longest a request waits for the next lease round when its pool ran
+    /// dry and the ledger probably has room.
+    pub max_wait_ms: u64,
 }
 
 impl Default for QuotaConfig {
@@ -48,6 +55,7 @@ impl Default for QuotaConfig {
             tick_ms: 100,
             lease_ttl_ms: 2_000,
             horizon_ticks: 3,
+            max_wait_ms: 500,
         }
     }
 }
@@ -62,11 +70,31 @@ pub struct Round {
     pub reached: Option<bool>,
 }
 
+/// Whether the latest lease rounds reached the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reachability {
+    /// No round has needed the ledger yet.
+    Unknown,
+    Reachable,
+    /// The latest round that needed the ledger could not reach it.
+    Unreachable,
+}
+
 /// A node's pools.
-#[derive(Default)]
 pub struct Quotas {
     pools: RwLock<HashMap<(Scope, Unit), Arc<Pool>>>,
     config: QuotaConfig,
+    reachability: AtomicU8,
+    /// Voters in the cluster: the `N` of a `local_share`.
+    voters: AtomicU64,
+    /// Woken at the end of every round.
+    rounds: Notify,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Self::new(QuotaConfig::default())
+    }
 }
 
 impl Quotas {
@@ -74,7 +102,101 @@ impl Quotas {
         Self {
             pools: RwLock::new(HashMap::new()),
             config,
+            reachability: AtomicU8::new(0),
+            voters: AtomicU64::new(1),
+            rounds: Notify::new(),
         }
+    }
+
+    pub fn config(&self) -> &QuotaConfig {
+        &self.config
+    }
+
+    pub fn reachability(&self) -> Reachability {
+        match self.reachability.load(Ordering::Acquire) {
+            1 => Reachability::Reachable,
+            2 => Reachability::Unreachable,
+            _ => Reachability::Unknown,
+        }
+    }
+
+    fn set_reachability(&self, reachability: Reachability) {
+        let value = match reachability {
+            Reachability::Unknown => 0,
+            Reachability::Reachable => 1,
+            Reachability::Unreachable => 2,
+        };
+        self.reachability.store(value, Ordering::Release);
+    }
+
+    /// Sets the number of voters (at least 1).
+    pub fn set_voters(&self, voters: u64) {
+        self.voters.store(voters.max(1), Ordering::Release);
+    }
+
+    pub fn voters(&self) -> u64 {
+        self.voters.load(Ordering::Acquire)
+    }
+
+    /// Waits for the end of the next round, at most `within`; whether it
+    /// came.
+    pub async fn next_round(&self, within: Duration) -> bool {
+        tokio::time::timeout(within, self.rounds.notified())
+            .await
+            .is_ok()
+    }
+
+    /// Runs a round every `tick_ms` until the future is dropped.
+    pub async fn run(&self, ledger: &dyn LedgerClient, now_ms: fn() -> u64) {
+        let mut interval = tokio::time::interval(Duration::from_millis(self.config.tick_ms));
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut was = self.reachability();
+        loop {
+            interval.tick().await;
+            let round = self.tick(ledger, now_ms()).await;
+            let is = self.reachability();
+            if is != was {
+                match is {
+                    Reachability::Unreachable => tracing::warn!(
+                        wanted = round.wanted,
+                        "the quota ledger cannot be reached: spending held leases, then each policy's on_no_quorum"
+                    ),
+                    _ => tracing::info!("the quota ledger is reachable"),
+                }
+                was = is;
+            }
+        }
+    }
+
+    /// Gives back everything this node holds (at shutdown, once no request
+    /// is in flight).
+    pub async fn release(&self, ledger: &dyn LedgerClient) -> u64 {
+        let mut returns = Vec::new();
+        for ((scope, unit), pool) in self.snapshot() {
+            let amount = pool.take_expired(u64::MAX);
+            if amount > 0 {
+                returns.push(Return {
+                    scope,
+                    unit,
+                    amount,
+                });
+            }
+        }
+        let total = returns.iter().map(|r| r.amount).sum();
+        if returns.is_empty() || ledger.give_back(returns).await.is_ok() {
+            total
+        } else {
+            0
+        }
+    }
+
+    fn snapshot(&self) -> Vec<((Scope, Unit), Arc<Pool>)> {
+        self.pools
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, p)| (k.clone(), Arc::clone(p)))
+            .collect()
     }
 
     /// The pool of a bucket, made on first use (empty: its first demand is
@@ -96,23 +218,27 @@ impl Quotas {
     /// One lease round at `now_ms`: returns what expired unspent, then asks
     /// for what the last tick's demand needs, in one command each.
     pub async fn tick(&self, ledger: &dyn LedgerClient, now_ms: u64) -> Round {
-        let pools: Vec<((Scope, Unit), Arc<Pool>)> = self
-            .pools
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|(k, p)| (k.clone(), Arc::clone(p)))
-            .collect();
+        let round = self.round(ledger, now_ms).await;
+        match round.reached {
+            Some(true) => self.set_reachability(Reachability::Reachable),
+            Some(false) => self.set_reachability(Reachability::Unreachable),
+            None => {}
+        }
+        self.rounds.notify_waiters();
+        round
+    }
+
+    async fn round(&self, ledger: &dyn LedgerClient, now_ms: u64) -> Round {
         let mut round = Round::default();
         let mut returns = Vec::new();
         let mut wants = Vec::new();
         let mut asking = Vec::new();
-        for ((scope, unit), pool) in &pools {
+        for ((scope, unit), pool) in self.snapshot() {
             let remainder = pool.take_expired(now_ms);
             if remainder > 0 {
                 returns.push(Return {
                     scope: scope.clone(),
-                    unit: *unit,
+                    unit,
                     amount: remainder,
                 });
                 round.returned += remainder;
@@ -126,17 +252,17 @@ impl Quotas {
             );
             if amount > 0 {
                 wants.push(Want {
-                    scope: scope.clone(),
-                    unit: *unit,
+                    scope,
+                    unit,
                     amount,
                 });
-                asking.push(Arc::clone(pool));
+                asking.push(pool);
                 round.wanted += amount;
             }
         }
         if !returns.is_empty() && ledger.give_back(returns).await.is_err() {
             // Not returned: the capacity stays out until the bucket refills,
-            // which is safe (never spent twice). Logged by the caller.
+            // which is safe (never spent twice).
             round.reached = Some(false);
         }
         if wants.is_empty() {
@@ -148,6 +274,9 @@ impl Quotas {
                     if grant.amount > 0 {
                         pool.add_lease(grant.amount, grant.expires_at_ms);
                         round.granted += grant.amount;
+                    }
+                    if let Some(level) = grant.level_after {
+                        pool.note_ledger_level(level, now_ms);
                     }
                 }
                 round.reached.get_or_insert(true);

@@ -1,6 +1,9 @@
 //! A node's lease pool for one bucket, and admission against pools.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use sluice_core::quota::{Bucket, Limit};
 
 /// Units one node may spend from one bucket, granted by the ledger.
 #[derive(Debug, Default)]
@@ -14,6 +17,14 @@ pub struct Pool {
     admitted: AtomicU64,
     /// Units refused since the demand was last read (unmet demand).
     refused: AtomicU64,
+    /// The bucket's level in the ledger after this node's latest grant, and
+    /// when (ms since the epoch; 0: no grant yet). For the `remaining`
+    /// headers and to tell whether waiting for a grant is worth it.
+    ledger_level: AtomicU64,
+    ledger_level_at_ms: AtomicU64,
+    /// This node's `1/N` share of the limit, spent only while the ledger is
+    /// unreachable under `on_no_quorum = local_share`.
+    local: Mutex<Option<Bucket>>,
 }
 
 /// A lease amount as a signed level (grants are far below `i64::MAX`).
@@ -33,6 +44,59 @@ impl Pool {
             .fetch_max(expires_at_ms, Ordering::AcqRel);
     }
 
+    /// Records the ledger's level after a grant, as of `at_ms`.
+    pub fn note_ledger_level(&self, level: u64, at_ms: u64) {
+        self.ledger_level.store(level, Ordering::Release);
+        self.ledger_level_at_ms
+            .store(at_ms.max(1), Ordering::Release);
+    }
+
+    /// What the ledger's level probably is at `now_ms`: the level after the
+    /// latest grant plus what `limit` refilled since, at most the capacity.
+    /// Full when this node has had no grant yet.
+    pub fn ledger_level_estimate(&self, limit: &Limit, now_ms: u64) -> u64 {
+        let at = self.ledger_level_at_ms.load(Ordering::Acquire);
+        if at == 0 {
+            return limit.capacity;
+        }
+        let level = self.ledger_level.load(Ordering::Acquire);
+        level
+            .saturating_add(limit.refilled(now_ms.saturating_sub(at)))
+            .min(limit.capacity)
+    }
+
+    /// Takes `amount` from this node's local share of `limit` (`share` is
+    /// the `1/N` limit), made full on first use.
+    pub fn try_take_local(&self, share: Limit, amount: u64, now_ms: u64) -> bool {
+        let mut local = self.local.lock().unwrap_or_else(|e| e.into_inner());
+        let bucket = local.get_or_insert_with(|| Bucket::new(share, now_ms));
+        if bucket.limit != share {
+            // The policy or the voter count changed: never more than the
+            // level the old share had left.
+            let level = bucket.level.min(share.capacity);
+            *bucket = Bucket::new(share, now_ms);
+            bucket.level = level;
+        }
+        bucket.advance(now_ms);
+        let taken = bucket.take(amount);
+        let counter = if taken { &self.admitted } else { &self.refused };
+        counter.fetch_add(amount, Ordering::Relaxed);
+        taken
+    }
+
+    /// Settles a reservation taken from the local share.
+    pub fn settle_local(&self, reserved: u64, actual: u64) {
+        let mut local = self.local.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(bucket) = local.as_mut() {
+            if actual <= reserved {
+                bucket.put_back(reserved - actual);
+            } else {
+                let over = actual - reserved;
+                bucket.level = bucket.level.saturating_sub(over);
+            }
+        }
+    }
+
     /// Takes `amount` if the lease is live at `now_ms` and holds it; else
     /// takes nothing. Never leaves the pool below zero.
     pub fn try_take(&self, amount: u64, now_ms: u64) -> bool {
@@ -50,6 +114,12 @@ impl Pool {
         let counter = if taken { &self.admitted } else { &self.refused };
         counter.fetch_add(amount as u64, Ordering::Relaxed);
         taken
+    }
+
+    /// Counts `amount` as unmet demand without trying to take it (another
+    /// limit of the same request refused first).
+    pub fn note_refused(&self, amount: u64) {
+        self.refused.fetch_add(amount, Ordering::Relaxed);
     }
 
     /// Gives back units taken but not used (a request refused further on).

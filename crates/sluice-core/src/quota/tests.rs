@@ -128,6 +128,32 @@ fn calendar_budgets_reset_at_the_period_start_only() {
 }
 
 #[test]
+fn refill_times_and_shares() {
+    let day = 86_400_000;
+    let rpm = Limit::per_minute(Unit::Requests, 600);
+    assert_eq!(rpm.refill_ms(0, 0), 0);
+    assert_eq!(rpm.refill_ms(1, 0), 100);
+    assert_eq!(rpm.refill_ms(7, 0), 700);
+    assert_eq!(rpm.refilled(250), 2);
+    let third = rpm.share(3);
+    assert_eq!(third.capacity, 200);
+    assert_eq!(third.refilled(60_000), 200);
+    assert_eq!(Limit::per_minute(Unit::Requests, 2).share(3).capacity, 1);
+    let budget = Limit {
+        unit: Unit::MicroUsd,
+        capacity: 10,
+        refill: Refill::Calendar(Period::Day),
+    };
+    assert_eq!(budget.refilled(day), 0);
+    assert_eq!(budget.refill_ms(1, 20 * day + 5), day - 5);
+    // 2026-12-31 12:00 UTC: the next month starts on 2027-01-01.
+    let dec31 = 1_798_718_400_000;
+    assert_eq!(next_period_start(Period::Month, dec31), 1_798_761_600_000);
+    assert_eq!(next_period_start(Period::Day, dec31), 1_798_761_600_000);
+    assert_eq!(next_period_start(Period::Day, 0), day);
+}
+
+#[test]
 fn a_new_limit_never_raises_the_level() {
     let mut l = ledger_with(Limit::per_minute(Unit::Requests, 100));
     l.grant(1, &[want(90)], 1000, 0).unwrap();

@@ -1,0 +1,348 @@
+//! Admission of one request against every limit that applies to it: the
+//! key's and the key × route's, in every unit the request costs.
+//!
+//! [`Quotas::check`] never waits: it takes from the node's pools (leases
+//! from the ledger) or refuses. [`Quotas::admit`] waits once, for the next
+//! lease round, when a refusal came only from this node's pool running dry
+//! while the ledger probably still has room (a first request, a burst):
+//! so a cold pool does not turn into false rejections.
+//!
+//! What is taken is a [`Reservation`]: an estimate for tokens and spend,
+//! settled against the usage the upstream reported
+//! ([`Reservation::settle`]). A reservation dropped without being settled
+//! stays charged in full: a client that goes away mid-answer pays the
+//! estimate, never nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_core::quota::{Limit, OnNoQuorum, QuotaPolicy, Refill, Scope, Unit};
+
+use crate::node::{Quotas, Reachability};
+use crate::pool::Pool;
+
+/// What a request costs, in each unit: an estimate at admission, the
+/// actual usage at the end.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Cost {
+    pub requests: u64,
+    pub tokens: u64,
+    pub micro_usd: u64,
+}
+
+impl Cost {
+    pub fn of(&self, unit: Unit) -> u64 {
+        match unit {
+            Unit::Requests => self.requests,
+            Unit::Tokens => self.tokens,
+            Unit::MicroUsd => self.micro_usd,
+        }
+    }
+}
+
+/// A scope and the policy it has.
+#[derive(Debug, Clone, Copy)]
+pub struct Scoped<'a> {
+    pub scope: &'a Scope,
+    pub policy: &'a QuotaPolicy,
+}
+
+/// Where one limit stands for this node's callers: the numbers of the
+/// `x-ratelimit-*` headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standing {
+    pub unit: Unit,
+    /// The limit's capacity.
+    pub limit: u64,
+    /// Units still available cluster-wide, as far as this node knows: what
+    /// it holds plus the ledger's level after its latest grant, refilled
+    /// since.
+    pub remaining: u64,
+    /// Milliseconds until the bucket is full again.
+    pub reset_ms: u64,
+}
+
+/// Why a request was not admitted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// A limit has less than the request needs. `budget` when the limit is
+    /// a calendar budget (refilled only at the next period).
+    Exhausted {
+        scope: Scope,
+        limit: Limit,
+        needed: u64,
+        retry_after_ms: u64,
+        /// The ledger probably has room: the next lease round may admit it.
+        wait_worth: bool,
+    },
+    /// The request needs more than the limit's whole capacity: it can
+    /// never be admitted.
+    TooLarge {
+        scope: Scope,
+        limit: Limit,
+        needed: u64,
+    },
+    /// The ledger cannot be reached, this node's leases are spent, and the
+    /// policy says `deny`.
+    NoQuorum { scope: Scope, retry_after_ms: u64 },
+}
+
+/// A refusal, with the standings for the headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub reason: Box<Reason>,
+    pub standings: Vec<Standing>,
+}
+
+impl Denial {
+    fn wait_worth(&self) -> bool {
+        matches!(
+            *self.reason,
+            Reason::Exhausted {
+                wait_worth: true,
+                ..
+            }
+        )
+    }
+}
+
+/// An admitted request.
+#[derive(Debug)]
+pub struct Admission {
+    pub reservation: Reservation,
+    pub standings: Vec<Standing>,
+}
+
+/// What an admitted request took, to be settled when its answer ends.
+/// Dropped unsettled, it stays charged in full.
+#[derive(Debug, Default)]
+pub struct Reservation {
+    parts: Vec<Part>,
+}
+
+#[derive(Debug)]
+struct Part {
+    pool: Arc<Pool>,
+    unit: Unit,
+    reserved: u64,
+    /// Taken from the local share (no quorum, `local_share`).
+    local: bool,
+}
+
+impl Reservation {
+    /// Settles against the actual usage: refunds what was reserved and not
+    /// used, or charges the excess as debt.
+    pub fn settle(self, actual: Cost) {
+        for part in &self.parts {
+            let used = actual.of(part.unit);
+            if part.local {
+                part.pool.settle_local(part.reserved, used);
+            } else {
+                part.pool.settle(part.reserved, used);
+            }
+        }
+    }
+
+    /// Whether anything was taken (a key without a policy takes nothing).
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    fn undo(self) {
+        self.settle(Cost::default());
+    }
+}
+
+impl Quotas {
+    /// Takes `cost` from every limit of every scope, all or nothing,
+    /// without waiting.
+    pub fn check(
+        &self,
+        scoped: &[Scoped<'_>],
+        cost: Cost,
+        now_ms: u64,
+    ) -> Result<Admission, Denial> {
+        let mut taken = Reservation::default();
+        for s in scoped {
+            for limit in &s.policy.limits {
+                let amount = cost.of(limit.unit);
+                if amount == 0 {
+                    continue;
+                }
+                let pool = self.pool(s.scope, limit.unit);
+                let refused = match self.take(&pool, s.policy, limit, amount, now_ms) {
+                    Ok(local) => {
+                        taken.parts.push(Part {
+                            pool,
+                            unit: limit.unit,
+                            reserved: amount,
+                            local,
+                        });
+                        continue;
+                    }
+                    Err(refused) => refused,
+                };
+                taken.undo();
+                self.note_unmet(scoped, cost, s.scope, limit.unit);
+                let reason = match refused {
+                    Refused::TooLarge => Reason::TooLarge {
+                        scope: s.scope.clone(),
+                        limit: *limit,
+                        needed: amount,
+                    },
+                    Refused::NoQuorum => Reason::NoQuorum {
+                        scope: s.scope.clone(),
+                        retry_after_ms: self.config().tick_ms.saturating_mul(10),
+                    },
+                    Refused::Short { local_share } => {
+                        let (room, refill_limit) = match local_share {
+                            Some(share) => (0, share),
+                            None => (
+                                available(&pool)
+                                    .saturating_add(pool.ledger_level_estimate(limit, now_ms)),
+                                *limit,
+                            ),
+                        };
+                        let missing = amount.saturating_sub(room);
+                        Reason::Exhausted {
+                            scope: s.scope.clone(),
+                            limit: *limit,
+                            needed: amount,
+                            retry_after_ms: refill_limit
+                                .refill_ms(missing, now_ms)
+                                .saturating_add(self.config().tick_ms),
+                            wait_worth: local_share.is_none() && missing == 0,
+                        }
+                    }
+                };
+                return Err(Denial {
+                    reason: Box::new(reason),
+                    standings: self.standings(scoped, now_ms),
+                });
+            }
+        }
+        Ok(Admission {
+            reservation: taken,
+            standings: self.standings(scoped, now_ms),
+        })
+    }
+
+    /// [`Quotas::check`], and when the refusal came only from this node's
+    /// pool running dry, once more after the next lease round (at most
+    /// `max_wait_ms`).
+    pub async fn admit(
+        &self,
+        scoped: &[Scoped<'_>],
+        cost: Cost,
+        now_ms: impl Fn() -> u64,
+    ) -> Result<Admission, Denial> {
+        match self.check(scoped, cost, now_ms()) {
+            Err(denial) if denial.wait_worth() => {
+                let within = Duration::from_millis(self.config().max_wait_ms);
+                if self.next_round(within).await {
+                    self.check(scoped, cost, now_ms())
+                } else {
+                    Err(denial)
+                }
+            }
+            decided => decided,
+        }
+    }
+
+    /// One pool's part: `Ok(local)` when taken (`local`: from the local
+    /// share).
+    fn take(
+        &self,
+        pool: &Pool,
+        policy: &QuotaPolicy,
+        limit: &Limit,
+        amount: u64,
+        now_ms: u64,
+    ) -> Result<bool, Refused> {
+        if amount > limit.capacity {
+            return Err(Refused::TooLarge);
+        }
+        if pool.try_take(amount, now_ms) {
+            return Ok(false);
+        }
+        if self.reachability() != Reachability::Unreachable {
+            return Err(Refused::Short { local_share: None });
+        }
+        match policy.on_no_quorum {
+            OnNoQuorum::Deny => Err(Refused::NoQuorum),
+            OnNoQuorum::LocalShare => {
+                let share = limit.share(self.voters());
+                if pool.try_take_local(share, amount, now_ms) {
+                    Ok(true)
+                } else {
+                    Err(Refused::Short {
+                        local_share: Some(share),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Counts the demand of the limits after `(scope, unit)`, which refused:
+    /// so that every pool of a cold request asks at the same round.
+    fn note_unmet(&self, scoped: &[Scoped<'_>], cost: Cost, scope: &Scope, unit: Unit) {
+        let limits = scoped
+            .iter()
+            .flat_map(|s| s.policy.limits.iter().map(move |l| (s.scope, l.unit)));
+        for (s, u) in limits
+            .skip_while(|&(s, u)| !(s == scope && u == unit))
+            .skip(1)
+        {
+            let amount = cost.of(u);
+            if amount > 0 {
+                self.pool(s, u).note_refused(amount);
+            }
+        }
+    }
+
+    /// Every limit's standing, the lowest `remaining` per unit across scopes.
+    pub fn standings(&self, scoped: &[Scoped<'_>], now_ms: u64) -> Vec<Standing> {
+        let mut out: Vec<Standing> = Vec::new();
+        for s in scoped {
+            for limit in &s.policy.limits {
+                let pool = self.pool(s.scope, limit.unit);
+                let remaining = available(&pool)
+                    .saturating_add(pool.ledger_level_estimate(limit, now_ms))
+                    .min(limit.capacity);
+                let reset_ms = match limit.refill {
+                    Refill::Rate { .. } => limit.refill_ms(limit.capacity - remaining, now_ms),
+                    Refill::Calendar(_) => limit.refill_ms(1, now_ms),
+                };
+                let standing = Standing {
+                    unit: limit.unit,
+                    limit: limit.capacity,
+                    remaining,
+                    reset_ms,
+                };
+                match out.iter_mut().find(|o| o.unit == limit.unit) {
+                    Some(o) if o.remaining > remaining => *o = standing,
+                    Some(_) => {}
+                    None => out.push(standing),
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Why one pool refused.
+enum Refused {
+    TooLarge,
+    NoQuorum,
+    /// Not enough: in the pool, or in the local share when given.
+    Short {
+        local_share: Option<Limit>,
+    },
+}
+
+fn available(pool: &Pool) -> u64 {
+    pool.available().max(0) as u64
+}
+
+#[cfg(test)]
+mod tests;
