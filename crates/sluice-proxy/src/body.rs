@@ -20,6 +20,7 @@ use sluice_providers::{
 };
 
 use crate::metrics::{InFlight, StreamEnd};
+use crate::quota::{Charge, Outcome};
 
 /// Every response body the proxy sends.
 pub enum ProxyBody {
@@ -81,6 +82,8 @@ pub struct RelayBody {
     upstream_wait: Duration,
     waiting_since: Option<Instant>,
     in_flight: Option<InFlight>,
+    /// The request's quota reservation, settled by the stream's usage.
+    charge: Option<Charge>,
 }
 
 /// What [`RelayBody::start`] found in the first upstream bytes.
@@ -146,6 +149,7 @@ impl RelayBody {
             upstream_wait: started.elapsed(),
             waiting_since: None,
             in_flight: None,
+            charge: None,
         }))
     }
 
@@ -153,6 +157,13 @@ impl RelayBody {
     /// dropped.
     pub fn with_in_flight(mut self: Box<Self>, in_flight: InFlight) -> Box<Self> {
         self.in_flight = Some(in_flight);
+        self
+    }
+
+    /// Settles `charge` with the stream's usage when the body ends or is
+    /// dropped (a client that leaves keeps the estimate charged).
+    pub fn with_charge(mut self: Box<Self>, charge: Option<Charge>) -> Box<Self> {
+        self.charge = charge;
         self
     }
 
@@ -233,6 +244,9 @@ impl RelayBody {
     }
 
     fn record(&mut self) {
+        if let Some(charge) = self.charge.take() {
+            charge.finish(Outcome::Answered(self.relay.usage()));
+        }
         if let Some(in_flight) = self.in_flight.take() {
             let end = match (self.ended, self.failure) {
                 (false, _) => StreamEnd::ClientGone,

@@ -30,6 +30,12 @@ pub struct ApiError {
     pub code: Option<&'static str>,
     /// When the client may retry; sent as `Retry-After` and `retry-after-ms`.
     pub retry_after: Option<Duration>,
+    /// OpenAI's `type` when it is not the status's usual one (a rate limit
+    /// is `requests` or `tokens`, a spent budget `insufficient_quota`).
+    pub openai_type: Option<&'static str>,
+    /// `x-should-retry: false`: the official SDKs would otherwise retry a
+    /// 429 that waiting cannot fix.
+    pub no_retry: bool,
 }
 
 impl ApiError {
@@ -40,7 +46,19 @@ impl ApiError {
             param: None,
             code: None,
             retry_after: None,
+            openai_type: None,
+            no_retry: false,
         }
+    }
+
+    pub fn openai_type(mut self, kind: &'static str) -> Self {
+        self.openai_type = Some(kind);
+        self
+    }
+
+    pub fn no_retry(mut self) -> Self {
+        self.no_retry = true;
+        self
     }
 
     pub fn code(mut self, code: &'static str) -> Self {
@@ -108,7 +126,10 @@ impl ApiError {
 
     /// The error `type` in `dialect` for this status.
     pub fn kind(&self, dialect: Dialect) -> &'static str {
-        kind_for(self.status, dialect)
+        match (dialect, self.openai_type) {
+            (Dialect::OpenAi, Some(kind)) => kind,
+            _ => kind_for(self.status, dialect),
+        }
     }
 
     /// The JSON body in `dialect`'s format.
@@ -140,6 +161,9 @@ impl ApiError {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(after) = self.retry_after {
             set_retry_after(headers, after);
+        }
+        if self.no_retry {
+            headers.insert("x-should-retry", HeaderValue::from_static("false"));
         }
         response
     }

@@ -22,8 +22,10 @@ use crate::body::{ProxyBody, RelayBody, Start};
 use crate::breaker::Breakers;
 use crate::error::{set_retry_after, ApiError};
 use crate::metrics::{InFlight, Metrics};
+use crate::quota::{Charge, Outcome};
 use crate::targets::{timeouts, Targets};
-use crate::{models, routing, ProxyConfig, StateSource};
+use crate::{models, quota, routing, ProxyConfig, StateSource};
+use sluice_quota::{Quotas, Reason, Standing};
 
 /// How long a client is told to wait after a gateway-side failure when the
 /// upstream said nothing.
@@ -42,6 +44,8 @@ pub(crate) struct Shared {
     client_options: ClientOptions,
     pub(crate) metrics: Metrics,
     pub(crate) breakers: Breakers,
+    /// Global quotas: `None` enforces none (a proxy outside a cluster).
+    pub(crate) quotas: Option<Arc<Quotas>>,
 }
 
 /// One worker thread's proxy: the shared parts, and an upstream client
@@ -86,6 +90,14 @@ impl std::ops::Deref for Inner {
     fn deref(&self) -> &Shared {
         &self.shared
     }
+}
+
+/// A request's quota: where its limits stand (for the headers) and what it
+/// reserved (settled when its answer ends).
+#[derive(Default)]
+struct QuotaCtx {
+    standings: Vec<Standing>,
+    charge: Option<Charge>,
 }
 
 /// A model call's answer, before it becomes a response.
@@ -166,11 +178,23 @@ impl Inner {
             client_options,
             metrics,
             breakers,
+            quotas: None,
         };
         Ok(Self {
             shared: Arc::new(shared),
             clients,
         })
+    }
+
+    /// Enforces `quotas`; only before the proxy is shared with workers.
+    pub(crate) fn set_quotas(&mut self, quotas: Arc<Quotas>) -> bool {
+        match Arc::get_mut(&mut self.shared) {
+            Some(shared) => {
+                shared.quotas = Some(quotas);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Another worker: the same shared parts, a connection pool of its own.
@@ -256,8 +280,15 @@ impl Inner {
         let mut in_flight = self.metrics.start(endpoint.as_str());
         let http1 = request.version() < http::Version::HTTP_2;
         let mut body_read = false;
-        match self
-            .answer(endpoint, request, &mut in_flight, &mut body_read)
+        let mut quota = QuotaCtx::default();
+        let mut response = match self
+            .answer(
+                endpoint,
+                request,
+                &mut in_flight,
+                &mut body_read,
+                &mut quota,
+            )
             .await
         {
             Ok(Answer::Whole {
@@ -266,6 +297,13 @@ impl Inner {
                 body,
                 usage,
             }) => {
+                if let Some(charge) = quota.charge.take() {
+                    charge.finish(if status.is_success() {
+                        Outcome::Answered(usage)
+                    } else {
+                        Outcome::Failed
+                    });
+                }
                 in_flight.first_byte(status.as_u16());
                 in_flight.finish(status.as_u16(), usage);
                 let mut response = Response::new(ProxyBody::full(body));
@@ -275,7 +313,10 @@ impl Inner {
             }
             Ok(Answer::Stream(body)) => {
                 in_flight.first_byte(200);
-                let mut response = Response::new(ProxyBody::Relay(body.with_in_flight(in_flight)));
+                let body = body
+                    .with_in_flight(in_flight)
+                    .with_charge(quota.charge.take());
+                let mut response = Response::new(ProxyBody::Relay(body));
                 let headers = response.headers_mut();
                 headers.insert(
                     CONTENT_TYPE,
@@ -288,6 +329,9 @@ impl Inner {
                 response
             }
             Err(error) => {
+                if let Some(charge) = quota.charge.take() {
+                    charge.finish(Outcome::Failed);
+                }
                 let status = error.status.as_u16();
                 in_flight.first_byte(status);
                 in_flight.finish(status, None);
@@ -303,7 +347,11 @@ impl Inner {
                 }
                 response
             }
+        };
+        if !quota.standings.is_empty() {
+            quota::headers(dialect, &quota.standings, now_ms(), response.headers_mut());
         }
+        response
     }
 
     async fn answer(
@@ -312,6 +360,7 @@ impl Inner {
         request: Request<Incoming>,
         in_flight: &mut InFlight,
         body_read: &mut bool,
+        quota: &mut QuotaCtx,
     ) -> Result<Answer, ApiError> {
         let state = self.state.state();
         let key = crate::auth::authenticate(&state, request.headers(), now_ms())?;
@@ -327,7 +376,60 @@ impl Inner {
             return Err(ApiError::model_not_allowed(&request.model));
         }
         in_flight.set_route(&route.name);
+        if let Some(quotas) = &self.quotas {
+            self.admit(quotas, &state, &key.id, route, &request, quota)
+                .await?;
+        }
         self.forward(&state, &request, route, in_flight).await
+    }
+
+    /// Takes the request's estimated cost from every quota of its key and
+    /// key × route, or refuses it (429, or 503 without a quorum under
+    /// `deny`).
+    async fn admit(
+        &self,
+        quotas: &Quotas,
+        state: &State,
+        key_id: &str,
+        route: &Route,
+        request: &ClientRequest,
+        out: &mut QuotaCtx,
+    ) -> Result<(), ApiError> {
+        let scopes = quota::scopes(state, key_id, &route.name);
+        if scopes.is_empty() {
+            return Ok(());
+        }
+        let cost = quota::estimate(
+            request,
+            &scopes,
+            &route.pricing,
+            self.config.completion_estimate_tokens,
+        );
+        let scoped = quota::scoped(&scopes);
+        match quotas.admit(&scoped, cost, now_ms).await {
+            Ok(admission) => {
+                self.metrics.quota_decision("admitted");
+                out.standings = admission.standings;
+                out.charge = Some(Charge::new(admission.reservation, route.pricing, cost));
+                Ok(())
+            }
+            Err(denial) => {
+                let outcome = match &*denial.reason {
+                    Reason::Exhausted { limit, .. }
+                        if matches!(limit.refill, sluice_core::quota::Refill::Calendar(_)) =>
+                    {
+                        "budget_spent"
+                    }
+                    Reason::Exhausted { .. } => "rate_limited",
+                    Reason::TooLarge { .. } => "too_large",
+                    Reason::NoQuorum { .. } => "no_quorum",
+                };
+                self.metrics.quota_decision(outcome);
+                let error = quota::denial_error(&denial, key_id);
+                out.standings = denial.standings;
+                Err(error)
+            }
+        }
     }
 
     /// The request body, under the size limit and the slow-client deadline.

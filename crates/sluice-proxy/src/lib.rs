@@ -28,6 +28,7 @@ pub mod error;
 mod handler;
 pub mod metrics;
 mod models;
+pub mod quota;
 pub mod routing;
 pub mod server;
 mod targets;
@@ -96,6 +97,9 @@ pub struct ProxyConfig {
     /// `max_tokens` sent to Anthropic when an OpenAI client set none
     /// (Anthropic requires one).
     pub anthropic_default_max_tokens: u32,
+    /// Completion tokens a quota reserves for a request that sets no
+    /// `max_tokens` (settled against the real usage at the end).
+    pub completion_estimate_tokens: u64,
 }
 
 impl Default for ProxyConfig {
@@ -114,6 +118,7 @@ impl Default for ProxyConfig {
             breaker_cooldown: Duration::from_secs(30),
             upstream_ca: BTreeMap::new(),
             anthropic_default_max_tokens: 4096,
+            completion_estimate_tokens: 1024,
         }
     }
 }
@@ -144,6 +149,22 @@ impl Proxy {
                 metrics,
             )?),
         })
+    }
+
+    /// Enforces the cluster's global quotas through `quotas` (the node's
+    /// lease pools). Call before [`Proxy::worker`].
+    ///
+    /// # Panics
+    /// If workers were already made from this proxy.
+    pub fn with_quotas(mut self, quotas: Arc<sluice_quota::Quotas>) -> Self {
+        let set = Arc::get_mut(&mut self.inner).is_some_and(|inner| inner.set_quotas(quotas));
+        assert!(
+            set,
+            "Proxy::with_quotas must be called before Proxy::worker"
+        );
+        // Loading the tokenizer takes a moment: not on a request's time.
+        std::thread::spawn(quota::warm_up);
+        self
     }
 
     /// A proxy for another worker thread: shared state, breakers and

@@ -47,6 +47,7 @@ struct Families {
     in_flight: IntGauge,
     stream_ends: IntCounterVec,
     breaker_state: IntGaugeVec,
+    quota_decisions: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -161,6 +162,17 @@ impl Metrics {
             )
             .expect("valid metric"),
         );
+        let quota_decisions = reg(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "sluice_quota_decisions_total",
+                    "Quota decisions on requests of keys with a policy, by outcome (admitted, rate_limited, budget_spent, too_large, no_quorum).",
+                ),
+                &["outcome"],
+            )
+            .expect("valid metric"),
+        );
         Self {
             inner: Arc::new(Families {
                 registry,
@@ -173,6 +185,7 @@ impl Metrics {
                 in_flight,
                 stream_ends,
                 breaker_state,
+                quota_decisions,
             }),
         }
     }
@@ -210,6 +223,14 @@ impl Metrics {
         self.inner
             .upstream_attempts
             .with_label_values(&[provider, outcome])
+            .inc();
+    }
+
+    /// Counts one quota decision.
+    pub fn quota_decision(&self, outcome: &str) {
+        self.inner
+            .quota_decisions
+            .with_label_values(&[outcome])
             .inc();
     }
 

@@ -32,5 +32,5 @@ mod pool;
 mod testing;
 
 pub use admission::{Admission, Cost, Denial, Reason, Reservation, Scoped, Standing};
-pub use node::{LedgerClient, QuotaConfig, Quotas, Reachability, Round, Unreachable};
+pub use node::{LedgerClient, QuotaConfig, Quotas, Reachability, Reply, Round, Unreachable};
 pub use pool::{admit, want, Admitted, Pool, Refused};

@@ -25,7 +25,8 @@ use crate::pool::{want, Pool};
 #[error("the quota ledger cannot be reached: {0}")]
 pub struct Unreachable(pub String);
 
-pub(crate) type Reply<'a, T> = Pin<Box<dyn Future<Output = Result<T, Unreachable>> + Send + 'a>>;
+/// A ledger call's answer.
+pub type Reply<'a, T> = Pin<Box<dyn Future<Output = Result<T, Unreachable>> + Send + 'a>>;
 
 /// The ledger as a node reaches it.
 pub trait LedgerClient: Send + Sync {

@@ -70,6 +70,8 @@ pub struct Config {
     pub proxy_tls: Option<sluice_proxy::TlsFiles>,
     /// How long in-flight requests may finish on shutdown.
     pub drain: std::time::Duration,
+    /// `[quotas]`: the lease rounds.
+    pub quotas: sluice_quota::QuotaConfig,
 }
 
 /// `[listen]`: the sockets this node binds.
@@ -255,8 +257,9 @@ pub fn validate(raw: RawConfig, config_dir: &Path) -> Result<Config, Vec<ConfigE
     if raw.limits.max_body_bytes == 0 {
         p.push("limits.max_body_bytes", "must be > 0");
     }
-    let (proxy_config, proxy_tls, drain) =
+    let (mut proxy_config, proxy_tls, drain) =
         proxy_settings(&mut p, &raw.proxy, &raw.limits, config_dir);
+    let quotas = quota_settings(&mut p, &raw.quotas, &mut proxy_config);
 
     match (
         data_dir,
@@ -299,6 +302,7 @@ pub fn validate(raw: RawConfig, config_dir: &Path) -> Result<Config, Vec<ConfigE
             proxy: proxy_config,
             proxy_tls,
             drain,
+            quotas,
         }),
         _ => {
             if p.0.is_empty() {
@@ -309,6 +313,56 @@ pub fn validate(raw: RawConfig, config_dir: &Path) -> Result<Config, Vec<ConfigE
             Err(p.0)
         }
     }
+}
+
+/// `[quotas]`, over `QuotaConfig`'s defaults.
+fn quota_settings(
+    p: &mut Problems,
+    raw: &raw::RawQuotas,
+    proxy: &mut sluice_proxy::ProxyConfig,
+) -> sluice_quota::QuotaConfig {
+    let mut c = sluice_quota::QuotaConfig::default();
+    let mut set = |field: &str, value: Option<u64>, min: u64, max: u64, out: &mut u64| {
+        if let Some(v) = value {
+            if v < min || v > max {
+                p.push(field, format!("must be between {min} and {max}"));
+            } else {
+                *out = v;
+            }
+        }
+    };
+    set("quotas.tick_ms", raw.tick_ms, 10, 10_000, &mut c.tick_ms);
+    set(
+        "quotas.lease_ttl_ms",
+        raw.lease_ttl_ms,
+        100,
+        sluice_core::quota::MAX_LEASE_TTL_MS,
+        &mut c.lease_ttl_ms,
+    );
+    set(
+        "quotas.max_wait_ms",
+        raw.max_wait_ms,
+        0,
+        60_000,
+        &mut c.max_wait_ms,
+    );
+    set(
+        "quotas.completion_estimate_tokens",
+        raw.completion_estimate_tokens,
+        1,
+        10_000_000,
+        &mut proxy.completion_estimate_tokens,
+    );
+    if c.lease_ttl_ms < 2 * c.tick_ms {
+        p.push(
+            "quotas.lease_ttl_ms",
+            format!(
+                "must be at least twice quotas.tick_ms ({} ms), or leases expire before the next round",
+                c.tick_ms
+            ),
+        );
+    }
+    c
 }
 
 /// `[proxy]` and the proxy's `[limits]`, over `ProxyConfig`'s defaults.

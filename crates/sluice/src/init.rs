@@ -513,6 +513,7 @@ fn node_raw_config(
         log: RawLog::default(),
         limits: RawLimits::default(),
         proxy: Default::default(),
+        quotas: Default::default(),
     }
 }
 

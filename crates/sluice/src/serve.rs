@@ -9,7 +9,10 @@
 use crate::config::Config;
 use anyhow::Context;
 use sluice_admin::AdminContext;
-use sluice_raft::ClusterNode;
+use sluice_core::quota::{Grant, Return, Want};
+use sluice_core::{Applied, Command};
+use sluice_quota::{LedgerClient, Quotas, Reply, Unreachable};
+use sluice_raft::{ClusterNode, MemberRole};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -57,6 +60,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
     let admin_server =
         axum::serve(admin_listener, admin).with_graceful_shutdown(stop.clone().cancelled_owned());
+    let quotas = Arc::new(Quotas::new(config.quotas));
+    let ledger = RaftLedger {
+        node: node.clone(),
+        // A round that cannot commit within a lease's life is a failed one.
+        timeout: Duration::from_millis(config.quotas.lease_ttl_ms / 2),
+    };
+    let rounds = tokio::spawn(lease_rounds(Arc::clone(&quotas), ledger.clone()));
     let proxy = sluice_proxy::Proxy::new(
         config.proxy.clone(),
         NodeState(node.clone()),
@@ -64,7 +74,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         sluice_providers::ClientOptions::default(),
         metrics,
     )
-    .context("cannot build the upstream HTTP client")?;
+    .context("cannot build the upstream HTTP client")?
+    .with_quotas(Arc::clone(&quotas));
     let tls = match &config.proxy_tls {
         Some(files) => Some(
             files
@@ -104,6 +115,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     };
     signals.abort();
+    rounds.abort();
+    // Nothing is in flight any more: what this node holds goes back to the
+    // ledger instead of waiting out its refill.
+    let returned = quotas.release(&ledger).await;
+    tracing::info!(units = returned, "quota leases returned");
     tracing::info!("stopping the raft node");
     node.shutdown().await;
     results.0.context("admin listener failed")?;
@@ -145,4 +161,83 @@ impl sluice_proxy::StateSource for NodeState {
             serde_json::to_value(readiness).unwrap_or(serde_json::Value::Null),
         )
     }
+}
+
+/// The quota ledger reached through the Raft log: each round is one
+/// `GrantLeases` (and one `ReturnLeases`) proposed through the leader and
+/// applied here before its grants are spent.
+#[derive(Clone)]
+struct RaftLedger {
+    node: Arc<ClusterNode>,
+    timeout: Duration,
+}
+
+impl RaftLedger {
+    async fn write(&self, command: Command) -> Result<Applied, Unreachable> {
+        match tokio::time::timeout(self.timeout, self.node.write(command)).await {
+            Ok(Ok(applied)) => Ok(applied),
+            Ok(Err(e)) => Err(Unreachable(e.to_string())),
+            Err(_) => Err(Unreachable(format!(
+                "no commit within {} ms",
+                self.timeout.as_millis()
+            ))),
+        }
+    }
+}
+
+impl LedgerClient for RaftLedger {
+    fn grant(&self, wants: Vec<Want>, ttl_ms: u64) -> Reply<'_, Vec<Grant>> {
+        Box::pin(async move {
+            let command = Command::GrantLeases {
+                node: self.node.node_id(),
+                ttl_ms,
+                wants,
+            };
+            match self.write(command).await? {
+                Applied::Leases(grants) => Ok(grants),
+                other => Err(Unreachable(format!(
+                    "unexpected answer to GrantLeases: {other:?}"
+                ))),
+            }
+        })
+    }
+
+    fn give_back(&self, returns: Vec<Return>) -> Reply<'_, ()> {
+        Box::pin(async move {
+            let command = Command::ReturnLeases {
+                node: self.node.node_id(),
+                returns,
+            };
+            self.write(command).await.map(drop)
+        })
+    }
+}
+
+/// Runs the node's lease rounds, and keeps the voter count (the `N` of a
+/// `local_share`) current.
+async fn lease_rounds(quotas: Arc<Quotas>, ledger: RaftLedger) {
+    let voters = {
+        let quotas = Arc::clone(&quotas);
+        let node = ledger.node.clone();
+        async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                let status = node.status().await;
+                let n = status
+                    .members
+                    .iter()
+                    .filter(|m| m.role == MemberRole::Voter)
+                    .count();
+                quotas.set_voters(n as u64);
+            }
+        }
+    };
+    tokio::join!(voters, quotas.run(&ledger, now_ms));
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

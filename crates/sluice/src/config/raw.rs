@@ -38,6 +38,8 @@ pub struct RawConfig {
     pub limits: RawLimits,
     #[serde(default, skip_serializing_if = "RawProxy::is_empty")]
     pub proxy: RawProxy,
+    #[serde(default, skip_serializing_if = "RawQuotas::is_empty")]
+    pub quotas: RawQuotas,
 }
 
 /// `[listen]`: the sockets this node binds.
@@ -234,6 +236,31 @@ pub struct RawProxy {
 impl RawProxy {
     pub fn is_empty(&self) -> bool {
         *self == RawProxy::default()
+    }
+}
+
+/// `[quotas]`: how this node takes leases from the global quota ledger.
+/// Every field optional; the defaults are `sluice_quota::QuotaConfig`'s.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuotas {
+    /// Time between two lease rounds (one `GrantLeases` each).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tick_ms: Option<u64>,
+    /// How long a granted lease stays spendable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ttl_ms: Option<u64>,
+    /// Longest a request waits for the next round when its pool ran dry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_wait_ms: Option<u64>,
+    /// Completion tokens reserved for a request without `max_tokens`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_estimate_tokens: Option<u64>,
+}
+
+impl RawQuotas {
+    pub fn is_empty(&self) -> bool {
+        *self == RawQuotas::default()
     }
 }
 

@@ -266,3 +266,36 @@ fn proxy_settings_are_checked_and_applied() {
     assert_eq!(config.drain, std::time::Duration::from_millis(2500));
     assert!(config.proxy_tls.is_some());
 }
+
+#[test]
+fn quota_settings_are_checked_and_applied() {
+    let (_dir, path, text) = fixture();
+    let config_dir = path.parent().expect("dir");
+    let err = parse(&format!("{text}\n[quotas]\ntick = 50\n")).expect_err("typo");
+    assert_eq!(err.field, "quotas.tick", "{err}");
+
+    let mut raw = parse(&text).expect("parse");
+    raw.quotas.tick_ms = Some(5);
+    raw.quotas.completion_estimate_tokens = Some(0);
+    let errors = validate(raw, config_dir).expect_err("must fail");
+    assert_eq!(
+        fields_of(&errors),
+        vec!["quotas.tick_ms", "quotas.completion_estimate_tokens"],
+        "{errors:#?}"
+    );
+    let mut raw = parse(&text).expect("parse");
+    raw.quotas.tick_ms = Some(1_500);
+    let errors = validate(raw, config_dir).expect_err("ttl below two ticks");
+    assert_eq!(fields_of(&errors), vec!["quotas.lease_ttl_ms"]);
+
+    let mut raw = parse(&text).expect("parse");
+    raw.quotas.tick_ms = Some(50);
+    raw.quotas.lease_ttl_ms = Some(1_000);
+    raw.quotas.max_wait_ms = Some(0);
+    raw.quotas.completion_estimate_tokens = Some(256);
+    let config = validate(raw, config_dir).expect("valid");
+    assert_eq!(config.quotas.tick_ms, 50);
+    assert_eq!(config.quotas.lease_ttl_ms, 1_000);
+    assert_eq!(config.quotas.max_wait_ms, 0);
+    assert_eq!(config.proxy.completion_estimate_tokens, 256);
+}
