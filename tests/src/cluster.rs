@@ -16,17 +16,22 @@
 //! Dropping the cluster SIGKILLs and reaps every child, prints every node's
 //! log tail if the test is panicking, and removes the directory (kept, and
 //! its path printed, when `SLUICE_E2E_KEEP` is set).
+//!
+//! Built with [`ClusterBuilder::with_relay`], the nodes reach each other's Raft
+//! sockets only through a [`Relay`], so [`Cluster::isolate`] can cut a node
+//! off the network while its process keeps running.
 
 use crate::admin::{provider_body, Admin};
 use crate::binary::sluice_bin;
 use crate::deadline::Deadline;
 use crate::process::{format_tail, read_log, Process, LOG_TAIL_LINES};
+use crate::relay::Relay;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 use sluice::init::{self, free_port_plan, InitPlan, NodePlan};
 use sluice_raft::RaftTiming;
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::Duration;
@@ -49,6 +54,7 @@ pub struct ClusterBuilder {
     budget: Duration,
     start: bool,
     extra: Vec<String>,
+    relay: bool,
 }
 
 impl ClusterBuilder {
@@ -99,6 +105,17 @@ impl ClusterBuilder {
         self
     }
 
+    /// Puts a [`Relay`] between the nodes' Raft sockets, so a test can cut
+    /// a node off with [`Cluster::isolate`]. Every node keeps listening on
+    /// its planned raft port but advertises its front address on the relay,
+    /// and `initial_members` and `join` list front addresses too, so every
+    /// node (started now or later) dials its peers through the relay. Applied
+    /// before [`ClusterBuilder::config_extra`].
+    pub fn with_relay(mut self) -> Self {
+        self.relay = true;
+        self
+    }
+
     /// Writes the cluster and starts nobody (see [`Cluster::start_node`]).
     pub fn plan_only(mut self) -> Cluster {
         self.start = false;
@@ -138,6 +155,14 @@ impl ClusterBuilder {
             raft: self.timing,
         };
         let generated = init::generate(&plan).expect("sluice init (generate) failed");
+        let relay = self.relay.then(|| {
+            let real: BTreeMap<u64, SocketAddr> = plans.iter().map(|p| (p.id, p.raft)).collect();
+            let relay = Relay::start(&real);
+            for config in &generated.configs {
+                route_through_relay(config, &real, &relay);
+            }
+            relay
+        });
         for config in &generated.configs {
             for extra in &self.extra {
                 merge_into_config(config, extra);
@@ -167,6 +192,7 @@ impl ClusterBuilder {
             token: generated.admin_token,
             initial: (1..=initial).collect(),
             deadline,
+            relay,
             dir: Some(dir),
         };
         if self.start {
@@ -198,6 +224,9 @@ pub struct Cluster {
     token: String,
     initial: Vec<u64>,
     deadline: Deadline,
+    /// Set by [`ClusterBuilder::with_relay`]; dropped after `Drop` killed
+    /// the nodes, so none sees its peers vanish before it dies.
+    relay: Option<Relay>,
     dir: Option<tempfile::TempDir>,
 }
 
@@ -219,6 +248,7 @@ impl Cluster {
             budget: TEST_BUDGET,
             start: true,
             extra: Vec::new(),
+            relay: false,
         }
     }
 
@@ -378,6 +408,36 @@ impl Cluster {
             .unwrap_or_default();
         ids.sort_unstable();
         ids
+    }
+
+    // ----- the network (with a relay) -------------------------------------
+
+    /// The relay between the nodes.
+    ///
+    /// Panics if the cluster was built without [`ClusterBuilder::with_relay`].
+    pub fn relay(&self) -> &Relay {
+        self.relay
+            .as_ref()
+            .expect("this cluster has no relay: build it with Cluster::builder().with_relay()")
+    }
+
+    /// Cuts node `id` off: every Raft datagram to or from it is dropped,
+    /// both ways, until [`Cluster::heal`]. Its process keeps running and its
+    /// admin API still answers. Needs [`ClusterBuilder::with_relay`].
+    pub fn isolate(&self, id: u64) {
+        self.node(id);
+        self.relay().isolate(id);
+    }
+
+    /// Reconnects node `id` (see [`Cluster::isolate`]).
+    pub fn heal(&self, id: u64) {
+        self.node(id);
+        self.relay().heal(id);
+    }
+
+    /// Reconnects every node (see [`Cluster::isolate`]).
+    pub fn heal_all(&self) {
+        self.relay().heal_all();
     }
 
     // ----- writes and replication ---------------------------------------
@@ -672,6 +732,63 @@ impl Cluster {
     }
 }
 
+/// Rewrites the node config at `path` so that the node dials every peer,
+/// and is dialled, through `relay`: `[advertise] raft` is its own front
+/// address, and each raft address in `cluster.initial_members` and
+/// `cluster.join` is replaced by that member's front. `[listen] raft` stays
+/// the real socket (`real`) the relay forwards to.
+fn route_through_relay(path: &Path, real: &BTreeMap<u64, SocketAddr>, relay: &Relay) {
+    let front_of = |id: u64| toml::Value::String(relay.front(id).to_string());
+    let front_of_real = |addr: &str| {
+        let id = real
+            .iter()
+            .find(|(_, real)| real.to_string() == addr)
+            .map(|(&id, _)| id)
+            .unwrap_or_else(|| panic!("{}: `{addr}` is no planned raft address", path.display()));
+        front_of(id)
+    };
+    edit_config(path, |config| {
+        let id = config
+            .get("node_id")
+            .and_then(toml::Value::as_integer)
+            .and_then(|id| u64::try_from(id).ok())
+            .unwrap_or_else(|| panic!("{}: no node_id", path.display()));
+        let advertise = config
+            .entry("advertise")
+            .or_insert_with(|| toml::Table::new().into())
+            .as_table_mut()
+            .unwrap_or_else(|| panic!("{}: [advertise] is not a table", path.display()));
+        advertise.insert("raft".into(), front_of(id));
+        let Some(cluster) = config
+            .get_mut("cluster")
+            .and_then(toml::Value::as_table_mut)
+        else {
+            panic!("{}: no [cluster] table", path.display());
+        };
+        if let Some(members) = cluster
+            .get_mut("initial_members")
+            .and_then(toml::Value::as_array_mut)
+        {
+            for member in members.iter_mut().filter_map(toml::Value::as_table_mut) {
+                let member_id = member
+                    .get("id")
+                    .and_then(toml::Value::as_integer)
+                    .and_then(|id| u64::try_from(id).ok())
+                    .unwrap_or_else(|| panic!("{}: initial member without id", path.display()));
+                member.insert("raft".into(), front_of(member_id));
+            }
+        }
+        if let Some(seeds) = cluster.get_mut("join").and_then(toml::Value::as_array_mut) {
+            for seed in seeds.iter_mut() {
+                let addr = seed.as_str().unwrap_or_else(|| {
+                    panic!("{}: cluster.join holds a non-string", path.display())
+                });
+                *seed = front_of_real(addr);
+            }
+        }
+    });
+}
+
 /// Merges the TOML document `extra` into the config file at `path`: tables
 /// merge key by key, any other value replaces the one there.
 fn merge_into_config(path: &Path, extra: &str) {
@@ -685,15 +802,20 @@ fn merge_into_config(path: &Path, extra: &str) {
             }
         }
     }
+    let extra: toml::Table = extra
+        .parse()
+        .unwrap_or_else(|e| panic!("config_extra is not TOML ({e}): {extra}"));
+    edit_config(path, |config| merge(config, extra));
+}
+
+/// Reads the TOML config file at `path`, lets `edit` change it, writes it back.
+fn edit_config(path: &Path, edit: impl FnOnce(&mut toml::Table)) {
     let text =
         std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     let mut config: toml::Table = text
         .parse()
         .unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()));
-    let extra: toml::Table = extra
-        .parse()
-        .unwrap_or_else(|e| panic!("config_extra is not TOML ({e}): {extra}"));
-    merge(&mut config, extra);
+    edit(&mut config);
     std::fs::write(path, config.to_string())
         .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
 }

@@ -1,7 +1,7 @@
 //! The real-process tier of Sluice's cluster tests: a harness that writes a
 //! cluster with `sluice init`'s own code, starts one `sluice serve` child per
 //! node on ports picked at run time, and lets a test kill -9, pause, stop and
-//! restart them while it talks to their admin APIs.
+//! restart them, or cut them off the network, while it talks to their admin APIs.
 //!
 //! It never links the node code into the test process: every node is the
 //! `sluice` binary (from `SLUICE_BIN`, else `target/debug/sluice` next to the
@@ -15,14 +15,17 @@
 //! * [`process`]: [`Process`], one child with its output in a log file.
 //! * [`admin`]: [`Admin`], a blocking admin API client.
 //! * [`cluster`]: [`Cluster`] and its builder: plan, start, signal, observe.
+//! * [`relay`]: [`Relay`], a UDP relay between the nodes' Raft sockets that
+//!   can cut a node off (a partition) and heal it.
 //! * [`files`]: hashing and copying directory trees (data dir checks).
 //! * [`dataplane`]: [`DataPlane`]: a `sluice mock-llm` upstream, the standard
 //!   providers, routes and keys, and a proxy client reading SSE streams.
 //!
 //! The suites live in `tests/t*_*.rs`, numbered by topic (10 replication,
-//! 20 failover, 30 durability, 40 membership, 50 security, 60 data dir,
-//! 70 admin API, 80 `sluice dev` and the CLI, 85 the data plane, 90 the
-//! official OpenAI and Anthropic SDKs against the proxy).
+//! 15 partitions through the relay, 20 failover, 30 durability, 40
+//! membership, 50 security, 60 data dir, 70 admin API, 80 `sluice dev` and
+//! the CLI, 85 the data plane, 90 the official OpenAI and Anthropic SDKs
+//! against the proxy).
 //!
 //! # Running
 //! ```text
@@ -39,6 +42,7 @@ pub mod dataplane;
 pub mod deadline;
 pub mod files;
 pub mod process;
+pub mod relay;
 
 pub use admin::Admin;
 pub use binary::sluice_bin;
@@ -46,4 +50,5 @@ pub use cluster::{Cluster, ClusterBuilder};
 pub use dataplane::{DataPlane, ProxyClient};
 pub use deadline::Deadline;
 pub use process::Process;
+pub use relay::Relay;
 pub use serde_json::{json, Value};

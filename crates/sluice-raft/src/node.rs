@@ -480,7 +480,19 @@ impl Inner {
                 continue;
             };
             if leader == self.id {
-                match self.handle_leader_request(request.clone()).await {
+                // A leader cut off from its quorum still believes it leads
+                // until its lease runs out, and openraft's write waits for a
+                // commit that cannot come: bound it like a forwarded call.
+                let Ok(handled) =
+                    tokio::time::timeout(remaining, self.handle_leader_request(request.clone()))
+                        .await
+                else {
+                    return Err(ClusterError::Timeout(format!(
+                        "this node leads but could not commit within {} ms (no quorum?); the operation may still take effect",
+                        self.op_timeout().as_millis()
+                    )));
+                };
+                match handled {
                     Ok(response) => return Ok(response),
                     Err(LeaderError::Failed(e)) => return Err(e),
                     Err(LeaderError::NotLeader { leader }) => {
