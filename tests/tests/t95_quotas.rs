@@ -131,7 +131,7 @@ fn usage_tokens(reply: &Reply) -> u64 {
         .filter_map(|line| line.strip_prefix("data: "))
         .filter_map(|data| serde_json::from_str::<Value>(data).ok())
         .filter_map(|chunk| chunk["usage"]["total_tokens"].as_u64())
-        .last()
+        .next_back()
         .unwrap_or_else(|| panic!("an admitted answer without usage: {}", reply.text))
 }
 
