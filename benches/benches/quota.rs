@@ -52,6 +52,7 @@ fn bench(c: &mut Criterion) {
                 scope: scope.clone(),
                 unit,
                 amount: 10,
+                admitted_total: 0,
             })
         })
         .collect();

@@ -221,7 +221,7 @@ fn report(what: &str, limit: u64, admitted: u64, sum: &Tally) {
 fn a_request_limit_holds_across_the_cluster() {
     let (_turn, plane) = start();
     let (capacity, per_second) = (60, 30);
-    let (_, secret, _) = key_with(
+    let (id, secret, _) = key_with(
         &plane,
         "rps",
         json!({"limits": [limit("requests", capacity, per_second)]}),
@@ -248,6 +248,24 @@ fn a_request_limit_holds_across_the_cluster() {
     for (i, t) in tallies.iter().enumerate() {
         assert!(t.ok > 0 && t.limited > 0, "node {}: {t:?}", i + 1);
     }
+    // The live view: every node's reported admissions, never more than
+    // the clients saw admitted.
+    let (status, view) = plane
+        .cluster
+        .admin(2)
+        .get(&format!("/admin/v1/keys/{id}/quota"));
+    assert_eq!(status, 200, "{view}");
+    let nodes = view["buckets"][0]["nodes"].as_array().expect("nodes");
+    let reported: u64 = nodes
+        .iter()
+        .map(|n| n["admitted_total"].as_u64().unwrap())
+        .sum();
+    assert_eq!(nodes.len(), 3, "{view}");
+    assert!(
+        reported <= sum.ok && reported * 10 >= sum.ok * 8,
+        "reported {reported} vs admitted {}: {view}",
+        sum.ok
+    );
 }
 
 /// A token limit with streamed answers: the tokens the upstream reported

@@ -267,19 +267,25 @@ pub struct BucketView {
     pub refill: String,
     /// Units the ledger can still grant, as of now.
     pub level: u64,
-    /// Each node's latest lease still within its expiry.
+    /// Each node with a lease still within its expiry or recent
+    /// admissions.
     pub nodes: Vec<NodeLeaseView>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct NodeLeaseView {
     pub node: u64,
-    /// The latest grant to this node.
+    /// The latest grant to this node, if still within its expiry (else 0).
     pub last_grant: u64,
     /// When that grant stops being spendable (ms since the epoch).
     pub expires_at_ms: u64,
     /// The node's latest stated demand.
     pub demand: u64,
+    /// Units this node admitted recently, per minute (from its latest
+    /// reports; 0 when it has not reported for a few seconds).
+    pub admitted_per_min: u64,
+    /// Units this node has admitted over its life, as last reported.
+    pub admitted_total: u64,
 }
 
 /// `GET /admin/v1/keys/{id}/quota`.
@@ -332,12 +338,18 @@ fn bucket_view(scope: &Scope, unit: Unit, bucket: &Bucket, now: u64) -> BucketVi
         nodes: bucket
             .nodes
             .iter()
-            .filter(|(_, n)| n.last_expires_at_ms > now)
+            .filter(|(_, n)| n.last_expires_at_ms > now || n.recent_admissions_per_min(now) > 0)
             .map(|(node, n)| NodeLeaseView {
                 node: *node,
-                last_grant: n.last_grant,
+                last_grant: if n.last_expires_at_ms > now {
+                    n.last_grant
+                } else {
+                    0
+                },
                 expires_at_ms: n.last_expires_at_ms,
                 demand: n.demand,
+                admitted_per_min: n.recent_admissions_per_min(now),
+                admitted_total: n.admitted_total,
             })
             .collect(),
     }

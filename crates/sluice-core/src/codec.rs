@@ -14,7 +14,9 @@ use serde::{de::DeserializeOwned, Serialize};
 /// * 2: the quota ledger in the state and the quota commands. No release
 ///   ever wrote version 1, so there is no migration: a data dir from a
 ///   version-1 build is refused as an unknown version, never misread.
-pub const FORMAT_VERSION: u8 = 2;
+/// * 3: each node's reported admissions in the ledger (the live view).
+///   Version 2 was never released either; it is refused the same way.
+pub const FORMAT_VERSION: u8 = 3;
 
 /// Why bytes could not be turned back into a value.
 #[derive(Debug, thiserror::Error)]

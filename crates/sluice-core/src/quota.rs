@@ -221,6 +221,38 @@ pub struct NodeShare {
     /// The latest grant and its expiry (for the live view).
     pub last_grant: u64,
     pub last_expires_at_ms: u64,
+    /// What the node reported it has admitted from this bucket over its
+    /// life, when, and its rate since the report before (units a minute):
+    /// the live view's recent admissions.
+    pub admitted_total: u64,
+    pub admitted_at_ms: u64,
+    pub admitted_per_min: u64,
+}
+
+impl NodeShare {
+    /// Records the node's lifetime admissions as of `now_ms`, and the rate
+    /// since its previous report.
+    fn note_admitted(&mut self, total: u64, now_ms: u64) {
+        if total > self.admitted_total && now_ms > self.admitted_at_ms && self.admitted_at_ms > 0 {
+            let delta = u128::from(total - self.admitted_total);
+            let elapsed = u128::from(now_ms - self.admitted_at_ms);
+            self.admitted_per_min = u64::try_from(delta * 60_000 / elapsed).unwrap_or(u64::MAX);
+        } else if total <= self.admitted_total {
+            self.admitted_per_min = 0;
+        }
+        self.admitted_total = total;
+        self.admitted_at_ms = now_ms;
+    }
+
+    /// Units a minute the node admitted recently (0 when it has not
+    /// reported within the demand window).
+    pub fn recent_admissions_per_min(&self, now_ms: u64) -> u64 {
+        if now_ms.saturating_sub(self.admitted_at_ms) <= DEMAND_WINDOW_MS {
+            self.admitted_per_min
+        } else {
+            0
+        }
+    }
 }
 
 /// One bucket: a scope's limit in one unit.
@@ -372,6 +404,9 @@ pub struct Want {
     pub unit: Unit,
     /// Units wanted now; 0 says the node's demand has dropped.
     pub amount: u64,
+    /// Units this node has admitted from the bucket over its life (for the
+    /// live view; no effect on what is granted).
+    pub admitted_total: u64,
 }
 
 /// One entry of a lease return.
@@ -483,6 +518,7 @@ impl Ledger {
                 let share = bucket.nodes.entry(node).or_default();
                 share.demand = want.amount;
                 share.demand_at_ms = now;
+                share.note_admitted(want.admitted_total, now);
             }
             let level = u128::from(bucket.level);
             let wanted = u128::from(want.amount);

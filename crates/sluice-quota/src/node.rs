@@ -256,6 +256,7 @@ impl Quotas {
                     scope,
                     unit,
                     amount,
+                    admitted_total: pool.admitted_total(),
                 });
                 asking.push(pool);
                 round.wanted += amount;

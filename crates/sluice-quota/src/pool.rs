@@ -17,6 +17,9 @@ pub struct Pool {
     admitted: AtomicU64,
     /// Units refused since the demand was last read (unmet demand).
     refused: AtomicU64,
+    /// Units admitted over the pool's life, net of settlements: reported
+    /// to the ledger for the live view.
+    admitted_total: AtomicU64,
     /// The bucket's level in the ledger after this node's latest grant, and
     /// when (ms since the epoch; 0: no grant yet). For the `remaining`
     /// headers and to tell whether waiting for a grant is worth it.
@@ -81,12 +84,29 @@ impl Pool {
         let taken = bucket.take(amount);
         let counter = if taken { &self.admitted } else { &self.refused };
         counter.fetch_add(amount, Ordering::Relaxed);
+        if taken {
+            self.count_admitted(signed(amount));
+        }
         taken
+    }
+
+    /// Units admitted over the pool's life, net of settlements.
+    pub fn admitted_total(&self) -> u64 {
+        self.admitted_total.load(Ordering::Relaxed)
+    }
+
+    fn count_admitted(&self, delta: i64) {
+        let _ = self
+            .admitted_total
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
+                Some(t.saturating_add_signed(delta))
+            });
     }
 
     /// Settles a reservation taken from the local share.
     pub fn settle_local(&self, reserved: u64, actual: u64) {
         let mut local = self.local.lock().unwrap_or_else(|e| e.into_inner());
+        self.count_admitted(signed(actual) - signed(reserved));
         if let Some(bucket) = local.as_mut() {
             if actual <= reserved {
                 bucket.put_back(reserved - actual);
@@ -113,6 +133,9 @@ impl Pool {
             .is_ok();
         let counter = if taken { &self.admitted } else { &self.refused };
         counter.fetch_add(amount as u64, Ordering::Relaxed);
+        if taken {
+            self.count_admitted(amount);
+        }
         taken
     }
 
@@ -125,6 +148,7 @@ impl Pool {
     /// Gives back units taken but not used (a request refused further on).
     pub fn put_back(&self, amount: u64) {
         self.available.fetch_add(signed(amount), Ordering::AcqRel);
+        self.count_admitted(-signed(amount));
         // Demand statistics only: saturating, never wrapping.
         let _ = self
             .admitted
@@ -138,6 +162,7 @@ impl Pool {
     pub fn settle(&self, reserved: u64, actual: u64) {
         let delta = signed(reserved) - signed(actual);
         self.available.fetch_add(delta, Ordering::AcqRel);
+        self.count_admitted(-delta);
     }
 
     /// Once the lease has expired at `now_ms`: empties the pool and returns

@@ -20,6 +20,7 @@ fn want(amount: u64) -> Want {
         scope: key_scope(),
         unit: Unit::Requests,
         amount,
+        admitted_total: 0,
     }
 }
 
@@ -110,6 +111,7 @@ fn calendar_budgets_reset_at_the_period_start_only() {
                 scope: key_scope(),
                 unit: Unit::MicroUsd,
                 amount,
+                admitted_total: 0,
             }],
             1000,
             at,
@@ -289,4 +291,35 @@ proptest! {
             prop_assert!(total <= capacity);
         }
     }
+}
+
+#[test]
+fn nodes_report_their_recent_admissions() {
+    let mut l = ledger_with(Limit::per_minute(Unit::Requests, 6_000));
+    let report = |l: &mut Ledger, total, at| {
+        l.grant(
+            1,
+            &[Want {
+                admitted_total: total,
+                ..want(10)
+            }],
+            1000,
+            at,
+        )
+        .unwrap();
+        l.bucket(&key_scope(), Unit::Requests).unwrap().nodes[&1].clone()
+    };
+    let share = report(&mut l, 0, 1_000);
+    assert_eq!(share.admitted_per_min, 0);
+    let share = report(&mut l, 50, 2_000);
+    assert_eq!(share.admitted_total, 50);
+    assert_eq!(share.admitted_per_min, 3_000, "50 in a second");
+    assert_eq!(share.recent_admissions_per_min(2_000), 3_000);
+    assert_eq!(
+        share.recent_admissions_per_min(2_000 + DEMAND_WINDOW_MS + 1),
+        0,
+        "stale"
+    );
+    let share = report(&mut l, 50, 3_000);
+    assert_eq!(share.admitted_per_min, 0, "none since");
 }

@@ -264,6 +264,7 @@ fn arb_command() -> impl Strategy<Value = Command> {
                             scope,
                             unit: Unit::Requests,
                             amount,
+                            admitted_total: 0,
                         }],
                     }
                 }

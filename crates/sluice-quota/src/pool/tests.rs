@@ -26,6 +26,7 @@ fn settling_refunds_or_leaves_debt_that_blocks_admission() {
     assert!(pool.try_take(60, 0)); // reserve an estimate of 60 tokens
     pool.settle(60, 20); // the answer used 20
     assert_eq!(pool.available(), 80);
+    assert_eq!(pool.admitted_total(), 20, "net of the refund");
     assert!(pool.try_take(80, 0));
     pool.settle(80, 130); // used 50 more than reserved
     assert_eq!(pool.available(), -50);

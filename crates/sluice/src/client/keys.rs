@@ -238,12 +238,24 @@ fn print_quota(q: QuotaView) {
         println!("no quota");
         return;
     }
-    let mut table = Table::new(&["SCOPE", "UNIT", "CAPACITY", "REFILL", "LEVEL", "LEASES"]);
+    let mut table = Table::new(&[
+        "SCOPE",
+        "UNIT",
+        "CAPACITY",
+        "REFILL",
+        "LEVEL",
+        "NODES (LEASE, ADMITTED/MIN)",
+    ]);
     for b in q.buckets {
         let leases: Vec<String> = b
             .nodes
             .iter()
-            .map(|n| format!("node {}: {}", n.node, n.last_grant))
+            .map(|n| {
+                format!(
+                    "node {}: {}, {}/min",
+                    n.node, n.last_grant, n.admitted_per_min
+                )
+            })
             .collect();
         table.row(vec![
             b.scope,
