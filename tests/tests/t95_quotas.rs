@@ -553,6 +553,70 @@ fn a_budget_is_charged_from_usage_and_reservations_bound_a_burst() {
     assert_eq!(view["buckets"][0]["unit"], "micro_usd", "{view}");
 }
 
+/// A client that leaves mid-stream is charged the reservation (what the
+/// upstream could have produced, up to `max_tokens`), not refunded; a
+/// whole answer is charged its usage. Read from `remaining`, exact here: a
+/// bucket that practically does not refill, one node.
+#[test]
+fn a_client_that_leaves_mid_stream_is_still_charged() {
+    let (_turn, plane) = start();
+    let capacity = 100_000;
+    let (_, secret, _) = key_with(
+        &plane,
+        "leaver",
+        json!({"limits": [{"unit": "tokens", "capacity": capacity, "refill_amount": 1, "refill_every_ms": 3_600_000}]}),
+    );
+    // A provider whose streams send an event every 200 ms: the client is
+    // surely gone before the end.
+    plane.create_provider("slow-mock", "openai", json!({"x-mock-chunk-ms": "200"}));
+    plane.create_route("slow", &[("slow-mock", "mock-gpt", 1)], &[]);
+    plane.wait_served(&secret, &["slow"]);
+    let proxy = ProxyClient::new(plane.cluster.proxy_url(1), Some(&secret));
+    let words: Vec<String> = (0..60).map(|i| format!("w{i}")).collect();
+    let mut body = chat(&words.join(" "), 50);
+    body["model"] = json!("slow");
+    let remaining = |headers: &reqwest::header::HeaderMap| -> u64 {
+        headers["x-ratelimit-remaining-tokens"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    body["stream"] = json!(true);
+    let mut stream = proxy.stream("/v1/chat/completions", &body);
+    assert_eq!(stream.status, 200);
+    let estimate = capacity - remaining(&stream.headers);
+    assert!(estimate > 50, "prompt + max_tokens: {estimate}");
+    stream.next_event().expect("first event").expect("an event");
+    drop(stream);
+    let gone = || {
+        sluice_e2e::dataplane::metric_value(
+            &plane.metrics(1),
+            "sluice_proxy_stream_ends_total",
+            &[("outcome", "client_gone")],
+        )
+        .unwrap_or(0.0)
+    };
+    plane.cluster.wait_until(
+        Duration::from_secs(10),
+        "the proxy to see the client go",
+        || gone() >= 1.0,
+    );
+    body["stream"] = json!(false);
+    body["model"] = json!(GPT);
+    let whole = proxy.post("/v1/chat/completions", &body);
+    assert_eq!(whole.status, 200, "{}", whole.text);
+    assert_eq!(remaining(&whole.headers), capacity - 2 * estimate);
+    let used = whole.body["usage"]["total_tokens"].as_u64().unwrap();
+    assert!(used < estimate, "the mock's count is below the estimate");
+    let next = proxy.post("/v1/chat/completions", &body);
+    assert_eq!(
+        remaining(&next.headers),
+        capacity - estimate - used - estimate,
+        "the stream kept its estimate; the whole answer was charged its usage ({used})"
+    );
+}
+
 /// OpenAI's and Anthropic's headers on admitted answers and on refusals.
 #[test]
 fn answers_carry_the_rate_limit_headers_and_the_sdks_see_rate_limit_errors() {
