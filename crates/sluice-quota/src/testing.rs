@@ -19,31 +19,28 @@ pub(crate) struct InProcess {
     pub cut_off: AtomicBool,
 }
 
+impl InProcess {
+    /// Applies `apply` to the ledger at the shared clock, unless cut off.
+    fn apply<T>(
+        &self,
+        apply: impl FnOnce(&mut Ledger, u64) -> Result<T, sluice_core::ApplyError>,
+    ) -> Result<T, Unreachable> {
+        if self.cut_off.load(Ordering::SeqCst) {
+            return Err(Unreachable("cut off".into()));
+        }
+        let now = self.clock.load(Ordering::SeqCst);
+        let mut ledger = self.ledger.lock().unwrap();
+        apply(&mut ledger, now).map_err(|e| Unreachable(e.to_string()))
+    }
+}
+
 impl LedgerClient for InProcess {
     fn grant(&self, wants: Vec<Want>, ttl_ms: u64) -> Reply<'_, Vec<Grant>> {
-        Box::pin(async move {
-            if self.cut_off.load(Ordering::SeqCst) {
-                return Err(Unreachable("cut off".into()));
-            }
-            let now = self.clock.load(Ordering::SeqCst);
-            let mut ledger = self.ledger.lock().unwrap();
-            ledger
-                .grant(self.node, &wants, ttl_ms, now)
-                .map_err(|e| Unreachable(e.to_string()))
-        })
+        Box::pin(async move { self.apply(|l, now| l.grant(self.node, &wants, ttl_ms, now)) })
     }
 
     fn give_back(&self, returns: Vec<Return>) -> Reply<'_, ()> {
-        Box::pin(async move {
-            if self.cut_off.load(Ordering::SeqCst) {
-                return Err(Unreachable("cut off".into()));
-            }
-            let now = self.clock.load(Ordering::SeqCst);
-            let mut ledger = self.ledger.lock().unwrap();
-            ledger
-                .give_back(self.node, &returns, now)
-                .map_err(|e| Unreachable(e.to_string()))
-        })
+        Box::pin(async move { self.apply(|l, now| l.give_back(self.node, &returns, now)) })
     }
 }
 

@@ -40,6 +40,11 @@ fn node(c: &Cluster, i: usize) -> (&Quotas, &crate::testing::InProcess, QuotaPol
     (quotas, ledger, policy)
 }
 
+/// The admission view of one scope with `policy`.
+fn one<'a>(scope: &'a Scope, policy: &'a QuotaPolicy) -> [Scoped<'a>; 1] {
+    [Scoped { scope, policy }]
+}
+
 #[tokio::test]
 async fn a_cold_pool_waits_for_the_next_round_instead_of_refusing() {
     let c = cluster_with(
@@ -51,10 +56,7 @@ async fn a_cold_pool_waits_for_the_next_round_instead_of_refusing() {
     );
     let (quotas, ledger, policy) = node(&c, 0);
     let s = scope();
-    let scoped = [Scoped {
-        scope: &s,
-        policy: &policy,
-    }];
+    let scoped = one(&s, &policy);
     let denial = quotas.check(&scoped, requests(1), 0).unwrap_err();
     assert!(denial.wait_worth(), "{denial:?}");
     // `admit` waits; the next round grants; the retry is admitted.
@@ -79,10 +81,7 @@ async fn a_spent_limit_refuses_with_the_refill_time() {
     );
     let (quotas, ledger, policy) = node(&c, 0);
     let s = scope();
-    let scoped = [Scoped {
-        scope: &s,
-        policy: &policy,
-    }];
+    let scoped = one(&s, &policy);
     let _ = quotas.check(&scoped, requests(6), 0);
     quotas.tick(ledger, 0).await;
     assert!(quotas.check(&scoped, requests(6), 1).is_ok());
@@ -117,10 +116,7 @@ async fn token_reservations_are_settled_by_usage() {
     );
     let (quotas, ledger, policy) = node(&c, 0);
     let s = scope();
-    let scoped = [Scoped {
-        scope: &s,
-        policy: &policy,
-    }];
+    let scoped = one(&s, &policy);
     let _ = quotas.check(&scoped, tokens(1_000), 0);
     quotas.tick(ledger, 0).await;
     let pool = quotas.pool(&s, Unit::Tokens);
@@ -158,10 +154,7 @@ async fn a_spent_budget_waits_for_the_next_period() {
     c.clock.store(t0, Ordering::SeqCst);
     let (quotas, ledger, policy) = node(&c, 0);
     let s = scope();
-    let scoped = [Scoped {
-        scope: &s,
-        policy: &policy,
-    }];
+    let scoped = one(&s, &policy);
     let cost = Cost {
         requests: 1,
         tokens: 0,
@@ -195,10 +188,7 @@ async fn without_the_ledger_deny_refuses_and_local_share_admits_a_share() {
         let (quotas, ledger, policy) = node(&c, 0);
         quotas.set_voters(3);
         let s = scope();
-        let scoped = [Scoped {
-            scope: &s,
-            policy: &policy,
-        }];
+        let scoped = one(&s, &policy);
         let _ = quotas.check(&scoped, requests(10), 0);
         quotas.tick(ledger, 0).await;
         ledger.cut_off.store(true, Ordering::SeqCst);
