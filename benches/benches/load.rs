@@ -1,5 +1,5 @@
 //! The proxy under load. One workload (`POST /v1/chat/completions`, a small
-//! non-streaming body) against four targets in turn, every one a real
+//! non-streaming body) against six targets in turn, every one a real
 //! process on this machine:
 //!
 //! * `direct`: the mock provider (`sluice mock-llm`);
@@ -7,7 +7,16 @@
 //!   apt-get when missing and running as root, else skipped);
 //! * `sluice-1`: a 1-node Sluice cluster with a provider on the mock, a
 //!   route `mock-gpt` and a virtual key;
-//! * `sluice-3`: the same on 3 nodes, requests round-robin over the nodes.
+//! * `sluice-1-quota`: the same with a quota on the key that never refuses
+//!   at this load (`rpm` and `tpm` of 10⁹): every request is admitted
+//!   against the node's lease pools, its tokens estimated and settled;
+//! * `sluice-3`, `sluice-3-quota`: the same two on 3 nodes, requests
+//!   round-robin over the nodes.
+//!
+//! Around every run of a Sluice target the bench reads each node's Raft log
+//! index at the edges of the measured window (entries per second: what the
+//! lease rounds cost, against their bound of two commands per node per
+//! tick) and the proxies' quota counters (admitted, refused, 429 answers).
 //!
 //! For each: fixed rates (`SLUICE_BENCH_RATES`, default `1000,5000` req/s)
 //! for `SLUICE_BENCH_SECS` (default 10) after a 2 s warm-up, latency from
@@ -22,12 +31,13 @@
 //! each used is printed beside the figures.
 
 use serde_json::{json, Value};
+use sluice_benches::cluster::{self, KeyQuota, Nodes, Observed, QUOTA_TICK_MS};
 use sluice_benches::env_count;
 use sluice_benches::load::{
     probe, run_closed_loop, run_fixed_rate, ClosedLoop, Endpoint, FixedRate, Report, Workload,
 };
 use sluice_e2e::process::{descendants_of, run_to_completion, Process};
-use sluice_e2e::{sluice_bin, Cluster, Deadline};
+use sluice_e2e::{sluice_bin, Deadline};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -77,12 +87,17 @@ impl Settings {
 
 /// CPU used during one run, in percent of one core (200% is the whole
 /// machine): the generator, the mock, and the proxy in between (`None` for
-/// `direct`).
+/// `direct`), and everything else the machine ran (on a shared machine,
+/// the sign of a disturbed run).
 #[derive(Clone, Copy)]
 struct Cpu {
     generator: f64,
     mock: f64,
     proxy: Option<f64>,
+    /// The machine's busy time (`/proc/stat`: user, nice, system, steal)
+    /// minus the three above: other processes, and time the hypervisor
+    /// gave to other guests.
+    other: f64,
 }
 
 /// The processes whose CPU a run reports (each with its descendants).
@@ -94,6 +109,8 @@ struct Watched {
 struct Run {
     report: Report,
     cpu: Cpu,
+    /// Sluice targets: the Raft log's growth and the quota counters.
+    observed: Option<Observed>,
 }
 
 enum Measured {
@@ -104,8 +121,20 @@ enum Measured {
 struct TargetResult {
     name: &'static str,
     what: String,
+    /// Sluice targets: how many nodes, and whether the key has a quota.
+    cluster: Option<(usize, KeyQuota)>,
     measured: Measured,
 }
+
+/// The Sluice targets: name, nodes, the quota on the key. Each quota target
+/// runs right after the same cluster without one, so the two are compared
+/// on a machine in the same state.
+const SLUICE_TARGETS: [(&str, u64, KeyQuota); 4] = [
+    ("sluice-1", 1, KeyQuota::None),
+    ("sluice-1-quota", 1, KeyQuota::NeverRefusing),
+    ("sluice-3", 3, KeyQuota::None),
+    ("sluice-3-quota", 3, KeyQuota::NeverRefusing),
+];
 
 fn main() {
     let settings = Settings::from_env();
@@ -137,12 +166,13 @@ fn main() {
         proxy,
     };
     if wanted("direct") {
-        let measured = measure(&runtime, &settings, &direct, &watched(vec![]), |s| {
+        let measured = measure(&runtime, &settings, &direct, &watched(vec![]), None, |s| {
             format!("the mock is not serving chat (status {s})")
         });
         results.push(TargetResult {
             name: "direct",
             what: format!("sluice mock-llm on {mock_addr}"),
+            cluster: None,
             measured,
         });
     }
@@ -164,7 +194,7 @@ fn main() {
                 authorization: None,
             }]);
             let pids = watched(vec![nginx.process.pid()]);
-            let measured = measure(&runtime, &settings, &load, &pids, |s| {
+            let measured = measure(&runtime, &settings, &load, &pids, None, |s| {
                 format!("nginx is not serving chat (status {s})")
             });
             nginx.process.terminate(Duration::from_secs(10));
@@ -182,15 +212,17 @@ fn main() {
     results.push(TargetResult {
         name: "nginx",
         what,
+        cluster: None,
         measured,
     });
 
-    for (name, nodes) in [("sluice-1", 1), ("sluice-3", 3)] {
+    for (name, nodes, quota) in SLUICE_TARGETS {
         if !wanted(name) {
             continue;
         }
-        eprintln!("== {name}: {nodes}-node cluster");
-        let (cluster, endpoints) = start_sluice(nodes, mock_addr);
+        eprintln!("== {name}: {nodes}-node cluster, key quota {quota:?}");
+        let (cluster, endpoints) = cluster::start(nodes, mock_addr, quota);
+        let observe = Nodes::of(&cluster);
         let pids = watched(
             cluster
                 .ids()
@@ -201,12 +233,23 @@ fn main() {
         let load = workload(endpoints);
         // A key or route just written may not have reached every node yet.
         wait_serving(&runtime, &load, Duration::from_secs(10));
-        let measured = measure(&runtime, &settings, &load, &pids, |s| {
+        let measured = measure(&runtime, &settings, &load, &pids, Some(&observe), |s| {
             format!("sluice proxy not serving chat yet (status {s})")
         });
+        let key = match quota {
+            KeyQuota::None => "no quota on the key".to_string(),
+            KeyQuota::NeverRefusing => format!(
+                "key with rpm and tpm {} (never refused here)",
+                cluster::NEVER_REFUSING
+            ),
+        };
         results.push(TargetResult {
             name,
-            what: format!("{nodes}-node cluster, release build, provider kind openai on the mock"),
+            what: format!(
+                "{nodes}-node cluster, release build, provider kind openai on the mock, {key}, \
+                 [quotas] tick_ms {QUOTA_TICK_MS}"
+            ),
+            cluster: Some((observe.count(), quota)),
             measured,
         });
         drop(cluster);
@@ -227,12 +270,14 @@ fn workload(endpoints: Vec<Endpoint>) -> Workload {
 }
 
 /// Probes first: a target that does not answer 200 is skipped with
-/// `not_serving(status)`. Else runs every fixed rate, then the closed loop.
+/// `not_serving(status)`. Else runs every fixed rate, then the closed loop;
+/// around each, reads the cluster's `nodes` if it is a Sluice target.
 fn measure(
     runtime: &tokio::runtime::Runtime,
     settings: &Settings,
     load: &Workload,
     watched: &Watched,
+    nodes: Option<&Nodes>,
     not_serving: impl Fn(String) -> String,
 ) -> Measured {
     if let Some(status) = first_failure(runtime, load) {
@@ -241,6 +286,16 @@ fn measure(
         return Measured::Skipped(why);
     }
     let duration = Duration::from_secs(settings.secs);
+    let observed = |run: &dyn Fn() -> Report| -> Run {
+        let Some(nodes) = nodes else {
+            return with_cpu(watched, run);
+        };
+        let (run, observed) = nodes.around(settings.warmup, duration, || with_cpu(watched, run));
+        Run {
+            observed: Some(observed),
+            ..run
+        }
+    };
     let mut fixed = Vec::new();
     for &rate in &settings.rates {
         let plan = FixedRate {
@@ -250,9 +305,7 @@ fn measure(
             drain: Duration::from_secs(5),
             workers: settings.connections,
         };
-        let run = with_cpu(watched, || {
-            runtime.block_on(run_fixed_rate(load, plan)).report()
-        });
+        let run = observed(&|| runtime.block_on(run_fixed_rate(load, plan)).report());
         eprintln!("  {rate} req/s: {}", one_line(&run));
         fixed.push((rate, run));
     }
@@ -261,9 +314,7 @@ fn measure(
         warmup: settings.warmup,
         duration,
     };
-    let max = with_cpu(watched, || {
-        runtime.block_on(run_closed_loop(load, plan)).report()
-    });
+    let max = observed(&|| runtime.block_on(run_closed_loop(load, plan)).report());
     eprintln!(
         "  max, {} clients: {}",
         settings.concurrency,
@@ -274,15 +325,40 @@ fn measure(
 
 fn one_line(run: &Run) -> String {
     let r = &run.report;
-    format!(
-        "{:.0} req/s, p50 {} p99 {} max {}, {} errors; cpu generator / mock / proxy {}",
+    let mut line = format!(
+        "{:.0} req/s, p50 {} p99 {} max {}, {} errors; cpu generator / mock / proxy / other {}",
         r.rate,
         us(r.p50_us),
         us(r.p99_us),
         us(r.max_us),
         r.errors,
         run.cpu
-    )
+    );
+    if let Some(observed) = &run.observed {
+        let nodes: Vec<String> = observed
+            .log
+            .nodes
+            .iter()
+            .map(|n| format!("node {} +{} in {:.2} s", n.id, n.entries, n.secs))
+            .collect();
+        line.push_str(&format!(
+            "; raft log {} ({}); quota admitted {}, refused {}, 429 answers {}",
+            per_second(observed),
+            nodes.join(", "),
+            observed.quota.admitted(),
+            observed.quota.refused(),
+            observed.quota.status_429
+        ));
+    }
+    line
+}
+
+/// Raft entries per second over the measured window, as text.
+fn per_second(observed: &Observed) -> String {
+    observed
+        .log
+        .per_second()
+        .map_or("– entries/s".to_string(), |r| format!("{r:.1} entries/s"))
 }
 
 /// The first endpoint's answer that is not a 200, as text.
@@ -307,9 +383,10 @@ impl std::fmt::Display for Cpu {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:.0}% / {:.0}% / ", self.generator, self.mock)?;
         match self.proxy {
-            Some(proxy) => write!(f, "{proxy:.0}%"),
-            None => write!(f, "–"),
+            Some(proxy) => write!(f, "{proxy:.0}%")?,
+            None => write!(f, "–")?,
         }
+        write!(f, " / {:.0}%", self.other)
     }
 }
 
@@ -322,21 +399,54 @@ fn with_cpu(watched: &Watched, run: impl FnOnce() -> Report) -> Run {
     };
     let (mock, proxy) = (tree(&[watched.mock]), tree(&watched.proxy));
     let ticks = |pids: &[String]| -> u64 { pids.iter().map(|pid| cpu_ticks(pid)).sum() };
-    let before = [ticks(&["self".into()]), ticks(&mock), ticks(&proxy)];
+    let read = || {
+        [
+            ticks(&["self".into()]),
+            ticks(&mock),
+            ticks(&proxy),
+            machine_busy_ticks(),
+        ]
+    };
+    let before = read();
     let started = Instant::now();
     let report = run();
     let wall = started.elapsed().as_secs_f64();
-    let after = [ticks(&["self".into()]), ticks(&mock), ticks(&proxy)];
+    let after = read();
     // USER_HZ is 100 on Linux: a tick is 10 ms.
     let percent = |i: usize| after[i].saturating_sub(before[i]) as f64 / 100.0 / wall * 100.0;
+    let ours = percent(0) + percent(1) + percent(2);
     Run {
         report,
         cpu: Cpu {
             generator: percent(0),
             mock: percent(1),
             proxy: (!watched.proxy.is_empty()).then(|| percent(2)),
+            other: (percent(3) - ours).max(0.0),
         },
+        observed: None,
     }
+}
+
+/// Busy time of the whole machine (`/proc/stat`'s `cpu` line: user, nice,
+/// system and steal), in clock ticks (0 if unreadable). Interrupt time is
+/// left out: it is mostly this bench's own loopback traffic, which no
+/// process's counters include.
+fn machine_busy_ticks() -> u64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+        return 0;
+    };
+    let Some(cpu) = stat.lines().find_map(|l| l.strip_prefix("cpu ")) else {
+        return 0;
+    };
+    let fields: Vec<u64> = cpu
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    [0, 1, 2, 7]
+        .iter()
+        .map(|&i| fields.get(i).copied().unwrap_or(0))
+        .sum()
 }
 
 /// User + system CPU of `/proc/<pid>`, in clock ticks (0 if unreadable).
@@ -536,57 +646,6 @@ fn free_port() -> Result<SocketAddr, String> {
         .map_err(|e| format!("picking a free port: {e}"))
 }
 
-/// A cluster of `nodes` with a provider on the mock, route `mock-gpt` and a
-/// virtual key; the proxy endpoints of its nodes, with the key.
-fn start_sluice(nodes: u64, mock: SocketAddr) -> (Cluster, Vec<Endpoint>) {
-    let cluster = Cluster::builder()
-        .nodes(nodes)
-        .budget(Duration::from_secs(900))
-        .start();
-    let leader = cluster.leader();
-    let write = |path: &str, body: Value| -> Value {
-        let admin = cluster.admin(leader);
-        cluster.wait_for(
-            Duration::from_secs(20),
-            format!("POST {path}"),
-            || match admin.post(path, &body) {
-                (201, created) => Some(created),
-                (0 | 500..=599, _) => None,
-                other => cluster.fail(format!("POST {path}: {other:?}")),
-            },
-        )
-    };
-    let base_url = format!("http://{mock}/v1");
-    write(
-        "/admin/v1/providers",
-        json!({"name": "mock", "kind": "openai", "base_url": base_url}),
-    );
-    write(
-        "/admin/v1/routes",
-        json!({
-            "name": "mock-gpt",
-            "deployments": [{"provider": "mock", "model": "mock-gpt", "weight": 1}],
-        }),
-    );
-    let created = write(
-        "/admin/v1/keys",
-        json!({"name": "bench-load", "allowed_routes": ["mock-gpt"]}),
-    );
-    let key = created["key"]
-        .as_str()
-        .unwrap_or_else(|| cluster.fail(format!("key creation answered {created}")))
-        .to_string();
-    let endpoints = cluster
-        .plans()
-        .iter()
-        .map(|plan| Endpoint {
-            addr: plan.proxy,
-            authorization: Some(format!("Bearer {key}")),
-        })
-        .collect();
-    (cluster, endpoints)
-}
-
 // ----- results ----------------------------------------------------------
 
 fn us(v: u64) -> String {
@@ -637,14 +696,16 @@ fn print_tables(settings: &Settings, results: &[TargetResult]) {
         settings.load_average
     );
     println!(
-        "cpu columns: percent of one core over each run, warm-up included (200% is the machine)"
+        "cpu columns: percent of one core over each run, warm-up included (200% is the machine); \
+         other: the rest of the machine's busy time (other processes, steal), the sign of a \
+         disturbed run"
     );
     for r in results {
         println!("  {}: {}", r.name, r.what);
     }
     println!();
     println!(
-        "| target | rate | achieved | p50 | p99 | p99.9 | max | errors | cpu gen / mock / proxy |"
+        "| target | rate | achieved | p50 | p99 | p99.9 | max | errors | cpu gen / mock / proxy / other |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in results {
@@ -694,7 +755,7 @@ fn print_tables(settings: &Settings, results: &[TargetResult]) {
     };
     println!();
     println!(
-        "| max throughput ({} clients) | req/s | p50 | p99 | errors | / direct | / nginx | cpu gen / mock / proxy |",
+        "| max throughput ({} clients) | req/s | p50 | p99 | errors | / direct | / nginx | cpu gen / mock / proxy / other |",
         settings.concurrency
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
@@ -727,6 +788,163 @@ fn print_tables(settings: &Settings, results: &[TargetResult]) {
             }
         }
     }
+    print_quota_tables(settings, results);
+}
+
+/// Runs of a target: `(label, run)`, the fixed rates then `max`.
+fn runs_of(result: &TargetResult) -> Vec<(String, &Run)> {
+    match &result.measured {
+        Measured::Numbers { fixed, max } => fixed
+            .iter()
+            .map(|(rate, run)| (format!("{rate}/s"), run))
+            .chain(std::iter::once(("max".to_string(), max)))
+            .collect(),
+        Measured::Skipped(_) => Vec::new(),
+    }
+}
+
+/// Each quota target with the same cluster without a quota, both measured.
+fn quota_pairs(results: &[TargetResult]) -> Vec<(&TargetResult, &TargetResult)> {
+    results
+        .iter()
+        .filter(|r| matches!(r.cluster, Some((_, KeyQuota::NeverRefusing))))
+        .filter_map(|on| {
+            let base = on.name.strip_suffix("-quota")?;
+            let off = results.iter().find(|r| r.name == base)?;
+            (max_of(on).is_some() && max_of(off).is_some()).then_some((off, on))
+        })
+        .collect()
+}
+
+/// Quota on against off (same cluster size, same run), then the Raft log's
+/// growth and the quota counters of every run of a Sluice target.
+fn print_quota_tables(settings: &Settings, results: &[TargetResult]) {
+    let pairs = quota_pairs(results);
+    if !pairs.is_empty() {
+        println!();
+        println!(
+            "| quota on vs off | run | p50 off / on | p99 off / on | p99.9 off / on | errors off / on |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|");
+        for (off, on) in &pairs {
+            for ((label, a), (_, b)) in runs_of(off).into_iter().zip(runs_of(on)) {
+                let (a, b) = (&a.report, &b.report);
+                println!(
+                    "| {} | {label} | {} / {} | {} / {} | {} / {} | {} / {} |",
+                    on.name,
+                    us(a.p50_us),
+                    us(b.p50_us),
+                    us(a.p99_us),
+                    us(b.p99_us),
+                    us(a.p999_us),
+                    us(b.p999_us),
+                    a.errors,
+                    b.errors
+                );
+            }
+        }
+        println!();
+        println!(
+            "| max throughput ({} clients), quota on vs off | off req/s | on req/s | on / off | cpu proxy off / on | cpu other off / on |",
+            settings.concurrency
+        );
+        println!("|---|---:|---:|---:|---:|---:|");
+        for (off, on) in &pairs {
+            let (Measured::Numbers { max: a, .. }, Measured::Numbers { max: b, .. }) =
+                (&off.measured, &on.measured)
+            else {
+                continue;
+            };
+            let cpu = |run: &Run| run.cpu.proxy.map_or("–".into(), |p| format!("{p:.0}%"));
+            println!(
+                "| {} | {:.0} | {:.0} | {:.2} | {} / {} | {:.0}% / {:.0}% |",
+                on.name,
+                a.report.rate,
+                b.report.rate,
+                b.report.rate / a.report.rate,
+                cpu(a),
+                cpu(b),
+                a.cpu.other,
+                b.cpu.other
+            );
+        }
+        println!();
+        for (off, on) in &pairs {
+            if let (Some(a), Some(b)) = (max_of(off), max_of(on)) {
+                println!(
+                    "{} / {} = {:.2} (max throughput, target >= 0.95)",
+                    on.name,
+                    off.name,
+                    b.rate / a.rate
+                );
+            }
+        }
+    }
+
+    let sluice: Vec<&TargetResult> = results.iter().filter(|r| r.cluster.is_some()).collect();
+    if sluice.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "raft log: entries appended per second over each measured window (the fastest-growing \
+         node's); bound on lease entries = 2 commands x nodes x 1000 / tick_ms ({QUOTA_TICK_MS} ms). \
+         Quota counters: every node's proxy, whole run (warm-up included)."
+    );
+    println!(
+        "| raft log and quota | run | achieved req/s | raft entries/s | lease bound | entries per 1 000 requests | admitted | refused | 429 answers |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut warnings = Vec::new();
+    for r in &sluice {
+        let Some((nodes, quota)) = r.cluster else {
+            continue;
+        };
+        for (label, run) in runs_of(r) {
+            let Some(observed) = &run.observed else {
+                continue;
+            };
+            let rate = observed.log.per_second();
+            let per_thousand = rate
+                .filter(|_| run.report.rate > 0.0)
+                .map_or("–".into(), |e| {
+                    format!("{:.2}", e / run.report.rate * 1000.0)
+                });
+            println!(
+                "| {} | {label} | {:.0} | {} | {:.0} | {per_thousand} | {} | {} | {} |",
+                r.name,
+                run.report.rate,
+                rate.map_or("–".into(), |e| format!("{e:.1}")),
+                cluster::lease_entries_bound(nodes),
+                observed.quota.admitted(),
+                observed.quota.refused(),
+                observed.quota.status_429
+            );
+            if quota != KeyQuota::NeverRefusing {
+                continue;
+            }
+            let refused = observed.quota.refused() + observed.quota.status_429;
+            if refused > 0 || run.report.errors > 0 {
+                warnings.push(format!(
+                    "WARNING: {} {label}: {} errors, quota decisions {:?}, {} answers 429: \
+                     the never-refusing quota refused, or something else failed",
+                    r.name, run.report.errors, observed.quota.decisions, observed.quota.status_429
+                ));
+            }
+            if observed.quota.admitted() == 0 {
+                warnings.push(format!(
+                    "WARNING: {} {label}: no quota decision recorded: admission did not run",
+                    r.name
+                ));
+            }
+        }
+    }
+    if !warnings.is_empty() {
+        println!();
+    }
+    for warning in warnings {
+        println!("{warning}");
+    }
 }
 
 fn run_json(run: &Run) -> Value {
@@ -743,6 +961,17 @@ fn run_json(run: &Run) -> Value {
         "cpu_generator_pct": run.cpu.generator,
         "cpu_mock_pct": run.cpu.mock,
         "cpu_proxy_pct": run.cpu.proxy,
+        "cpu_other_pct": run.cpu.other,
+        "raft_log": run.observed.as_ref().map(|o| json!({
+            "entries_per_s": o.log.per_second(),
+            "nodes": o.log.nodes.iter().map(|n| json!({
+                "id": n.id, "entries": n.entries, "secs": n.secs,
+            })).collect::<Vec<_>>(),
+        })),
+        "quota": run.observed.as_ref().map(|o| json!({
+            "decisions": o.quota.decisions,
+            "answers_429": o.quota.status_429,
+        })),
     })
 }
 
@@ -754,6 +983,15 @@ fn write_json(settings: &Settings, results: &[TargetResult]) {
             Measured::Numbers { fixed, max } => json!({
                 "name": r.name,
                 "what": r.what,
+                "nodes": r.cluster.map(|(nodes, _)| nodes),
+                "key_quota": r.cluster.map(|(_, quota)| match quota {
+                    KeyQuota::None => Value::Null,
+                    KeyQuota::NeverRefusing => json!({
+                        "rpm": cluster::NEVER_REFUSING, "tpm": cluster::NEVER_REFUSING,
+                    }),
+                }),
+                "lease_entries_bound_per_s": r.cluster
+                    .map(|(nodes, _)| cluster::lease_entries_bound(nodes)),
                 "fixed_rate": fixed.iter().map(|(rate, run)| {
                     let mut v = run_json(run);
                     v["rate"] = json!(rate);
@@ -780,6 +1018,14 @@ fn write_json(settings: &Settings, results: &[TargetResult]) {
             "nginx_worker_processes": NGINX_WORKERS,
         },
         "targets": targets,
+        "quota_tick_ms": QUOTA_TICK_MS,
+        "quota_on_off": quota_pairs(results).iter().filter_map(|(off, on)| {
+            let (a, b) = (max_of(off)?, max_of(on)?);
+            Some(json!({
+                "off": off.name, "on": on.name,
+                "max_rps_off": a.rate, "max_rps_on": b.rate, "ratio": b.rate / a.rate,
+            }))
+        }).collect::<Vec<_>>(),
     });
     let path = std::env::var_os("SLUICE_BENCH_JSON")
         .map(PathBuf::from)

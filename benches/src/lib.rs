@@ -1,5 +1,7 @@
-//! Shared pieces of Sluice's benchmarks: summary statistics and the way
-//! results are printed. The benchmarks themselves are in `benches/`:
+//! Shared pieces of Sluice's benchmarks: summary statistics, the way
+//! results are printed, the load generator ([`load`]) and the clusters the
+//! load bench measures ([`cluster`]). The benchmarks themselves are in
+//! `benches/`:
 //!
 //! * `failover`: kill -9 the leader of a 3-node cluster with the election
 //!   settings Sluice ships; time to a new leader and to the next committed
@@ -7,15 +9,20 @@
 //! * `admin_writes`: admin writes per second through a 3-node cluster, one
 //!   client and 32 concurrent clients.
 //! * `load`: the proxy under load: the mock provider directly, nginx in
-//!   front of it, a 1-node and a 3-node Sluice cluster in front of it; fixed
-//!   rates (latency percentiles) and maximum throughput. The generator is
-//!   [`load`].
+//!   front of it, a 1-node and a 3-node Sluice cluster in front of it, each
+//!   cluster also with a quota on its key; fixed rates (latency percentiles)
+//!   and maximum throughput, and the Raft entries the lease rounds cost. The
+//!   generator is [`load`]; the clusters and what is read from them,
+//!   [`cluster`].
 //! * `core`: criterion micro-benchmarks of `State::apply` and the codec.
+//! * `quota`: criterion micro-benchmarks of admission against lease pools
+//!   and of the ledger's grant.
 //!
 //! Run with `cargo bench -p sluice-benches` (the real-process ones need
 //! `target/release/sluice`: `cargo build --release -p sluice` first; set
 //! `SLUICE_BIN` to use another build).
 
+pub mod cluster;
 pub mod load;
 
 use std::time::Duration;
