@@ -21,7 +21,7 @@ use std::sync::Arc;
 use crate::body::{ProxyBody, RelayBody, Start};
 use crate::breaker::Breakers;
 use crate::error::{set_retry_after, ApiError};
-use crate::metrics::{InFlight, Metrics};
+use crate::metrics::{InFlight, Metrics, QuotaOutcome};
 use crate::quota::{Charge, Outcome};
 use crate::targets::{timeouts, Targets};
 use crate::{models, quota, routing, ProxyConfig, StateSource};
@@ -408,7 +408,7 @@ impl Inner {
         let scoped = quota::scoped(&scopes);
         match quotas.admit(&scoped, cost, now_ms).await {
             Ok(admission) => {
-                self.metrics.quota_decision("admitted");
+                self.metrics.quota_decision(QuotaOutcome::Admitted);
                 out.standings = admission.standings;
                 out.charge = Some(Charge::new(admission.reservation, route.pricing, cost));
                 Ok(())
@@ -418,11 +418,11 @@ impl Inner {
                     Reason::Exhausted { limit, .. }
                         if matches!(limit.refill, sluice_core::quota::Refill::Calendar(_)) =>
                     {
-                        "budget_spent"
+                        QuotaOutcome::BudgetSpent
                     }
-                    Reason::Exhausted { .. } => "rate_limited",
-                    Reason::TooLarge { .. } => "too_large",
-                    Reason::NoQuorum { .. } => "no_quorum",
+                    Reason::Exhausted { .. } => QuotaOutcome::RateLimited,
+                    Reason::TooLarge { .. } => QuotaOutcome::TooLarge,
+                    Reason::NoQuorum { .. } => QuotaOutcome::NoQuorum,
                 };
                 self.metrics.quota_decision(outcome);
                 let error = quota::denial_error(&denial, key_id);

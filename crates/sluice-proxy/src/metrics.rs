@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use sluice_providers::TokenUsage;
 
@@ -47,7 +47,38 @@ struct Families {
     in_flight: IntGauge,
     stream_ends: IntCounterVec,
     breaker_state: IntGaugeVec,
-    quota_decisions: IntCounterVec,
+    /// `sluice_quota_decisions_total`'s counters, by [`QuotaOutcome`].
+    quota_outcomes: [IntCounter; 5],
+}
+
+/// A quota decision, as `sluice_quota_decisions_total` counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaOutcome {
+    Admitted,
+    RateLimited,
+    BudgetSpent,
+    TooLarge,
+    NoQuorum,
+}
+
+impl QuotaOutcome {
+    const ALL: [QuotaOutcome; 5] = [
+        QuotaOutcome::Admitted,
+        QuotaOutcome::RateLimited,
+        QuotaOutcome::BudgetSpent,
+        QuotaOutcome::TooLarge,
+        QuotaOutcome::NoQuorum,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuotaOutcome::Admitted => "admitted",
+            QuotaOutcome::RateLimited => "rate_limited",
+            QuotaOutcome::BudgetSpent => "budget_spent",
+            QuotaOutcome::TooLarge => "too_large",
+            QuotaOutcome::NoQuorum => "no_quorum",
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -185,7 +216,8 @@ impl Metrics {
                 in_flight,
                 stream_ends,
                 breaker_state,
-                quota_decisions,
+                quota_outcomes: QuotaOutcome::ALL
+                    .map(|o| quota_decisions.with_label_values(&[o.as_str()])),
             }),
         }
     }
@@ -227,11 +259,8 @@ impl Metrics {
     }
 
     /// Counts one quota decision.
-    pub fn quota_decision(&self, outcome: &str) {
-        self.inner
-            .quota_decisions
-            .with_label_values(&[outcome])
-            .inc();
+    pub fn quota_decision(&self, outcome: QuotaOutcome) {
+        self.inner.quota_outcomes[outcome as usize].inc();
     }
 
     /// Publishes a breaker's state (0 closed, 1 open, 2 half-open).

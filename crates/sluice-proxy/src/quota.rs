@@ -208,38 +208,59 @@ impl Charge {
     }
 }
 
+/// The rate-limit header names: `[dialect][family][limit, remaining, reset]`
+/// (families: requests, tokens).
+const HEADERS: [[[HeaderName; 3]; 2]; 2] = [
+    [
+        [
+            HeaderName::from_static("x-ratelimit-limit-requests"),
+            HeaderName::from_static("x-ratelimit-remaining-requests"),
+            HeaderName::from_static("x-ratelimit-reset-requests"),
+        ],
+        [
+            HeaderName::from_static("x-ratelimit-limit-tokens"),
+            HeaderName::from_static("x-ratelimit-remaining-tokens"),
+            HeaderName::from_static("x-ratelimit-reset-tokens"),
+        ],
+    ],
+    [
+        [
+            HeaderName::from_static("anthropic-ratelimit-requests-limit"),
+            HeaderName::from_static("anthropic-ratelimit-requests-remaining"),
+            HeaderName::from_static("anthropic-ratelimit-requests-reset"),
+        ],
+        [
+            HeaderName::from_static("anthropic-ratelimit-tokens-limit"),
+            HeaderName::from_static("anthropic-ratelimit-tokens-remaining"),
+            HeaderName::from_static("anthropic-ratelimit-tokens-reset"),
+        ],
+    ],
+];
+
 /// The rate-limit headers of `standings`: OpenAI's `x-ratelimit-*` (reset
 /// as a duration, `1s`, `12ms`) or Anthropic's `anthropic-ratelimit-*`
 /// (reset as an RFC 3339 instant).
 pub fn headers(dialect: Dialect, standings: &[Standing], now_ms: u64, out: &mut HeaderMap) {
+    let names = match dialect {
+        Dialect::OpenAi => &HEADERS[0],
+        Dialect::Anthropic => &HEADERS[1],
+    };
     for standing in standings {
-        let family = match standing.unit {
-            Unit::Requests => "requests",
-            Unit::Tokens => "tokens",
+        let [limit, remaining, reset] = match standing.unit {
+            Unit::Requests => &names[0],
+            Unit::Tokens => &names[1],
             Unit::MicroUsd => continue,
         };
-        let reset = match dialect {
+        let reset_value = match dialect {
             Dialect::OpenAi => duration_string(standing.reset_ms),
             Dialect::Anthropic => rfc3339(now_ms.saturating_add(standing.reset_ms)),
         };
-        let values = [
-            ("limit", HeaderValue::from(standing.limit)),
-            ("remaining", HeaderValue::from(standing.remaining)),
-            (
-                "reset",
-                HeaderValue::from_str(&reset).expect("ASCII duration or date"),
-            ),
-        ];
-        for (what, value) in values {
-            let name = match dialect {
-                Dialect::OpenAi => format!("x-ratelimit-{what}-{family}"),
-                Dialect::Anthropic => format!("anthropic-ratelimit-{family}-{what}"),
-            };
-            out.insert(
-                HeaderName::from_bytes(name.as_bytes()).expect("lowercase ASCII name"),
-                value,
-            );
-        }
+        out.insert(limit.clone(), HeaderValue::from(standing.limit));
+        out.insert(remaining.clone(), HeaderValue::from(standing.remaining));
+        out.insert(
+            reset.clone(),
+            HeaderValue::from_str(&reset_value).expect("ASCII duration or date"),
+        );
     }
 }
 

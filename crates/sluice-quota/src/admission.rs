@@ -2,10 +2,10 @@
 //! key's and the key × route's, in every unit the request costs.
 //!
 //! [`Quotas::check`] never waits: it takes from the node's pools (leases
-//! from the ledger) or refuses. [`Quotas::admit`] waits once, for the next
-//! lease round, when a refusal came only from this node's pool running dry
-//! while the ledger probably still has room (a first request, a burst):
-//! so a cold pool does not turn into false rejections.
+//! from the ledger) or refuses. [`Quotas::admit`] waits for lease rounds
+//! (at most `max_wait_ms`) when a refusal came only from this node's pool
+//! running dry while the ledger probably still has room (a first request, a
+//! burst): so a cold pool does not turn into false rejections.
 //!
 //! What is taken is a [`Reservation`]: an estimate for tokens and spend,
 //! settled against the usage the upstream reported
@@ -162,69 +162,84 @@ impl Quotas {
         cost: Cost,
         now_ms: u64,
     ) -> Result<Admission, Denial> {
+        let limits = self.resolve(scoped);
         let mut taken = Reservation::default();
-        for s in scoped {
-            for limit in &s.policy.limits {
-                let amount = cost.of(limit.unit);
-                if amount == 0 {
+        for (i, (s, limit, pool)) in limits.iter().enumerate() {
+            let amount = cost.of(limit.unit);
+            if amount == 0 {
+                continue;
+            }
+            let refused = match self.take(pool, s.policy, limit, amount, now_ms) {
+                Ok(local) => {
+                    taken.parts.push(Part {
+                        pool: Arc::clone(pool),
+                        unit: limit.unit,
+                        reserved: amount,
+                        local,
+                    });
                     continue;
                 }
-                let pool = self.pool(s.scope, limit.unit);
-                let refused = match self.take(&pool, s.policy, limit, amount, now_ms) {
-                    Ok(local) => {
-                        taken.parts.push(Part {
-                            pool,
-                            unit: limit.unit,
-                            reserved: amount,
-                            local,
-                        });
-                        continue;
-                    }
-                    Err(refused) => refused,
-                };
-                taken.undo();
-                self.note_unmet(scoped, cost, s.scope, limit.unit);
-                let reason = match refused {
-                    Refused::TooLarge => Reason::TooLarge {
-                        scope: s.scope.clone(),
-                        limit: *limit,
-                        needed: amount,
-                    },
-                    Refused::NoQuorum => Reason::NoQuorum {
-                        scope: s.scope.clone(),
-                        retry_after_ms: self.config().tick_ms.saturating_mul(10),
-                    },
-                    Refused::Short { local_share } => {
-                        let (room, refill_limit) = match local_share {
-                            Some(share) => (0, share),
-                            None => (
-                                available(&pool)
-                                    .saturating_add(pool.ledger_level_estimate(limit, now_ms)),
-                                *limit,
-                            ),
-                        };
-                        let missing = amount.saturating_sub(room);
-                        Reason::Exhausted {
-                            scope: s.scope.clone(),
-                            limit: *limit,
-                            needed: amount,
-                            retry_after_ms: refill_limit
-                                .refill_ms(missing, now_ms)
-                                .saturating_add(self.config().tick_ms),
-                            wait_worth: local_share.is_none() && missing == 0,
-                        }
-                    }
-                };
-                return Err(Denial {
-                    reason: Box::new(reason),
-                    standings: self.standings(scoped, now_ms),
-                });
+                Err(refused) => refused,
+            };
+            taken.undo();
+            // The limits after this one count the demand too, so that every
+            // pool of a cold request asks at the same round.
+            for (_, later, pool) in &limits[i + 1..] {
+                pool.note_refused(cost.of(later.unit));
             }
+            let reason = match refused {
+                Refused::TooLarge => Reason::TooLarge {
+                    scope: s.scope.clone(),
+                    limit: **limit,
+                    needed: amount,
+                },
+                Refused::NoQuorum => Reason::NoQuorum {
+                    scope: s.scope.clone(),
+                    retry_after_ms: self.config().tick_ms.saturating_mul(10),
+                },
+                Refused::Short { local_share } => {
+                    let (room, refill_limit) = match local_share {
+                        Some(share) => (0, share),
+                        None => (
+                            available(pool)
+                                .saturating_add(pool.ledger_level_estimate(limit, now_ms)),
+                            **limit,
+                        ),
+                    };
+                    let missing = amount.saturating_sub(room);
+                    Reason::Exhausted {
+                        scope: s.scope.clone(),
+                        limit: **limit,
+                        needed: amount,
+                        retry_after_ms: refill_limit
+                            .refill_ms(missing, now_ms)
+                            .saturating_add(self.config().tick_ms),
+                        wait_worth: local_share.is_none() && missing == 0,
+                    }
+                }
+            };
+            return Err(Denial {
+                reason: Box::new(reason),
+                standings: standings_of(&limits, now_ms),
+            });
         }
         Ok(Admission {
             reservation: taken,
-            standings: self.standings(scoped, now_ms),
+            standings: standings_of(&limits, now_ms),
         })
+    }
+
+    /// Every limit of every scope with its pool, looked up once.
+    fn resolve<'s, 'a>(&self, scoped: &'s [Scoped<'a>]) -> Vec<Resolved<'s, 'a>> {
+        scoped
+            .iter()
+            .flat_map(|s| {
+                s.policy
+                    .limits
+                    .iter()
+                    .map(move |limit| (s, limit, self.pool(s.scope, limit.unit)))
+            })
+            .collect()
     }
 
     /// [`Quotas::check`], and when the refusal came only from this node's
@@ -236,16 +251,23 @@ impl Quotas {
         cost: Cost,
         now_ms: impl Fn() -> u64,
     ) -> Result<Admission, Denial> {
-        match self.check(scoped, cost, now_ms()) {
-            Err(denial) if denial.wait_worth() => {
-                let within = Duration::from_millis(self.config().max_wait_ms);
-                if self.next_round(within).await {
-                    self.check(scoped, cost, now_ms())
-                } else {
-                    Err(denial)
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(self.config().max_wait_ms);
+        loop {
+            // Read before the check: a round that ends after it may have
+            // asked for this request's demand.
+            let seen = self.rounds_done();
+            let decided = self.check(scoped, cost, now_ms());
+            match &decided {
+                // A round already under way may not have seen this demand:
+                // wait for rounds until one grants it, within the deadline.
+                Err(denial) if denial.wait_worth() => {
+                    if !self.round_after(seen, deadline).await {
+                        return decided;
+                    }
                 }
+                _ => return decided,
             }
-            decided => decided,
         }
     }
 
@@ -283,51 +305,38 @@ impl Quotas {
         }
     }
 
-    /// Counts the demand of the limits after `(scope, unit)`, which refused:
-    /// so that every pool of a cold request asks at the same round.
-    fn note_unmet(&self, scoped: &[Scoped<'_>], cost: Cost, scope: &Scope, unit: Unit) {
-        let limits = scoped
-            .iter()
-            .flat_map(|s| s.policy.limits.iter().map(move |l| (s.scope, l.unit)));
-        for (s, u) in limits
-            .skip_while(|&(s, u)| !(s == scope && u == unit))
-            .skip(1)
-        {
-            let amount = cost.of(u);
-            if amount > 0 {
-                self.pool(s, u).note_refused(amount);
-            }
-        }
-    }
-
     /// Every limit's standing, the lowest `remaining` per unit across scopes.
     pub fn standings(&self, scoped: &[Scoped<'_>], now_ms: u64) -> Vec<Standing> {
-        let mut out: Vec<Standing> = Vec::new();
-        for s in scoped {
-            for limit in &s.policy.limits {
-                let pool = self.pool(s.scope, limit.unit);
-                let remaining = available(&pool)
-                    .saturating_add(pool.ledger_level_estimate(limit, now_ms))
-                    .min(limit.capacity);
-                let reset_ms = match limit.refill {
-                    Refill::Rate { .. } => limit.refill_ms(limit.capacity - remaining, now_ms),
-                    Refill::Calendar(_) => limit.refill_ms(1, now_ms),
-                };
-                let standing = Standing {
-                    unit: limit.unit,
-                    limit: limit.capacity,
-                    remaining,
-                    reset_ms,
-                };
-                match out.iter_mut().find(|o| o.unit == limit.unit) {
-                    Some(o) if o.remaining > remaining => *o = standing,
-                    Some(_) => {}
-                    None => out.push(standing),
-                }
-            }
-        }
-        out
+        standings_of(&self.resolve(scoped), now_ms)
     }
+}
+
+/// A limit of a scope, with this node's pool for it.
+type Resolved<'s, 'a> = (&'s Scoped<'a>, &'a Limit, Arc<Pool>);
+
+fn standings_of(limits: &[Resolved<'_, '_>], now_ms: u64) -> Vec<Standing> {
+    let mut out: Vec<Standing> = Vec::with_capacity(limits.len());
+    for (_, limit, pool) in limits {
+        let remaining = available(pool)
+            .saturating_add(pool.ledger_level_estimate(limit, now_ms))
+            .min(limit.capacity);
+        let reset_ms = match limit.refill {
+            Refill::Rate { .. } => limit.refill_ms(limit.capacity - remaining, now_ms),
+            Refill::Calendar(_) => limit.refill_ms(1, now_ms),
+        };
+        let standing = Standing {
+            unit: limit.unit,
+            limit: limit.capacity,
+            remaining,
+            reset_ms,
+        };
+        match out.iter_mut().find(|o| o.unit == limit.unit) {
+            Some(o) if o.remaining > remaining => *o = standing,
+            Some(_) => {}
+            None => out.push(standing),
+        }
+    }
+    out
 }
 
 /// Why one pool refused.

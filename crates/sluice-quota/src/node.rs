@@ -83,14 +83,29 @@ pub enum Reachability {
 
 /// A node's pools.
 pub struct Quotas {
-    pools: RwLock<HashMap<(Scope, Unit), Arc<Pool>>>,
+    /// Each scope's pools, by unit ([`unit_index`]): looked up by a
+    /// borrowed scope, so a request clones nothing.
+    pools: RwLock<HashMap<Scope, [Arc<Pool>; 3]>>,
     config: QuotaConfig,
     reachability: AtomicU8,
     /// Voters in the cluster: the `N` of a `local_share`.
     voters: AtomicU64,
     /// Woken at the end of every round.
     rounds: Notify,
+    /// Rounds completed.
+    rounds_done: AtomicU64,
 }
+
+/// Where a unit's pool sits in a scope's array.
+fn unit_index(unit: Unit) -> usize {
+    match unit {
+        Unit::Requests => 0,
+        Unit::Tokens => 1,
+        Unit::MicroUsd => 2,
+    }
+}
+
+const UNITS: [Unit; 3] = [Unit::Requests, Unit::Tokens, Unit::MicroUsd];
 
 impl Default for Quotas {
     fn default() -> Self {
@@ -106,6 +121,7 @@ impl Quotas {
             reachability: AtomicU8::new(0),
             voters: AtomicU64::new(1),
             rounds: Notify::new(),
+            rounds_done: AtomicU64::new(0),
         }
     }
 
@@ -139,12 +155,25 @@ impl Quotas {
         self.voters.load(Ordering::Acquire)
     }
 
-    /// Waits for the end of the next round, at most `within`; whether it
-    /// came.
-    pub async fn next_round(&self, within: Duration) -> bool {
-        tokio::time::timeout(within, self.rounds.notified())
-            .await
-            .is_ok()
+    /// Rounds completed so far.
+    pub fn rounds_done(&self) -> u64 {
+        self.rounds_done.load(Ordering::Acquire)
+    }
+
+    /// Waits until more than `seen` rounds have completed, until
+    /// `deadline`; whether they did.
+    pub async fn round_after(&self, seen: u64, deadline: tokio::time::Instant) -> bool {
+        loop {
+            // Registered before the check: a round ending in between still
+            // wakes it.
+            let notified = self.rounds.notified();
+            if self.rounds_done() > seen {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.rounds_done() > seen;
+            }
+        }
     }
 
     /// Runs a round every `tick_ms` until the future is dropped.
@@ -196,30 +225,36 @@ impl Quotas {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .map(|(k, p)| (k.clone(), Arc::clone(p)))
+            .flat_map(|(scope, pools)| {
+                UNITS
+                    .iter()
+                    .zip(pools)
+                    .map(|(unit, pool)| ((scope.clone(), *unit), Arc::clone(pool)))
+            })
             .collect()
     }
 
     /// The pool of a bucket, made on first use (empty: its first demand is
     /// asked for at the next round).
     pub fn pool(&self, scope: &Scope, unit: Unit) -> Arc<Pool> {
-        let key = (scope.clone(), unit);
-        if let Some(pool) = self
+        let i = unit_index(unit);
+        if let Some(pools) = self
             .pools
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
+            .get(scope)
         {
-            return Arc::clone(pool);
+            return Arc::clone(&pools[i]);
         }
         let mut pools = self.pools.write().unwrap_or_else(|e| e.into_inner());
-        Arc::clone(pools.entry(key).or_default())
+        Arc::clone(&pools.entry(scope.clone()).or_default()[i])
     }
 
     /// One lease round at `now_ms`: returns what expired unspent, then asks
     /// for what the last tick's demand needs, in one command each.
     pub async fn tick(&self, ledger: &dyn LedgerClient, now_ms: u64) -> Round {
         let round = self.round(ledger, now_ms).await;
+        self.rounds_done.fetch_add(1, Ordering::AcqRel);
         match round.reached {
             Some(true) => self.set_reachability(Reachability::Reachable),
             Some(false) => self.set_reachability(Reachability::Unreachable),
@@ -245,12 +280,20 @@ impl Quotas {
                 round.returned += remainder;
             }
             let (admitted, refused) = pool.take_demand();
-            let amount = want(
+            let mut amount = want(
                 admitted,
                 refused,
                 pool.available(),
                 self.config.horizon_ticks,
             );
+            // A pool in use whose lease runs out before the round after
+            // this one asks anyway, so the grant renews its expiry: a pool
+            // that never runs low (its reservations refunded) must not stall
+            // its requests when the lease it started with expires.
+            let expiring = pool.expires_at_ms() <= now_ms.saturating_add(2 * self.config.tick_ms);
+            if admitted > 0 && expiring {
+                amount = amount.max(1);
+            }
             if amount > 0 {
                 wants.push(Want {
                     scope,
@@ -273,7 +316,9 @@ impl Quotas {
         match ledger.grant(wants, self.config.lease_ttl_ms).await {
             Ok(grants) => {
                 for (pool, grant) in asking.iter().zip(&grants) {
-                    if grant.amount > 0 {
+                    if grant.level_after.is_some() {
+                        // Even a grant of 0 renews what the pool holds: the
+                        // ledger knows this node holds it until then.
                         pool.add_lease(grant.amount, grant.expires_at_ms);
                         round.granted += grant.amount;
                     }

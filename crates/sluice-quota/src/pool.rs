@@ -96,11 +96,10 @@ impl Pool {
     }
 
     fn count_admitted(&self, delta: i64) {
-        let _ = self
-            .admitted_total
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
-                Some(t.saturating_add_signed(delta))
-            });
+        // Two's-complement wrapping: every decrement undoes an earlier
+        // increment, so the total itself never goes below zero.
+        self.admitted_total
+            .fetch_add(delta as u64, Ordering::Relaxed);
     }
 
     /// Settles a reservation taken from the local share.

@@ -84,3 +84,23 @@ async fn a_cut_off_node_stops_when_its_lease_is_spent() {
     }
     assert_eq!(spent, held, "spends exactly what it held, nothing more");
 }
+
+/// A pool whose reservations are mostly refunded never runs low, so it
+/// never needs more units; its lease is renewed anyway while it is in use,
+/// so its requests never meet an expired lease.
+#[tokio::test]
+async fn a_pool_in_use_keeps_its_lease_alive() {
+    let c = cluster(1, 600_000);
+    let (quotas, ledger) = &c.nodes[0];
+    let pool = quotas.pool(&scope(), Unit::Requests);
+    assert!(!pool.try_take(1_000, 0), "cold");
+    quotas.tick(ledger, 0).await;
+    let ttl = QuotaConfig::default().lease_ttl_ms;
+    for t in 1..(4 * ttl / 100) {
+        let now = t * 100;
+        c.clock.store(now, Ordering::SeqCst);
+        assert!(pool.try_take(1_000, now + 50), "refused at {now} ms");
+        pool.settle(1_000, 5);
+        quotas.tick(ledger, now).await;
+    }
+}
