@@ -2,10 +2,10 @@
 //! key's and the key × route's, in every unit the request costs.
 //!
 //! [`Quotas::check`] never waits: it takes from the node's pools (leases
-//! from the ledger) or refuses. [`Quotas::admit`] waits for lease rounds
-//! (at most `max_wait_ms`) when a refusal came only from this node's pool
-//! running dry while the ledger probably still has room (a first request, a
-//! burst): so a cold pool does not turn into false rejections.
+//! from the ledger) or refuses. [`Quotas::admit`] waits for up to two lease
+//! rounds (at most `max_wait_ms`) when a refusal came only from this node's
+//! pool running dry while the ledger probably still has room (a first
+//! request, a burst): so a cold pool does not turn into false rejections.
 //!
 //! What is taken is a [`Reservation`]: an estimate for tokens and spend,
 //! settled against the usage the upstream reported
@@ -20,6 +20,10 @@ use sluice_core::quota::{Limit, OnNoQuorum, QuotaPolicy, Refill, Scope, Unit};
 
 use crate::node::{Quotas, Reachability};
 use crate::pool::Pool;
+
+/// Rounds a refused request may wait for: the one under way when it was
+/// refused (which may have missed its demand) and the next.
+pub const WAIT_ROUNDS: u64 = 2;
 
 /// What a request costs, in each unit: an estimate at admission, the
 /// actual usage at the end.
@@ -207,6 +211,12 @@ impl Quotas {
                         ),
                     };
                     let missing = amount.saturating_sub(room);
+                    // Worth waiting for a round only when the ledger had
+                    // units left after this node's last grant (or it had
+                    // none yet): what merely refills since is contended by
+                    // every node, and a 429 with its retry time is the
+                    // honest answer to that.
+                    let left = available(pool).saturating_add(pool.ledger_level_left(limit));
                     Reason::Exhausted {
                         scope: s.scope.clone(),
                         limit: **limit,
@@ -214,7 +224,7 @@ impl Quotas {
                         retry_after_ms: refill_limit
                             .refill_ms(missing, now_ms)
                             .saturating_add(self.config().tick_ms),
-                        wait_worth: local_share.is_none() && missing == 0,
+                        wait_worth: local_share.is_none() && left >= amount,
                     }
                 }
             };
@@ -243,8 +253,9 @@ impl Quotas {
     }
 
     /// [`Quotas::check`], and when the refusal came only from this node's
-    /// pool running dry, once more after the next lease round (at most
-    /// `max_wait_ms`).
+    /// pool running dry, again after each of the next [`WAIT_ROUNDS`] lease
+    /// rounds (the one under way may not have seen this request), within
+    /// `max_wait_ms`. A rate limit that is simply spent is refused at once.
     pub async fn admit(
         &self,
         scoped: &[Scoped<'_>],
@@ -253,22 +264,22 @@ impl Quotas {
     ) -> Result<Admission, Denial> {
         let deadline =
             tokio::time::Instant::now() + Duration::from_millis(self.config().max_wait_ms);
-        loop {
-            // Read before the check: a round that ends after it may have
-            // asked for this request's demand.
-            let seen = self.rounds_done();
-            let decided = self.check(scoped, cost, now_ms());
+        // Read before the first check: the round after the one under way
+        // has surely seen this request's demand.
+        let seen = self.rounds_done();
+        let mut decided = self.check(scoped, cost, now_ms());
+        for rounds in 1..=WAIT_ROUNDS {
             match &decided {
-                // A round already under way may not have seen this demand:
-                // wait for rounds until one grants it, within the deadline.
                 Err(denial) if denial.wait_worth() => {
-                    if !self.round_after(seen, deadline).await {
-                        return decided;
+                    if !self.round_after(seen + rounds - 1, deadline).await {
+                        break;
                     }
+                    decided = self.check(scoped, cost, now_ms());
                 }
-                _ => return decided,
+                _ => break,
             }
         }
+        decided
     }
 
     /// One pool's part: `Ok(local)` when taken (`local`: from the local

@@ -68,6 +68,15 @@ impl Pool {
             .min(limit.capacity)
     }
 
+    /// The ledger's level after this node's latest grant, without refill
+    /// since (the capacity before any grant).
+    pub fn ledger_level_left(&self, limit: &Limit) -> u64 {
+        if self.ledger_level_at_ms.load(Ordering::Acquire) == 0 {
+            return limit.capacity;
+        }
+        self.ledger_level.load(Ordering::Acquire)
+    }
+
     /// Takes `amount` from this node's local share of `limit` (`share` is
     /// the `1/N` limit), made full on first use.
     pub fn try_take_local(&self, share: Limit, amount: u64, now_ms: u64) -> bool {
