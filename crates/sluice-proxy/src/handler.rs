@@ -405,6 +405,9 @@ impl Inner {
             &route.pricing,
             self.config.completion_estimate_tokens,
         );
+        if scopes.iter().any(|(scope, _)| !quotas.knows(scope)) {
+            quotas.add_policy_scopes(state.ledger());
+        }
         let scoped = quota::scoped(&scopes);
         match quotas.admit(&scoped, cost, now_ms).await {
             Ok(admission) => {

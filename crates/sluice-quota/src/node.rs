@@ -11,12 +11,14 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
 use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use sluice_core::quota::{Grant, Return, Scope, Unit, Want};
+use sluice_core::quota::{Grant, Ledger, Return, Scope, Unit, Want};
 
 use crate::pool::{want, Pool};
 
@@ -83,9 +85,11 @@ pub enum Reachability {
 
 /// A node's pools.
 pub struct Quotas {
-    /// Each scope's pools, by unit ([`unit_index`]): looked up by a
-    /// borrowed scope, so a request clones nothing.
-    pools: RwLock<HashMap<Scope, [Arc<Pool>; 3]>>,
+    /// Each scope's pools, by unit ([`unit_index`]), read without a lock
+    /// (a request clones nothing and shares no lock with other scopes);
+    /// replaced whole, under `grow`, when scopes are added.
+    pools: ArcSwap<HashMap<Scope, [Arc<Pool>; 3]>>,
+    grow: Mutex<()>,
     config: QuotaConfig,
     reachability: AtomicU8,
     /// Voters in the cluster: the `N` of a `local_share`.
@@ -116,7 +120,8 @@ impl Default for Quotas {
 impl Quotas {
     pub fn new(config: QuotaConfig) -> Self {
         Self {
-            pools: RwLock::new(HashMap::new()),
+            pools: ArcSwap::from_pointee(HashMap::new()),
+            grow: Mutex::new(()),
             config,
             reachability: AtomicU8::new(0),
             voters: AtomicU64::new(1),
@@ -222,8 +227,7 @@ impl Quotas {
 
     fn snapshot(&self) -> Vec<((Scope, Unit), Arc<Pool>)> {
         self.pools
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+            .load()
             .iter()
             .flat_map(|(scope, pools)| {
                 UNITS
@@ -238,16 +242,42 @@ impl Quotas {
     /// asked for at the next round).
     pub fn pool(&self, scope: &Scope, unit: Unit) -> Arc<Pool> {
         let i = unit_index(unit);
-        if let Some(pools) = self
-            .pools
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(scope)
-        {
+        if let Some(pools) = self.pools.load().get(scope) {
             return Arc::clone(&pools[i]);
         }
-        let mut pools = self.pools.write().unwrap_or_else(|e| e.into_inner());
-        Arc::clone(&pools.entry(scope.clone()).or_default()[i])
+        self.add_scopes([scope]);
+        let pools = self.pools.load();
+        Arc::clone(&pools.get(scope).expect("the scope was just added")[i])
+    }
+
+    /// Whether `scope` has pools here yet.
+    pub fn knows(&self, scope: &Scope) -> bool {
+        self.pools.load().contains_key(scope)
+    }
+
+    /// Makes pools for every scope with a policy in `ledger`, in one copy of
+    /// the map: call it when a request meets a scope this node does not
+    /// know yet, so that a node starting with many keys copies its map once,
+    /// not once per key.
+    pub fn add_policy_scopes(&self, ledger: &Ledger) {
+        self.add_scopes(ledger.policies().map(|(scope, _)| scope));
+    }
+
+    fn add_scopes<'a>(&self, scopes: impl IntoIterator<Item = &'a Scope>) {
+        let _writer = self.grow.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.pools.load_full();
+        let missing: Vec<&Scope> = scopes
+            .into_iter()
+            .filter(|s| !current.contains_key(*s))
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        let mut next = HashMap::clone(&current);
+        for scope in missing {
+            next.insert(scope.clone(), Default::default());
+        }
+        self.pools.store(Arc::new(next));
     }
 
     /// One lease round at `now_ms`: returns what expired unspent, then asks

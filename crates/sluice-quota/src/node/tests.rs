@@ -1,5 +1,6 @@
 use super::*;
 use crate::testing::{cluster, scope, Cluster};
+use sluice_core::quota::Ledger;
 use std::sync::atomic::Ordering;
 
 /// Runs `ticks` rounds of 100 ms; each node gets `per_tick` requests per
@@ -103,4 +104,33 @@ async fn a_pool_in_use_keeps_its_lease_alive() {
         pool.settle(1_000, 5);
         quotas.tick(ledger, now).await;
     }
+}
+
+/// A node meeting its first scope makes pools for every scope with a
+/// policy at once (one copy of the map, not one per key).
+#[test]
+fn the_first_unknown_scope_brings_every_policy_scope_in() {
+    let mut ledger = Ledger::default();
+    let policy = sluice_core::quota::QuotaPolicy {
+        limits: vec![sluice_core::quota::Limit::per_minute(Unit::Requests, 10)],
+        on_no_quorum: sluice_core::quota::OnNoQuorum::Deny,
+    };
+    let scopes: Vec<Scope> = (0..100)
+        .map(|i| Scope::Key {
+            key_id: format!("k{i}"),
+        })
+        .collect();
+    for scope in &scopes {
+        ledger.set_policy(scope, Some(&policy), 0).unwrap();
+    }
+    let quotas = Quotas::default();
+    assert!(!quotas.knows(&scopes[7]));
+    quotas.add_policy_scopes(&ledger);
+    assert!(scopes.iter().all(|s| quotas.knows(s)));
+    let pool = quotas.pool(&scopes[7], Unit::Requests);
+    assert!(Arc::ptr_eq(&pool, &quotas.pool(&scopes[7], Unit::Requests)));
+    // A scope without a policy still gets pools on demand.
+    assert!(!quotas.knows(&scope()));
+    quotas.pool(&scope(), Unit::Tokens);
+    assert!(quotas.knows(&scope()));
 }
