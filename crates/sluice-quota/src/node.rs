@@ -45,7 +45,8 @@ pub struct QuotaConfig {
     pub tick_ms: u64,
     /// How long a grant stays spendable.
     pub lease_ttl_ms: u64,
-    /// How many ticks of demand a pool asks for.
+    /// How many ticks of demand a pool asks for (it asks below half of
+    /// that, and returns what it holds beyond twice that).
     pub horizon_ticks: u64,
     /// Longest a request waits for the next lease round when its pool ran
     /// dry and the ledger probably has room.
@@ -57,7 +58,7 @@ impl Default for QuotaConfig {
         Self {
             tick_ms: 100,
             lease_ttl_ms: 2_000,
-            horizon_ticks: 3,
+            horizon_ticks: 10,
             max_wait_ms: 500,
         }
     }
@@ -300,7 +301,16 @@ impl Quotas {
         let mut wants = Vec::new();
         let mut asking = Vec::new();
         for ((scope, unit), pool) in self.snapshot() {
-            let remainder = pool.take_expired(now_ms);
+            let (admitted, refused) = pool.take_demand();
+            // Expired unspent, or held beyond twice what the last tick's
+            // demand needs (demand dropped): back to the ledger, where
+            // other nodes can have it.
+            let target = admitted
+                .saturating_add(refused)
+                .saturating_mul(self.config.horizon_ticks);
+            let remainder = pool
+                .take_expired(now_ms)
+                .saturating_add(pool.take_excess(target.saturating_mul(2)));
             if remainder > 0 {
                 returns.push(Return {
                     scope: scope.clone(),
@@ -309,18 +319,19 @@ impl Quotas {
                 });
                 round.returned += remainder;
             }
-            let (admitted, refused) = pool.take_demand();
             let mut amount = want(
                 admitted,
                 refused,
                 pool.available(),
                 self.config.horizon_ticks,
             );
-            // A pool in use whose lease runs out before the round after
-            // this one asks anyway, so the grant renews its expiry: a pool
-            // that never runs low (its reservations refunded) must not stall
-            // its requests when the lease it started with expires.
-            let expiring = pool.expires_at_ms() <= now_ms.saturating_add(2 * self.config.tick_ms);
+            // A pool in use whose lease is past half its life asks anyway,
+            // so the grant renews its expiry: a pool that never runs low
+            // (its reservations refunded) must not stall its requests when
+            // the lease it started with expires, even if a round or two is
+            // slow to commit.
+            let renew_within = (2 * self.config.tick_ms).max(self.config.lease_ttl_ms / 2);
+            let expiring = pool.expires_at_ms() <= now_ms.saturating_add(renew_within);
             if admitted > 0 && expiring {
                 amount = amount.max(1);
             }

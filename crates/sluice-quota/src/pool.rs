@@ -188,6 +188,19 @@ impl Pool {
         before.max(0) as u64
     }
 
+    /// Takes what the pool holds above `keep` (demand dropped), for
+    /// `ReturnLeases`.
+    pub fn take_excess(&self, keep: u64) -> u64 {
+        let keep = signed(keep);
+        let before = self
+            .available
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |level| {
+                (level > keep).then_some(keep)
+            })
+            .unwrap_or(keep);
+        (before - keep).max(0) as u64
+    }
+
     /// Spendable units now (negative: debt).
     pub fn available(&self) -> i64 {
         self.available.load(Ordering::Acquire)

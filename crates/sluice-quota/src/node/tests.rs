@@ -54,8 +54,13 @@ async fn one_grant_per_node_per_tick_at_most() {
     }
     let round = quotas.tick(ledger, 100).await;
     assert_eq!(round.reached, Some(true));
-    assert_eq!(round.wanted, 3_000, "three ticks of the refused demand");
-    assert_eq!(round.granted, 3_000);
+    let horizon = QuotaConfig::default().horizon_ticks;
+    assert_eq!(
+        round.wanted,
+        horizon * 1_000,
+        "a horizon of the refused demand"
+    );
+    assert_eq!(round.granted, horizon * 1_000);
     assert!(pool.try_take(1, 150));
     // No demand: nothing asked, nothing sent.
     let quiet = Quotas::new(QuotaConfig::default());
