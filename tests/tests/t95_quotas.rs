@@ -52,18 +52,17 @@ fn now_ms() -> u64 {
 }
 
 /// A key with `quota` (the body of `POST /admin/v1/keys`' quota fields),
-/// and the wall-clock time just before it was written.
-fn key_with(plane: &DataPlane, name: &str, quota: Value) -> (String, String, u64) {
+/// served by every node: its id and secret.
+fn key_with(plane: &DataPlane, name: &str, quota: Value) -> (String, String) {
     let mut body = json!({"name": name});
     for (k, v) in quota.as_object().expect("quota object") {
         body[k] = v.clone();
     }
-    let before = now_ms();
     let created = plane.write("/admin/v1/keys", &body);
     let id = created["id"].as_str().expect("id").to_owned();
     let secret = created["key"].as_str().expect("key").to_owned();
     plane.wait_served(&secret, &[GPT]);
-    (id, secret, before)
+    (id, secret)
 }
 
 /// A rate limit in the general form: `capacity` units, refilled by
@@ -223,7 +222,7 @@ fn report(what: &str, limit: u64, admitted: u64, sum: &Tally) {
 fn a_request_limit_holds_across_the_cluster() {
     let (_turn, plane) = start();
     let (capacity, per_second) = (60, 30);
-    let (id, secret, _) = key_with(
+    let (id, secret) = key_with(
         &plane,
         "rps",
         json!({"limits": [limit("requests", capacity, per_second)]}),
@@ -276,7 +275,7 @@ fn a_request_limit_holds_across_the_cluster() {
 fn a_token_limit_holds_for_streamed_answers() {
     let (_turn, plane) = start();
     let (capacity, per_second) = (800, 400);
-    let (_, secret, _) = key_with(
+    let (_, secret) = key_with(
         &plane,
         "tps",
         json!({"limits": [limit("tokens", capacity, per_second)]}),
@@ -314,7 +313,7 @@ fn a_token_limit_holds_for_streamed_answers() {
 fn the_bound_holds_while_the_leader_is_killed() {
     let (_turn, mut plane) = start();
     let (capacity, per_second) = (60, 30);
-    let (_, secret, _) = key_with(
+    let (_, secret) = key_with(
         &plane,
         "failover",
         json!({"limits": [limit("requests", capacity, per_second)]}),
@@ -468,7 +467,7 @@ fn a_budget_is_charged_from_usage_and_reservations_bound_a_burst() {
     // µUSD. The gateway reserves more (tiktoken's count with OpenAI's
     // overhead, plus max_tokens): measured below from a first answer.
     let budget_micro = 8_000;
-    let (id, secret, _) = key_with(
+    let (id, secret) = key_with(
         &plane,
         "budget",
         json!({"budget_usd": budget_micro as f64 / 1e6, "budget_period": "day"}),
@@ -563,7 +562,7 @@ fn a_budget_is_charged_from_usage_and_reservations_bound_a_burst() {
 fn a_client_that_leaves_mid_stream_is_still_charged() {
     let (_turn, plane) = start();
     let capacity = 100_000;
-    let (_, secret, _) = key_with(
+    let (_, secret) = key_with(
         &plane,
         "leaver",
         json!({"limits": [{"unit": "tokens", "capacity": capacity, "refill_amount": 1, "refill_every_ms": 3_600_000}]}),
@@ -623,7 +622,7 @@ fn a_client_that_leaves_mid_stream_is_still_charged() {
 #[test]
 fn answers_carry_the_rate_limit_headers_and_the_sdks_see_rate_limit_errors() {
     let (_turn, plane) = start();
-    let (_, secret, _) = key_with(&plane, "rpm", json!({"rpm": 3, "tpm": 100000}));
+    let (_, secret) = key_with(&plane, "rpm", json!({"rpm": 3, "tpm": 100000}));
     let proxy = ProxyClient::new(plane.cluster.proxy_url(2), Some(&secret));
     let first = proxy.post("/v1/chat/completions", &chat("hi", 4));
     assert_eq!(first.status, 200, "{}", first.text);
@@ -676,7 +675,7 @@ fn answers_carry_the_rate_limit_headers_and_the_sdks_see_rate_limit_errors() {
         println!("SKIPPED the SDK half: no SDK virtualenv (see t90_sdk_conformance)");
         return;
     };
-    let (_, sdk_key, _) = key_with(&plane, "sdk", json!({"rpm": 2}));
+    let (_, sdk_key) = key_with(&plane, "sdk", json!({"rpm": 2}));
     let output = Command::new(python)
         .arg("-c")
         .arg(SDK_SCRIPT)

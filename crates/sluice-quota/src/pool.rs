@@ -59,12 +59,13 @@ impl Pool {
     /// Full when this node has had no grant yet.
     pub fn ledger_level_estimate(&self, limit: &Limit, now_ms: u64) -> u64 {
         let at = self.ledger_level_at_ms.load(Ordering::Acquire);
-        if at == 0 {
-            return limit.capacity;
-        }
-        let level = self.ledger_level.load(Ordering::Acquire);
-        level
-            .saturating_add(limit.refilled(now_ms.saturating_sub(at)))
+        let refilled = if at == 0 {
+            0
+        } else {
+            limit.refilled(now_ms.saturating_sub(at))
+        };
+        self.ledger_level_left(limit)
+            .saturating_add(refilled)
             .min(limit.capacity)
     }
 
