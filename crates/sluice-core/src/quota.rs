@@ -20,6 +20,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::ApplyError;
 
@@ -427,10 +428,16 @@ pub struct Grant {
     pub level_after: Option<u64>,
 }
 
+/// Every scope's policy. Shared (`Arc`) by the versions of the state that
+/// did not change it, so a node can tell a changed table from an unchanged
+/// one by identity ([`Ledger::policy_table`]) and keep what it derived from
+/// it (`sluice_quota`'s plans) until it changes.
+pub type PolicyTable = BTreeMap<Scope, QuotaPolicy>;
+
 /// Every bucket and every scope's policy.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ledger {
-    policies: BTreeMap<Scope, QuotaPolicy>,
+    policies: Arc<PolicyTable>,
     buckets: BTreeMap<(Scope, Unit), Bucket>,
 }
 
@@ -461,26 +468,36 @@ impl Ledger {
                 }
             }
         }
-        self.policies.insert(scope.clone(), policy.clone());
+        Arc::make_mut(&mut self.policies).insert(scope.clone(), policy.clone());
         Ok(())
     }
 
     fn remove_scope(&mut self, scope: &Scope) {
-        self.policies.remove(scope);
+        if self.policies.contains_key(scope) {
+            Arc::make_mut(&mut self.policies).remove(scope);
+        }
         self.buckets.retain(|(s, _), _| s != scope);
     }
 
     /// Removes every scope of `key_id` (the key was deleted).
     pub fn remove_key(&mut self, key_id: &str) {
-        self.policies.retain(|s, _| s.key_id() != key_id);
+        self.remove_policies(|s| s.key_id() == key_id);
         self.buckets.retain(|(s, _), _| s.key_id() != key_id);
     }
 
     /// Removes every key × route scope of `route` (the route was deleted).
     pub fn remove_route(&mut self, route: &str) {
         let of_route = |s: &Scope| matches!(s, Scope::KeyRoute { route: r, .. } if r == route);
-        self.policies.retain(|s, _| !of_route(s));
+        self.remove_policies(of_route);
         self.buckets.retain(|(s, _), _| !of_route(s));
+    }
+
+    /// Removes the policies of the scopes `doomed` picks; leaves the table
+    /// (and its identity) alone when there are none.
+    fn remove_policies(&mut self, doomed: impl Fn(&Scope) -> bool) {
+        if self.policies.keys().any(&doomed) {
+            Arc::make_mut(&mut self.policies).retain(|s, _| !doomed(s));
+        }
     }
 
     /// Grants `node` leases for `wants`, valid for `ttl_ms`. Never more than
@@ -580,6 +597,11 @@ impl Ledger {
 
     pub fn policies(&self) -> impl Iterator<Item = (&Scope, &QuotaPolicy)> {
         self.policies.iter()
+    }
+
+    /// The policy table itself: the same `Arc` until a policy changes.
+    pub fn policy_table(&self) -> &Arc<PolicyTable> {
+        &self.policies
     }
 
     pub fn bucket(&self, scope: &Scope, unit: Unit) -> Option<&Bucket> {

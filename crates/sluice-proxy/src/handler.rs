@@ -25,7 +25,7 @@ use crate::metrics::{InFlight, Metrics, QuotaOutcome};
 use crate::quota::{Charge, Outcome};
 use crate::targets::{timeouts, Targets};
 use crate::{models, quota, routing, ProxyConfig, StateSource};
-use sluice_quota::{Quotas, Reason, Standing};
+use sluice_quota::{Quotas, Reason, Standings};
 
 /// How long a client is told to wait after a gateway-side failure when the
 /// upstream said nothing.
@@ -96,7 +96,9 @@ impl std::ops::Deref for Inner {
 /// reserved (settled when its answer ends).
 #[derive(Default)]
 struct QuotaCtx {
-    standings: Vec<Standing>,
+    standings: Standings,
+    /// When the standings were read (the Anthropic reset is an instant).
+    at_ms: u64,
     charge: Option<Charge>,
 }
 
@@ -349,7 +351,12 @@ impl Inner {
             }
         };
         if !quota.standings.is_empty() {
-            quota::headers(dialect, &quota.standings, now_ms(), response.headers_mut());
+            quota::headers(
+                dialect,
+                &quota.standings,
+                quota.at_ms,
+                response.headers_mut(),
+            );
         }
         response
     }
@@ -395,21 +402,22 @@ impl Inner {
         request: &ClientRequest,
         out: &mut QuotaCtx,
     ) -> Result<(), ApiError> {
-        let scopes = quota::scopes(state, key_id, &route.name);
-        if scopes.is_empty() {
+        let Some(plan) = quotas.plan(state.ledger(), key_id) else {
+            return Ok(());
+        };
+        let route_name = route.name.as_str();
+        if !plan.applies_on(route_name) {
             return Ok(());
         }
         let cost = quota::estimate(
             request,
-            &scopes,
+            plan.counts_tokens(route_name),
             &route.pricing,
             self.config.completion_estimate_tokens,
         );
-        if scopes.iter().any(|(scope, _)| !quotas.knows(scope)) {
-            quotas.add_policy_scopes(state.ledger());
-        }
-        let scoped = quota::scoped(&scopes);
-        match quotas.admit(&scoped, cost, now_ms).await {
+        let decided = quotas.admit(&plan, route_name, cost, now_ms).await;
+        out.at_ms = now_ms();
+        match decided {
             Ok(admission) => {
                 self.metrics.quota_decision(QuotaOutcome::Admitted);
                 out.standings = admission.standings;
@@ -623,7 +631,9 @@ impl Inner {
                         Ok((body, usage)) => {
                             self.metrics.upstream_attempt(&provider.name, "ok");
                             permit.success();
-                            let mut headers = HeaderMap::new();
+                            // Room for the rate-limit headers too, so adding
+                            // them does not grow the map.
+                            let mut headers = HeaderMap::with_capacity(8);
                             headers
                                 .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
                             return Ok(Answer::Whole {

@@ -2,8 +2,9 @@
 //! request, what it is estimated to cost, the charge settled when its answer
 //! ends, and the rate-limit headers and errors clients see.
 //!
-//! * Scopes: the key's policy and the key × route's, read from this node's
-//!   copy of the ledger (`State::ledger`).
+//! * Limits: the key's policy and the key × route's, from this node's plan
+//!   of the key (`sluice_quota::Quotas::plan`, made from its copy of the
+//!   ledger).
 //! * Estimate: 1 request; tokens = the prompt counted with a real tokenizer
 //!   (tiktoken's `o200k_base`, plus OpenAI's per-message overhead) and the
 //!   completion's ceiling (`max_tokens` × `n`, or
@@ -19,56 +20,21 @@ use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde_json::Value;
-use sluice_core::quota::{Period, QuotaPolicy, Refill, Scope, Unit};
-use sluice_core::{Pricing, State};
+use sluice_core::quota::{Period, Refill, Scope, Unit};
+use sluice_core::Pricing;
 use sluice_providers::{ClientRequest, Dialect, Endpoint, TokenUsage};
-use sluice_quota::{Cost, Denial, Reason, Reservation, Scoped, Standing};
+use sluice_quota::{Cost, Denial, Reason, Reservation, Standing};
 
 use crate::error::ApiError;
 
-/// The scopes whose policies apply to `key_id` on `route`, with them.
-pub fn scopes<'s>(state: &'s State, key_id: &str, route: &str) -> Vec<(Scope, &'s QuotaPolicy)> {
-    let ledger = state.ledger();
-    let mut out = Vec::new();
-    if ledger.policies().next().is_none() {
-        return out;
-    }
-    for scope in [
-        Scope::Key {
-            key_id: key_id.to_owned(),
-        },
-        Scope::KeyRoute {
-            key_id: key_id.to_owned(),
-            route: route.to_owned(),
-        },
-    ] {
-        if let Some(policy) = ledger.policy(&scope) {
-            out.push((scope, policy));
-        }
-    }
-    out
-}
-
-/// Borrowed views of `scopes` for admission.
-pub fn scoped<'a>(scopes: &'a [(Scope, &'a QuotaPolicy)]) -> Vec<Scoped<'a>> {
-    scopes
-        .iter()
-        .map(|(scope, policy)| Scoped { scope, policy })
-        .collect()
-}
-
-/// What `request` is estimated to cost on a route with `pricing`.
+/// What `request` is estimated to cost on a route with `pricing`; its
+/// tokens are counted only when a limit `counts_tokens` (or spend).
 pub fn estimate(
     request: &ClientRequest,
-    scopes: &[(Scope, &QuotaPolicy)],
+    counts_tokens: bool,
     pricing: &Pricing,
     completion_estimate_tokens: u64,
 ) -> Cost {
-    let counts_tokens = scopes.iter().any(|(_, p)| {
-        p.limits
-            .iter()
-            .any(|l| matches!(l.unit, Unit::Tokens | Unit::MicroUsd))
-    });
     if !counts_tokens {
         return Cost {
             requests: 1,
@@ -98,68 +64,9 @@ pub fn estimate(
     }
 }
 
-/// Tokens OpenAI adds per message (role and separators), and to prime the
-/// reply.
-const PER_MESSAGE: u64 = 4;
-const PER_PROMPT: u64 = 3;
-/// Fields whose strings are not prompt text (images, roles, ids).
-const NOT_TEXT: [&str; 8] = [
-    "image_url",
-    "url",
-    "data",
-    "source",
-    "type",
-    "role",
-    "id",
-    "tool_call_id",
-];
+mod tokens;
 
-/// Loads the tokenizer (a fraction of a second, once per process).
-pub fn warm_up() {
-    tiktoken_rs::o200k_base_singleton();
-}
-
-/// The prompt's tokens: every string of the messages (chat, Anthropic
-/// `system`), the legacy `prompt`, embeddings `input` and tool definitions,
-/// counted with `o200k_base`; a token id in an `input` array counts one.
-pub fn prompt_tokens(body: &serde_json::Map<String, Value>) -> u64 {
-    let bpe = tiktoken_rs::o200k_base_singleton();
-    let mut total = PER_PROMPT;
-    let mut count = |text: &str| total += bpe.encode_ordinary(text).len() as u64;
-    for field in ["system", "prompt", "input", "tools", "functions"] {
-        if let Some(value) = body.get(field) {
-            walk(value, &mut count, &mut || {});
-        }
-    }
-    let mut messages = 0u64;
-    if let Some(Value::Array(list)) = body.get("messages") {
-        for message in list {
-            messages += 1;
-            walk(message, &mut count, &mut || {});
-        }
-    }
-    let mut numbers = 0u64;
-    if let Some(value) = body.get("input") {
-        walk(value, &mut |_| {}, &mut || numbers += 1);
-    }
-    total + messages * PER_MESSAGE + numbers
-}
-
-fn walk(value: &Value, text: &mut impl FnMut(&str), number: &mut impl FnMut()) {
-    match value {
-        Value::String(s) => text(s),
-        Value::Number(_) => number(),
-        Value::Array(items) => items.iter().for_each(|v| walk(v, text, number)),
-        Value::Object(map) => {
-            for (k, v) in map {
-                if !NOT_TEXT.contains(&k.as_str()) {
-                    walk(v, text, number);
-                }
-            }
-        }
-        Value::Bool(_) | Value::Null => {}
-    }
-}
+pub use tokens::{prompt_tokens, warm_up};
 
 /// An admitted request's reservation, settled when its answer ends.
 #[derive(Debug)]
@@ -210,7 +117,7 @@ impl Charge {
 
 /// The rate-limit header names: `[dialect][family][limit, remaining, reset]`
 /// (families: requests, tokens).
-const HEADERS: [[[HeaderName; 3]; 2]; 2] = [
+static HEADERS: [[[HeaderName; 3]; 2]; 2] = [
     [
         [
             HeaderName::from_static("x-ratelimit-limit-requests"),
@@ -240,61 +147,105 @@ const HEADERS: [[[HeaderName; 3]; 2]; 2] = [
 /// The rate-limit headers of `standings`: OpenAI's `x-ratelimit-*` (reset
 /// as a duration, `1s`, `12ms`) or Anthropic's `anthropic-ratelimit-*`
 /// (reset as an RFC 3339 instant).
+///
+/// On every answer of a key with a policy: the reset is written on the
+/// stack and copied once into its value, the numbers are written by `http`
+/// itself.
 pub fn headers(dialect: Dialect, standings: &[Standing], now_ms: u64, out: &mut HeaderMap) {
     let names = match dialect {
         Dialect::OpenAi => &HEADERS[0],
         Dialect::Anthropic => &HEADERS[1],
     };
+    out.reserve(3 * standings.len());
     for standing in standings {
         let [limit, remaining, reset] = match standing.unit {
             Unit::Requests => &names[0],
             Unit::Tokens => &names[1],
             Unit::MicroUsd => continue,
         };
-        let reset_value = match dialect {
-            Dialect::OpenAi => duration_string(standing.reset_ms),
-            Dialect::Anthropic => rfc3339(now_ms.saturating_add(standing.reset_ms)),
-        };
+        let mut value = ValueBuf::default();
+        match dialect {
+            Dialect::OpenAi => write_duration(&mut value, standing.reset_ms),
+            Dialect::Anthropic => {
+                write_rfc3339(&mut value, now_ms.saturating_add(standing.reset_ms))
+            }
+        }
         out.insert(limit.clone(), HeaderValue::from(standing.limit));
         out.insert(remaining.clone(), HeaderValue::from(standing.remaining));
-        out.insert(
-            reset.clone(),
-            HeaderValue::from_str(&reset_value).expect("ASCII duration or date"),
-        );
+        out.insert(reset.clone(), value.header_value());
+    }
+}
+
+/// A header value's text, on the stack (the longest written here, a
+/// duration of `u64::MAX` ms, is 24 bytes; a date, 20).
+#[derive(Default)]
+struct ValueBuf {
+    bytes: [u8; 32],
+    len: usize,
+}
+
+impl std::fmt::Write for ValueBuf {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        self.bytes
+            .get_mut(self.len..end)
+            .ok_or(std::fmt::Error)?
+            .copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+impl ValueBuf {
+    fn header_value(&self) -> HeaderValue {
+        HeaderValue::from_bytes(&self.bytes[..self.len]).expect("ASCII duration or date")
     }
 }
 
 /// A duration as OpenAI writes it in `x-ratelimit-reset-*`: `12ms`, `1s`,
 /// `6m0s`, `1h2m3.5s`.
 pub fn duration_string(ms: u64) -> String {
+    let mut out = String::new();
+    write_duration(&mut out, ms);
+    out
+}
+
+fn write_duration(out: &mut impl std::fmt::Write, ms: u64) {
+    // Writing to a `String` or to a `ValueBuf` (large enough) cannot fail.
+    let _ = try_write_duration(out, ms);
+}
+
+fn try_write_duration(out: &mut impl std::fmt::Write, ms: u64) -> std::fmt::Result {
     if ms < 1_000 {
-        return format!("{ms}ms");
+        return write!(out, "{ms}ms");
     }
     let hours = ms / 3_600_000;
     let minutes = ms / 60_000 % 60;
     let millis = ms % 60_000;
-    let seconds = if millis % 1_000 == 0 {
-        format!("{}s", millis / 1_000)
-    } else {
-        let s = format!("{}.{:03}", millis / 1_000, millis % 1_000);
-        format!("{}s", s.trim_end_matches('0'))
-    };
     match (hours, minutes) {
-        (0, 0) => seconds,
-        (0, m) => format!("{m}m{seconds}"),
-        (h, m) => format!("{h}h{m}m{seconds}"),
+        (0, 0) => {}
+        (0, m) => write!(out, "{m}m")?,
+        (h, m) => write!(out, "{h}h{m}m")?,
+    }
+    let (secs, frac) = (millis / 1_000, millis % 1_000);
+    match frac {
+        0 => write!(out, "{secs}s"),
+        f if f % 100 == 0 => write!(out, "{secs}.{}s", f / 100),
+        f if f % 10 == 0 => write!(out, "{secs}.{:02}s", f / 10),
+        f => write!(out, "{secs}.{f:03}s"),
     }
 }
 
-fn rfc3339(at_ms: u64) -> String {
+fn write_rfc3339(out: &mut impl std::fmt::Write, at_ms: u64) {
     let secs = i64::try_from(at_ms.div_ceil(1_000)).unwrap_or(i64::MAX);
-    time::OffsetDateTime::from_unix_timestamp(secs)
+    let text = time::OffsetDateTime::from_unix_timestamp(secs)
         .ok()
         .and_then(|t| {
             t.format(&time::format_description::well_known::Rfc3339)
                 .ok()
         })
-        .unwrap_or_else(|| "1970-01-01T00:00:00Z".into())
+        .unwrap_or_else(|| "1970-01-01T00:00:00Z".into());
+    let _ = out.write_str(&text);
 }
 
 /// The answer to a refused request: 429 (`rate_limit_exceeded`, or
@@ -424,7 +375,6 @@ fn rate(limit: &sluice_core::quota::Limit) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn durations_read_like_openais() {
@@ -434,31 +384,12 @@ mod tests {
         assert_eq!(duration_string(1_500), "1.5s");
         assert_eq!(duration_string(6 * 60_000), "6m0s");
         assert_eq!(duration_string(3_723_500), "1h2m3.5s");
-    }
-
-    #[test]
-    fn prompt_tokens_count_text_not_images_or_roles() {
-        let body = |v: Value| v.as_object().unwrap().clone();
-        let short = prompt_tokens(&body(json!({
-            "model": "m",
-            "messages": [{"role": "user", "content": "hello there"}],
-        })));
-        assert_eq!(short, PER_PROMPT + PER_MESSAGE + 2);
-        let image = prompt_tokens(&body(json!({
-            "model": "m",
-            "messages": [{"role": "user", "content": [
-                {"type": "text", "text": "hello there"},
-                {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{}", "A".repeat(100_000))}},
-            ]}],
-        })));
-        assert_eq!(image, short, "an image's bytes are not text");
-        let anthropic = prompt_tokens(&body(json!({
-            "model": "m", "max_tokens": 5, "system": "be brief",
-            "messages": [{"role": "user", "content": "hello there"}],
-        })));
-        assert_eq!(anthropic, short + 2);
-        let ids = prompt_tokens(&body(json!({"model": "e", "input": [[1, 2, 3], [4]]})));
-        assert_eq!(ids, PER_PROMPT + 4);
+        assert_eq!(duration_string(1_250), "1.25s");
+        assert_eq!(duration_string(61_005), "1m1.005s");
+        assert_eq!(duration_string(3_600_000), "1h0m0s");
+        let mut longest = ValueBuf::default();
+        write_duration(&mut longest, u64::MAX);
+        assert_eq!(longest.len, duration_string(u64::MAX).len());
     }
 
     #[test]

@@ -13,12 +13,14 @@
 //! stays charged in full: a client that goes away mid-answer pays the
 //! estimate, never nothing.
 
+use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_core::quota::{Limit, OnNoQuorum, QuotaPolicy, Refill, Scope, Unit};
 
 use crate::node::{Quotas, Reachability};
+use crate::plan::{Plan, Planned};
 use crate::pool::Pool;
 
 /// Rounds a refused request may wait for: the one under way when it was
@@ -91,11 +93,60 @@ pub enum Reason {
     NoQuorum { scope: Scope, retry_after_ms: u64 },
 }
 
+/// Where a request's limits stand: the lowest `remaining` of each unit
+/// (at most one per unit), in the order the units first appear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standings {
+    items: [Standing; 3],
+    len: usize,
+}
+
+impl Default for Standings {
+    fn default() -> Self {
+        let none = Standing {
+            unit: Unit::Requests,
+            limit: 0,
+            remaining: 0,
+            reset_ms: 0,
+        };
+        Self {
+            items: [none; 3],
+            len: 0,
+        }
+    }
+}
+
+impl Standings {
+    /// Adds `standing`, or keeps it in place of its unit's if lower.
+    fn add(&mut self, standing: Standing) {
+        let len = self.len;
+        if let Some(o) = self.items[..len]
+            .iter_mut()
+            .find(|o| o.unit == standing.unit)
+        {
+            if o.remaining > standing.remaining {
+                *o = standing;
+            }
+        } else if let Some(slot) = self.items.get_mut(len) {
+            *slot = standing;
+            self.len += 1;
+        }
+    }
+}
+
+impl Deref for Standings {
+    type Target = [Standing];
+
+    fn deref(&self) -> &[Standing] {
+        &self.items[..self.len]
+    }
+}
+
 /// A refusal, with the standings for the headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denial {
     pub reason: Box<Reason>,
-    pub standings: Vec<Standing>,
+    pub standings: Standings,
 }
 
 impl Denial {
@@ -114,42 +165,69 @@ impl Denial {
 #[derive(Debug)]
 pub struct Admission {
     pub reservation: Reservation,
-    pub standings: Vec<Standing>,
+    pub standings: Standings,
 }
+
+/// Most limits one request meets: a unit has one limit per scope, and a
+/// request has two scopes (its key, its key × route).
+const MAX_PARTS: usize = 6;
 
 /// What an admitted request took, to be settled when its answer ends.
-/// Dropped unsettled, it stays charged in full.
+/// Dropped unsettled, it stays charged in full. Holds its key's plan (one
+/// reference count), and what it took from each limit in place: nothing
+/// allocated per request.
 #[derive(Debug, Default)]
 pub struct Reservation {
-    parts: Vec<Part>,
+    plan: Option<Arc<Plan>>,
+    parts: [Part; MAX_PARTS],
+    len: usize,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default, Clone, Copy)]
 struct Part {
-    pool: Arc<Pool>,
-    unit: Unit,
+    /// The limit's index in the plan.
+    limit: usize,
     reserved: u64,
     /// Taken from the local share (no quorum, `local_share`).
     local: bool,
 }
 
 impl Reservation {
+    fn new(plan: &Arc<Plan>) -> Self {
+        Self {
+            plan: Some(Arc::clone(plan)),
+            ..Self::default()
+        }
+    }
+
+    fn push(&mut self, part: Part) {
+        debug_assert!(self.len < MAX_PARTS, "more limits than a request meets");
+        if let Some(slot) = self.parts.get_mut(self.len) {
+            *slot = part;
+            self.len += 1;
+        }
+    }
+
     /// Settles against the actual usage: refunds what was reserved and not
     /// used, or charges the excess as debt.
     pub fn settle(self, actual: Cost) {
-        for part in &self.parts {
-            let used = actual.of(part.unit);
+        let Some(plan) = &self.plan else {
+            return;
+        };
+        for part in &self.parts[..self.len] {
+            let planned = plan.limit(part.limit);
+            let used = actual.of(planned.limit.unit);
             if part.local {
-                part.pool.settle_local(part.reserved, used);
+                planned.pool.settle_local(part.reserved, used);
             } else {
-                part.pool.settle(part.reserved, used);
+                planned.pool.settle(part.reserved, used);
             }
         }
     }
 
     /// Whether anything was taken (a key without a policy takes nothing).
     pub fn is_empty(&self) -> bool {
-        self.parts.is_empty()
+        self.len == 0
     }
 
     fn undo(self) {
@@ -158,26 +236,26 @@ impl Reservation {
 }
 
 impl Quotas {
-    /// Takes `cost` from every limit of every scope, all or nothing,
+    /// Takes `cost` from every limit of `plan` on `route`, all or nothing,
     /// without waiting.
     pub fn check(
         &self,
-        scoped: &[Scoped<'_>],
+        plan: &Arc<Plan>,
+        route: &str,
         cost: Cost,
         now_ms: u64,
     ) -> Result<Admission, Denial> {
-        let limits = self.resolve(scoped);
-        let mut taken = Reservation::default();
-        for (i, (s, limit, pool)) in limits.iter().enumerate() {
+        let mut taken = Reservation::new(plan);
+        for (i, planned) in plan.on(route) {
+            let (limit, pool) = (&planned.limit, &planned.pool);
             let amount = cost.of(limit.unit);
             if amount == 0 {
                 continue;
             }
-            let refused = match self.take(pool, s.policy, limit, amount, now_ms) {
+            let refused = match self.take(pool, planned.on_no_quorum, limit, amount, now_ms) {
                 Ok(local) => {
-                    taken.parts.push(Part {
-                        pool: Arc::clone(pool),
-                        unit: limit.unit,
+                    taken.push(Part {
+                        limit: i,
                         reserved: amount,
                         local,
                     });
@@ -188,68 +266,59 @@ impl Quotas {
             taken.undo();
             // The limits after this one count the demand too, so that every
             // pool of a cold request asks at the same round.
-            for (_, later, pool) in &limits[i + 1..] {
-                pool.note_refused(cost.of(later.unit));
+            for (_, later) in plan.on(route).filter(|(j, _)| *j > i) {
+                later.pool.note_refused(cost.of(later.limit.unit));
             }
-            let reason = match refused {
-                Refused::TooLarge => Reason::TooLarge {
-                    scope: s.scope.clone(),
-                    limit: **limit,
-                    needed: amount,
-                },
-                Refused::NoQuorum => Reason::NoQuorum {
-                    scope: s.scope.clone(),
-                    retry_after_ms: self.config().tick_ms.saturating_mul(10),
-                },
-                Refused::Short { local_share } => {
-                    let (room, refill_limit) = match local_share {
-                        Some(share) => (0, share),
-                        None => (
-                            available(pool)
-                                .saturating_add(pool.ledger_level_estimate(limit, now_ms)),
-                            **limit,
-                        ),
-                    };
-                    let missing = amount.saturating_sub(room);
-                    // Worth waiting for a round only when the ledger had
-                    // units left after this node's last grant (or it had
-                    // none yet): what merely refills since is contended by
-                    // every node, and a 429 with its retry time is the
-                    // honest answer to that.
-                    let left = available(pool).saturating_add(pool.ledger_level_left(limit));
-                    Reason::Exhausted {
-                        scope: s.scope.clone(),
-                        limit: **limit,
-                        needed: amount,
-                        retry_after_ms: refill_limit
-                            .refill_ms(missing, now_ms)
-                            .saturating_add(self.config().tick_ms),
-                        wait_worth: local_share.is_none() && left >= amount,
-                    }
-                }
-            };
+            let reason = self.reason(planned, refused, amount, now_ms);
             return Err(Denial {
                 reason: Box::new(reason),
-                standings: standings_of(&limits, now_ms),
+                standings: self.standings(plan, route, now_ms),
             });
         }
         Ok(Admission {
             reservation: taken,
-            standings: standings_of(&limits, now_ms),
+            standings: self.standings(plan, route, now_ms),
         })
     }
 
-    /// Every limit of every scope with its pool, looked up once.
-    fn resolve<'s, 'a>(&self, scoped: &'s [Scoped<'a>]) -> Vec<Resolved<'s, 'a>> {
-        scoped
-            .iter()
-            .flat_map(|s| {
-                s.policy
-                    .limits
-                    .iter()
-                    .map(move |limit| (s, limit, self.pool(s.scope, limit.unit)))
-            })
-            .collect()
+    /// Why `planned` refused `amount`.
+    fn reason(&self, planned: &Planned, refused: Refused, amount: u64, now_ms: u64) -> Reason {
+        let (scope, limit, pool) = (&planned.scope, &planned.limit, &planned.pool);
+        match refused {
+            Refused::TooLarge => Reason::TooLarge {
+                scope: scope.clone(),
+                limit: *limit,
+                needed: amount,
+            },
+            Refused::NoQuorum => Reason::NoQuorum {
+                scope: scope.clone(),
+                retry_after_ms: self.config().tick_ms.saturating_mul(10),
+            },
+            Refused::Short { local_share } => {
+                let (room, refill_limit) = match local_share {
+                    Some(share) => (0, share),
+                    None => (
+                        available(pool).saturating_add(pool.ledger_level_estimate(limit, now_ms)),
+                        *limit,
+                    ),
+                };
+                let missing = amount.saturating_sub(room);
+                // Worth waiting for a round only when the ledger had units
+                // left after this node's last grant (or it had none yet):
+                // what merely refills since is contended by every node, and
+                // a 429 with its retry time is the honest answer to that.
+                let left = available(pool).saturating_add(pool.ledger_level_left(limit));
+                Reason::Exhausted {
+                    scope: scope.clone(),
+                    limit: *limit,
+                    needed: amount,
+                    retry_after_ms: refill_limit
+                        .refill_ms(missing, now_ms)
+                        .saturating_add(self.config().tick_ms),
+                    wait_worth: local_share.is_none() && left >= amount,
+                }
+            }
+        }
     }
 
     /// [`Quotas::check`], and when the refusal came only from this node's
@@ -258,23 +327,27 @@ impl Quotas {
     /// `max_wait_ms`. A rate limit that is simply spent is refused at once.
     pub async fn admit(
         &self,
-        scoped: &[Scoped<'_>],
+        plan: &Arc<Plan>,
+        route: &str,
         cost: Cost,
         now_ms: impl Fn() -> u64,
     ) -> Result<Admission, Denial> {
-        let deadline =
-            tokio::time::Instant::now() + Duration::from_millis(self.config().max_wait_ms);
         // Read before the first check: the round after the one under way
         // has surely seen this request's demand.
         let seen = self.rounds_done();
-        let mut decided = self.check(scoped, cost, now_ms());
+        let mut decided = self.check(plan, route, cost, now_ms());
+        if !matches!(&decided, Err(denial) if denial.wait_worth()) {
+            return decided;
+        }
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(self.config().max_wait_ms);
         for rounds in 1..=WAIT_ROUNDS {
             match &decided {
                 Err(denial) if denial.wait_worth() => {
                     if !self.round_after(seen + rounds - 1, deadline).await {
                         break;
                     }
-                    decided = self.check(scoped, cost, now_ms());
+                    decided = self.check(plan, route, cost, now_ms());
                 }
                 _ => break,
             }
@@ -287,7 +360,7 @@ impl Quotas {
     fn take(
         &self,
         pool: &Pool,
-        policy: &QuotaPolicy,
+        on_no_quorum: OnNoQuorum,
         limit: &Limit,
         amount: u64,
         now_ms: u64,
@@ -301,7 +374,7 @@ impl Quotas {
         if self.reachability() != Reachability::Unreachable {
             return Err(Refused::Short { local_share: None });
         }
-        match policy.on_no_quorum {
+        match on_no_quorum {
             OnNoQuorum::Deny => Err(Refused::NoQuorum),
             OnNoQuorum::LocalShare => {
                 let share = limit.share(self.voters());
@@ -316,38 +389,28 @@ impl Quotas {
         }
     }
 
-    /// Every limit's standing, the lowest `remaining` per unit across scopes.
-    pub fn standings(&self, scoped: &[Scoped<'_>], now_ms: u64) -> Vec<Standing> {
-        standings_of(&self.resolve(scoped), now_ms)
-    }
-}
-
-/// A limit of a scope, with this node's pool for it.
-type Resolved<'s, 'a> = (&'s Scoped<'a>, &'a Limit, Arc<Pool>);
-
-fn standings_of(limits: &[Resolved<'_, '_>], now_ms: u64) -> Vec<Standing> {
-    let mut out: Vec<Standing> = Vec::with_capacity(limits.len());
-    for (_, limit, pool) in limits {
-        let remaining = available(pool)
-            .saturating_add(pool.ledger_level_estimate(limit, now_ms))
-            .min(limit.capacity);
-        let reset_ms = match limit.refill {
-            Refill::Rate { .. } => limit.refill_ms(limit.capacity - remaining, now_ms),
-            Refill::Calendar(_) => limit.refill_ms(1, now_ms),
-        };
-        let standing = Standing {
-            unit: limit.unit,
-            limit: limit.capacity,
-            remaining,
-            reset_ms,
-        };
-        match out.iter_mut().find(|o| o.unit == limit.unit) {
-            Some(o) if o.remaining > remaining => *o = standing,
-            Some(_) => {}
-            None => out.push(standing),
+    /// Where every limit of `plan` on `route` stands: the lowest
+    /// `remaining` per unit across scopes.
+    pub fn standings(&self, plan: &Plan, route: &str, now_ms: u64) -> Standings {
+        let mut out = Standings::default();
+        for (_, planned) in plan.on(route) {
+            let (limit, pool) = (&planned.limit, &planned.pool);
+            let remaining = available(pool)
+                .saturating_add(pool.ledger_level_estimate(limit, now_ms))
+                .min(limit.capacity);
+            let reset_ms = match limit.refill {
+                Refill::Rate { .. } => limit.refill_ms(limit.capacity - remaining, now_ms),
+                Refill::Calendar(_) => limit.refill_ms(1, now_ms),
+            };
+            out.add(Standing {
+                unit: limit.unit,
+                limit: limit.capacity,
+                remaining,
+                reset_ms,
+            });
         }
+        out
     }
-    out
 }
 
 /// Why one pool refused.

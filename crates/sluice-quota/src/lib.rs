@@ -19,18 +19,25 @@
 //!   batched `GrantLeases` and one `ReturnLeases` per tick, through a
 //!   [`LedgerClient`], whatever the request rate.
 //!
+//! * [`Plan`]: every limit of one key (its own policy's and each key ×
+//!   route's) with this node's pool for each. The plans of every key are
+//!   made at once per version of the ledger's policy table
+//!   ([`Quotas::plan`]); a request finds its key's plan with one lookup and
+//!   allocates nothing.
 //! * [`Quotas::admit`] ([`admission`]): one request against every limit of
-//!   its key and key × route, in every unit it costs, giving a
+//!   its plan on its route, in every unit it costs, giving a
 //!   [`Reservation`] that the answer's usage settles, or a [`Denial`] that
 //!   says why and when to retry. Without the ledger (no quorum) a node
 //!   spends what it holds, then follows the policy's `on_no_quorum`.
 
 pub mod admission;
 mod node;
+mod plan;
 mod pool;
 #[cfg(test)]
 mod testing;
 
-pub use admission::{Admission, Cost, Denial, Reason, Reservation, Scoped, Standing};
+pub use admission::{Admission, Cost, Denial, Reason, Reservation, Scoped, Standing, Standings};
 pub use node::{LedgerClient, QuotaConfig, Quotas, Reachability, Reply, Round, Unreachable};
+pub use plan::{Plan, Planned};
 pub use pool::{admit, want, Admitted, Pool, Refused};

@@ -20,6 +20,8 @@ use tokio::sync::Notify;
 
 use sluice_core::quota::{Grant, Ledger, Return, Scope, Unit, Want};
 
+use crate::admission::Scoped;
+use crate::plan::{Plan, PlanTable};
 use crate::pool::{want, Pool};
 
 /// Why the ledger could not be reached (no leader, a minority partition).
@@ -90,6 +92,10 @@ pub struct Quotas {
     /// (a request clones nothing and shares no lock with other scopes);
     /// replaced whole, under `grow`, when scopes are added.
     pools: ArcSwap<HashMap<Scope, [Arc<Pool>; 3]>>,
+    /// Every key's plan, made from one version of the ledger's policy
+    /// table; remade (under `grow`) when a request brings a newer one.
+    plans: ArcSwap<PlanTable>,
+    /// Held to add pools or remake the plans.
     grow: Mutex<()>,
     config: QuotaConfig,
     reachability: AtomicU8,
@@ -122,6 +128,7 @@ impl Quotas {
     pub fn new(config: QuotaConfig) -> Self {
         Self {
             pools: ArcSwap::from_pointee(HashMap::new()),
+            plans: ArcSwap::from_pointee(PlanTable::default()),
             grow: Mutex::new(()),
             config,
             reachability: AtomicU8::new(0),
@@ -251,21 +258,46 @@ impl Quotas {
         Arc::clone(&pools.get(scope).expect("the scope was just added")[i])
     }
 
-    /// Whether `scope` has pools here yet.
-    pub fn knows(&self, scope: &Scope) -> bool {
-        self.pools.load().contains_key(scope)
+    /// `key_id`'s plan under `ledger`'s policies (`None`: the key has no
+    /// policy). The plans of every key are made at once, with a pool for
+    /// every scope, the first time a request brings a new version of the
+    /// policy table; until the next change a request only looks its key up.
+    pub fn plan(&self, ledger: &Ledger, key_id: &str) -> Option<Arc<Plan>> {
+        let policies = ledger.policy_table();
+        if policies.is_empty() {
+            return None;
+        }
+        {
+            let plans = self.plans.load();
+            if plans.made_from(policies) {
+                return plans.get(key_id).cloned();
+            }
+        }
+        let _writer = self.grow.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.plans.load().made_from(policies) {
+            self.add_scopes_locked(policies.keys());
+            let pools = self.pools.load();
+            let table = PlanTable::make(policies, |scope, unit| {
+                Arc::clone(&pools.get(scope).expect("pools were just made")[unit_index(unit)])
+            });
+            self.plans.store(Arc::new(table));
+        }
+        self.plans.load().get(key_id).cloned()
     }
 
-    /// Makes pools for every scope with a policy in `ledger`, in one copy of
-    /// the map: call it when a request meets a scope this node does not
-    /// know yet, so that a node starting with many keys copies its map once,
-    /// not once per key.
-    pub fn add_policy_scopes(&self, ledger: &Ledger) {
-        self.add_scopes(ledger.policies().map(|(scope, _)| scope));
+    /// A plan of `scoped`'s limits, every one applying on every route,
+    /// with this node's pools.
+    pub fn plan_of(&self, scoped: &[Scoped<'_>]) -> Arc<Plan> {
+        Arc::new(Plan::of(scoped, |scope, unit| self.pool(scope, unit)))
     }
 
     fn add_scopes<'a>(&self, scopes: impl IntoIterator<Item = &'a Scope>) {
         let _writer = self.grow.lock().unwrap_or_else(|e| e.into_inner());
+        self.add_scopes_locked(scopes);
+    }
+
+    /// [`Quotas::add_scopes`], with `grow` held.
+    fn add_scopes_locked<'a>(&self, scopes: impl IntoIterator<Item = &'a Scope>) {
         let current = self.pools.load_full();
         let missing: Vec<&Scope> = scopes
             .into_iter()

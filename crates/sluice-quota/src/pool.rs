@@ -17,9 +17,14 @@ pub struct Pool {
     admitted: AtomicU64,
     /// Units refused since the demand was last read (unmet demand).
     refused: AtomicU64,
-    /// Units admitted over the pool's life, net of settlements: reported
-    /// to the ledger for the live view.
-    admitted_total: AtomicU64,
+    /// Units granted and returned over the pool's life: what was admitted
+    /// from leases, net of settlements, is granted − returned − available
+    /// ([`Pool::admitted_total`]), so admission keeps no counter of its own
+    /// for it.
+    granted_total: AtomicU64,
+    returned_total: AtomicU64,
+    /// Units admitted from the local share, net of settlements.
+    local_admitted: AtomicU64,
     /// The bucket's level in the ledger after this node's latest grant, and
     /// when (ms since the epoch; 0: no grant yet). For the `remaining`
     /// headers and to tell whether waiting for a grant is worth it.
@@ -42,6 +47,7 @@ impl Pool {
 
     /// Adds a grant from the ledger, spendable until `expires_at_ms`.
     pub fn add_lease(&self, amount: u64, expires_at_ms: u64) {
+        self.granted_total.fetch_add(amount, Ordering::AcqRel);
         self.available.fetch_add(signed(amount), Ordering::AcqRel);
         self.expires_at_ms
             .fetch_max(expires_at_ms, Ordering::AcqRel);
@@ -95,27 +101,38 @@ impl Pool {
         let counter = if taken { &self.admitted } else { &self.refused };
         counter.fetch_add(amount, Ordering::Relaxed);
         if taken {
-            self.count_admitted(signed(amount));
+            self.count_local(signed(amount));
         }
         taken
     }
 
-    /// Units admitted over the pool's life, net of settlements.
+    /// Units admitted over the pool's life, net of settlements: from leases
+    /// (granted − returned − what is left, debt included) and from the
+    /// local share. Read without a lock: a read racing a grant or a return
+    /// may be off by that grant or return for an instant (the live view's
+    /// figure, never a decision's).
     pub fn admitted_total(&self) -> u64 {
-        self.admitted_total.load(Ordering::Relaxed)
+        let granted = self.granted_total.load(Ordering::Acquire);
+        let returned = self.returned_total.load(Ordering::Acquire);
+        let left = self.available();
+        let from_leases = i128::from(granted) - i128::from(returned) - i128::from(left);
+        let local = self.local_admitted.load(Ordering::Relaxed);
+        u64::try_from(from_leases.max(0))
+            .unwrap_or(u64::MAX)
+            .saturating_add(local)
     }
 
-    fn count_admitted(&self, delta: i64) {
+    fn count_local(&self, delta: i64) {
         // Two's-complement wrapping: every decrement undoes an earlier
         // increment, so the total itself never goes below zero.
-        self.admitted_total
+        self.local_admitted
             .fetch_add(delta as u64, Ordering::Relaxed);
     }
 
     /// Settles a reservation taken from the local share.
     pub fn settle_local(&self, reserved: u64, actual: u64) {
         let mut local = self.local.lock().unwrap_or_else(|e| e.into_inner());
-        self.count_admitted(signed(actual) - signed(reserved));
+        self.count_local(signed(actual) - signed(reserved));
         if let Some(bucket) = local.as_mut() {
             if actual <= reserved {
                 bucket.put_back(reserved - actual);
@@ -142,9 +159,6 @@ impl Pool {
             .is_ok();
         let counter = if taken { &self.admitted } else { &self.refused };
         counter.fetch_add(amount as u64, Ordering::Relaxed);
-        if taken {
-            self.count_admitted(amount);
-        }
         taken
     }
 
@@ -157,7 +171,6 @@ impl Pool {
     /// Gives back units taken but not used (a request refused further on).
     pub fn put_back(&self, amount: u64) {
         self.available.fetch_add(signed(amount), Ordering::AcqRel);
-        self.count_admitted(-signed(amount));
         // Demand statistics only: saturating, never wrapping.
         let _ = self
             .admitted
@@ -170,8 +183,9 @@ impl Pool {
     /// usage: refunds the difference, or charges it as debt.
     pub fn settle(&self, reserved: u64, actual: u64) {
         let delta = signed(reserved) - signed(actual);
-        self.available.fetch_add(delta, Ordering::AcqRel);
-        self.count_admitted(-delta);
+        if delta != 0 {
+            self.available.fetch_add(delta, Ordering::AcqRel);
+        }
     }
 
     /// Once the lease has expired at `now_ms`: empties the pool and returns
@@ -186,7 +200,9 @@ impl Pool {
                 Some(level.min(0))
             })
             .unwrap_or(0);
-        before.max(0) as u64
+        let amount = before.max(0) as u64;
+        self.returned_total.fetch_add(amount, Ordering::AcqRel);
+        amount
     }
 
     /// Takes what the pool holds above `keep` (demand dropped), for
@@ -199,7 +215,9 @@ impl Pool {
                 (level > keep).then_some(keep)
             })
             .unwrap_or(keep);
-        (before - keep).max(0) as u64
+        let amount = (before - keep).max(0) as u64;
+        self.returned_total.fetch_add(amount, Ordering::AcqRel);
+        amount
     }
 
     /// Spendable units now (negative: debt).

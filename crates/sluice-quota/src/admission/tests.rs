@@ -40,10 +40,13 @@ fn node(c: &Cluster, i: usize) -> (&Quotas, &crate::testing::InProcess, QuotaPol
     (quotas, ledger, policy)
 }
 
-/// The admission view of one scope with `policy`.
-fn one<'a>(scope: &'a Scope, policy: &'a QuotaPolicy) -> [Scoped<'a>; 1] {
-    [Scoped { scope, policy }]
+/// The plan of one scope with `policy`, on `quotas`' pools.
+fn one(quotas: &Quotas, scope: &Scope, policy: &QuotaPolicy) -> Arc<Plan> {
+    quotas.plan_of(&[Scoped { scope, policy }])
 }
+
+/// Plans made by `plan_of` apply on every route.
+const ROUTE: &str = "any";
 
 #[tokio::test]
 async fn a_cold_pool_waits_for_the_next_round_instead_of_refusing() {
@@ -56,11 +59,11 @@ async fn a_cold_pool_waits_for_the_next_round_instead_of_refusing() {
     );
     let (quotas, ledger, policy) = node(&c, 0);
     let s = scope();
-    let scoped = one(&s, &policy);
-    let denial = quotas.check(&scoped, requests(1), 0).unwrap_err();
+    let plan = one(quotas, &s, &policy);
+    let denial = quotas.check(&plan, ROUTE, requests(1), 0).unwrap_err();
     assert!(denial.wait_worth(), "{denial:?}");
     // `admit` waits; the next round grants; the retry is admitted.
-    let admitted = tokio::join!(quotas.admit(&scoped, requests(1), || 50), async {
+    let admitted = tokio::join!(quotas.admit(&plan, ROUTE, requests(1), || 50), async {
         tokio::task::yield_now().await;
         quotas.tick(ledger, 10).await
     })
@@ -81,11 +84,11 @@ async fn a_spent_limit_refuses_with_the_refill_time() {
     );
     let (quotas, ledger, policy) = node(&c, 0);
     let s = scope();
-    let scoped = one(&s, &policy);
-    let _ = quotas.check(&scoped, requests(6), 0);
+    let plan = one(quotas, &s, &policy);
+    let _ = quotas.check(&plan, ROUTE, requests(6), 0);
     quotas.tick(ledger, 0).await;
-    assert!(quotas.check(&scoped, requests(6), 1).is_ok());
-    let denial = quotas.check(&scoped, requests(1), 2).unwrap_err();
+    assert!(quotas.check(&plan, ROUTE, requests(6), 1).is_ok());
+    let denial = quotas.check(&plan, ROUTE, requests(1), 2).unwrap_err();
     let Reason::Exhausted {
         retry_after_ms,
         wait_worth,
@@ -116,20 +119,20 @@ async fn token_reservations_are_settled_by_usage() {
     );
     let (quotas, ledger, policy) = node(&c, 0);
     let s = scope();
-    let scoped = one(&s, &policy);
-    let _ = quotas.check(&scoped, tokens(1_000), 0);
+    let plan = one(quotas, &s, &policy);
+    let _ = quotas.check(&plan, ROUTE, tokens(1_000), 0);
     quotas.tick(ledger, 0).await;
     let pool = quotas.pool(&s, Unit::Tokens);
     let held = pool.available();
-    let a = quotas.check(&scoped, tokens(300), 1).unwrap();
+    let a = quotas.check(&plan, ROUTE, tokens(300), 1).unwrap();
     assert_eq!(pool.available(), held - 300);
     a.reservation.settle(tokens(120));
     assert_eq!(pool.available(), held - 120, "refunds the 180 unused");
     // Dropped unsettled (a client that went away): charged in full.
-    drop(quotas.check(&scoped, tokens(50), 2).unwrap());
+    drop(quotas.check(&plan, ROUTE, tokens(50), 2).unwrap());
     assert_eq!(pool.available(), held - 170);
     // More than the whole capacity: never admitted, and said so.
-    let denial = quotas.check(&scoped, tokens(1_001), 3).unwrap_err();
+    let denial = quotas.check(&plan, ROUTE, tokens(1_001), 3).unwrap_err();
     assert!(matches!(
         *denial.reason,
         Reason::TooLarge { needed: 1_001, .. }
@@ -137,7 +140,7 @@ async fn token_reservations_are_settled_by_usage() {
     // A refusal takes nothing from the other limits.
     let requests_pool = quotas.pool(&s, Unit::Requests);
     let before = requests_pool.available();
-    assert!(quotas.check(&scoped, tokens(1_001), 3).is_err());
+    assert!(quotas.check(&plan, ROUTE, tokens(1_001), 3).is_err());
     assert_eq!(requests_pool.available(), before);
 }
 
@@ -154,18 +157,18 @@ async fn a_spent_budget_waits_for_the_next_period() {
     c.clock.store(t0, Ordering::SeqCst);
     let (quotas, ledger, policy) = node(&c, 0);
     let s = scope();
-    let scoped = one(&s, &policy);
+    let plan = one(quotas, &s, &policy);
     let cost = Cost {
         requests: 1,
         tokens: 0,
         micro_usd: 2_000,
     };
-    let _ = quotas.check(&scoped, cost, t0);
+    let _ = quotas.check(&plan, ROUTE, cost, t0);
     quotas.tick(ledger, t0).await;
-    assert!(quotas.check(&scoped, cost, t0).is_ok());
-    assert!(quotas.check(&scoped, cost, t0).is_ok());
+    assert!(quotas.check(&plan, ROUTE, cost, t0).is_ok());
+    assert!(quotas.check(&plan, ROUTE, cost, t0).is_ok());
     quotas.tick(ledger, t0 + 100).await;
-    let denial = quotas.check(&scoped, cost, t0 + 200).unwrap_err();
+    let denial = quotas.check(&plan, ROUTE, cost, t0 + 200).unwrap_err();
     let Reason::Exhausted {
         retry_after_ms,
         limit,
@@ -188,27 +191,27 @@ async fn without_the_ledger_deny_refuses_and_local_share_admits_a_share() {
         let (quotas, ledger, policy) = node(&c, 0);
         quotas.set_voters(3);
         let s = scope();
-        let scoped = one(&s, &policy);
-        let _ = quotas.check(&scoped, requests(10), 0);
+        let plan = one(quotas, &s, &policy);
+        let _ = quotas.check(&plan, ROUTE, requests(10), 0);
         quotas.tick(ledger, 0).await;
         ledger.cut_off.store(true, Ordering::SeqCst);
         // Demand again, so the round needs the ledger and finds it gone.
-        while quotas.check(&scoped, requests(1), 1).is_ok() {}
+        while quotas.check(&plan, ROUTE, requests(1), 1).is_ok() {}
         quotas.tick(ledger, 100).await;
         assert_eq!(quotas.reachability(), Reachability::Unreachable);
         match on_no_quorum {
             OnNoQuorum::Deny => {
-                let denial = quotas.check(&scoped, requests(1), 200).unwrap_err();
+                let denial = quotas.check(&plan, ROUTE, requests(1), 200).unwrap_err();
                 assert!(matches!(*denial.reason, Reason::NoQuorum { .. }));
             }
             OnNoQuorum::LocalShare => {
                 // A third of the capacity at once, then a third of the rate.
                 let mut admitted = 0;
-                while quotas.check(&scoped, requests(1), 200).is_ok() {
+                while quotas.check(&plan, ROUTE, requests(1), 200).is_ok() {
                     admitted += 1;
                 }
                 assert_eq!(admitted, 200);
-                let denial = quotas.check(&scoped, requests(1), 200).unwrap_err();
+                let denial = quotas.check(&plan, ROUTE, requests(1), 200).unwrap_err();
                 let Reason::Exhausted { retry_after_ms, .. } = *denial.reason else {
                     panic!("{denial:?}")
                 };
@@ -217,7 +220,7 @@ async fn without_the_ledger_deny_refuses_and_local_share_admits_a_share() {
                     300 + 100,
                     "one in 300 ms at a third of 10/s"
                 );
-                assert!(quotas.check(&scoped, requests(1), 500).is_ok());
+                assert!(quotas.check(&plan, ROUTE, requests(1), 500).is_ok());
             }
         }
     }
@@ -242,7 +245,7 @@ async fn standings_report_the_tightest_scope() {
         OnNoQuorum::Deny,
     );
     let quotas = Quotas::default();
-    let scoped = [
+    let plan = quotas.plan_of(&[
         Scoped {
             scope: &key,
             policy: &loose,
@@ -251,8 +254,8 @@ async fn standings_report_the_tightest_scope() {
             scope: &key_route,
             policy: &tight,
         },
-    ];
-    let standings = quotas.standings(&scoped, 0);
+    ]);
+    let standings = quotas.standings(&plan, ROUTE, 0);
     assert_eq!(standings.len(), 2);
     assert_eq!(
         standings[0],
@@ -278,7 +281,7 @@ proptest! {
         let quotas = Quotas::default();
         let s = scope();
         let p = policy(vec![Limit::per_minute(Unit::Tokens, 10_000)], OnNoQuorum::Deny);
-        let scoped = [Scoped { scope: &s, policy: &p }];
+        let plan = one(&quotas, &s, &p);
         let pool_of = quotas.pool(&s, Unit::Tokens);
         drop(pool);
         let mut granted = 0u64;
@@ -291,7 +294,7 @@ proptest! {
                     granted += n;
                 }
                 1 => {
-                    if let Ok(a) = quotas.check(&scoped, tokens(n), 0) {
+                    if let Ok(a) = quotas.check(&plan, ROUTE, tokens(n), 0) {
                         open.push((a.reservation, n));
                     }
                 }

@@ -111,10 +111,11 @@ async fn a_pool_in_use_keeps_its_lease_alive() {
     }
 }
 
-/// A node meeting its first scope makes pools for every scope with a
-/// policy at once (one copy of the map, not one per key).
+/// The first request under a new policy table makes every key's plan,
+/// with pools for every scope, at once (one copy of the pool map, not one
+/// per key); the plans serve until the table changes.
 #[test]
-fn the_first_unknown_scope_brings_every_policy_scope_in() {
+fn plans_are_made_for_every_key_at_once_and_kept_until_a_policy_changes() {
     let mut ledger = Ledger::default();
     let policy = sluice_core::quota::QuotaPolicy {
         limits: vec![sluice_core::quota::Limit::per_minute(Unit::Requests, 10)],
@@ -125,17 +126,28 @@ fn the_first_unknown_scope_brings_every_policy_scope_in() {
             key_id: format!("k{i}"),
         })
         .collect();
+    let quotas = Quotas::default();
+    assert!(quotas.plan(&ledger, "k7").is_none(), "no policy at all");
     for scope in &scopes {
         ledger.set_policy(scope, Some(&policy), 0).unwrap();
     }
-    let quotas = Quotas::default();
-    assert!(!quotas.knows(&scopes[7]));
-    quotas.add_policy_scopes(&ledger);
-    assert!(scopes.iter().all(|s| quotas.knows(s)));
-    let pool = quotas.pool(&scopes[7], Unit::Requests);
-    assert!(Arc::ptr_eq(&pool, &quotas.pool(&scopes[7], Unit::Requests)));
-    // A scope without a policy still gets pools on demand.
-    assert!(!quotas.knows(&scope()));
-    quotas.pool(&scope(), Unit::Tokens);
-    assert!(quotas.knows(&scope()));
+    let plan = quotas.plan(&ledger, "k7").expect("k7 has a policy");
+    assert!(quotas.plan(&ledger, "nobody").is_none());
+    let pools = quotas.pools.load();
+    assert!(scopes.iter().all(|s| pools.contains_key(s)));
+    let (_, planned) = plan.on("any route").next().unwrap();
+    assert!(Arc::ptr_eq(
+        &planned.pool,
+        &quotas.pool(&scopes[7], Unit::Requests)
+    ));
+    assert!(Arc::ptr_eq(&plan, &quotas.plan(&ledger, "k7").unwrap()));
+    // A policy change makes new plans, on the same pools.
+    ledger.set_policy(&scopes[1], None, 0).unwrap();
+    let after = quotas.plan(&ledger, "k7").unwrap();
+    assert!(!Arc::ptr_eq(&plan, &after));
+    assert!(Arc::ptr_eq(
+        &after.on("r").next().unwrap().1.pool,
+        &planned.pool
+    ));
+    assert!(quotas.plan(&ledger, "k1").is_none());
 }
