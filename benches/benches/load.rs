@@ -31,7 +31,7 @@
 //! each used is printed beside the figures.
 
 use serde_json::{json, Value};
-use sluice_benches::cluster::{self, KeyQuota, Nodes, Observed, QUOTA_TICK_MS};
+use sluice_benches::cluster::{self, KeyQuota, Nodes, Observed, Started, QUOTA_TICK_MS};
 use sluice_benches::env_count;
 use sluice_benches::load::{
     probe, run_closed_loop, run_fixed_rate, ClosedLoop, Endpoint, FixedRate, Report, Workload,
@@ -58,6 +58,10 @@ struct Settings {
     warmup: Duration,
     concurrency: usize,
     connections: usize,
+    /// Quota on/off pairs on each quota-free cluster (0: none).
+    pairs: usize,
+    /// Measured seconds of each run of a pair (after a 1 s warm-up).
+    pair_secs: u64,
 }
 
 impl Settings {
@@ -81,6 +85,8 @@ impl Settings {
             warmup: Duration::from_secs(2),
             concurrency: env_count("SLUICE_BENCH_CONCURRENCY", 64),
             connections: env_count("SLUICE_BENCH_CONNECTIONS", 128),
+            pairs: env_count("SLUICE_BENCH_QUOTA_PAIRS", 4),
+            pair_secs: env_count("SLUICE_BENCH_PAIR_SECS", 5) as u64,
         }
     }
 }
@@ -124,6 +130,25 @@ struct TargetResult {
     /// Sluice targets: how many nodes, and whether the key has a quota.
     cluster: Option<(usize, KeyQuota)>,
     measured: Measured,
+    /// Quota-free clusters: max throughput with the quota off and on, in
+    /// pairs on this same cluster.
+    on_off: Vec<OnOff>,
+}
+
+/// One pair of closed-loop runs on one cluster: the key without a quota,
+/// and with [`KeyQuota::NeverRefusing`]; `on_first` when the quota run
+/// came first (pairs alternate, ABBA, so a drift of the machine during the
+/// pairs does not favour either side).
+struct OnOff {
+    off: Run,
+    on: Run,
+    on_first: bool,
+}
+
+impl OnOff {
+    fn ratio(&self) -> f64 {
+        self.on.report.rate / self.off.report.rate
+    }
 }
 
 /// The Sluice targets: name, nodes, the quota on the key. Each quota target
@@ -174,6 +199,7 @@ fn main() {
             what: format!("sluice mock-llm on {mock_addr}"),
             cluster: None,
             measured,
+            on_off: Vec::new(),
         });
     }
 
@@ -214,6 +240,7 @@ fn main() {
         what,
         cluster: None,
         measured,
+        on_off: Vec::new(),
     });
 
     for (name, nodes, quota) in SLUICE_TARGETS {
@@ -221,8 +248,9 @@ fn main() {
             continue;
         }
         eprintln!("== {name}: {nodes}-node cluster, key quota {quota:?}");
-        let (cluster, endpoints) = cluster::start(nodes, mock_addr, quota);
-        let observe = Nodes::of(&cluster);
+        let started = cluster::start(nodes, mock_addr, quota);
+        let cluster = &started.cluster;
+        let observe = Nodes::of(cluster);
         let pids = watched(
             cluster
                 .ids()
@@ -230,12 +258,18 @@ fn main() {
                 .filter_map(|id| cluster.pid(*id))
                 .collect(),
         );
-        let load = workload(endpoints);
+        let load = workload(started.endpoints.clone());
         // A key or route just written may not have reached every node yet.
         wait_serving(&runtime, &load, Duration::from_secs(10));
         let measured = measure(&runtime, &settings, &load, &pids, Some(&observe), |s| {
             format!("sluice proxy not serving chat yet (status {s})")
         });
+        let on_off = match (&measured, quota) {
+            (Measured::Numbers { .. }, KeyQuota::None) => {
+                on_off_pairs(&runtime, &settings, &load, &started, &pids, &observe)
+            }
+            _ => Vec::new(),
+        };
         let key = match quota {
             KeyQuota::None => "no quota on the key".to_string(),
             KeyQuota::NeverRefusing => format!(
@@ -251,8 +285,9 @@ fn main() {
             ),
             cluster: Some((observe.count(), quota)),
             measured,
+            on_off,
         });
-        drop(cluster);
+        drop(started);
     }
     mock.terminate(Duration::from_secs(10));
 
@@ -321,6 +356,95 @@ fn measure(
         one_line(&max)
     );
     Measured::Numbers { fixed, max }
+}
+
+/// Quota on against off on one running cluster: `settings.pairs` pairs of
+/// closed-loop runs (1 s warm-up, `settings.pair_secs` measured), the
+/// policy put on and taken off the same key between runs (ABBA order).
+/// Separate clusters differ by more than the quota costs (placement of
+/// their processes, the state of the machine minutes apart); here only the
+/// policy differs. Leaves the key without a quota.
+fn on_off_pairs(
+    runtime: &tokio::runtime::Runtime,
+    settings: &Settings,
+    load: &Workload,
+    started: &Started,
+    watched: &Watched,
+    nodes: &Nodes,
+) -> Vec<OnOff> {
+    let plan = ClosedLoop {
+        concurrency: settings.concurrency,
+        warmup: Duration::from_secs(1),
+        duration: Duration::from_secs(settings.pair_secs),
+    };
+    let run = |quota: KeyQuota| -> Run {
+        started.set_quota(quota);
+        let (run, observed) = nodes.around(plan.warmup, plan.duration, || {
+            with_cpu(watched, || {
+                runtime.block_on(run_closed_loop(load, plan)).report()
+            })
+        });
+        let run = Run {
+            observed: Some(observed),
+            ..run
+        };
+        let side = match quota {
+            KeyQuota::None => "off",
+            KeyQuota::NeverRefusing => "on ",
+        };
+        eprintln!(
+            "  quota {side}, {} clients: {}",
+            plan.concurrency,
+            one_line(&run)
+        );
+        run
+    };
+    let mut pairs = Vec::new();
+    for i in 0..settings.pairs {
+        let on_first = i % 2 == 1;
+        let pair = if on_first {
+            let on = run(KeyQuota::NeverRefusing);
+            let off = run(KeyQuota::None);
+            OnOff { off, on, on_first }
+        } else {
+            let off = run(KeyQuota::None);
+            let on = run(KeyQuota::NeverRefusing);
+            OnOff { off, on, on_first }
+        };
+        eprintln!("  pair {}: on / off = {:.3}", i + 1, pair.ratio());
+        pairs.push(pair);
+    }
+    started.set_quota(KeyQuota::None);
+    pairs
+}
+
+/// The median of the pairs' ratios, and the ratio of their summed rates.
+fn on_off_summary(pairs: &[OnOff]) -> Option<(f64, f64)> {
+    if pairs.is_empty() {
+        return None;
+    }
+    let mut ratios: Vec<f64> = pairs.iter().map(OnOff::ratio).collect();
+    ratios.sort_by(f64::total_cmp);
+    let mid = ratios.len() / 2;
+    let median = if ratios.len() % 2 == 0 {
+        (ratios[mid - 1] + ratios[mid]) / 2.0
+    } else {
+        ratios[mid]
+    };
+    let on: f64 = pairs.iter().map(|p| p.on.report.rate).sum();
+    let off: f64 = pairs.iter().map(|p| p.off.report.rate).sum();
+    Some((median, on / off))
+}
+
+/// The proxies' CPU time per answered request, in µs (the run's CPU share
+/// over its wall time, divided by its rate).
+fn proxy_us_per_request(run: &Run) -> String {
+    match run.cpu.proxy {
+        Some(pct) if run.report.rate > 0.0 => {
+            format!("{:.1}", pct / 100.0 / run.report.rate * 1e6)
+        }
+        _ => "–".into(),
+    }
 }
 
 fn one_line(run: &Run) -> String {
@@ -872,7 +996,8 @@ fn print_quota_tables(settings: &Settings, results: &[TargetResult]) {
         for (off, on) in &pairs {
             if let (Some(a), Some(b)) = (max_of(off), max_of(on)) {
                 println!(
-                    "{} / {} = {:.2} (max throughput, target >= 0.95)",
+                    "{} / {} = {:.2} (max throughput of two clusters started apart: see the \
+                     same-cluster pairs below for the quota's cost)",
                     on.name,
                     off.name,
                     b.rate / a.rate
@@ -880,6 +1005,8 @@ fn print_quota_tables(settings: &Settings, results: &[TargetResult]) {
             }
         }
     }
+
+    print_on_off_pairs(settings, results);
 
     let sluice: Vec<&TargetResult> = results.iter().filter(|r| r.cluster.is_some()).collect();
     if sluice.is_empty() {
@@ -947,6 +1074,56 @@ fn print_quota_tables(settings: &Settings, results: &[TargetResult]) {
     }
 }
 
+/// The same-cluster quota on/off pairs of every quota-free cluster.
+fn print_on_off_pairs(settings: &Settings, results: &[TargetResult]) {
+    let with_pairs: Vec<&TargetResult> = results.iter().filter(|r| !r.on_off.is_empty()).collect();
+    if with_pairs.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "quota on vs off on the same cluster: the key's policy (rpm and tpm {}) put on and taken \
+         off between closed-loop runs of {} clients, 1 s warm-up + {} s each, ABBA order",
+        cluster::NEVER_REFUSING,
+        settings.concurrency,
+        settings.pair_secs
+    );
+    println!(
+        "| cluster | pair | order | off req/s | on req/s | on / off | proxy CPU µs/request off / on | cpu other off / on | errors off / on |"
+    );
+    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|");
+    for r in &with_pairs {
+        for (i, pair) in r.on_off.iter().enumerate() {
+            println!(
+                "| {} | {} | {} | {:.0} | {:.0} | {:.3} | {} / {} | {:.0}% / {:.0}% | {} / {} |",
+                r.name,
+                i + 1,
+                if pair.on_first { "on, off" } else { "off, on" },
+                pair.off.report.rate,
+                pair.on.report.rate,
+                pair.ratio(),
+                proxy_us_per_request(&pair.off),
+                proxy_us_per_request(&pair.on),
+                pair.off.cpu.other,
+                pair.on.cpu.other,
+                pair.off.report.errors,
+                pair.on.report.errors,
+            );
+        }
+    }
+    println!();
+    for r in &with_pairs {
+        if let Some((median, total)) = on_off_summary(&r.on_off) {
+            println!(
+                "{}: quota on / off = {median:.3} (median of {} pairs), {total:.3} (summed rates) \
+                 (max throughput, target >= 0.95)",
+                r.name,
+                r.on_off.len()
+            );
+        }
+    }
+}
+
 fn run_json(run: &Run) -> Value {
     let r = &run.report;
     json!({
@@ -998,6 +1175,14 @@ fn write_json(settings: &Settings, results: &[TargetResult]) {
                     v
                 }).collect::<Vec<_>>(),
                 "max_throughput": run_json(max),
+                "quota_on_off_pairs": r.on_off.iter().map(|pair| json!({
+                    "on_first": pair.on_first,
+                    "off": run_json(&pair.off),
+                    "on": run_json(&pair.on),
+                    "ratio": pair.ratio(),
+                })).collect::<Vec<_>>(),
+                "quota_on_off_median": on_off_summary(&r.on_off).map(|(median, _)| median),
+                "quota_on_off_summed": on_off_summary(&r.on_off).map(|(_, total)| total),
             }),
         })
         .collect();
@@ -1009,6 +1194,8 @@ fn write_json(settings: &Settings, results: &[TargetResult]) {
             "warmup_secs": settings.warmup.as_secs(),
             "connections_per_endpoint": settings.connections,
             "concurrency": settings.concurrency,
+            "quota_pairs": settings.pairs,
+            "pair_secs": settings.pair_secs,
         },
         "machine": {
             "nproc": nproc(),

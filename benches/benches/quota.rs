@@ -1,11 +1,17 @@
 //! Micro-benchmarks of global quotas: a node's admission against its lease
-//! pools (the per-request cost on the proxy's hot path) and the ledger's
-//! grant of one node's batched lease request (the per-tick cost in
-//! `State::apply`).
+//! pools (the per-request cost on the proxy's hot path), the proxy's whole
+//! quota work for one request, and the ledger's grant of one node's batched
+//! lease request (the per-tick cost in `State::apply`).
+
+use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use http::HeaderMap;
 use sluice_core::quota::{Ledger, Limit, OnNoQuorum, QuotaPolicy, Scope, Unit, Want};
-use sluice_quota::{admit, Pool};
+use sluice_core::Pricing;
+use sluice_providers::{ClientRequest, Dialect, Endpoint, TokenUsage};
+use sluice_proxy::quota::{self as proxy_quota, Charge, Outcome};
+use sluice_quota::{admit, Pool, QuotaConfig, Quotas};
 
 fn bench(c: &mut Criterion) {
     let pool = Pool::new();
@@ -27,23 +33,9 @@ fn bench(c: &mut Criterion) {
         })
     });
 
-    let keys = 1_000;
-    let mut ledger = Ledger::default();
-    let policy = QuotaPolicy {
-        limits: vec![
-            Limit::per_minute(Unit::Requests, 600),
-            Limit::per_minute(Unit::Tokens, 100_000),
-        ],
-        on_no_quorum: OnNoQuorum::Deny,
-    };
-    let scopes: Vec<Scope> = (0..keys)
-        .map(|i| Scope::Key {
-            key_id: format!("key_{i:016x}"),
-        })
-        .collect();
-    for scope in &scopes {
-        ledger.set_policy(scope, Some(&policy), 0).unwrap();
-    }
+    per_request(c);
+
+    let (ledger, scopes) = ledger_of_keys(600, 100_000);
     let wants: Vec<Want> = scopes
         .iter()
         .take(100)
@@ -67,6 +59,92 @@ fn bench(c: &mut Criterion) {
             BatchSize::LargeInput,
         )
     });
+}
+
+/// A ledger of 1 000 keys, each with `rpm` and `tpm`; and their scopes.
+fn ledger_of_keys(rpm: u64, tpm: u64) -> (Ledger, Vec<Scope>) {
+    let mut ledger = Ledger::default();
+    let policy = QuotaPolicy {
+        limits: vec![
+            Limit::per_minute(Unit::Requests, rpm),
+            Limit::per_minute(Unit::Tokens, tpm),
+        ],
+        on_no_quorum: OnNoQuorum::Deny,
+    };
+    let scopes: Vec<Scope> = (0..1_000)
+        .map(|i| Scope::Key {
+            key_id: format!("key_{i:016x}"),
+        })
+        .collect();
+    for scope in &scopes {
+        ledger.set_policy(scope, Some(&policy), 0).unwrap();
+    }
+    (ledger, scopes)
+}
+
+/// What the proxy does for one request of a key with `rpm` and `tpm`
+/// (the load bench's quota), in a node holding 1 000 keys with policies:
+/// find the key's plan, estimate the request's tokens (tiktoken on the
+/// prompt), admit it against both limits, write the six rate-limit headers,
+/// and settle the reservation at the answer's usage.
+fn per_request(c: &mut Criterion) {
+    let (ledger, _) = ledger_of_keys(1_000_000_000, 1_000_000_000);
+    let key_id = "key_00000000000001f4";
+    let quotas = Arc::new(Quotas::new(QuotaConfig::default()));
+    let plan = quotas.plan(&ledger, key_id).expect("the key has a policy");
+    for (_, planned) in plan.on("mock-gpt") {
+        quotas
+            .pool(&planned.scope, planned.limit.unit)
+            .add_lease(u64::MAX / 4, u64::MAX);
+    }
+    let body = br#"{"model":"mock-gpt","messages":[{"role":"user","content":"hello"}]}"#;
+    let request = ClientRequest::parse(Endpoint::ChatCompletions, body, &HeaderMap::new())
+        .expect("a valid request");
+    let pricing = Pricing {
+        prompt_micro_usd_per_mtok: 150_000,
+        completion_micro_usd_per_mtok: 600_000,
+    };
+    let usage = TokenUsage {
+        prompt_tokens: 9,
+        completion_tokens: 12,
+    };
+    proxy_quota::warm_up();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    let one_request = |request: &ClientRequest| {
+        let plan = quotas.plan(&ledger, key_id).expect("planned");
+        let cost = proxy_quota::estimate(request, plan.counts_tokens("mock-gpt"), &pricing, 1024);
+        let admission = runtime
+            .block_on(quotas.admit(&plan, "mock-gpt", cost, || 1))
+            .expect("admitted");
+        let mut headers = HeaderMap::with_capacity(8);
+        proxy_quota::headers(Dialect::OpenAi, &admission.standings, 1, &mut headers);
+        Charge::new(admission.reservation, pricing, cost).finish(Outcome::Answered(Some(usage)));
+        headers
+    };
+    c.bench_function(
+        "proxy: one request's quota work (rpm + tpm), prompt seen before",
+        |b| b.iter(|| one_request(&request)),
+    );
+    let mut n = 0u64;
+    c.bench_function(
+        "proxy: one request's quota work (rpm + tpm), prompt never seen",
+        |b| {
+            b.iter_batched(
+                || {
+                    n += 1;
+                    let body = format!(
+                        r#"{{"model":"mock-gpt","messages":[{{"role":"user","content":"hello {n}"}}]}}"#
+                    );
+                    ClientRequest::parse(Endpoint::ChatCompletions, body.as_bytes(), &HeaderMap::new())
+                        .expect("a valid request")
+                },
+                |request| one_request(&request),
+                BatchSize::SmallInput,
+            )
+        },
+    );
 }
 
 criterion_group!(benches, bench);

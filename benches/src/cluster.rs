@@ -42,9 +42,19 @@ pub fn lease_entries_bound(nodes: usize) -> f64 {
     2.0 * nodes as f64 * 1000.0 / QUOTA_TICK_MS as f64
 }
 
+/// A started bench cluster.
+pub struct Started {
+    pub cluster: Cluster,
+    /// Every node's proxy listener, with the key.
+    pub endpoints: Vec<Endpoint>,
+    /// The bench key's id (for `PATCH /admin/v1/keys/{id}`).
+    pub key_id: String,
+    key: String,
+}
+
 /// A cluster of `nodes` with a provider on the mock, route `mock-gpt` and a
-/// virtual key with `quota`; the proxy endpoints of its nodes, with the key.
-pub fn start(nodes: u64, mock: SocketAddr, quota: KeyQuota) -> (Cluster, Vec<Endpoint>) {
+/// virtual key with `quota`.
+pub fn start(nodes: u64, mock: SocketAddr, quota: KeyQuota) -> Started {
     let cluster = Cluster::builder()
         .nodes(nodes)
         .budget(Duration::from_secs(900))
@@ -81,10 +91,13 @@ pub fn start(nodes: u64, mock: SocketAddr, quota: KeyQuota) -> (Cluster, Vec<End
         key["tpm"] = json!(NEVER_REFUSING);
     }
     let created = write("/admin/v1/keys", key);
-    let key = created["key"]
-        .as_str()
-        .unwrap_or_else(|| cluster.fail(format!("key creation answered {created}")))
-        .to_string();
+    let field = |name: &str| {
+        created[name]
+            .as_str()
+            .unwrap_or_else(|| cluster.fail(format!("key creation answered {created}")))
+            .to_string()
+    };
+    let (key, key_id) = (field("key"), field("id"));
     let endpoints = cluster
         .plans()
         .iter()
@@ -93,7 +106,52 @@ pub fn start(nodes: u64, mock: SocketAddr, quota: KeyQuota) -> (Cluster, Vec<End
             authorization: Some(format!("Bearer {key}")),
         })
         .collect();
-    (cluster, endpoints)
+    Started {
+        cluster,
+        endpoints,
+        key_id,
+        key,
+    }
+}
+
+impl Started {
+    /// Puts [`KeyQuota::NeverRefusing`] on the bench key, or removes the
+    /// key's quota, and waits until every node's proxy answers accordingly
+    /// (with or without `x-ratelimit-limit-requests`): the same cluster, the
+    /// same processes and connections, only the policy differs.
+    pub fn set_quota(&self, quota: KeyQuota) {
+        let limit = match quota {
+            KeyQuota::None => Value::Null,
+            KeyQuota::NeverRefusing => json!(NEVER_REFUSING),
+        };
+        let path = format!("/admin/v1/keys/{}", self.key_id);
+        let body = json!({"rpm": limit, "tpm": limit});
+        let admin = self.cluster.admin(self.cluster.leader());
+        self.cluster.wait_for(
+            Duration::from_secs(20),
+            format!("PATCH {path}"),
+            || match admin.patch(&path, &body) {
+                (200, _) => Some(()),
+                (0 | 500..=599, _) => None,
+                other => self.cluster.fail(format!("PATCH {path}: {other:?}")),
+            },
+        );
+        let want_headers = quota == KeyQuota::NeverRefusing;
+        for id in self.cluster.ids() {
+            let proxy = ProxyClient::new(self.cluster.proxy_url(id), Some(&self.key));
+            let request =
+                json!({"model": "mock-gpt", "messages": [{"role": "user", "content": "hello"}]});
+            self.cluster.wait_for(
+                Duration::from_secs(20),
+                format!("node {id} to apply the quota change"),
+                || {
+                    let reply = proxy.post("/v1/chat/completions", &request);
+                    let has = reply.header("x-ratelimit-limit-requests").is_some();
+                    (reply.status == 200 && has == want_headers).then_some(())
+                },
+            );
+        }
+    }
 }
 
 /// The nodes of a started cluster, as the bench reads them.

@@ -71,6 +71,10 @@ impl Admin {
         )
     }
 
+    pub fn patch(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.send(self.request(Method::PATCH, path).json(body))
+    }
+
     pub fn delete(&self, path: &str) -> (u16, Value) {
         self.send(self.request(Method::DELETE, path))
     }
