@@ -213,3 +213,18 @@ pub(crate) async fn create_provider(f: &Fixture, name: &str) {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 }
+
+/// Route `name` on a new provider `provider` (model `m`).
+pub(crate) async fn create_route(f: &Fixture, name: &str, provider: &str) {
+    create_provider(f, provider).await;
+    let (status, body) = f
+        .call(
+            Method::POST,
+            "/admin/v1/routes",
+            Some(
+                json!({"name": name, "deployments": [{"provider": provider, "model": "m", "weight": 1}]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}

@@ -1,6 +1,6 @@
 //! Usage reports and key spend over roll-ups recorded through the log.
 
-use super::{assert_error, create_provider, Fixture, TOKEN};
+use super::{assert_error, create_route, Fixture, TOKEN};
 use axum::http::{header, Method, StatusCode};
 use serde_json::json;
 use sluice_core::quota::{period_start, Period};
@@ -42,17 +42,7 @@ async fn record(f: &Fixture, node: u64, seq: u64, rollups: Vec<Rollup>) -> bool 
 #[tokio::test]
 async fn usage_is_reported_by_group_and_range_and_spend_against_the_budget() {
     let f = Fixture::start().await;
-    create_provider(&f, "p").await;
-    let (status, body) = f
-        .call(
-            Method::POST,
-            "/admin/v1/routes",
-            Some(
-                json!({"name": "r", "deployments": [{"provider": "p", "model": "m", "weight": 1}]}),
-            ),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    create_route(&f, "r", "p").await;
     let (status, key) = f
         .call(
             Method::POST,
