@@ -87,6 +87,8 @@ pub(crate) fn unexpected(applied: &Applied) -> ApiError {
             Applied::Deleted => "deleted",
             Applied::Quota(_) => "quota",
             Applied::Leases(_) => "leases",
+            Applied::UsageRecorded { .. } => "usage recorded",
+            Applied::UsageCompacted { .. } => "usage compacted",
         }
     ))
 }

@@ -1,7 +1,7 @@
 //! Sluice's admin REST API: the operator's way into the replicated state.
 //!
 //! The crate owns the `/admin/v1/` HTTP surface (providers, routes, virtual
-//! keys, admin tokens, cluster membership), admin authentication, the JSON
+//! keys, admin tokens, usage and spend, cluster membership), admin authentication, the JSON
 //! shapes operators see (which are deliberately not the stored shapes: hashes
 //! never leave the cluster, provider credentials are write-only and sealed
 //! under the data key before they are proposed), the admin error format, the
@@ -22,6 +22,8 @@
 //!   plain-text rejections.
 //! * [`providers`], [`routes`], [`pricing`], [`keys`], [`tokens`]: the
 //!   configuration resources and their API shapes.
+//! * [`usage`], [`spend`]: usage reports over a time range (JSON or CSV)
+//!   and a key's spend against its budget, from the replicated roll-ups.
 //! * [`cluster`]: membership and leadership operations.
 //! * [`health`]: liveness and readiness.
 //! * [`openapi`]: the OpenAPI document and the router assembly.
@@ -38,7 +40,9 @@ pub mod pricing;
 pub mod providers;
 pub mod quotas;
 pub mod routes;
+pub mod spend;
 pub mod tokens;
+pub mod usage;
 
 pub use context::AdminContext;
 pub use error::{ApiError, ErrorBody, ErrorKind};

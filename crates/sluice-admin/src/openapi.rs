@@ -5,7 +5,7 @@
 use crate::context::AdminContext;
 use crate::error::{method_not_allowed_fallback, not_found_fallback, ErrorBody};
 use crate::extract::BODY_LIMIT_BYTES;
-use crate::{auth, cluster, health, keys, providers, quotas, routes, tokens};
+use crate::{auth, cluster, health, keys, providers, quotas, routes, spend, tokens, usage};
 use axum::extract::DefaultBodyLimit;
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -33,6 +33,7 @@ pub const SECURITY_SCHEME: &str = "admin_token";
         (name = "routes", description = "Public model names and their deployments"),
         (name = "keys", description = "Virtual API keys"),
         (name = "tokens", description = "Admin tokens"),
+        (name = "usage", description = "Usage and spend over time"),
         (name = "cluster", description = "Membership and leadership"),
         (name = "health", description = "Liveness and readiness"),
         (name = "meta", description = "This document"),
@@ -92,6 +93,8 @@ fn protected() -> OpenApiRouter<AdminContext> {
         .routes(routes!(keys::list_keys, keys::create_key))
         .routes(routes!(keys::get_key, keys::delete_key, keys::patch_key))
         .routes(routes!(quotas::get_quota))
+        .routes(routes!(spend::get_spend))
+        .routes(routes!(usage::get_usage))
         .routes(routes!(quotas::set_route_quota))
         .routes(routes!(keys::revoke_key))
         .routes(routes!(keys::enable_key))

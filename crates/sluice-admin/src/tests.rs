@@ -22,6 +22,7 @@ use tower::ServiceExt;
 mod errors;
 mod meta;
 mod resources;
+mod usage;
 
 pub(crate) const TOKEN: &str = "sluice-admin-bootstrap-for-tests";
 
@@ -133,13 +134,14 @@ impl Fixture {
         (status, json)
     }
 
-    async fn send(
+    /// Sends a request; the body as bytes.
+    async fn send_raw(
         &self,
         method: Method,
         path: &str,
         token: Option<&str>,
         body: Option<String>,
-    ) -> (StatusCode, HeaderMap, Value) {
+    ) -> (StatusCode, HeaderMap, Vec<u8>) {
         let mut request = Request::builder().method(method).uri(path);
         if let Some(token) = token {
             request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
@@ -162,6 +164,17 @@ impl Fixture {
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
             .await
             .expect("body");
+        (status, headers, bytes.to_vec())
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<String>,
+    ) -> (StatusCode, HeaderMap, Value) {
+        let (status, headers, bytes) = self.send_raw(method, path, token, body).await;
         let json = if bytes.is_empty() {
             Value::Null
         } else {
@@ -196,6 +209,21 @@ pub(crate) async fn create_provider(f: &Fixture, name: &str) {
             Method::POST,
             "/admin/v1/providers",
             Some(json!({"name": name, "kind": "openai", "base_url": "http://127.0.0.1:9/v1", "api_key": "sk-upstream-secret"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+/// Route `name` on a new provider `provider` (model `m`).
+pub(crate) async fn create_route(f: &Fixture, name: &str, provider: &str) {
+    create_provider(f, provider).await;
+    let (status, body) = f
+        .call(
+            Method::POST,
+            "/admin/v1/routes",
+            Some(
+                json!({"name": name, "deployments": [{"provider": provider, "model": "m", "weight": 1}]}),
+            ),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");

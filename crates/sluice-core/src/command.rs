@@ -2,6 +2,7 @@
 //! leader's clock, and [`Applied`] is what applying it produced.
 
 use crate::quota::{Grant, QuotaPolicy, Return, Scope, Want};
+use crate::usage::UsageBatch;
 use crate::{AdminToken, Provider, Route, VirtualKey};
 use serde::{Deserialize, Serialize};
 
@@ -59,6 +60,14 @@ pub enum Command {
         node: u64,
         returns: Vec<Return>,
     },
+    /// One node's usage roll-ups since its previous flush (counted once,
+    /// however often it is proposed).
+    RecordUsage(UsageBatch),
+    /// Drops the usage roll-ups of minutes that start before `before_ms`
+    /// (the leader proposes it with its clock minus the retention).
+    CompactUsage {
+        before_ms: u64,
+    },
 }
 
 impl Command {
@@ -80,6 +89,8 @@ impl Command {
             Command::SetQuota { .. } => "set_quota",
             Command::GrantLeases { .. } => "grant_leases",
             Command::ReturnLeases { .. } => "return_leases",
+            Command::RecordUsage(_) => "record_usage",
+            Command::CompactUsage { .. } => "compact_usage",
         }
     }
 }
@@ -106,4 +117,13 @@ pub enum Applied {
     /// The grants of a `GrantLeases`, in the order of its wants (empty for
     /// a `ReturnLeases`).
     Leases(Vec<Grant>),
+    /// A `RecordUsage`: `counted` is false when the batch had been applied
+    /// before (a retry) and changed nothing.
+    UsageRecorded {
+        counted: bool,
+    },
+    /// A `CompactUsage`: how many roll-ups were dropped.
+    UsageCompacted {
+        removed: u64,
+    },
 }

@@ -19,6 +19,8 @@
 //! * [`command`]: [`Command`] and [`Proposal`], what goes into the Raft log.
 //! * [`quota`]: the global quota [`quota::Ledger`]: token buckets per scope
 //!   and unit, and the leases nodes take from them (DESIGN §5).
+//! * [`usage`]: usage roll-ups per minute, key, route and provider, added
+//!   up from each node's batches, and the queries over them.
 //! * [`state`]: [`State`] and its `apply`.
 //! * [`error`]: [`ApplyError`], why a command was refused.
 
@@ -33,6 +35,7 @@ pub mod quota;
 pub mod route;
 pub mod secret;
 pub mod state;
+pub mod usage;
 
 pub use admin_token::AdminToken;
 pub use command::{Applied, Command, Proposal};

@@ -1,6 +1,7 @@
 //! The replicated state and its deterministic `apply`.
 
 use crate::quota::{Ledger, Scope};
+use crate::usage::Rollups;
 use crate::{
     codec::{self, CodecError},
     AdminToken, Applied, ApplyError, Command, Proposal, Provider, Route, VirtualKey,
@@ -21,6 +22,8 @@ pub struct State {
     last_at_ms: u64,
     /// Quota policies, bucket levels and the leases nodes hold.
     ledger: Ledger,
+    /// Usage roll-ups per minute, key, route and provider.
+    usage: Rollups,
     /// Derived: key id by secret hash, for the proxy's auth look-up.
     /// Rebuilt on decode, never stored.
     #[serde(skip)]
@@ -218,6 +221,12 @@ impl State {
                 self.ledger.give_back(*node, returns, now)?;
                 Applied::Leases(Vec::new())
             }
+            Command::RecordUsage(batch) => Applied::UsageRecorded {
+                counted: self.usage.record(batch)?,
+            },
+            Command::CompactUsage { before_ms } => Applied::UsageCompacted {
+                removed: self.usage.compact(*before_ms),
+            },
         };
         self.last_at_ms = self.last_at_ms.max(now);
         Ok(applied)
@@ -287,6 +296,11 @@ impl State {
     /// Quota policies, buckets and leases.
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
+    }
+
+    /// Usage roll-ups.
+    pub fn usage(&self) -> &Rollups {
+        &self.usage
     }
 
     /// The latest command time applied so far.

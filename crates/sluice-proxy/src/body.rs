@@ -21,6 +21,7 @@ use sluice_providers::{
 
 use crate::metrics::{InFlight, StreamEnd};
 use crate::quota::{Charge, Outcome};
+use crate::usage::CallUsage;
 
 /// Every response body the proxy sends.
 pub enum ProxyBody {
@@ -84,6 +85,8 @@ pub struct RelayBody {
     in_flight: Option<InFlight>,
     /// The request's quota reservation, settled by the stream's usage.
     charge: Option<Charge>,
+    /// The call's usage entry, recorded with the stream's usage.
+    call: Option<CallUsage>,
 }
 
 /// What [`RelayBody::start`] found in the first upstream bytes.
@@ -150,6 +153,7 @@ impl RelayBody {
             waiting_since: None,
             in_flight: None,
             charge: None,
+            call: None,
         }))
     }
 
@@ -164,6 +168,14 @@ impl RelayBody {
     /// dropped (a client that leaves keeps the estimate charged).
     pub fn with_charge(mut self: Box<Self>, charge: Option<Charge>) -> Box<Self> {
         self.charge = charge;
+        self
+    }
+
+    /// Records the call's usage into `call` when the body ends or is
+    /// dropped (a failed stream counts as an error; a client that left
+    /// does not, and its usage is what was read before it left).
+    pub fn with_usage(mut self: Box<Self>, call: Option<CallUsage>) -> Box<Self> {
+        self.call = call;
         self
     }
 
@@ -246,6 +258,9 @@ impl RelayBody {
     fn record(&mut self) {
         if let Some(charge) = self.charge.take() {
             charge.finish(Outcome::Answered(self.relay.usage()));
+        }
+        if let Some(call) = self.call.take() {
+            call.finish(self.failure.is_some(), self.relay.usage());
         }
         if let Some(in_flight) = self.in_flight.take() {
             let end = match (self.ended, self.failure) {

@@ -24,6 +24,7 @@ use crate::error::{set_retry_after, ApiError};
 use crate::metrics::{InFlight, Metrics, QuotaOutcome};
 use crate::quota::{Charge, Outcome};
 use crate::targets::{timeouts, Targets};
+use crate::usage::{CallUsage, UsageMeter, UsageShard};
 use crate::{models, quota, routing, ProxyConfig, StateSource};
 use sluice_quota::{Quotas, Reason, Standings};
 
@@ -46,6 +47,8 @@ pub(crate) struct Shared {
     pub(crate) breakers: Breakers,
     /// Global quotas: `None` enforces none (a proxy outside a cluster).
     pub(crate) quotas: Option<Arc<Quotas>>,
+    /// Where finished model calls are added up: `None` meters nothing.
+    pub(crate) usage: Option<Arc<UsageMeter>>,
 }
 
 /// One worker thread's proxy: the shared parts, and an upstream client
@@ -54,6 +57,8 @@ pub(crate) struct Shared {
 pub(crate) struct Inner {
     shared: Arc<Shared>,
     clients: Clients,
+    /// This worker's shard of the usage meter (`None`: no metering).
+    usage_shard: Option<Arc<UsageShard>>,
 }
 
 /// One worker's upstream clients: the default one (webpki roots) and one
@@ -181,10 +186,12 @@ impl Inner {
             metrics,
             breakers,
             quotas: None,
+            usage: None,
         };
         Ok(Self {
             shared: Arc::new(shared),
             clients,
+            usage_shard: None,
         })
     }
 
@@ -199,11 +206,26 @@ impl Inner {
         }
     }
 
-    /// Another worker: the same shared parts, a connection pool of its own.
+    /// Meters usage into `meter`; only before the proxy is shared with
+    /// workers.
+    pub(crate) fn set_usage(&mut self, meter: Arc<UsageMeter>) -> bool {
+        match Arc::get_mut(&mut self.shared) {
+            Some(shared) => {
+                self.usage_shard = Some(meter.claim_shard());
+                shared.usage = Some(meter);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Another worker: the same shared parts, a connection pool and a
+    /// usage shard of its own.
     pub(crate) fn worker(&self) -> Result<Self, ClientBuildError> {
         Ok(Self {
             shared: Arc::clone(&self.shared),
             clients: Clients::new(&self.shared.config, &self.shared.client_options)?,
+            usage_shard: self.shared.usage.as_ref().map(|m| m.claim_shard()),
         })
     }
 
@@ -280,6 +302,10 @@ impl Inner {
     ) -> Response<ProxyBody> {
         let dialect = endpoint.dialect();
         let mut in_flight = self.metrics.start(endpoint.as_str());
+        let mut call = self
+            .usage_shard
+            .as_ref()
+            .map(|shard| CallUsage::start(Arc::clone(shard), Instant::now()));
         let http1 = request.version() < http::Version::HTTP_2;
         let mut body_read = false;
         let mut quota = QuotaCtx::default();
@@ -290,6 +316,7 @@ impl Inner {
                 &mut in_flight,
                 &mut body_read,
                 &mut quota,
+                &mut call,
             )
             .await
         {
@@ -306,6 +333,9 @@ impl Inner {
                         Outcome::Failed
                     });
                 }
+                if let Some(call) = call {
+                    call.finish(!status.is_success(), usage);
+                }
                 in_flight.first_byte(status.as_u16());
                 in_flight.finish(status.as_u16(), usage);
                 let mut response = Response::new(ProxyBody::full(body));
@@ -317,7 +347,8 @@ impl Inner {
                 in_flight.first_byte(200);
                 let body = body
                     .with_in_flight(in_flight)
-                    .with_charge(quota.charge.take());
+                    .with_charge(quota.charge.take())
+                    .with_usage(call);
                 let mut response = Response::new(ProxyBody::Relay(body));
                 let headers = response.headers_mut();
                 headers.insert(
@@ -333,6 +364,9 @@ impl Inner {
             Err(error) => {
                 if let Some(charge) = quota.charge.take() {
                     charge.finish(Outcome::Failed);
+                }
+                if let Some(call) = call {
+                    call.finish(true, None);
                 }
                 let status = error.status.as_u16();
                 in_flight.first_byte(status);
@@ -368,6 +402,7 @@ impl Inner {
         in_flight: &mut InFlight,
         body_read: &mut bool,
         quota: &mut QuotaCtx,
+        call: &mut Option<CallUsage>,
     ) -> Result<Answer, ApiError> {
         let state = self.state.state();
         let key = crate::auth::authenticate(&state, request.headers(), now_ms())?;
@@ -383,11 +418,14 @@ impl Inner {
             return Err(ApiError::model_not_allowed(&request.model));
         }
         in_flight.set_route(&route.name);
+        if let Some(call) = call {
+            call.identify(&key.id, &route.name, route.pricing);
+        }
         if let Some(quotas) = &self.quotas {
             self.admit(quotas, &state, &key.id, route, &request, quota)
                 .await?;
         }
-        self.forward(&state, &request, route, in_flight).await
+        self.forward(&state, &request, route, in_flight, call).await
     }
 
     /// Takes the request's estimated cost from every quota of its key and
@@ -481,6 +519,7 @@ impl Inner {
         request: &ClientRequest,
         route: &Route,
         in_flight: &mut InFlight,
+        call: &mut Option<CallUsage>,
     ) -> Result<Answer, ApiError> {
         let dialect = request.endpoint.dialect();
         let attempts_per_route = self.config.retries.saturating_add(1);
@@ -561,6 +600,9 @@ impl Inner {
                 retries += 1;
                 tried += 1;
                 previous = Some(this);
+                if let Some(call) = call {
+                    call.set_provider(&provider.name);
+                }
                 let exchange = prepared.exchange;
                 let sent_at = Instant::now();
                 let sent = self

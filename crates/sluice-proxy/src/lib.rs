@@ -16,7 +16,9 @@
 //! 4. [`body`]: the answer relayed in the client's API, streams event by
 //!    event; a stream that fails after its first byte ends with an in-stream
 //!    error event, never a clean-looking end;
-//! 5. [`metrics`]: counts, latency and the gateway's own overhead.
+//! 5. [`metrics`]: counts, latency and the gateway's own overhead;
+//!    [`usage`]: the call added into the node's usage meter (per minute,
+//!    key, route and provider), which the binary replicates in batches.
 //!
 //! The proxy reads state through [`StateSource`] and never writes it: the
 //! data plane keeps working on a node cut off from the Raft leader.
@@ -32,6 +34,7 @@ pub mod quota;
 pub mod routing;
 pub mod server;
 mod targets;
+pub mod usage;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -164,6 +167,17 @@ impl Proxy {
         );
         // Loading the tokenizer takes a moment: not on a request's time.
         std::thread::spawn(quota::warm_up);
+        self
+    }
+
+    /// Adds every finished model call into `meter`. Call before
+    /// [`Proxy::worker`]: each worker takes a shard of its own.
+    ///
+    /// # Panics
+    /// If workers were already made from this proxy.
+    pub fn with_usage(mut self, meter: Arc<usage::UsageMeter>) -> Self {
+        let set = Arc::get_mut(&mut self.inner).is_some_and(|inner| inner.set_usage(meter));
+        assert!(set, "Proxy::with_usage must be called before Proxy::worker");
         self
     }
 

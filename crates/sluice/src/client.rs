@@ -12,7 +12,7 @@
 //! environment variable named by `--api-key-env`.
 //!
 //! # Layout
-//! * `cluster`, `providers`, `routes`, `keys`, `tokens`: one file per
+//! * `cluster`, `providers`, `routes`, `keys`, `tokens`, `usage`: one file per
 //!   resource: its subcommands, their calls and their human output.
 //! * `http`: the HTTP client and [`ApiFailure`].
 //! * `output`: tables, field lists and times for people.
@@ -26,6 +26,7 @@ mod parse;
 mod providers;
 mod routes;
 mod tokens;
+mod usage;
 
 pub use cluster::ClusterCommand;
 pub use http::ApiFailure;
@@ -33,6 +34,7 @@ pub use keys::KeysCommand;
 pub use providers::{KindArg, ProvidersCommand};
 pub use routes::RoutesCommand;
 pub use tokens::TokensCommand;
+pub use usage::{ByArg, UsageArgs};
 
 use anyhow::Context;
 use http::AdminClient;
@@ -86,6 +88,8 @@ pub enum ClientCommand {
         #[command(subcommand)]
         command: TokensCommand,
     },
+    /// Usage and cost over a time range, by key, route or provider.
+    Usage(UsageArgs),
 }
 /// Runs one client subcommand against the admin API.
 pub async fn run(cmd: ClientCommand, global: ClientGlobal) -> anyhow::Result<()> {
@@ -107,6 +111,7 @@ pub async fn run(cmd: ClientCommand, global: ClientGlobal) -> anyhow::Result<()>
         ClientCommand::Routes { command } => routes::run(&client, out, command).await,
         ClientCommand::Keys { command } => keys::run(&client, out, command).await,
         ClientCommand::Tokens { command } => tokens::run(&client, out, command).await,
+        ClientCommand::Usage(args) => usage::run(&client, out, args).await,
     }
 }
 
@@ -186,6 +191,20 @@ mod tests {
                 }
             }
         ));
+        let cli = Cli::try_parse_from([
+            "sluice", "usage", "--by", "route", "--since", "1h", "--key", "key_1", "--csv",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            ClientCommand::Usage(UsageArgs {
+                by: ByArg::Route,
+                csv: true,
+                ..
+            })
+        ));
+        assert!(Cli::try_parse_from(["sluice", "usage", "--csv", "--json"]).is_err());
+        assert!(Cli::try_parse_from(["sluice", "usage", "--by", "model"]).is_err());
         assert!(Cli::try_parse_from(["sluice", "routes", "create", "--name", "x"]).is_err());
         assert!(Cli::try_parse_from([
             "sluice",

@@ -18,10 +18,13 @@ mod raw;
 #[cfg(test)]
 mod tests;
 mod tls;
+mod usage;
+
+pub use usage::UsageSettings;
 
 pub use raw::{
     LogFormat, RawAdmin, RawAdvertise, RawCluster, RawConfig, RawLimits, RawListen, RawLog,
-    RawMember, RawRaft, RawSecrets, RawTls, DEFAULT_LOG_LEVEL, DEFAULT_MAX_BODY_BYTES,
+    RawMember, RawRaft, RawSecrets, RawTls, RawUsage, DEFAULT_LOG_LEVEL, DEFAULT_MAX_BODY_BYTES,
 };
 
 use check::{is_cluster_id, Problems};
@@ -72,6 +75,8 @@ pub struct Config {
     pub drain: std::time::Duration,
     /// `[quotas]`: the lease rounds.
     pub quotas: sluice_quota::QuotaConfig,
+    /// `[usage]`: flushes of usage roll-ups and their retention.
+    pub usage: UsageSettings,
 }
 
 /// `[listen]`: the sockets this node binds.
@@ -260,6 +265,7 @@ pub fn validate(raw: RawConfig, config_dir: &Path) -> Result<Config, Vec<ConfigE
     let (mut proxy_config, proxy_tls, drain) =
         proxy_settings(&mut p, &raw.proxy, &raw.limits, config_dir);
     let quotas = quota_settings(&mut p, &raw.quotas, &mut proxy_config);
+    let usage = usage::settings(&mut p, &raw.usage);
 
     match (
         data_dir,
@@ -303,6 +309,7 @@ pub fn validate(raw: RawConfig, config_dir: &Path) -> Result<Config, Vec<ConfigE
             proxy_tls,
             drain,
             quotas,
+            usage,
         }),
         _ => {
             if p.0.is_empty() {

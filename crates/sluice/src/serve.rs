@@ -4,7 +4,14 @@
 //! fails before anything touches the data dir), then the Raft node starts
 //! (data dir checks, QUIC, bootstrap or join), then both HTTP servers serve.
 //! Shutdown runs the other way: stop accepting, let in-flight requests finish
-//! (bounded), then stop Raft and flush the store.
+//! (bounded), return quota leases, flush the usage of those last requests,
+//! then stop Raft and flush the store.
+//!
+//! # Layout
+//! * `usage`: the periodic flush of the proxy's usage meter through the
+//!   Raft log, and the leader's compaction of old roll-ups.
+
+mod usage;
 
 use crate::config::Config;
 use anyhow::Context;
@@ -17,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use usage::UsageFlusher;
 
 /// Runs a node from a validated config until SIGINT/SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
@@ -67,6 +75,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         timeout: Duration::from_millis(config.quotas.lease_ttl_ms / 2),
     };
     let rounds = tokio::spawn(lease_rounds(Arc::clone(&quotas), ledger.clone()));
+    // One shard per worker thread, and one for the proxy they are made from.
+    let meter = Arc::new(sluice_proxy::usage::UsageMeter::new(
+        config.proxy.threads + 1,
+    ));
+    let flushes_stop = CancellationToken::new();
+    let flushes = tokio::spawn(
+        UsageFlusher::new(
+            Arc::clone(&meter),
+            node.clone(),
+            config.usage.retention_ms(),
+        )
+        .run(config.usage.flush_interval, flushes_stop.clone()),
+    );
     let proxy = sluice_proxy::Proxy::new(
         config.proxy.clone(),
         NodeState(node.clone()),
@@ -75,7 +96,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         metrics,
     )
     .context("cannot build the upstream HTTP client")?
-    .with_quotas(Arc::clone(&quotas));
+    .with_quotas(Arc::clone(&quotas))
+    .with_usage(meter);
     let tls = match &config.proxy_tls {
         Some(files) => Some(
             files
@@ -120,6 +142,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // ledger instead of waiting out its refill.
     let returned = quotas.release(&ledger).await;
     tracing::info!(units = returned, "quota leases returned");
+    // The requests that just drained are in the meter: one last flush.
+    flushes_stop.cancel();
+    match flushes.await {
+        Ok(mut flusher) => {
+            let flushed = tokio::time::timeout(SHUTDOWN_FLUSH, flusher.flush()).await;
+            if flushed != Ok(true) || flusher.has_pending() {
+                tracing::warn!(
+                    "usage of the last requests could not be replicated before stopping"
+                );
+            } else {
+                tracing::info!("usage flushed");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "the usage flusher failed"),
+    }
     tracing::info!("stopping the raft node");
     node.shutdown().await;
     results.0.context("admin listener failed")?;
@@ -127,6 +164,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!("stopped");
     Ok(())
 }
+
+/// How long the last usage flush may take at shutdown.
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(10);
 
 async fn stop_on_signal(stop: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};

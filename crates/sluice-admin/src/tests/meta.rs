@@ -67,6 +67,8 @@ fn openapi_document_lists_every_endpoint() {
         "/admin/v1/keys/{id}/enable",
         "/admin/v1/keys/{id}/disable",
         "/admin/v1/keys/{id}/quota",
+        "/admin/v1/keys/{id}/spend",
+        "/admin/v1/usage",
         "/admin/v1/keys/{id}/routes/{route}/quota",
         "/admin/v1/tokens",
         "/admin/v1/tokens/{id}",

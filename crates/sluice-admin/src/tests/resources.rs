@@ -1,6 +1,6 @@
 //! Providers, routes, keys and tokens end to end.
 
-use super::{assert_error, create_provider, Fixture};
+use super::{assert_error, create_provider, create_route, Fixture};
 use axum::http::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -230,17 +230,7 @@ async fn replicated_admin_tokens_work_until_deleted() {
 #[tokio::test]
 async fn key_quotas_are_set_on_creation_changed_by_patch_and_shown_live() {
     let f = Fixture::start().await;
-    create_provider(&f, "p").await;
-    let (status, body) = f
-        .call(
-            Method::POST,
-            "/admin/v1/routes",
-            Some(
-                json!({"name": "r", "deployments": [{"provider": "p", "model": "m", "weight": 1}]}),
-            ),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    create_route(&f, "r", "p").await;
 
     // A bad quota creates nothing.
     let (status, body) = f

@@ -270,6 +270,32 @@ fn arb_command() -> impl Strategy<Value = Command> {
                 }
             }
         ),
+        (1u64..4, 0u64..2, 1u64..4, arb_key_id(), 0u64..6, 0u64..100).prop_map(
+            |(node, boot, seq, key_id, minute, n)| {
+                use crate::usage::*;
+                Command::RecordUsage(UsageBatch {
+                    node,
+                    boot,
+                    seq,
+                    rollups: vec![Rollup {
+                        key: RollupKey {
+                            minute_ms: minute * MINUTE_MS,
+                            key_id,
+                            route: "r".into(),
+                            provider: "p".into(),
+                        },
+                        totals: Totals {
+                            requests: 1,
+                            prompt_tokens: n,
+                            ..Totals::default()
+                        },
+                    }],
+                })
+            }
+        ),
+        (0u64..6).prop_map(|minute| Command::CompactUsage {
+            before_ms: minute * crate::usage::MINUTE_MS
+        }),
     ]
 }
 

@@ -86,6 +86,44 @@ impl AdminClient {
         body: Option<&impl Serialize>,
     ) -> anyhow::Result<Value> {
         let url = self.url(segments)?;
+        let bytes = self.send(method.clone(), url.clone(), body).await?;
+        if bytes.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("{method} {url}: the response is not JSON"))
+    }
+
+    /// GETs `segments` with `query` (percent-encoded for you); the body as
+    /// text (e.g. CSV).
+    pub async fn get_text(
+        &self,
+        segments: &[&str],
+        query: &[(&str, &str)],
+    ) -> anyhow::Result<String> {
+        let mut url = self.url(segments)?;
+        url.query_pairs_mut().extend_pairs(query);
+        let bytes = self.send(Method::GET, url.clone(), None::<&()>).await?;
+        String::from_utf8(bytes).with_context(|| format!("GET {url}: the response is not UTF-8"))
+    }
+
+    /// GETs `segments` with `query`; the JSON body.
+    pub async fn get_query(
+        &self,
+        segments: &[&str],
+        query: &[(&str, &str)],
+    ) -> anyhow::Result<Value> {
+        let text = self.get_text(segments, query).await?;
+        serde_json::from_str(&text).context("the admin API answered with something not JSON")
+    }
+
+    /// Sends one request; the body of a success, or the API's error.
+    async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&impl Serialize>,
+    ) -> anyhow::Result<Vec<u8>> {
         let mut request = self
             .http
             .request(method.clone(), url.clone())
@@ -103,11 +141,7 @@ impl AdminClient {
             .await
             .with_context(|| format!("{method} {url}: reading the response"))?;
         if status.is_success() {
-            if bytes.is_empty() {
-                return Ok(Value::Null);
-            }
-            return serde_json::from_slice(&bytes)
-                .with_context(|| format!("{method} {url}: the response is not JSON"));
+            return Ok(bytes.to_vec());
         }
         Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
             Ok(body) => ApiFailure {

@@ -6,6 +6,7 @@ use super::output::{format_ms, format_opt_ms, join_or_dash, print_fields, Table}
 use super::parse;
 use sluice_admin::keys::{CreateKey, CreatedKey, KeyList, KeyStatus, KeyView};
 use sluice_admin::quotas::{NoQuorumName, PeriodName, QuotaSpec, QuotaView};
+use sluice_admin::spend::SpendView;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -28,6 +29,8 @@ pub enum KeysCommand {
     },
     /// Show a key's quota: its buckets, their levels, each node's lease.
     Quota { id: String },
+    /// Show what a key spent in its current budget period, against its budget.
+    Spend { id: String },
     /// Change a key's quota (or, with --route, its quota on one route).
     /// Limits not named are kept; `--rpm 0` style zeroes are refused, use
     /// `--clear` to remove a limit.
@@ -130,6 +133,10 @@ pub(super) async fn run(
             let value = client.get(&path(&["keys", &id, "quota"])).await?;
             out.show(value, print_quota)
         }
+        KeysCommand::Spend { id } => {
+            let value = client.get(&path(&["keys", &id, "spend"])).await?;
+            out.show(value, print_spend)
+        }
         KeysCommand::SetQuota {
             id,
             route,
@@ -230,6 +237,25 @@ impl QuotaArgs {
             limits: None,
         }
     }
+}
+
+fn print_spend(s: SpendView) {
+    let usd = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.6}"));
+    print_fields(&[
+        ("key", s.key_id),
+        ("period", format!("{} to {}", s.period_start, s.period_end)),
+        ("spent usd", format!("{:.6}", s.spent_usd)),
+        ("budget usd", usd(s.budget_usd)),
+        ("remaining usd", usd(s.remaining_usd)),
+        ("requests", s.usage.requests.to_string()),
+        (
+            "tokens",
+            format!(
+                "{} prompt, {} completion",
+                s.usage.prompt_tokens, s.usage.completion_tokens
+            ),
+        ),
+    ]);
 }
 
 fn print_quota(q: QuotaView) {

@@ -40,6 +40,8 @@ pub struct RawConfig {
     pub proxy: RawProxy,
     #[serde(default, skip_serializing_if = "RawQuotas::is_empty")]
     pub quotas: RawQuotas,
+    #[serde(default, skip_serializing_if = "RawUsage::is_empty")]
+    pub usage: RawUsage,
 }
 
 /// `[listen]`: the sockets this node binds.
@@ -261,6 +263,25 @@ pub struct RawQuotas {
 impl RawQuotas {
     pub fn is_empty(&self) -> bool {
         *self == RawQuotas::default()
+    }
+}
+
+/// `[usage]`: how this node replicates its usage roll-ups. Every field
+/// optional; the defaults are [`super::UsageSettings`]'s.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUsage {
+    /// Time between two flushes (one `RecordUsage` each).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flush_interval_ms: Option<u64>,
+    /// Days of roll-ups the cluster keeps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_days: Option<u64>,
+}
+
+impl RawUsage {
+    pub fn is_empty(&self) -> bool {
+        *self == RawUsage::default()
     }
 }
 

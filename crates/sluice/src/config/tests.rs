@@ -299,3 +299,35 @@ fn quota_settings_are_checked_and_applied() {
     assert_eq!(config.quotas.max_wait_ms, 0);
     assert_eq!(config.proxy.completion_estimate_tokens, 256);
 }
+
+#[test]
+fn usage_settings_are_checked_and_applied() {
+    let (_dir, path, text) = fixture();
+    let config_dir = path.parent().expect("dir");
+    let err = parse(&format!("{text}\n[usage]\nflush_ms = 50\n")).expect_err("typo");
+    assert_eq!(err.field, "usage.flush_ms", "{err}");
+
+    let config = validate(parse(&text).expect("parse"), config_dir).expect("valid");
+    assert_eq!(config.usage, super::UsageSettings::default());
+    assert_eq!(config.usage.retention_days, 35);
+
+    let mut raw = parse(&text).expect("parse");
+    raw.usage.flush_interval_ms = Some(50);
+    raw.usage.retention_days = Some(0);
+    let errors = validate(raw, config_dir).expect_err("must fail");
+    assert_eq!(
+        fields_of(&errors),
+        vec!["usage.flush_interval_ms", "usage.retention_days"],
+        "{errors:#?}"
+    );
+
+    let mut raw = parse(&text).expect("parse");
+    raw.usage.flush_interval_ms = Some(250);
+    raw.usage.retention_days = Some(7);
+    let config = validate(raw, config_dir).expect("valid");
+    assert_eq!(
+        config.usage.flush_interval,
+        std::time::Duration::from_millis(250)
+    );
+    assert_eq!(config.usage.retention_ms(), 7 * 86_400_000);
+}

@@ -1,0 +1,228 @@
+//! The node's usage meter: every finished model call added up per minute,
+//! key, route and provider, until the binary drains it into a replicated
+//! batch (`sluice_core::Command::RecordUsage`).
+//!
+//! The meter is sharded: each worker thread of the proxy adds into a shard
+//! of its own, so a request takes a lock no other request's thread takes
+//! (only the flush, once per interval, visits every shard). A call that
+//! ends records one entry; nothing is sent per request.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use sluice_core::usage::{minute_of, Rollup, RollupKey, Totals};
+use sluice_core::Pricing;
+use sluice_providers::TokenUsage;
+
+/// Roll-ups gathered on this node since the last drain.
+pub struct UsageMeter {
+    shards: Box<[Arc<UsageShard>]>,
+    /// The shard the next worker gets.
+    next_shard: AtomicUsize,
+}
+
+/// One worker's part of the meter. A call holds its worker's shard (an
+/// `Arc` only that worker's requests clone), so the hot path touches no
+/// memory other threads write to.
+#[derive(Default)]
+pub struct UsageShard(Mutex<HashMap<RollupKey, Totals>>);
+
+impl UsageShard {
+    fn lock(&self) -> MutexGuard<'_, HashMap<RollupKey, Totals>> {
+        // A panic while adding numbers leaves them consistent enough.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds one call's totals under `key`.
+    pub fn add(&self, key: RollupKey, totals: &Totals) {
+        self.lock().entry(key).or_default().add(totals);
+    }
+}
+
+impl UsageMeter {
+    /// A meter with `shards` shards (one per worker thread serves best).
+    pub fn new(shards: usize) -> Self {
+        Self {
+            shards: (0..shards.max(1)).map(|_| Arc::default()).collect(),
+            next_shard: AtomicUsize::new(0),
+        }
+    }
+
+    /// A shard for a new worker (round robin).
+    pub fn claim_shard(&self) -> Arc<UsageShard> {
+        let i = self.next_shard.fetch_add(1, Ordering::Relaxed) % self.shards.len();
+        Arc::clone(&self.shards[i])
+    }
+
+    /// Takes everything gathered so far, merged across shards, in key
+    /// order.
+    pub fn drain(&self) -> Vec<Rollup> {
+        let mut merged: BTreeMap<RollupKey, Totals> = BTreeMap::new();
+        for shard in self.shards.iter() {
+            let taken = std::mem::take(&mut *shard.lock());
+            for (key, totals) in taken {
+                merged.entry(key).or_default().add(&totals);
+            }
+        }
+        merged
+            .into_iter()
+            .map(|(key, totals)| Rollup { key, totals })
+            .collect()
+    }
+}
+
+/// One model call being metered: recorded into its meter when finished,
+/// or as a failed call when dropped unfinished (the client went away while
+/// the gateway was still working on it). Only a call whose key and route
+/// became known ([`CallUsage::identify`]) is recorded: a request refused
+/// before that (no key, unknown model) belongs to nobody's usage.
+pub struct CallUsage {
+    shard: Arc<UsageShard>,
+    key_id: String,
+    route: String,
+    /// The provider of the latest deployment tried.
+    provider: String,
+    pricing: Pricing,
+    started: Instant,
+    identified: bool,
+    done: bool,
+}
+
+impl CallUsage {
+    /// A call that started at `started`, to be added into `shard`.
+    pub fn start(shard: Arc<UsageShard>, started: Instant) -> Self {
+        Self {
+            shard,
+            key_id: String::new(),
+            route: String::new(),
+            provider: String::new(),
+            pricing: Pricing::default(),
+            started,
+            identified: false,
+            done: false,
+        }
+    }
+
+    /// The call is `key_id`'s on `route`, priced by `pricing`.
+    pub fn identify(&mut self, key_id: &str, route: &str, pricing: Pricing) {
+        key_id.clone_into(&mut self.key_id);
+        route.clone_into(&mut self.route);
+        self.pricing = pricing;
+        self.identified = true;
+    }
+
+    /// The call is being tried on a deployment of `provider`.
+    pub fn set_provider(&mut self, provider: &str) {
+        if self.provider != provider {
+            provider.clone_into(&mut self.provider);
+        }
+    }
+
+    /// The call ended, `failed` or not, with the usage the upstream
+    /// reported (if any).
+    pub fn finish(mut self, failed: bool, usage: Option<TokenUsage>) {
+        self.record(failed, usage, now_ms());
+    }
+
+    fn record(&mut self, failed: bool, usage: Option<TokenUsage>, now_ms: u64) {
+        if self.done || !self.identified {
+            return;
+        }
+        self.done = true;
+        let usage = usage.unwrap_or_default();
+        let totals = Totals {
+            requests: 1,
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+            cost_micro_usd: self
+                .pricing
+                .cost_micro_usd(usage.prompt_tokens, usage.completion_tokens),
+            errors: u64::from(failed),
+            latency_ms_sum: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        };
+        let key = RollupKey {
+            minute_ms: minute_of(now_ms),
+            key_id: std::mem::take(&mut self.key_id),
+            route: std::mem::take(&mut self.route),
+            provider: std::mem::take(&mut self.provider),
+        };
+        self.shard.add(key, &totals);
+    }
+}
+
+impl Drop for CallUsage {
+    fn drop(&mut self) {
+        self.record(true, None, now_ms());
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(shard: &Arc<UsageShard>, key: &str) -> CallUsage {
+        let pricing = Pricing {
+            prompt_micro_usd_per_mtok: 1_000_000,
+            completion_micro_usd_per_mtok: 2_000_000,
+        };
+        let mut call = CallUsage::start(Arc::clone(shard), Instant::now());
+        call.identify(key, "gpt", pricing);
+        call
+    }
+
+    #[test]
+    fn calls_add_up_per_key_across_shards_and_drain_empties() {
+        let meter = UsageMeter::new(2);
+        let (a, b) = (meter.claim_shard(), meter.claim_shard());
+        assert!(!Arc::ptr_eq(&a, &b));
+        for shard in [&a, &b, &a] {
+            let mut c = call(shard, "k1");
+            c.set_provider("openai");
+            c.finish(
+                false,
+                Some(TokenUsage {
+                    prompt_tokens: 3,
+                    completion_tokens: 5,
+                }),
+            );
+        }
+        let mut failed = call(&b, "k2");
+        failed.set_provider("openai");
+        failed.finish(true, None);
+        let rollups = meter.drain();
+        let k1: Vec<_> = rollups.iter().filter(|r| r.key.key_id == "k1").collect();
+        // Same minute unless the test ran across a minute's end.
+        let requests: u64 = k1.iter().map(|r| r.totals.requests).sum();
+        assert_eq!(requests, 3);
+        assert_eq!(k1.iter().map(|r| r.totals.prompt_tokens).sum::<u64>(), 9);
+        // 3 · 1 + 5 · 2 micro-USD, three times.
+        assert_eq!(k1.iter().map(|r| r.totals.cost_micro_usd).sum::<u64>(), 39);
+        let k2: Vec<_> = rollups.iter().filter(|r| r.key.key_id == "k2").collect();
+        assert_eq!(k2[0].totals.errors, 1);
+        assert_eq!(k2[0].key.provider, "openai");
+        assert!(meter.drain().is_empty());
+    }
+
+    #[test]
+    fn a_call_dropped_unfinished_counts_as_a_failed_request() {
+        let meter = UsageMeter::new(1);
+        let shard = meter.claim_shard();
+        drop(call(&shard, "k"));
+        let rollups = meter.drain();
+        assert_eq!(rollups.len(), 1);
+        assert_eq!(rollups[0].totals.requests, 1);
+        assert_eq!(rollups[0].totals.errors, 1);
+        assert_eq!(rollups[0].key.provider, "");
+        // A request refused before its key and route were known.
+        drop(CallUsage::start(shard, Instant::now()));
+        assert!(meter.drain().is_empty());
+    }
+}
