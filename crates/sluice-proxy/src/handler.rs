@@ -453,12 +453,11 @@ impl Inner {
             &route.pricing,
             self.config.completion_estimate_tokens,
         );
-        let decided = quotas.admit(&plan, route_name, cost, now_ms).await;
-        out.at_ms = now_ms();
-        match decided {
+        match quotas.admit(&plan, route_name, cost, now_ms).await {
             Ok(admission) => {
                 self.metrics.quota_decision(QuotaOutcome::Admitted);
                 out.standings = admission.standings;
+                out.at_ms = admission.at_ms;
                 out.charge = Some(Charge::new(admission.reservation, route.pricing, cost));
                 Ok(())
             }
@@ -476,6 +475,7 @@ impl Inner {
                 self.metrics.quota_decision(outcome);
                 let error = quota::denial_error(&denial, key_id);
                 out.standings = denial.standings;
+                out.at_ms = denial.at_ms;
                 Err(error)
             }
         }

@@ -147,6 +147,9 @@ impl Deref for Standings {
 pub struct Denial {
     pub reason: Box<Reason>,
     pub standings: Standings,
+    /// When it was decided (ms since the epoch): the standings are as of
+    /// then.
+    pub at_ms: u64,
 }
 
 impl Denial {
@@ -166,6 +169,9 @@ impl Denial {
 pub struct Admission {
     pub reservation: Reservation,
     pub standings: Standings,
+    /// When it was decided (ms since the epoch): the standings are as of
+    /// then.
+    pub at_ms: u64,
 }
 
 /// Most limits one request meets: a unit has one limit per scope, and a
@@ -273,11 +279,13 @@ impl Quotas {
             return Err(Denial {
                 reason: Box::new(reason),
                 standings: self.standings(plan, route, now_ms),
+                at_ms: now_ms,
             });
         }
         Ok(Admission {
             reservation: taken,
             standings: self.standings(plan, route, now_ms),
+            at_ms: now_ms,
         })
     }
 
