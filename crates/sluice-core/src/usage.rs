@@ -26,6 +26,7 @@ pub use rollup::{minute_of, Rollup, RollupKey, Totals, MINUTE_MS};
 
 use crate::ApplyError;
 use batch::LastBatch;
+use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -33,7 +34,10 @@ use std::collections::BTreeMap;
 /// once.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rollups {
-    totals: BTreeMap<RollupKey, Totals>,
+    /// A persistent map: the state is cloned for every applied Raft entry
+    /// (lease rounds included), and this clone shares the roll-ups instead
+    /// of copying weeks of them. Serialized exactly as an ordered map.
+    totals: OrdMap<RollupKey, Totals>,
     /// The last batch applied from each node.
     last_batch: BTreeMap<u64, LastBatch>,
     /// Minutes before this were compacted away: a late batch does not
@@ -85,8 +89,11 @@ impl Rollups {
             route: String::new(),
             provider: String::new(),
         };
-        let kept = self.totals.split_off(&first_kept);
-        let removed = self.totals.len() as u64;
+        let (_, at_cutoff, mut kept) = self.totals.split_lookup(&first_kept);
+        if let Some(totals) = at_cutoff {
+            kept.insert(first_kept, totals);
+        }
+        let removed = (self.totals.len() - kept.len()) as u64;
         self.totals = kept;
         removed
     }
