@@ -50,6 +50,15 @@ fn bench(c: &mut Criterion) {
         )
     });
     let bytes = state.encode().expect("encodes");
+    // What the state machine does for every applied batch of entries (a
+    // lease round's `GrantLeases` included): readers keep the version they
+    // loaded, so the next one starts as a clone, then the change.
+    c.bench_function("clone state then apply RevokeKey, 10k keys", |b| {
+        b.iter(|| {
+            let mut next = state.clone();
+            next.apply(&revoke)
+        })
+    });
     c.bench_function("encode state, 10k keys", |b| b.iter(|| state.encode()));
     c.bench_function("decode state, 10k keys", |b| {
         b.iter(|| State::decode(&bytes))

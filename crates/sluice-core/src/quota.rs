@@ -18,6 +18,7 @@
 //! whose node died is capacity lost until the bucket refills: safe, never
 //! spent twice.
 
+use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -438,7 +439,8 @@ pub type PolicyTable = BTreeMap<Scope, QuotaPolicy>;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ledger {
     policies: Arc<PolicyTable>,
-    buckets: BTreeMap<(Scope, Unit), Bucket>,
+    /// Persistent (see `State`): a grant changes a few buckets of many.
+    buckets: OrdMap<(Scope, Unit), Bucket>,
 }
 
 impl Ledger {
@@ -457,8 +459,7 @@ impl Ledger {
         };
         policy.validate()?;
         let units: Vec<Unit> = policy.limits.iter().map(|l| l.unit).collect();
-        self.buckets
-            .retain(|(s, unit), _| s != scope || units.contains(unit));
+        self.retain_buckets(|s, unit| s != scope || units.contains(&unit));
         for limit in &policy.limits {
             match self.buckets.get_mut(&(scope.clone(), limit.unit)) {
                 Some(bucket) => bucket.relimit(*limit, now_ms),
@@ -476,20 +477,34 @@ impl Ledger {
         if self.policies.contains_key(scope) {
             Arc::make_mut(&mut self.policies).remove(scope);
         }
-        self.buckets.retain(|(s, _), _| s != scope);
+        self.retain_buckets(|s, _| s != scope);
     }
 
     /// Removes every scope of `key_id` (the key was deleted).
     pub fn remove_key(&mut self, key_id: &str) {
         self.remove_policies(|s| s.key_id() == key_id);
-        self.buckets.retain(|(s, _), _| s.key_id() != key_id);
+        self.retain_buckets(|s, _| s.key_id() != key_id);
     }
 
     /// Removes every key × route scope of `route` (the route was deleted).
     pub fn remove_route(&mut self, route: &str) {
         let of_route = |s: &Scope| matches!(s, Scope::KeyRoute { route: r, .. } if r == route);
         self.remove_policies(of_route);
-        self.buckets.retain(|(s, _), _| !of_route(s));
+        self.retain_buckets(|s, _| !of_route(s));
+    }
+
+    /// Keeps the buckets `keep` says yes to (removing each other one copies
+    /// only its path of the persistent map).
+    fn retain_buckets(&mut self, keep: impl Fn(&Scope, Unit) -> bool) {
+        let doomed: Vec<(Scope, Unit)> = self
+            .buckets
+            .keys()
+            .filter(|(s, unit)| !keep(s, *unit))
+            .cloned()
+            .collect();
+        for key in &doomed {
+            self.buckets.remove(key);
+        }
     }
 
     /// Removes the policies of the scopes `doomed` picks; leaves the table

@@ -6,18 +6,22 @@ use crate::{
     codec::{self, CodecError},
     AdminToken, Applied, ApplyError, Command, Proposal, Provider, Route, VirtualKey,
 };
+use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 /// Everything an operator configured, as of the last applied command.
 ///
 /// Only ordered maps: nothing about iteration order can differ between nodes.
+/// Persistent ones (`imbl::OrdMap`): the state machine clones the state for
+/// every applied batch of Raft entries (readers keep the version they
+/// loaded), and a clone shares the maps' nodes instead of copying every key;
+/// a change copies only its path. They encode exactly as `BTreeMap`s.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
-    providers: BTreeMap<String, Provider>,
-    routes: BTreeMap<String, Route>,
-    keys: BTreeMap<String, VirtualKey>,
-    admin_tokens: BTreeMap<String, AdminToken>,
+    providers: OrdMap<String, Provider>,
+    routes: OrdMap<String, Route>,
+    keys: OrdMap<String, VirtualKey>,
+    admin_tokens: OrdMap<String, AdminToken>,
     /// The latest `at_ms` of any applied command.
     last_at_ms: u64,
     /// Quota policies, bucket levels and the leases nodes hold.
@@ -27,7 +31,7 @@ pub struct State {
     /// Derived: key id by secret hash, for the proxy's auth look-up.
     /// Rebuilt on decode, never stored.
     #[serde(skip)]
-    key_ids_by_hash: BTreeMap<[u8; 32], String>,
+    key_ids_by_hash: OrdMap<[u8; 32], String>,
 }
 
 impl State {
