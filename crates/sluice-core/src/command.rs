@@ -1,6 +1,7 @@
 //! What goes into the Raft log: a [`Proposal`] is a [`Command`] stamped with the
 //! leader's clock, and [`Applied`] is what applying it produced.
 
+use crate::backup::{ConfigCounts, ConfigSnapshot};
 use crate::quota::{Grant, QuotaPolicy, Return, Scope, Want};
 use crate::{AdminToken, Provider, Route, VirtualKey};
 use serde::{Deserialize, Serialize};
@@ -59,6 +60,14 @@ pub enum Command {
         node: u64,
         returns: Vec<Return>,
     },
+    /// Replaces the whole configuration with a backup's (see
+    /// [`crate::backup`]). Refused when the state already holds any
+    /// configuration, unless `force`. Quota buckets start full and no lease
+    /// survives it.
+    RestoreConfig {
+        config: Box<ConfigSnapshot>,
+        force: bool,
+    },
 }
 
 impl Command {
@@ -80,6 +89,7 @@ impl Command {
             Command::SetQuota { .. } => "set_quota",
             Command::GrantLeases { .. } => "grant_leases",
             Command::ReturnLeases { .. } => "return_leases",
+            Command::RestoreConfig { .. } => "restore_config",
         }
     }
 }
@@ -106,4 +116,6 @@ pub enum Applied {
     /// The grants of a `GrantLeases`, in the order of its wants (empty for
     /// a `ReturnLeases`).
     Leases(Vec<Grant>),
+    /// What a `RestoreConfig` put in place.
+    Restored(ConfigCounts),
 }

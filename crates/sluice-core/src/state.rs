@@ -218,6 +218,9 @@ impl State {
                 self.ledger.give_back(*node, returns, now)?;
                 Applied::Leases(Vec::new())
             }
+            Command::RestoreConfig { config, force } => {
+                Applied::Restored(self.restore(config, *force, now)?)
+            }
         };
         self.last_at_ms = self.last_at_ms.max(now);
         Ok(applied)
@@ -311,5 +314,6 @@ impl State {
     }
 }
 
+mod restore;
 #[cfg(test)]
 mod tests;

@@ -85,13 +85,38 @@ impl AdminClient {
         segments: &[&str],
         body: Option<&impl Serialize>,
     ) -> anyhow::Result<Value> {
-        let url = self.url(segments)?;
+        let body = body
+            .map(|b| serde_json::to_vec(b).context("encoding the request body"))
+            .transpose()?
+            .map(|bytes| ("application/json", bytes));
+        let (url, bytes) = self.send(method.clone(), segments, None, body).await?;
+        if bytes.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("{method} {url}: the response is not JSON"))
+    }
+
+    /// Calls the API with `query` and `body` (of `content_type`), if any;
+    /// returns the URL called and the raw body of a success, or the API's
+    /// error.
+    async fn send(
+        &self,
+        method: Method,
+        segments: &[&str],
+        query: Option<&str>,
+        body: Option<(&'static str, Vec<u8>)>,
+    ) -> anyhow::Result<(Url, Vec<u8>)> {
+        let mut url = self.url(segments)?;
+        url.set_query(query);
         let mut request = self
             .http
             .request(method.clone(), url.clone())
             .bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(body);
+        if let Some((content_type, body)) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(body);
         }
         let response = request
             .send()
@@ -103,11 +128,7 @@ impl AdminClient {
             .await
             .with_context(|| format!("{method} {url}: reading the response"))?;
         if status.is_success() {
-            if bytes.is_empty() {
-                return Ok(Value::Null);
-            }
-            return serde_json::from_slice(&bytes)
-                .with_context(|| format!("{method} {url}: the response is not JSON"));
+            return Ok((url, bytes.to_vec()));
         }
         Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
             Ok(body) => ApiFailure {
@@ -123,6 +144,32 @@ impl AdminClient {
                 anyhow::anyhow!("{method} {url}: HTTP {status}: {}", text.trim())
             }
         })
+    }
+
+    /// A GET whose answer is not JSON (a backup file).
+    pub async fn get_bytes(&self, segments: &[&str]) -> anyhow::Result<Vec<u8>> {
+        let (_, bytes) = self.send(Method::GET, segments, None, None).await?;
+        Ok(bytes)
+    }
+
+    /// A POST of raw bytes (a backup file) with an optional query string
+    /// (`force=true`); the answer is JSON.
+    pub async fn post_bytes(
+        &self,
+        segments: &[&str],
+        query: Option<&str>,
+        body: Vec<u8>,
+    ) -> anyhow::Result<Value> {
+        let (url, bytes) = self
+            .send(
+                Method::POST,
+                segments,
+                query,
+                Some(("application/octet-stream", body)),
+            )
+            .await?;
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("POST {url}: the response is not JSON"))
     }
 
     pub async fn get(&self, segments: &[&str]) -> anyhow::Result<Value> {
