@@ -55,9 +55,17 @@ pub struct ClusterBuilder {
     start: bool,
     extra: Vec<String>,
     relay: bool,
+    data_key_from: Option<PathBuf>,
 }
 
 impl ClusterBuilder {
+    /// Reuse the data key in `file` (another cluster's `data.key`) as
+    /// `sluice init --data-key-from` does.
+    pub fn data_key_from(mut self, file: impl Into<PathBuf>) -> Self {
+        self.data_key_from = Some(file.into());
+        self
+    }
+
     /// Nodes planned (ids `1..=n`). Default 3.
     pub fn nodes(mut self, n: u64) -> Self {
         self.nodes = n;
@@ -146,6 +154,9 @@ impl ClusterBuilder {
         let logs = dir.path().join("logs");
         std::fs::create_dir(&logs).expect("creating the log directory");
 
+        if let Some(file) = &self.data_key_from {
+            init::adopt_data_key(&out, file).expect("sluice init --data-key-from failed");
+        }
         let plans = free_port_plan(1..=self.nodes, LOCALHOST).expect("picking free ports");
         let plan = InitPlan {
             out: out.clone(),
@@ -249,6 +260,7 @@ impl Cluster {
             start: true,
             extra: Vec::new(),
             relay: false,
+            data_key_from: None,
         }
     }
 

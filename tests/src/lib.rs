@@ -14,6 +14,7 @@
 //! * [`deadline`]: [`Deadline`] and polling with it.
 //! * [`process`]: [`Process`], one child with its output in a log file.
 //! * [`admin`]: [`Admin`], a blocking admin API client.
+//! * [`cli`]: the `sluice` admin client run against a cluster's node.
 //! * [`cluster`]: [`Cluster`] and its builder: plan, start, signal, observe.
 //! * [`relay`]: [`Relay`], a UDP relay between the nodes' Raft sockets that
 //!   can cut a node off (a partition) and heal it.
@@ -25,7 +26,8 @@
 //! 15 partitions through the relay, 20 failover, 30 durability, 40
 //! membership, 50 security, 60 data dir, 70 admin API, 80 `sluice dev` and
 //! the CLI, 85 the data plane, 90 the official OpenAI and Anthropic SDKs
-//! against the proxy).
+//! against the proxy, 97 `sluice cluster doctor`, 98 the `deploy/`
+//! examples, 99 backup and restore).
 //!
 //! # Running
 //! ```text
@@ -37,6 +39,7 @@
 
 pub mod admin;
 pub mod binary;
+pub mod cli;
 pub mod cluster;
 pub mod dataplane;
 pub mod deadline;

@@ -2,6 +2,7 @@
 //! handlers talk to the cluster (read a state, write a command).
 
 use crate::error::ApiError;
+use crate::node::CertificateExpiry;
 use sluice_core::{Applied, Command, DataKey, State};
 use sluice_raft::{ClusterNode, Consistency};
 use std::sync::Arc;
@@ -22,6 +23,8 @@ struct Inner {
     /// Seals provider credentials before they are proposed, so the log never
     /// holds them in clear.
     data_key: DataKey,
+    /// The certificates the node serves with, reported by `/admin/v1/node`.
+    certificates: Vec<CertificateExpiry>,
 }
 
 impl AdminContext {
@@ -35,8 +38,26 @@ impl AdminContext {
                 node,
                 bootstrap_token_hashes,
                 data_key,
+                certificates: Vec::new(),
             }),
         }
+    }
+
+    /// The same context reporting `certificates` (read by the binary from
+    /// the node's TLS files) on `/admin/v1/node`.
+    pub fn with_certificates(self, certificates: Vec<CertificateExpiry>) -> Self {
+        AdminContext {
+            inner: Arc::new(Inner {
+                node: self.inner.node.clone(),
+                bootstrap_token_hashes: self.inner.bootstrap_token_hashes.clone(),
+                data_key: self.inner.data_key.clone(),
+                certificates,
+            }),
+        }
+    }
+
+    pub fn certificates(&self) -> &[CertificateExpiry] {
+        &self.inner.certificates
     }
 
     pub fn node(&self) -> &ClusterNode {
@@ -89,6 +110,7 @@ pub(crate) fn unexpected(applied: &Applied) -> ApiError {
             Applied::Leases(_) => "leases",
             Applied::UsageRecorded { .. } => "usage recorded",
             Applied::UsageCompacted { .. } => "usage compacted",
+            Applied::Restored(_) => "restored",
         }
     ))
 }

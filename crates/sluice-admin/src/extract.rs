@@ -33,21 +33,31 @@ where
                 "expected a JSON body with `Content-Type: application/json`",
             ));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    ErrorKind::PayloadTooLarge,
-                    format!("request body is larger than {BODY_LIMIT_BYTES} bytes"),
-                )
-            } else {
-                ApiError::invalid_request(format!(
-                    "cannot read request body: {}",
-                    rejection.body_text()
-                ))
-            }
-        })?;
+        let bytes = read_body(req, state, BODY_LIMIT_BYTES).await?;
         parse_json(&bytes).map(AdminJson)
     }
+}
+
+/// The whole body of `req`, which the route limits to `limit` bytes; a
+/// larger one is a 413, any other failure to read it a 400.
+pub(crate) async fn read_body<S: Send + Sync>(
+    req: Request,
+    state: &S,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                ErrorKind::PayloadTooLarge,
+                format!("request body is larger than {limit} bytes"),
+            )
+        } else {
+            ApiError::invalid_request(format!(
+                "cannot read request body: {}",
+                rejection.body_text()
+            ))
+        }
+    })
 }
 
 fn is_json_content_type(value: Option<&header::HeaderValue>) -> bool {

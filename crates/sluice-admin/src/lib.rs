@@ -25,16 +25,20 @@
 //! * [`usage`], [`spend`]: usage reports over a time range (JSON or CSV)
 //!   and a key's spend against its budget, from the replicated roll-ups.
 //! * [`cluster`]: membership and leadership operations.
+//! * [`backup`]: configuration backups, exported and restored.
+//! * [`node`]: one node's own report (clock, certificate expiry).
 //! * [`health`]: liveness and readiness.
 //! * [`openapi`]: the OpenAPI document and the router assembly.
 
 pub mod auth;
+pub mod backup;
 pub mod cluster;
 pub mod context;
 pub mod error;
 pub mod extract;
 pub mod health;
 pub mod keys;
+pub mod node;
 pub mod openapi;
 pub mod pricing;
 pub mod providers;

@@ -5,7 +5,9 @@
 use crate::context::AdminContext;
 use crate::error::{method_not_allowed_fallback, not_found_fallback, ErrorBody};
 use crate::extract::BODY_LIMIT_BYTES;
-use crate::{auth, cluster, health, keys, providers, quotas, routes, spend, tokens, usage};
+use crate::{
+    auth, backup, cluster, health, keys, node, providers, quotas, routes, spend, tokens, usage,
+};
 use axum::extract::DefaultBodyLimit;
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -106,6 +108,14 @@ fn protected() -> OpenApiRouter<AdminContext> {
         .routes(routes!(cluster::promote))
         .routes(routes!(cluster::remove_member))
         .routes(routes!(cluster::transfer_leader))
+        .routes(routes!(node::node_report))
+        .merge(
+            // A backup file may be far larger than any JSON body: this
+            // route's limit replaces the router-wide one.
+            OpenApiRouter::new()
+                .routes(routes!(backup::export_snapshot, backup::restore_snapshot))
+                .layer(DefaultBodyLimit::max(backup::BACKUP_LIMIT_BYTES)),
+        )
 }
 
 /// The paths anyone may call.

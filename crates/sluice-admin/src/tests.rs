@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceExt;
 
+mod backup;
 mod errors;
 mod meta;
 mod resources;
@@ -134,6 +135,35 @@ impl Fixture {
         (status, json)
     }
 
+    /// Sends `body` as raw bytes with the bootstrap token; answers the raw
+    /// response body.
+    async fn send_bytes(&self, method: Method, path: &str, body: Vec<u8>) -> (StatusCode, Vec<u8>) {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .body(Body::from(body))
+            .expect("request");
+        let (status, _, bytes) = self.respond(request).await;
+        (status, bytes)
+    }
+
+    async fn respond(&self, request: Request<Body>) -> (StatusCode, HeaderMap, Vec<u8>) {
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        (status, headers, bytes.to_vec())
+    }
+
     /// Sends a request; the body as bytes.
     async fn send_raw(
         &self,
@@ -153,18 +183,7 @@ impl Fixture {
             None => request.body(Body::empty()),
         }
         .expect("request");
-        let response = self
-            .router
-            .clone()
-            .oneshot(request)
-            .await
-            .expect("infallible");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .expect("body");
-        (status, headers, bytes.to_vec())
+        self.respond(request).await
     }
 
     async fn send(

@@ -16,8 +16,9 @@ use serde::{de::DeserializeOwned, Serialize};
 ///   version-1 build is refused as an unknown version, never misread.
 /// * 3: each node's reported admissions in the ledger (the live view).
 ///   Version 2 was never released either; it is refused the same way.
-/// * 4: usage roll-ups in the state, and the usage commands. Version 3 was
-///   never released; it is refused the same way.
+/// * 4: usage roll-ups in the state and the usage commands, and the
+///   `RestoreConfig` command (backups). Version 3 was never released; it is
+///   refused the same way.
 pub const FORMAT_VERSION: u8 = 4;
 
 /// Why bytes could not be turned back into a value.

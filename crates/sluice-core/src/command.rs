@@ -1,6 +1,7 @@
 //! What goes into the Raft log: a [`Proposal`] is a [`Command`] stamped with the
 //! leader's clock, and [`Applied`] is what applying it produced.
 
+use crate::backup::{ConfigCounts, ConfigSnapshot};
 use crate::quota::{Grant, QuotaPolicy, Return, Scope, Want};
 use crate::usage::UsageBatch;
 use crate::{AdminToken, Provider, Route, VirtualKey};
@@ -68,6 +69,14 @@ pub enum Command {
     CompactUsage {
         before_ms: u64,
     },
+    /// Replaces the whole configuration with a backup's (see
+    /// [`crate::backup`]). Refused when the state already holds any
+    /// configuration, unless `force`. Quota buckets start full and no lease
+    /// survives it.
+    RestoreConfig {
+        config: Box<ConfigSnapshot>,
+        force: bool,
+    },
 }
 
 impl Command {
@@ -91,6 +100,7 @@ impl Command {
             Command::ReturnLeases { .. } => "return_leases",
             Command::RecordUsage(_) => "record_usage",
             Command::CompactUsage { .. } => "compact_usage",
+            Command::RestoreConfig { .. } => "restore_config",
         }
     }
 }
@@ -126,4 +136,6 @@ pub enum Applied {
     UsageCompacted {
         removed: u64,
     },
+    /// What a `RestoreConfig` put in place.
+    Restored(ConfigCounts),
 }

@@ -9,6 +9,8 @@
 //! same code run on every node and in property tests.
 //!
 //! # Layout
+//! * [`backup`]: [`backup::ConfigSnapshot`], the configuration a backup
+//!   carries, and the checksummed file it is written as.
 //! * [`codec`]: the one place bytes are made: serde + bincode 2 behind a
 //!   format-version byte. Everything stored or sent goes through it.
 //! * [`secret`]: [`DataKey`] and [`SealedSecret`]: provider credentials are sealed
@@ -25,6 +27,7 @@
 //! * [`error`]: [`ApplyError`], why a command was refused.
 
 pub mod admin_token;
+pub mod backup;
 pub mod codec;
 pub mod command;
 pub mod error;

@@ -231,6 +231,9 @@ impl State {
             Command::CompactUsage { before_ms } => Applied::UsageCompacted {
                 removed: self.usage.compact(*before_ms),
             },
+            Command::RestoreConfig { config, force } => {
+                Applied::Restored(self.restore(config, *force, now)?)
+            }
         };
         self.last_at_ms = self.last_at_ms.max(now);
         Ok(applied)
@@ -329,5 +332,6 @@ impl State {
     }
 }
 
+mod restore;
 #[cfg(test)]
 mod tests;

@@ -76,6 +76,11 @@ pub struct InitArgs {
     /// Cluster id for a new directory (default: random `c-` + 12 hex digits).
     #[arg(long)]
     pub cluster_id: Option<String>,
+    /// Use the data key in FILE (another cluster's `data.key`) instead of
+    /// making a new one, so provider credentials in that cluster's backups
+    /// open here.
+    #[arg(long, value_name = "FILE")]
+    pub data_key_from: Option<PathBuf>,
 }
 
 /// `sluice mock-llm`.
@@ -196,6 +201,9 @@ fn run_init(args: InitArgs) -> anyhow::Result<()> {
         nodes
     };
     let initial_members = init::existing_initial_members(&args.out)?.unwrap_or_else(|| ids.clone());
+    if let Some(from) = &args.data_key_from {
+        init::adopt_data_key(&args.out, from)?;
+    }
     let plan = init::InitPlan {
         out: args.out.clone(),
         cluster_id: args.cluster_id,

@@ -14,17 +14,21 @@
 //! # Layout
 //! * `cluster`, `providers`, `routes`, `keys`, `tokens`, `usage`: one file per
 //!   resource: its subcommands, their calls and their human output.
+//! * `snapshot`: configuration backups (`sluice cluster snapshot …`).
+//! * `doctor`: `sluice cluster doctor`, the cluster's health checks.
 //! * `http`: the HTTP client and [`ApiFailure`].
 //! * `output`: tables, field lists and times for people.
 //! * `parse`: the compact flag forms (`provider:model[:weight]`, `K=V`, `30d`).
 
 mod cluster;
+mod doctor;
 mod http;
 mod keys;
 mod output;
 mod parse;
 mod providers;
 mod routes;
+mod snapshot;
 mod tokens;
 mod usage;
 
@@ -33,6 +37,7 @@ pub use http::ApiFailure;
 pub use keys::KeysCommand;
 pub use providers::{KindArg, ProvidersCommand};
 pub use routes::RoutesCommand;
+pub use snapshot::SnapshotCommand;
 pub use tokens::TokensCommand;
 pub use usage::{ByArg, UsageArgs};
 
@@ -93,6 +98,17 @@ pub enum ClientCommand {
 }
 /// Runs one client subcommand against the admin API.
 pub async fn run(cmd: ClientCommand, global: ClientGlobal) -> anyhow::Result<()> {
+    let out = Output { json: global.json };
+    // Re-sealing a backup is offline: no node is asked.
+    if let ClientCommand::Cluster {
+        command:
+            ClusterCommand::Snapshot {
+                command: command @ SnapshotCommand::Reseal { .. },
+            },
+    } = cmd
+    {
+        return snapshot::reseal(out, command);
+    }
     let admin_url = global
         .admin_url
         .as_deref()
@@ -103,10 +119,9 @@ pub async fn run(cmd: ClientCommand, global: ClientGlobal) -> anyhow::Result<()>
         .clone()
         .filter(|t| !t.is_empty())
         .context("no admin token: set SLUICE_ADMIN_TOKEN or pass --admin-token")?;
-    let client = AdminClient::new(admin_url, token)?;
-    let out = Output { json: global.json };
+    let client = AdminClient::new(admin_url, token.clone())?;
     match cmd {
-        ClientCommand::Cluster { command } => cluster::run(&client, out, command).await,
+        ClientCommand::Cluster { command } => cluster::run(&client, &token, out, command).await,
         ClientCommand::Providers { command } => providers::run(&client, out, command).await,
         ClientCommand::Routes { command } => routes::run(&client, out, command).await,
         ClientCommand::Keys { command } => keys::run(&client, out, command).await,

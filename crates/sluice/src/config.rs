@@ -27,6 +27,8 @@ pub use raw::{
     RawMember, RawRaft, RawSecrets, RawTls, RawUsage, DEFAULT_LOG_LEVEL, DEFAULT_MAX_BODY_BYTES,
 };
 
+pub use tls::certificate_expiries;
+
 use check::{is_cluster_id, Problems};
 use sluice_core::DataKey;
 use sluice_raft::tls::TlsFiles;

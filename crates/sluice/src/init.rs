@@ -265,6 +265,41 @@ pub fn existing_node_ids(out: &Path) -> anyhow::Result<Vec<u64>> {
     Ok(ids)
 }
 
+/// Puts the data key held in `from` into `out` (before [`generate`], which
+/// then keeps it), so the new cluster opens credentials sealed by the
+/// cluster `from` belongs to. An `out` that already has a data key must have
+/// this one: a key is never replaced.
+pub fn adopt_data_key(out: &Path, from: &Path) -> anyhow::Result<()> {
+    // Messages never include a key file's content: it is a secret.
+    let read = |path: &Path| -> anyhow::Result<DataKey> {
+        let text =
+            fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        DataKey::from_hex(&text).map_err(|_| {
+            anyhow::anyhow!(
+                "{} does not hold a data key (64 hex digits)",
+                path.display()
+            )
+        })
+    };
+    let key = read(from)?;
+    let target = out.join(DATA_KEY_FILE);
+    if target.exists() {
+        if read(&target)?.id() != key.id() {
+            bail!(
+                "{} already holds another data key; refusing to replace it",
+                target.display()
+            );
+        }
+        return Ok(());
+    }
+    if !out.exists() {
+        fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        fs::set_permissions(out, fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("restricting permissions of {}", out.display()))?;
+    }
+    write_new(&target, format!("{}\n", key.to_hex()).as_bytes(), 0o600)
+}
+
 /// Fills `buf` from the operating system's CSPRNG.
 pub(crate) fn fill_random(buf: &mut [u8]) -> anyhow::Result<()> {
     rand::rngs::OsRng

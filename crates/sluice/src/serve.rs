@@ -46,11 +46,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // Scrapers read the same families on the admin listener (where
     // operators point Prometheus) as on the proxy listener.
     let scraped = metrics.clone();
-    let admin = sluice_admin::router(AdminContext::new(
-        node.clone(),
-        config.admin_token_hashes.clone(),
-        config.data_key.clone(),
-    ))
+    let admin = sluice_admin::router(
+        AdminContext::new(
+            node.clone(),
+            config.admin_token_hashes.clone(),
+            config.data_key.clone(),
+        )
+        .with_certificates(crate::config::certificate_expiries(&config.tls)),
+    )
     .route(
         "/metrics",
         axum::routing::get(move || {

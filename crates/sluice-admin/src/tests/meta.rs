@@ -77,6 +77,8 @@ fn openapi_document_lists_every_endpoint() {
         "/admin/v1/cluster/voters/{id}",
         "/admin/v1/cluster/members/{id}",
         "/admin/v1/cluster/leader",
+        "/admin/v1/cluster/snapshot",
+        "/admin/v1/node",
         "/admin/v1/openapi.json",
         "/healthz",
         "/readyz",

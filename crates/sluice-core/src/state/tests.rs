@@ -3,7 +3,7 @@ use crate::key::{format_secret, SECRET_RANDOM_LEN};
 use crate::{DataKey, Deployment, Pricing, ProviderKind, Timeouts};
 use proptest::prelude::*;
 
-fn provider(name: &str) -> Provider {
+pub(super) fn provider(name: &str) -> Provider {
     Provider {
         name: name.into(),
         kind: ProviderKind::OpenAi,
@@ -16,7 +16,7 @@ fn provider(name: &str) -> Provider {
     }
 }
 
-fn route(name: &str, provider: &str, fallbacks: &[&str]) -> Route {
+pub(super) fn route(name: &str, provider: &str, fallbacks: &[&str]) -> Route {
     Route {
         name: name.into(),
         deployments: vec![Deployment {

@@ -1,8 +1,10 @@
 //! `sluice cluster …`: status, membership and leadership.
 
+use super::doctor::{self, DoctorArgs};
 use super::http::{v1_path as path, AdminClient};
 use super::output::Output;
 use super::output::{print_fields, Table};
+use super::snapshot::{self, SnapshotCommand};
 use sluice_admin::cluster::{AddLearner, ClusterStatusView, MemberRoleView, TransferLeader};
 
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -30,13 +32,25 @@ pub enum ClusterCommand {
     Remove { id: u64 },
     /// Hand leadership to another voter.
     TransferLeader { to: u64 },
+    /// Back up and restore the configuration.
+    Snapshot {
+        #[command(subcommand)]
+        command: SnapshotCommand,
+    },
+    /// Check quorum, replication lag, clock skew and certificate expiry on
+    /// every member; exits 1 when any check is not OK.
+    Doctor(DoctorArgs),
 }
+
 pub(super) async fn run(
     client: &AdminClient,
+    token: &str,
     out: Output,
     command: ClusterCommand,
 ) -> anyhow::Result<()> {
     let value = match command {
+        ClusterCommand::Snapshot { command } => return snapshot::run(client, out, command).await,
+        ClusterCommand::Doctor(limits) => return doctor::run(client, token, out, limits).await,
         ClusterCommand::Status => client.get(&path(&["cluster"])).await?,
         ClusterCommand::AddLearner {
             id,

@@ -85,8 +85,11 @@ impl AdminClient {
         segments: &[&str],
         body: Option<&impl Serialize>,
     ) -> anyhow::Result<Value> {
-        let url = self.url(segments)?;
-        let bytes = self.send(method.clone(), url.clone(), body).await?;
+        let body = body
+            .map(|b| serde_json::to_vec(b).context("encoding the request body"))
+            .transpose()?
+            .map(|bytes| ("application/json", bytes));
+        let (url, bytes) = self.send(method.clone(), segments, None, body).await?;
         if bytes.is_empty() {
             return Ok(Value::Null);
         }
@@ -101,9 +104,11 @@ impl AdminClient {
         segments: &[&str],
         query: &[(&str, &str)],
     ) -> anyhow::Result<String> {
-        let mut url = self.url(segments)?;
-        url.query_pairs_mut().extend_pairs(query);
-        let bytes = self.send(Method::GET, url.clone(), None::<&()>).await?;
+        let mut encoded = self.url(segments)?;
+        encoded.query_pairs_mut().extend_pairs(query);
+        let (url, bytes) = self
+            .send(Method::GET, segments, encoded.query(), None)
+            .await?;
         String::from_utf8(bytes).with_context(|| format!("GET {url}: the response is not UTF-8"))
     }
 
@@ -117,19 +122,26 @@ impl AdminClient {
         serde_json::from_str(&text).context("the admin API answered with something not JSON")
     }
 
-    /// Sends one request; the body of a success, or the API's error.
+    /// Calls the API with `query` and `body` (of `content_type`), if any;
+    /// returns the URL called and the raw body of a success, or the API's
+    /// error.
     async fn send(
         &self,
         method: Method,
-        url: Url,
-        body: Option<&impl Serialize>,
-    ) -> anyhow::Result<Vec<u8>> {
+        segments: &[&str],
+        query: Option<&str>,
+        body: Option<(&'static str, Vec<u8>)>,
+    ) -> anyhow::Result<(Url, Vec<u8>)> {
+        let mut url = self.url(segments)?;
+        url.set_query(query);
         let mut request = self
             .http
             .request(method.clone(), url.clone())
             .bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(body);
+        if let Some((content_type, body)) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(body);
         }
         let response = request
             .send()
@@ -141,7 +153,7 @@ impl AdminClient {
             .await
             .with_context(|| format!("{method} {url}: reading the response"))?;
         if status.is_success() {
-            return Ok(bytes.to_vec());
+            return Ok((url, bytes.to_vec()));
         }
         Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
             Ok(body) => ApiFailure {
@@ -157,6 +169,32 @@ impl AdminClient {
                 anyhow::anyhow!("{method} {url}: HTTP {status}: {}", text.trim())
             }
         })
+    }
+
+    /// A GET whose answer is not JSON (a backup file).
+    pub async fn get_bytes(&self, segments: &[&str]) -> anyhow::Result<Vec<u8>> {
+        let (_, bytes) = self.send(Method::GET, segments, None, None).await?;
+        Ok(bytes)
+    }
+
+    /// A POST of raw bytes (a backup file) with an optional query string
+    /// (`force=true`); the answer is JSON.
+    pub async fn post_bytes(
+        &self,
+        segments: &[&str],
+        query: Option<&str>,
+        body: Vec<u8>,
+    ) -> anyhow::Result<Value> {
+        let (url, bytes) = self
+            .send(
+                Method::POST,
+                segments,
+                query,
+                Some(("application/octet-stream", body)),
+            )
+            .await?;
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("POST {url}: the response is not JSON"))
     }
 
     pub async fn get(&self, segments: &[&str]) -> anyhow::Result<Value> {

@@ -136,3 +136,27 @@ fn parse_cert<'p>(
         }
     }
 }
+
+/// The node and CA certificates of `files` with their expiry, for
+/// `/admin/v1/node` (and so `sluice cluster doctor`). A file that cannot be
+/// read or parsed is left out: `serve` checked them all before it started.
+pub fn certificate_expiries(
+    files: &sluice_raft::tls::TlsFiles,
+) -> Vec<sluice_admin::node::CertificateExpiry> {
+    [("node", &files.node_cert), ("ca", &files.ca_cert)]
+        .into_iter()
+        .filter_map(|(role, path)| {
+            let bytes = std::fs::read(path).ok()?;
+            let (_, pem) = x509_parser::pem::parse_x509_pem(&bytes).ok()?;
+            let cert = pem.parse_x509().ok()?;
+            let not_after_ms = u64::try_from(cert.validity().not_after.timestamp())
+                .ok()?
+                .saturating_mul(1000);
+            Some(sluice_admin::node::CertificateExpiry {
+                role: role.to_string(),
+                subject: cert.subject().to_string(),
+                not_after_ms,
+            })
+        })
+        .collect()
+}

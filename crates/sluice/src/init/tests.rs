@@ -158,3 +158,43 @@ fn fixed_ports_leave_ten_per_node() {
     assert_eq!(plan[1].proxy.port(), 7022);
     assert!(fixed_port_plan([10_000], LOCALHOST, 7000).is_err());
 }
+
+#[test]
+fn an_adopted_data_key_is_kept_by_generate_and_never_replaced() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = dir.path().join("first");
+    generate(&InitPlan::new(
+        &first,
+        fixed_port_plan([1], LOCALHOST, 7000).expect("plan"),
+    ))
+    .expect("generate");
+    let old_key = first.join(DATA_KEY_FILE);
+    let second = dir.path().join("second");
+    adopt_data_key(&second, &old_key).expect("adopt");
+    generate(&InitPlan::new(
+        &second,
+        fixed_port_plan([1], LOCALHOST, 7100).expect("plan"),
+    ))
+    .expect("generate");
+    assert_eq!(
+        fs::read_to_string(second.join(DATA_KEY_FILE)).unwrap(),
+        fs::read_to_string(&old_key).unwrap()
+    );
+    assert_eq!(mode(&second.join(DATA_KEY_FILE)), 0o600);
+    assert_eq!(mode(&second), 0o700);
+    // Adopting the same key again is a no-op; another key is refused.
+    adopt_data_key(&second, &old_key).expect("same key");
+    let third = dir.path().join("third");
+    generate(&InitPlan::new(
+        &third,
+        fixed_port_plan([1], LOCALHOST, 7200).expect("plan"),
+    ))
+    .expect("generate");
+    let err = adopt_data_key(&second, &third.join(DATA_KEY_FILE)).expect_err("must refuse");
+    assert!(err.to_string().contains("refusing"), "{err:#}");
+    let err = adopt_data_key(&third, &third.join("cluster-id")).expect_err("not a key");
+    assert!(
+        err.to_string().contains("does not hold a data key"),
+        "{err:#}"
+    );
+}
