@@ -5,7 +5,9 @@
 use crate::context::AdminContext;
 use crate::error::{method_not_allowed_fallback, not_found_fallback, ErrorBody};
 use crate::extract::BODY_LIMIT_BYTES;
-use crate::{auth, cluster, health, keys, providers, quotas, routes, spend, tokens, usage};
+use crate::{
+    auth, cluster, dashboard, health, keys, providers, quotas, routes, spend, tokens, usage,
+};
 use axum::extract::DefaultBodyLimit;
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -124,7 +126,9 @@ pub fn document() -> utoipa::openapi::OpenApi {
         .into_openapi()
 }
 
-/// The admin API: `/admin/v1/…`, `/healthz` and `/readyz`, ready to serve.
+/// The admin API: `/admin/v1/…`, `/healthz` and `/readyz`, and the
+/// dashboard at `/dashboard` (not in the document: it is no API), ready to
+/// serve.
 pub fn router(ctx: AdminContext) -> Router {
     let protected = protected().route_layer(middleware::from_fn_with_state(
         ctx.clone(),
@@ -140,6 +144,7 @@ pub fn router(ctx: AdminContext) -> Router {
         .to_pretty_json()
         .unwrap_or_else(|e| format!("{{\"error\":\"cannot render the OpenAPI document: {e}\"}}"));
     router
+        .merge(dashboard::routes())
         .fallback(not_found_fallback)
         .method_not_allowed_fallback(method_not_allowed_fallback)
         .layer(Extension(Document(Arc::new(doc))))
