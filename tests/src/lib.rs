@@ -25,7 +25,7 @@
 //! 15 partitions through the relay, 20 failover, 30 durability, 40
 //! membership, 50 security, 60 data dir, 70 admin API, 80 `sluice dev` and
 //! the CLI, 85 the data plane, 90 the official OpenAI and Anthropic SDKs
-//! against the proxy).
+//! against the proxy, 99 the web dashboard in headless Chromium).
 //!
 //! # Running
 //! ```text
