@@ -5,7 +5,8 @@
 //! shapes operators see (which are deliberately not the stored shapes: hashes
 //! never leave the cluster, provider credentials are write-only and sealed
 //! under the data key before they are proposed), the admin error format, the
-//! generated OpenAPI document, and `/healthz` + `/readyz`.
+//! generated OpenAPI document, `/healthz` + `/readyz`, and the web dashboard
+//! (static files that read this API).
 //!
 //! It never decides whether a change is valid on its own: handlers run the
 //! core `validate()` methods so obviously bad input costs no log entry, but
@@ -28,12 +29,14 @@
 //! * [`backup`]: configuration backups, exported and restored.
 //! * [`node`]: one node's own report (clock, certificate expiry).
 //! * [`health`]: liveness and readiness.
+//! * [`dashboard`]: the web dashboard's static files at `/dashboard`.
 //! * [`openapi`]: the OpenAPI document and the router assembly.
 
 pub mod auth;
 pub mod backup;
 pub mod cluster;
 pub mod context;
+pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod health;

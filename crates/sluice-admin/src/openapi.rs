@@ -6,7 +6,8 @@ use crate::context::AdminContext;
 use crate::error::{method_not_allowed_fallback, not_found_fallback, ErrorBody};
 use crate::extract::BODY_LIMIT_BYTES;
 use crate::{
-    auth, backup, cluster, health, keys, node, providers, quotas, routes, spend, tokens, usage,
+    auth, backup, cluster, dashboard, health, keys, node, providers, quotas, routes, spend, tokens,
+    usage,
 };
 use axum::extract::DefaultBodyLimit;
 use axum::http::header;
@@ -134,7 +135,9 @@ pub fn document() -> utoipa::openapi::OpenApi {
         .into_openapi()
 }
 
-/// The admin API: `/admin/v1/…`, `/healthz` and `/readyz`, ready to serve.
+/// The admin API: `/admin/v1/…`, `/healthz` and `/readyz`, and the
+/// dashboard at `/dashboard` (not in the document: it is no API), ready to
+/// serve.
 pub fn router(ctx: AdminContext) -> Router {
     let protected = protected().route_layer(middleware::from_fn_with_state(
         ctx.clone(),
@@ -150,6 +153,7 @@ pub fn router(ctx: AdminContext) -> Router {
         .to_pretty_json()
         .unwrap_or_else(|e| format!("{{\"error\":\"cannot render the OpenAPI document: {e}\"}}"));
     router
+        .merge(dashboard::routes())
         .fallback(not_found_fallback)
         .method_not_allowed_fallback(method_not_allowed_fallback)
         .layer(Extension(Document(Arc::new(doc))))

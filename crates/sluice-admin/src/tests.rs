@@ -20,6 +20,7 @@ use std::time::Duration;
 use tower::ServiceExt;
 
 mod backup;
+mod dashboard;
 mod errors;
 mod meta;
 mod resources;
