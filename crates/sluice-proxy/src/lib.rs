@@ -16,7 +16,8 @@
 //! 4. [`body`]: the answer relayed in the client's API, streams event by
 //!    event; a stream that fails after its first byte ends with an in-stream
 //!    error event, never a clean-looking end;
-//! 5. [`metrics`]: counts, latency and the gateway's own overhead.
+//! 5. [`metrics`]: counts, latency and the gateway's own overhead, errors,
+//!    tokens and cost; [`trace`]: the request id and the request's spans.
 //!
 //! The proxy reads state through [`StateSource`] and never writes it: the
 //! data plane keeps working on a node cut off from the Raft leader.
@@ -32,6 +33,7 @@ pub mod quota;
 pub mod routing;
 pub mod server;
 mod targets;
+pub mod trace;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -12,17 +12,20 @@
 //! * `raw`: the file as written; also what `sluice init` serializes.
 //! * `check`: per-field checks that record problems and return typed values.
 //! * `tls`: checks of the PEM files named in `[tls]`.
+//! * `telemetry`: `[tracing]`, the OpenTelemetry export settings.
 
 mod check;
 mod raw;
+mod telemetry;
 #[cfg(test)]
 mod tests;
 mod tls;
 
 pub use raw::{
     LogFormat, RawAdmin, RawAdvertise, RawCluster, RawConfig, RawLimits, RawListen, RawLog,
-    RawMember, RawRaft, RawSecrets, RawTls, DEFAULT_LOG_LEVEL, DEFAULT_MAX_BODY_BYTES,
+    RawMember, RawRaft, RawSecrets, RawTls, RawTracing, DEFAULT_LOG_LEVEL, DEFAULT_MAX_BODY_BYTES,
 };
+pub use telemetry::{OtlpSettings, TracingSettings, DEFAULT_SERVICE_NAME};
 
 use check::{is_cluster_id, Problems};
 use sluice_core::DataKey;
@@ -72,6 +75,8 @@ pub struct Config {
     pub drain: std::time::Duration,
     /// `[quotas]`: the lease rounds.
     pub quotas: sluice_quota::QuotaConfig,
+    /// `[tracing]`: OpenTelemetry export.
+    pub tracing: TracingSettings,
 }
 
 /// `[listen]`: the sockets this node binds.
@@ -260,6 +265,7 @@ pub fn validate(raw: RawConfig, config_dir: &Path) -> Result<Config, Vec<ConfigE
     let (mut proxy_config, proxy_tls, drain) =
         proxy_settings(&mut p, &raw.proxy, &raw.limits, config_dir);
     let quotas = quota_settings(&mut p, &raw.quotas, &mut proxy_config);
+    let tracing = telemetry::tracing_settings(&mut p, &raw.tracing);
 
     match (
         data_dir,
@@ -303,6 +309,7 @@ pub fn validate(raw: RawConfig, config_dir: &Path) -> Result<Config, Vec<ConfigE
             proxy_tls,
             drain,
             quotas,
+            tracing,
         }),
         _ => {
             if p.0.is_empty() {

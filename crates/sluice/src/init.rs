@@ -514,6 +514,7 @@ fn node_raw_config(
         limits: RawLimits::default(),
         proxy: Default::default(),
         quotas: Default::default(),
+        tracing: Default::default(),
     }
 }
 
