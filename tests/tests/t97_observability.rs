@@ -505,7 +505,7 @@ fn spans_of_a_request_reach_an_otlp_receiver_without_its_prompt_or_key() {
             .nodes(1)
             .fast_elections()
             .config_extra(format!(
-                "[tracing]\notlp_endpoint = \"http://127.0.0.1:{port}\"\nservice_name = \"sluice-t97\"\n"
+                "[tracing]\notlp_endpoint = \"http://127.0.0.1:{port}\"\nservice_name = \"sluice-t97\"\n\n[log]\nformat = \"json\"\nlevel = \"info,sluice_proxy=debug\"\n"
             ))
             .budget(Duration::from_secs(90)),
     );
@@ -580,4 +580,19 @@ fn spans_of_a_request_reach_an_otlp_receiver_without_its_prompt_or_key() {
             );
         }
     }
+
+    // The node's log: one JSON object per line, and neither the prompt nor
+    // the key anywhere, request spans in the log context included.
+    let log = plane.cluster.log(1);
+    let lines: Vec<Value> = log
+        .lines()
+        .filter(|line| !line.starts_with("=====") && !line.trim().is_empty())
+        .map(|line| {
+            serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"))
+        })
+        .collect();
+    assert!(lines.iter().any(|l| l["level"] == "INFO"), "{log}");
+    assert!(!log.contains(prompt), "the node logged the prompt");
+    assert!(!log.contains(&plane.key), "the node logged the key");
 }

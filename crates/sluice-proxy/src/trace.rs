@@ -6,12 +6,14 @@
 //! field of the request's span, so a client's complaint, the node's logs and
 //! an exported trace meet on one string.
 //!
-//! Spans: `request` (INFO: `request_id`, `method`, `path`, `endpoint`,
-//! `route`, `deployment`, `status`, `stream_end`), and below it, at DEBUG,
+//! Spans, all at DEBUG: `request` (`request_id`, `method`, `path`,
+//! `endpoint`, `route`, `deployment`, `status`, `stream_end`), and below it
 //! `admission` (the quota decision), `upstream_attempt` (one call to a
 //! deployment: `provider`, `model`) and `relay` (a stream on its way to the
-//! client). Span fields never hold a key, a header's value other than the
-//! request id, or any part of a body.
+//! client). DEBUG, so that at the usual log level a request creates no span
+//! at all unless traces are exported (the exporter's filter enables them).
+//! Span fields never hold a key, a header's value other than the request
+//! id, or any part of a body.
 
 use http::{HeaderMap, HeaderValue, Request};
 use sluice_core::{Deployment, Provider};
@@ -45,8 +47,8 @@ fn generated(random: u128) -> HeaderValue {
 
 /// The span of one request; the fields left empty are recorded as the
 /// request goes.
-pub(crate) fn request_span<B>(request: &Request<B>, id: &HeaderValue) -> Span {
-    tracing::info_span!(
+pub fn request_span<B>(request: &Request<B>, id: &HeaderValue) -> Span {
+    tracing::debug_span!(
         "request",
         // Sane by construction: visible ASCII.
         request_id = id.to_str().unwrap_or_default(),

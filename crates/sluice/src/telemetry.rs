@@ -1,15 +1,15 @@
 //! `serve`'s logs and traces: one `tracing` subscriber with two layers.
 //!
 //! * Logs: to stderr, as text or one JSON object per line (`[log] format`),
-//!   filtered by `[log] level` (`RUST_LOG` overrides it). A log line written
-//!   inside a request carries the request's span fields, its `request_id`
-//!   among them.
+//!   filtered by `[log] level` (`RUST_LOG` overrides it). With
+//!   `sluice_proxy=debug`, a log line written inside a request carries the
+//!   request's span fields, its `request_id` among them.
 //! * Traces: with `[tracing] otlp_endpoint`, the spans of Sluice's own
 //!   crates (the request and, below it, admission, upstream attempts and the
-//!   stream relay) and their INFO+ events go to an OTLP/HTTP collector
-//!   (protobuf), batched on the tokio runtime, sampled per trace by
-//!   `sample_ratio`. This filter is the layer's own, so the child spans
-//!   (DEBUG) cost nothing while export is off.
+//!   stream relay, all at DEBUG) and their INFO+ events go to an OTLP/HTTP
+//!   collector (protobuf), batched on the tokio runtime, sampled per trace
+//!   by `sample_ratio`. Each layer has its own filter, so at the default
+//!   log level a request creates no span at all while export is off.
 //!
 //! Span fields hold ids, names and statuses only (see `sluice_proxy::trace`):
 //! no key, no prompt, no header but the request id.
@@ -60,30 +60,12 @@ pub fn init(
         _ => EnvFilter::try_new(&log.level)
             .with_context(|| format!("log.level `{}` is not a valid filter", log.level))?,
     };
-    // Colours only for a terminal: log files and collectors get plain text.
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    let logs: BoxedLayer = match log.format {
-        LogFormat::Text => Box::new(fmt.with_filter(filter)),
-        LogFormat::Json => Box::new(fmt.json().with_filter(filter)),
-    };
-    let mut layers = vec![logs];
     let provider = match &tracing.otlp {
-        Some(otlp) => {
-            let provider = tracer_provider(otlp, &origin)?;
-            let tracer = provider.tracer("sluice");
-            layers.push(Box::new(
-                tracing_opentelemetry::layer()
-                    .with_tracer(tracer)
-                    .with_filter(tracing_subscriber::filter::filter_fn(exported)),
-            ));
-            Some(provider)
-        }
+        Some(otlp) => Some(tracer_provider(otlp, &origin)?),
         None => None,
     };
     tracing_subscriber::registry()
-        .with(layers)
+        .with(layers(log.format, filter, provider.as_ref()))
         .try_init()
         .map_err(|err| anyhow::anyhow!("installing the log subscriber: {err}"))?;
     if let Some(otlp) = &tracing.otlp {
@@ -96,8 +78,34 @@ pub fn init(
     Ok(Telemetry { provider })
 }
 
-/// What goes to the collector: Sluice's spans down to DEBUG (the request's
-/// children), and its INFO+ events (as span events).
+/// The logs layer (stderr, `format`, filtered by `filter`) and, with a
+/// tracer provider, the export layer with its own filter ([`exported`]).
+fn layers(
+    format: LogFormat,
+    filter: EnvFilter,
+    provider: Option<&SdkTracerProvider>,
+) -> Vec<BoxedLayer> {
+    // Colours only for a terminal: log files and collectors get plain text.
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let logs: BoxedLayer = match format {
+        LogFormat::Text => Box::new(fmt.with_filter(filter)),
+        LogFormat::Json => Box::new(fmt.json().with_filter(filter)),
+    };
+    let mut layers = vec![logs];
+    if let Some(provider) = provider {
+        layers.push(Box::new(
+            tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("sluice"))
+                .with_filter(tracing_subscriber::filter::filter_fn(exported)),
+        ));
+    }
+    layers
+}
+
+/// What goes to the collector: Sluice's spans down to DEBUG (the request
+/// and its children), and its INFO+ events (as span events).
 fn exported(meta: &Metadata<'_>) -> bool {
     let ours = meta.target().starts_with("sluice");
     let level = if meta.is_span() {
@@ -186,6 +194,28 @@ mod tests {
             FieldSet::new(&[], Identifier(&SITE)),
             kind,
         )
+    }
+
+    fn request_span_under(layers: Vec<BoxedLayer>) -> tracing::Span {
+        let request = http::Request::new(());
+        let id = http::HeaderValue::from_static("req_1");
+        let subscriber = tracing_subscriber::registry().with(layers);
+        tracing::subscriber::with_default(subscriber, || {
+            sluice_proxy::trace::request_span(&request, &id)
+        })
+    }
+
+    #[test]
+    fn requests_make_spans_only_for_the_export_or_debug_logs() {
+        let info = || EnvFilter::new("info");
+        let span = request_span_under(layers(LogFormat::Json, info(), None));
+        assert!(span.is_disabled(), "info logs alone make no request span");
+        let provider = SdkTracerProvider::builder().build();
+        let span = request_span_under(layers(LogFormat::Text, info(), Some(&provider)));
+        assert!(!span.is_disabled(), "export makes the request span");
+        let debug = EnvFilter::new("info,sluice_proxy=debug");
+        let span = request_span_under(layers(LogFormat::Text, debug, None));
+        assert!(!span.is_disabled(), "debug logs show the request span");
     }
 
     #[test]
