@@ -15,12 +15,13 @@
 //!
 //! Recording takes no lock shared by all requests: labelled children are
 //! looked up in a per-thread map (`local`), then only their atomics are
-//! touched.
+//! touched. (`local` also keys series by their label values themselves:
+//! `prometheus`' vecs confuse label sets that concatenate alike.)
 //!
 //! # Layout
 //! * `in_flight`: [`InFlight`], one request being answered, which records
 //!   itself when it ends.
-//! * `local`: the per-thread lookup of labelled children.
+//! * `local`: labelled families, with the per-thread lookup of children.
 
 mod in_flight;
 mod local;
@@ -30,12 +31,12 @@ mod tests;
 use std::sync::Arc;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 pub use in_flight::{InFlight, StreamEnd};
-use local::LocalVec;
+use local::Labelled;
 
 /// Latency buckets, in seconds: 1 ms .. 5 min.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -49,9 +50,9 @@ const OVERHEAD_BUCKETS: &[f64] = &[
 ];
 
 /// An integer counter family whose children are looked up per thread.
-type LocalCounters = LocalVec<IntCounterVec>;
+type LocalCounters = Labelled<IntCounter>;
 /// A histogram family whose children are looked up per thread.
-type LocalHistograms = LocalVec<HistogramVec>;
+type LocalHistograms = Labelled<Histogram>;
 
 /// The proxy's metric families, registered in one registry.
 #[derive(Clone)]
@@ -136,8 +137,12 @@ fn register<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T
 }
 
 fn counters(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> LocalCounters {
-    let vec = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-    LocalVec::new(register(registry, vec))
+    let opts = Opts::new(name, help);
+    let family = Labelled::new(name, help, labels, move |labels| {
+        IntCounter::with_opts(opts.clone().const_labels(labels))
+    })
+    .expect("valid metric");
+    register(registry, family)
 }
 
 fn histograms(
@@ -147,12 +152,12 @@ fn histograms(
     buckets: &[f64],
     labels: &[&str],
 ) -> LocalHistograms {
-    let vec = HistogramVec::new(
-        HistogramOpts::new(name, help).buckets(buckets.to_vec()),
-        labels,
-    )
+    let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+    let family = Labelled::new(name, help, labels, move |labels| {
+        Histogram::with_opts(opts.clone().const_labels(labels))
+    })
     .expect("valid metric");
-    LocalVec::new(register(registry, vec))
+    register(registry, family)
 }
 
 impl Metrics {
