@@ -31,8 +31,8 @@ mod tests;
 use std::sync::Arc;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 pub use in_flight::{InFlight, StreamEnd};
@@ -74,7 +74,7 @@ struct Families {
     cost: LocalCounters,
     in_flight: IntGauge,
     stream_ends: LocalCounters,
-    breaker_state: IntGaugeVec,
+    breaker_state: Labelled<IntGauge>,
     /// `sluice_quota_decisions_total`'s counters, by [`QuotaOutcome`].
     quota_outcomes: [IntCounter; 5],
 }
@@ -246,17 +246,18 @@ impl Metrics {
             "Streamed answers by how they ended (completed, client_gone, or the upstream failure).",
             &["outcome"],
         );
-        let breaker_state = register(
-            r,
-            IntGaugeVec::new(
-                Opts::new(
-                    "sluice_proxy_breaker_state",
-                    "Circuit breaker per deployment: 0 closed, 1 open, 2 half-open.",
-                ),
-                &["provider", "model"],
-            )
-            .expect("valid metric"),
-        );
+        let breaker_state = {
+            let opts = Opts::new(
+                "sluice_proxy_breaker_state",
+                "Circuit breaker per deployment: 0 closed, 1 open, 2 half-open.",
+            );
+            let family = Labelled::new(&opts.name, &opts.help, &["provider", "model"], {
+                let opts = opts.clone();
+                move |labels| IntGauge::with_opts(opts.clone().const_labels(labels))
+            })
+            .expect("valid metric");
+            register(r, family)
+        };
         let quota_decisions = register(
             r,
             IntCounterVec::new(
@@ -328,9 +329,6 @@ impl Metrics {
 
     /// Publishes a breaker's state (0 closed, 1 open, 2 half-open).
     pub fn breaker_state(&self, provider: &str, model: &str, state: i64) {
-        self.inner
-            .breaker_state
-            .with_label_values(&[provider, model])
-            .set(state);
+        self.inner.breaker_state.with(&[provider, model]).set(state);
     }
 }
