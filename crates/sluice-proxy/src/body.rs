@@ -83,6 +83,8 @@ pub struct RelayBody {
     upstream_wait: Duration,
     waiting_since: Option<Instant>,
     in_flight: Option<InFlight>,
+    /// The `relay` span, below the request's: open while the stream is.
+    span: Option<tracing::Span>,
     /// The request's quota reservation, settled by the stream's usage.
     charge: Option<Charge>,
     /// The call's usage entry, recorded with the stream's usage.
@@ -152,6 +154,7 @@ impl RelayBody {
             upstream_wait: started.elapsed(),
             waiting_since: None,
             in_flight: None,
+            span: None,
             charge: None,
             call: None,
         }))
@@ -160,6 +163,7 @@ impl RelayBody {
     /// Records the request's end into `in_flight` when the body ends or is
     /// dropped.
     pub fn with_in_flight(mut self: Box<Self>, in_flight: InFlight) -> Box<Self> {
+        self.span = Some(crate::trace::relay_span(in_flight.span()));
         self.in_flight = Some(in_flight);
         self
     }
@@ -189,6 +193,9 @@ impl RelayBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         if let Some(bytes) = self.pending.take() {
+            if let Some(in_flight) = &mut self.in_flight {
+                in_flight.first_token();
+            }
             return Poll::Ready(Some(Ok(Frame::data(bytes))));
         }
         loop {
@@ -270,6 +277,7 @@ impl RelayBody {
             };
             in_flight.finish_stream(end, self.relay.usage());
         }
+        self.span = None;
     }
 
     /// Usage the relay has read so far.

@@ -17,6 +17,7 @@ use sluice_providers::{
 };
 use std::collections::HashMap;
 use std::sync::Arc;
+use tracing::Instrument;
 
 use crate::body::{ProxyBody, RelayBody, Start};
 use crate::breaker::Breakers;
@@ -230,8 +231,10 @@ impl Inner {
     }
 
     pub(crate) async fn handle(&self, request: Request<Incoming>) -> Response<ProxyBody> {
-        let request_id = request_id(rand::random::<u128>());
-        let mut response = self.dispatch(request).await;
+        let request_id = crate::trace::request_id(request.headers());
+        let span = crate::trace::request_span(&request, &request_id);
+        let mut response = self.dispatch(request).instrument(span.clone()).await;
+        span.record("status", response.status().as_u16());
         response.headers_mut().insert("x-request-id", request_id);
         response
     }
@@ -417,7 +420,7 @@ impl Inner {
         if !key.allows_route(&route.name) {
             return Err(ApiError::model_not_allowed(&request.model));
         }
-        in_flight.set_route(&route.name);
+        in_flight.set_route(route);
         if let Some(call) = call {
             call.identify(&key.id, &route.name, route.pricing);
         }
@@ -453,7 +456,11 @@ impl Inner {
             &route.pricing,
             self.config.completion_estimate_tokens,
         );
-        match quotas.admit(&plan, route_name, cost, now_ms).await {
+        let admitted = quotas
+            .admit(&plan, route_name, cost, now_ms)
+            .instrument(tracing::debug_span!("admission"))
+            .await;
+        match admitted {
             Ok(admission) => {
                 self.metrics.quota_decision(QuotaOutcome::Admitted);
                 out.standings = admission.standings;
@@ -604,11 +611,13 @@ impl Inner {
                     call.set_provider(&provider.name);
                 }
                 let exchange = prepared.exchange;
+                in_flight.set_deployment(&provider.name, &deployment.model);
                 let sent_at = Instant::now();
                 let sent = self
                     .clients
                     .for_provider(&provider.name)
                     .send(prepared.request, timeouts(provider))
+                    .instrument(crate::trace::attempt_span(provider, deployment))
                     .await;
                 in_flight.add_upstream_wait(sent_at.elapsed());
                 let response = match sent {
@@ -765,16 +774,6 @@ impl Inner {
     }
 }
 
-/// `req_` and 32 hex digits (hand-rolled: `format!` showed in profiles).
-fn request_id(random: u128) -> HeaderValue {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut id = *b"req_00000000000000000000000000000000";
-    for (i, digit) in id[4..].iter_mut().enumerate() {
-        *digit = HEX[((random >> (124 - 4 * i)) & 0xf) as usize];
-    }
-    HeaderValue::from_bytes(&id).expect("ASCII hex is a valid header value")
-}
-
 /// An upstream error answer in the client's format: passed on as sent when
 /// the upstream speaks the client's API, re-wrapped otherwise. An upstream
 /// 401/403/404 is the gateway's misconfiguration, not the client's: 502.
@@ -879,15 +878,6 @@ fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn request_ids_are_prefixed_hex() {
-        assert_eq!(
-            request_id(0x0123_4567_89ab_cdef_0011_2233_4455_6677),
-            "req_0123456789abcdef0011223344556677"
-        );
-        assert_eq!(request_id(0), "req_00000000000000000000000000000000");
-    }
 
     #[test]
     fn retry_after_prefers_milliseconds() {

@@ -16,7 +16,8 @@
 //! 4. [`body`]: the answer relayed in the client's API, streams event by
 //!    event; a stream that fails after its first byte ends with an in-stream
 //!    error event, never a clean-looking end;
-//! 5. [`metrics`]: counts, latency and the gateway's own overhead;
+//! 5. [`metrics`]: counts, latency and the gateway's own overhead, errors,
+//!    tokens and cost; [`trace`]: the request id and the request's spans;
 //!    [`usage`]: the call added into the node's usage meter (per minute,
 //!    key, route and provider), which the binary replicates in batches.
 //!
@@ -34,6 +35,7 @@ pub mod quota;
 pub mod routing;
 pub mod server;
 mod targets;
+pub mod trace;
 pub mod usage;
 
 use std::collections::BTreeMap;

@@ -1,23 +1,42 @@
-//! The proxy's Prometheus metrics.
+//! The proxy's Prometheus metrics (every family is listed, with its labels,
+//! in `docs/observability.md`).
 //!
 //! Labels stay low-cardinality: the endpoint, the route (only names the
-//! cluster defines: an unknown `model` is recorded as `""`), the provider,
-//! the status code. Never a key, a prompt or a client address.
+//! cluster defines: an unknown `model` is recorded as `""`), the deployment
+//! (`provider/model`, both defined by the cluster), the provider, the status
+//! code, a fixed set of outcome and error classes. Never a key, a prompt or
+//! a client address.
 //!
 //! `sluice_proxy_overhead_seconds` is the gateway's own time: the request's
 //! time until its answer starts going out, minus the time spent waiting on
 //! the upstream (response head and, for streams, the first body bytes). It
 //! includes authentication, body reading and parsing, routing, retries'
 //! backoff sleeps and the relay of the first bytes.
+//!
+//! Recording takes no lock shared by all requests: labelled children are
+//! looked up in a per-thread map (`local`), then only their atomics are
+//! touched. (`local` also keys series by their label values themselves:
+//! `prometheus`' vecs confuse label sets that concatenate alike.)
+//!
+//! # Layout
+//! * `in_flight`: [`InFlight`], one request being answered, which records
+//!   itself when it ends.
+//! * `local`: labelled families, with the per-thread lookup of children.
+
+mod in_flight;
+mod local;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
-use sluice_providers::TokenUsage;
+
+pub use in_flight::{InFlight, StreamEnd};
+use local::Labelled;
 
 /// Latency buckets, in seconds: 1 ms .. 5 min.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -30,6 +49,11 @@ const OVERHEAD_BUCKETS: &[f64] = &[
     0.05, 0.1, 0.25, 1.0,
 ];
 
+/// An integer counter family whose children are looked up per thread.
+type LocalCounters = Labelled<IntCounter>;
+/// A histogram family whose children are looked up per thread.
+type LocalHistograms = Labelled<Histogram>;
+
 /// The proxy's metric families, registered in one registry.
 #[derive(Clone)]
 pub struct Metrics {
@@ -38,15 +62,19 @@ pub struct Metrics {
 
 struct Families {
     registry: Registry,
-    requests: IntCounterVec,
-    duration: HistogramVec,
+    requests: LocalCounters,
+    errors: LocalCounters,
+    duration: LocalHistograms,
     overhead: Histogram,
-    time_to_first_byte: HistogramVec,
-    upstream_attempts: IntCounterVec,
-    tokens: IntCounterVec,
+    time_to_first_byte: LocalHistograms,
+    time_to_first_token: LocalHistograms,
+    upstream_attempts: LocalCounters,
+    upstream_errors: LocalCounters,
+    tokens: LocalCounters,
+    cost: LocalCounters,
     in_flight: IntGauge,
-    stream_ends: IntCounterVec,
-    breaker_state: IntGaugeVec,
+    stream_ends: LocalCounters,
+    breaker_state: Labelled<IntGauge>,
     /// `sluice_quota_decisions_total`'s counters, by [`QuotaOutcome`].
     quota_outcomes: [IntCounter; 5],
 }
@@ -81,45 +109,82 @@ impl QuotaOutcome {
     }
 }
 
+/// The class `sluice_proxy_upstream_errors_total` counts a failed upstream
+/// attempt under, from the outcome `sluice_proxy_upstream_attempts_total`
+/// counts it under (`None`: not a failure).
+fn upstream_error_class(outcome: &str) -> Option<&'static str> {
+    Some(match outcome {
+        "connect_error" => "connect",
+        "timeout" => "timeout",
+        "rate_limited" => "http_429",
+        "server_error" => "http_5xx",
+        "client_error" => "http_4xx",
+        "stream_error" => "stream",
+        _ => return None,
+    })
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new(Registry::new())
     }
 }
 
+fn register<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
+    r.register(Box::new(c.clone()))
+        .expect("metric names are unique");
+    c
+}
+
+fn counters(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> LocalCounters {
+    let opts = Opts::new(name, help);
+    let family = Labelled::new(name, help, labels, move |labels| {
+        IntCounter::with_opts(opts.clone().const_labels(labels))
+    })
+    .expect("valid metric");
+    register(registry, family)
+}
+
+fn histograms(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    buckets: &[f64],
+    labels: &[&str],
+) -> LocalHistograms {
+    let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+    let family = Labelled::new(name, help, labels, move |labels| {
+        Histogram::with_opts(opts.clone().const_labels(labels))
+    })
+    .expect("valid metric");
+    register(registry, family)
+}
+
 impl Metrics {
     /// The proxy's families, registered into `registry`.
     pub fn new(registry: Registry) -> Self {
-        fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
-            r.register(Box::new(c.clone()))
-                .expect("metric names are unique");
-            c
-        }
-        let requests = reg(
-            &registry,
-            IntCounterVec::new(
-                Opts::new(
-                    "sluice_proxy_requests_total",
-                    "Model API requests answered, by endpoint, route and status.",
-                ),
-                &["endpoint", "route", "status"],
-            )
-            .expect("valid metric"),
+        let r = &registry;
+        let requests = counters(
+            r,
+            "sluice_proxy_requests_total",
+            "Model API requests answered, by endpoint, route, deployment (provider/model that answered, \"\" if none) and status.",
+            &["endpoint", "route", "deployment", "status"],
         );
-        let duration = reg(
-            &registry,
-            HistogramVec::new(
-                HistogramOpts::new(
-                    "sluice_proxy_request_duration_seconds",
-                    "Time from request to the end of its answer (streams: to the last event).",
-                )
-                .buckets(LATENCY_BUCKETS.to_vec()),
-                &["endpoint", "route"],
-            )
-            .expect("valid metric"),
+        let errors = counters(
+            r,
+            "sluice_proxy_errors_total",
+            "Model API requests that failed, by endpoint, route, deployment and class (client_error, rate_limited, client_gone, server_error, stream_failed).",
+            &["endpoint", "route", "deployment", "class"],
         );
-        let overhead = reg(
-            &registry,
+        let duration = histograms(
+            r,
+            "sluice_proxy_request_duration_seconds",
+            "Time from request to the end of its answer (streams: to the last event).",
+            LATENCY_BUCKETS,
+            &["endpoint", "route", "deployment"],
+        );
+        let overhead = register(
+            r,
             Histogram::with_opts(
                 HistogramOpts::new(
                     "sluice_proxy_overhead_seconds",
@@ -129,72 +194,72 @@ impl Metrics {
             )
             .expect("valid metric"),
         );
-        let time_to_first_byte = reg(
-            &registry,
-            HistogramVec::new(
-                HistogramOpts::new(
-                    "sluice_proxy_time_to_first_byte_seconds",
-                    "Time from request to the first byte of its answer.",
-                )
-                .buckets(LATENCY_BUCKETS.to_vec()),
-                &["endpoint", "route"],
-            )
-            .expect("valid metric"),
+        let time_to_first_byte = histograms(
+            r,
+            "sluice_proxy_time_to_first_byte_seconds",
+            "Time from request to the first byte of its answer.",
+            LATENCY_BUCKETS,
+            &["endpoint", "route"],
         );
-        let upstream_attempts = reg(
-            &registry,
-            IntCounterVec::new(
-                Opts::new(
-                    "sluice_proxy_upstream_attempts_total",
-                    "Upstream calls, by provider and outcome (ok, client_error, rate_limited, server_error, connect_error, timeout, stream_error).",
-                ),
-                &["provider", "outcome"],
-            )
-            .expect("valid metric"),
+        let time_to_first_token = histograms(
+            r,
+            "sluice_proxy_time_to_first_token_seconds",
+            "Streams: time from request to the first event relayed to the client.",
+            LATENCY_BUCKETS,
+            &["endpoint", "route"],
         );
-        let tokens = reg(
-            &registry,
-            IntCounterVec::new(
-                Opts::new(
-                    "sluice_proxy_tokens_total",
-                    "Tokens the upstreams reported, by route and kind (prompt, completion).",
-                ),
-                &["route", "kind"],
-            )
-            .expect("valid metric"),
+        let upstream_attempts = counters(
+            r,
+            "sluice_proxy_upstream_attempts_total",
+            "Upstream calls, by provider and outcome (ok, client_error, rate_limited, server_error, connect_error, timeout, stream_error).",
+            &["provider", "outcome"],
         );
-        let in_flight = reg(
-            &registry,
+        let upstream_errors = counters(
+            r,
+            "sluice_proxy_upstream_errors_total",
+            "Failed upstream calls, by provider and class (connect, timeout, http_429, http_5xx, http_4xx, stream).",
+            &["provider", "class"],
+        );
+        let tokens = counters(
+            r,
+            "sluice_proxy_tokens_total",
+            "Tokens the upstreams reported, by route and kind (prompt: in, completion: out).",
+            &["route", "kind"],
+        );
+        let cost = counters(
+            r,
+            "sluice_proxy_cost_micro_usd_total",
+            "Cost of answered requests in micro-USD (1e-6 USD), from the route's pricing and the reported usage, by route.",
+            &["route"],
+        );
+        let in_flight = register(
+            r,
             IntGauge::new(
                 "sluice_proxy_requests_in_flight",
                 "Model API requests being answered now.",
             )
             .expect("valid metric"),
         );
-        let stream_ends = reg(
-            &registry,
-            IntCounterVec::new(
-                Opts::new(
-                    "sluice_proxy_stream_ends_total",
-                    "Streamed answers by how they ended (completed, client_gone, or the upstream failure).",
-                ),
-                &["outcome"],
-            )
-            .expect("valid metric"),
+        let stream_ends = counters(
+            r,
+            "sluice_proxy_stream_ends_total",
+            "Streamed answers by how they ended (completed, client_gone, or the upstream failure).",
+            &["outcome"],
         );
-        let breaker_state = reg(
-            &registry,
-            IntGaugeVec::new(
-                Opts::new(
-                    "sluice_proxy_breaker_state",
-                    "Circuit breaker per deployment: 0 closed, 1 open, 2 half-open.",
-                ),
-                &["provider", "model"],
-            )
-            .expect("valid metric"),
-        );
-        let quota_decisions = reg(
-            &registry,
+        let breaker_state = {
+            let opts = Opts::new(
+                "sluice_proxy_breaker_state",
+                "Circuit breaker per deployment: 0 closed, 1 open, 2 half-open.",
+            );
+            let family = Labelled::new(&opts.name, &opts.help, &["provider", "model"], {
+                let opts = opts.clone();
+                move |labels| IntGauge::with_opts(opts.clone().const_labels(labels))
+            })
+            .expect("valid metric");
+            register(r, family)
+        };
+        let quota_decisions = register(
+            r,
             IntCounterVec::new(
                 Opts::new(
                     "sluice_quota_decisions_total",
@@ -208,11 +273,15 @@ impl Metrics {
             inner: Arc::new(Families {
                 registry,
                 requests,
+                errors,
                 duration,
                 overhead,
                 time_to_first_byte,
+                time_to_first_token,
                 upstream_attempts,
+                upstream_errors,
                 tokens,
+                cost,
                 in_flight,
                 stream_ends,
                 breaker_state,
@@ -236,26 +305,21 @@ impl Metrics {
         String::from_utf8(out).unwrap_or_default()
     }
 
-    /// Starts timing one request.
+    /// Starts timing one request, inside the current `tracing` span (the
+    /// request's), where the request's route, deployment and status are
+    /// recorded too.
     pub fn start(&self, endpoint: &'static str) -> InFlight {
         self.inner.in_flight.inc();
-        InFlight {
-            metrics: self.clone(),
-            endpoint,
-            route: String::new(),
-            started: Instant::now(),
-            upstream_wait: Duration::ZERO,
-            status: 0,
-            done: false,
-        }
+        InFlight::new(self.clone(), endpoint)
     }
 
-    /// Counts one upstream call.
+    /// Counts one upstream call; a failed one also by its error class.
     pub fn upstream_attempt(&self, provider: &str, outcome: &str) {
-        self.inner
-            .upstream_attempts
-            .with_label_values(&[provider, outcome])
-            .inc();
+        let m = &self.inner;
+        m.upstream_attempts.with(&[provider, outcome]).inc();
+        if let Some(class) = upstream_error_class(outcome) {
+            m.upstream_errors.with(&[provider, class]).inc();
+        }
     }
 
     /// Counts one quota decision.
@@ -265,172 +329,6 @@ impl Metrics {
 
     /// Publishes a breaker's state (0 closed, 1 open, 2 half-open).
     pub fn breaker_state(&self, provider: &str, model: &str, state: i64) {
-        self.inner
-            .breaker_state
-            .with_label_values(&[provider, model])
-            .set(state);
-    }
-}
-
-/// How a streamed answer ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StreamEnd {
-    Completed,
-    /// The client went away before the end.
-    ClientGone,
-    /// The upstream failed mid-stream; the client got an error event.
-    Failed(&'static str),
-}
-
-/// One request being answered; records itself when finished or dropped
-/// (a dropped request whose client went away is counted with status 499).
-pub struct InFlight {
-    metrics: Metrics,
-    endpoint: &'static str,
-    route: String,
-    started: Instant,
-    upstream_wait: Duration,
-    status: u16,
-    done: bool,
-}
-
-impl InFlight {
-    /// The route the request resolved to.
-    pub fn set_route(&mut self, route: &str) {
-        route.clone_into(&mut self.route);
-    }
-
-    /// Adds time spent waiting on an upstream.
-    pub fn add_upstream_wait(&mut self, wait: Duration) {
-        self.upstream_wait += wait;
-    }
-
-    /// The answer starts going out now with `status`: records the time to
-    /// first byte and the gateway's overhead.
-    pub fn first_byte(&mut self, status: u16) {
-        self.status = status;
-        let elapsed = self.started.elapsed();
-        let m = &self.metrics.inner;
-        m.time_to_first_byte
-            .with_label_values(&[self.endpoint, &self.route])
-            .observe(elapsed.as_secs_f64());
-        m.overhead
-            .observe(elapsed.saturating_sub(self.upstream_wait).as_secs_f64());
-    }
-
-    /// A whole answer has gone out.
-    pub fn finish(mut self, status: u16, usage: Option<TokenUsage>) {
-        self.status = status;
-        self.record(usage);
-    }
-
-    /// A streamed answer ended.
-    pub fn finish_stream(mut self, end: StreamEnd, usage: Option<TokenUsage>) {
-        let outcome = match end {
-            StreamEnd::Completed => "completed",
-            StreamEnd::ClientGone => "client_gone",
-            StreamEnd::Failed(reason) => reason,
-        };
-        self.metrics
-            .inner
-            .stream_ends
-            .with_label_values(&[outcome])
-            .inc();
-        self.record(usage);
-    }
-
-    fn record(&mut self, usage: Option<TokenUsage>) {
-        if self.done {
-            return;
-        }
-        self.done = true;
-        let m = &self.metrics.inner;
-        m.in_flight.dec();
-        let status = if self.status == 0 { 499 } else { self.status };
-        let owned;
-        let status_label = match STATUS_DIGITS.binary_search_by_key(&status, |(code, _)| *code) {
-            Ok(i) => STATUS_DIGITS[i].1,
-            Err(_) => {
-                owned = status.to_string();
-                owned.as_str()
-            }
-        };
-        m.requests
-            .with_label_values(&[self.endpoint, &self.route, status_label])
-            .inc();
-        m.duration
-            .with_label_values(&[self.endpoint, &self.route])
-            .observe(self.started.elapsed().as_secs_f64());
-        if let Some(usage) = usage {
-            m.tokens
-                .with_label_values(&[&self.route, "prompt"])
-                .inc_by(usage.prompt_tokens);
-            m.tokens
-                .with_label_values(&[&self.route, "completion"])
-                .inc_by(usage.completion_tokens);
-        }
-    }
-}
-
-/// The usual statuses as labels, so recording them allocates nothing.
-const STATUS_DIGITS: &[(u16, &str)] = &[
-    (200, "200"),
-    (400, "400"),
-    (401, "401"),
-    (403, "403"),
-    (404, "404"),
-    (405, "405"),
-    (408, "408"),
-    (409, "409"),
-    (413, "413"),
-    (422, "422"),
-    (429, "429"),
-    (499, "499"),
-    (500, "500"),
-    (502, "502"),
-    (503, "503"),
-    (504, "504"),
-    (529, "529"),
-];
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.record(None);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_request_is_counted_once_with_its_tokens() {
-        let metrics = Metrics::default();
-        let mut req = metrics.start("chat_completions");
-        req.set_route("gpt");
-        req.first_byte(200);
-        req.finish(
-            200,
-            Some(TokenUsage {
-                prompt_tokens: 3,
-                completion_tokens: 5,
-            }),
-        );
-        let text = metrics.encode();
-        assert!(text.contains(
-            r#"sluice_proxy_requests_total{endpoint="chat_completions",route="gpt",status="200"} 1"#
-        ));
-        assert!(text.contains(r#"sluice_proxy_tokens_total{kind="completion",route="gpt"} 5"#));
-        assert!(text.contains("sluice_proxy_requests_in_flight 0"));
-        assert!(text.contains("sluice_proxy_overhead_seconds_count 1"));
-    }
-
-    #[test]
-    fn a_dropped_request_counts_as_client_closed() {
-        let metrics = Metrics::default();
-        drop(metrics.start("embeddings"));
-        assert!(metrics.encode().contains(
-            r#"sluice_proxy_requests_total{endpoint="embeddings",route="",status="499"} 1"#
-        ));
+        self.inner.breaker_state.with(&[provider, model]).set(state);
     }
 }

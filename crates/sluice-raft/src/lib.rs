@@ -12,7 +12,8 @@
 //! * [`node`]: [`ClusterNode`], the one handle the rest of Sluice uses;
 //!   `node/leader.rs` is what runs on the leader (writes, read index,
 //!   membership, leadership transfer), `node/observe.rs` status, readiness
-//!   and the durability watermark.
+//!   and the durability watermark, `node/metrics.rs` the Prometheus
+//!   collector of the node's Raft figures.
 //! * [`api`]: the plain types that handle speaks in (status, members, errors).
 //! * `types`: the openraft type configuration.
 //! * `log_store`, `state_machine`: the sled log store and the state machine
@@ -41,5 +42,5 @@ mod types;
 pub use api::{
     ClusterError, ClusterStatus, Consistency, Member, MemberRole, MemberStatus, Readiness,
 };
-pub use node::{Bootstrap, ClusterNode, NodeOptions, RaftTiming, StartError};
+pub use node::{Bootstrap, ClusterNode, NodeOptions, RaftCollector, RaftTiming, StartError};
 pub use types::NodeId;

@@ -4,7 +4,10 @@
 //! One connection per peer address is kept and reused by every RPC; each RPC
 //! opens its own stream, so a slow snapshot chunk never blocks a heartbeat. A
 //! failed call drops the cached connection and the next call dials again.
-//! Every call has a deadline.
+//! Every call has a deadline. The round trip of every successful
+//! `AppendEntries` and `Vote` call is observed into
+//! `sluice_raft_peer_rtt_seconds`, per peer and RPC (`heartbeat` for an
+//! `AppendEntries` that carries no entries).
 
 use crate::api::Member;
 use crate::rpc::{read_frame, write_frame, FrameError, Request, Response};
@@ -21,7 +24,7 @@ use openraft::raft::{
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Why a peer call failed.
 #[derive(Debug, thiserror::Error)]
@@ -44,15 +47,37 @@ pub struct Peers {
     /// Longest wait for a new connection's handshake.
     connect_timeout: Duration,
     connections: Mutex<HashMap<(String, String), quinn::Connection>>,
+    /// `sluice_raft_peer_rtt_seconds`, by peer id and RPC.
+    rtt: prometheus::HistogramVec,
 }
+
+/// Round-trip buckets, in seconds: 100 µs .. 2.5 s.
+const RTT_BUCKETS: &[f64] = &[
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
 
 impl Peers {
     pub fn new(endpoint: quinn::Endpoint, connect_timeout: Duration) -> Self {
+        let rtt = prometheus::HistogramVec::new(
+            prometheus::HistogramOpts::new(
+                "sluice_raft_peer_rtt_seconds",
+                "Round trip of Raft RPCs to each peer over QUIC, by peer id and RPC (heartbeat, append_entries, vote).",
+            )
+            .buckets(RTT_BUCKETS.to_vec()),
+            &["peer", "rpc"],
+        )
+        .expect("valid metric");
         Peers {
             endpoint,
             connect_timeout,
             connections: Mutex::new(HashMap::new()),
+            rtt,
         }
+    }
+
+    /// The peer round-trip histograms (for the node's metrics collector).
+    pub fn rtt(&self) -> &prometheus::HistogramVec {
+        &self.rtt
     }
 
     async fn connection(
@@ -215,7 +240,12 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerNetwork;
 
     async fn new_client(&mut self, target: NodeId, node: &Member) -> PeerNetwork {
+        let peer = target.to_string();
+        let rtt = |rpc: &str| self.peers.rtt.with_label_values(&[peer.as_str(), rpc]);
         PeerNetwork {
+            rtt_heartbeat: rtt("heartbeat"),
+            rtt_append: rtt("append_entries"),
+            rtt_vote: rtt("vote"),
             peers: self.peers.clone(),
             target,
             addr: node.raft_addr.clone(),
@@ -227,6 +257,9 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 /// openraft's handle on one peer.
 pub struct PeerNetwork {
     peers: Arc<Peers>,
+    rtt_heartbeat: prometheus::Histogram,
+    rtt_append: prometheus::Histogram,
+    rtt_vote: prometheus::Histogram,
     target: NodeId,
     addr: String,
     server_name: String,
@@ -284,17 +317,35 @@ impl PeerNetwork {
     }
 }
 
+/// Runs `call`, observing its round trip into `rtt` when it succeeds.
+async fn timed<T, E>(
+    rtt: &prometheus::Histogram,
+    call: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    let sent = Instant::now();
+    let answer = call.await;
+    if answer.is_ok() {
+        rtt.observe(sent.elapsed().as_secs_f64());
+    }
+    answer
+}
+
 impl RaftNetwork<TypeConfig> for PeerNetwork {
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>> {
-        self.rpc(Request::AppendEntries(rpc), &option, |r| match r {
+        let rtt = if rpc.entries.is_empty() {
+            &self.rtt_heartbeat
+        } else {
+            &self.rtt_append
+        };
+        let call = self.rpc(Request::AppendEntries(rpc), &option, |r| match r {
             Response::AppendEntries(answer) => Ok(answer),
             other => Err(other),
-        })
-        .await
+        });
+        timed(rtt, call).await
     }
 
     async fn install_snapshot(
@@ -314,10 +365,10 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> RpcResult<VoteResponse<NodeId>> {
-        self.rpc(Request::Vote(rpc), &option, |r| match r {
+        let call = self.rpc(Request::Vote(rpc), &option, |r| match r {
             Response::Vote(answer) => Ok(answer),
             other => Err(other),
-        })
-        .await
+        });
+        timed(&self.rtt_vote, call).await
     }
 }

@@ -22,7 +22,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 mod leader;
+mod metrics;
 mod observe;
+
+pub use metrics::RaftCollector;
 
 /// Election and replication timing.
 #[derive(Debug, Clone)]
@@ -306,6 +309,12 @@ impl ClusterNode {
 
     pub fn node_id(&self) -> u64 {
         self.inner.id
+    }
+
+    /// This node's Raft metrics (term, leader, indexes, log and store size,
+    /// snapshot age, peer round trips), for a Prometheus registry.
+    pub fn metrics_collector(&self) -> RaftCollector {
+        RaftCollector::new(self.inner.clone())
     }
 
     /// The state as applied on this node (no cluster round trip).

@@ -25,6 +25,9 @@ use std::sync::Arc;
 
 const SNAPSHOT_META: &[u8] = b"meta";
 const SNAPSHOT_DATA: &[u8] = b"data";
+/// When this node stored its latest snapshot (ms since the epoch, big-endian):
+/// the snapshot age the node reports. Absent in stores from before it.
+const SNAPSHOT_AT: &[u8] = b"stored_at_ms";
 
 /// What a snapshot holds: the applied position, membership, and the state.
 #[derive(Serialize, Deserialize)]
@@ -51,11 +54,22 @@ pub struct StateMachine {
 pub struct Published {
     state: ArcSwap<State>,
     applied_index: AtomicU64,
+    /// When the latest snapshot was stored here (`u64::MAX` = unknown).
+    snapshot_at_ms: AtomicU64,
 }
 
 impl Published {
     pub fn state(&self) -> Arc<State> {
         self.state.load_full()
+    }
+
+    /// When this node stored its latest snapshot (built or installed), in
+    /// ms since the epoch; `None` if it has none or does not know.
+    pub fn snapshot_at_ms(&self) -> Option<u64> {
+        match self.snapshot_at_ms.load(Ordering::Acquire) {
+            u64::MAX => None,
+            at => Some(at),
+        }
     }
 
     /// Index of the last applied entry (`None` before the first).
@@ -88,6 +102,7 @@ impl StateMachine {
             published: Arc::new(Published {
                 state: ArcSwap::from_pointee(State::default()),
                 applied_index: AtomicU64::new(u64::MAX),
+                snapshot_at_ms: AtomicU64::new(u64::MAX),
             }),
             snapshots,
             db: db.clone(),
@@ -99,6 +114,16 @@ impl StateMachine {
             .map_err(|e| snapshot_err(ErrorVerb::Read, e))?
         {
             sm.restore(&data)?;
+        }
+        if let Some(at) = sm
+            .snapshots
+            .get(SNAPSHOT_AT)
+            .map_err(|e| snapshot_err(ErrorVerb::Read, e))?
+            .and_then(|at| <[u8; 8]>::try_from(at.as_ref()).ok())
+        {
+            sm.published
+                .snapshot_at_ms
+                .store(u64::from_be_bytes(at), Ordering::Release);
         }
         Ok(sm)
     }
@@ -150,19 +175,25 @@ impl StateMachine {
 async fn store_snapshot(
     db: &sled::Db,
     snapshots: &sled::Tree,
+    published: &Published,
     meta: &SnapshotMeta,
     data: &[u8],
 ) -> Result<(), StorageError> {
     let meta_bytes = codec::encode(meta).map_err(|e| snapshot_err(ErrorVerb::Write, e))?;
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
     let mut batch = sled::Batch::default();
     batch.insert(SNAPSHOT_META, meta_bytes);
     batch.insert(SNAPSHOT_DATA, data);
+    batch.insert(SNAPSHOT_AT, &at.to_be_bytes());
     snapshots
         .apply_batch(batch)
         .map_err(|e| snapshot_err(ErrorVerb::Write, e))?;
     db.flush_async()
         .await
         .map_err(|e| snapshot_err(ErrorVerb::Write, e))?;
+    published.snapshot_at_ms.store(at, Ordering::Release);
     Ok(())
 }
 
@@ -173,6 +204,7 @@ pub struct SnapshotBuilder {
     image: Result<Vec<u8>, StorageError>,
     snapshots: sled::Tree,
     db: sled::Db,
+    published: Arc<Published>,
     build: u64,
 }
 
@@ -188,7 +220,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             last_membership: self.last_membership.clone(),
             snapshot_id,
         };
-        store_snapshot(&self.db, &self.snapshots, &meta, &data).await?;
+        store_snapshot(&self.db, &self.snapshots, &self.published, &meta, &data).await?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -232,6 +264,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             image: self.image(),
             snapshots: self.snapshots.clone(),
             db: self.db.clone(),
+            published: self.published.clone(),
             build: self.builds.fetch_add(1, Ordering::Relaxed),
         }
     }
@@ -250,7 +283,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let image: SnapshotImage =
             codec::decode(&data).map_err(|e| snapshot_err(ErrorVerb::Read, e))?;
         State::decode(&image.state).map_err(|e| snapshot_err(ErrorVerb::Read, e))?;
-        store_snapshot(&self.db, &self.snapshots, meta, &data).await?;
+        store_snapshot(&self.db, &self.snapshots, &self.published, meta, &data).await?;
         self.restore(&data)?;
         // The snapshot's own metadata is authoritative for where it stands.
         self.last_applied = meta.last_log_id;

@@ -4,8 +4,8 @@
 //! Exit codes: 0 success; 1 runtime error (the `anyhow` chain is printed);
 //! 2 invalid configuration (every problem is printed) or invalid arguments.
 
-use crate::config::{self, ConfigErrors, LogFormat, LogSettings};
-use crate::{dev, init, serve};
+use crate::config::{self, ConfigErrors};
+use crate::{dev, init, serve, telemetry};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::net::IpAddr;
@@ -165,11 +165,27 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         println!("{}: OK", args.config.display());
         return ExitCode::SUCCESS;
     }
-    if let Err(err) = init_tracing(&config.log) {
-        eprintln!("error: {err:#}");
-        return ExitCode::from(EXIT_CONFIG);
-    }
-    finish(runtime().and_then(|rt| rt.block_on(serve::run(config))))
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(err) => return finish(Err(err)),
+    };
+    rt.block_on(async {
+        // Inside the runtime: the OTLP batch exporter is a task on it.
+        let origin = telemetry::Origin {
+            cluster_id: &config.cluster_id,
+            node_id: config.node_id,
+        };
+        let telemetry = match telemetry::init(&config.log, &config.tracing, origin) {
+            Ok(telemetry) => telemetry,
+            Err(err) => {
+                eprintln!("error: {err:#}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        };
+        let served = serve::run(config).await;
+        telemetry.shutdown().await;
+        finish(served)
+    })
 }
 
 fn run_init(args: InitArgs) -> anyhow::Result<()> {
@@ -263,26 +279,6 @@ fn finish(result: anyhow::Result<()>) -> ExitCode {
             }
         }
     }
-}
-
-/// `serve`'s logging, from the config's `[log]`; `RUST_LOG` overrides the level.
-fn init_tracing(log: &LogSettings) -> anyhow::Result<()> {
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(directive) if !directive.is_empty() => EnvFilter::try_new(&directive)
-            .with_context(|| format!("RUST_LOG=`{directive}` is not a valid filter"))?,
-        _ => EnvFilter::try_new(&log.level)
-            .with_context(|| format!("log.level `{}` is not a valid filter", log.level))?,
-    };
-    // Colours only for a terminal: log files and collectors get plain text.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    let installed = match log.format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
-    installed.map_err(|err| anyhow::anyhow!("installing the log subscriber: {err}"))
 }
 
 /// Plain stderr logging for the other commands (`RUST_LOG`, default `info`).

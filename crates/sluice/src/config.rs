@@ -12,9 +12,11 @@
 //! * `raw`: the file as written; also what `sluice init` serializes.
 //! * `check`: per-field checks that record problems and return typed values.
 //! * `tls`: checks of the PEM files named in `[tls]`.
+//! * `telemetry`: `[tracing]`, the OpenTelemetry export settings.
 
 mod check;
 mod raw;
+mod telemetry;
 #[cfg(test)]
 mod tests;
 mod tls;
@@ -24,8 +26,10 @@ pub use usage::UsageSettings;
 
 pub use raw::{
     LogFormat, RawAdmin, RawAdvertise, RawCluster, RawConfig, RawLimits, RawListen, RawLog,
-    RawMember, RawRaft, RawSecrets, RawTls, RawUsage, DEFAULT_LOG_LEVEL, DEFAULT_MAX_BODY_BYTES,
+    RawMember, RawRaft, RawSecrets, RawTls, RawTracing, RawUsage, DEFAULT_LOG_LEVEL,
+    DEFAULT_MAX_BODY_BYTES,
 };
+pub use telemetry::{OtlpSettings, TracingSettings, DEFAULT_SERVICE_NAME};
 
 pub use tls::certificate_expiries;
 
@@ -79,6 +83,8 @@ pub struct Config {
     pub quotas: sluice_quota::QuotaConfig,
     /// `[usage]`: flushes of usage roll-ups and their retention.
     pub usage: UsageSettings,
+    /// `[tracing]`: OpenTelemetry export.
+    pub tracing: TracingSettings,
 }
 
 /// `[listen]`: the sockets this node binds.
@@ -268,6 +274,7 @@ pub fn validate(raw: RawConfig, config_dir: &Path) -> Result<Config, Vec<ConfigE
         proxy_settings(&mut p, &raw.proxy, &raw.limits, config_dir);
     let quotas = quota_settings(&mut p, &raw.quotas, &mut proxy_config);
     let usage = usage::settings(&mut p, &raw.usage);
+    let tracing = telemetry::tracing_settings(&mut p, &raw.tracing);
 
     match (
         data_dir,
@@ -312,6 +319,7 @@ pub fn validate(raw: RawConfig, config_dir: &Path) -> Result<Config, Vec<ConfigE
             drain,
             quotas,
             usage,
+            tracing,
         }),
         _ => {
             if p.0.is_empty() {

@@ -550,6 +550,7 @@ fn node_raw_config(
         proxy: Default::default(),
         quotas: Default::default(),
         usage: Default::default(),
+        tracing: Default::default(),
     }
 }
 

@@ -7,6 +7,7 @@
 //! * [`config`]: the node configuration file (TOML), validated field by field.
 //! * [`init`]: `sluice init`: cluster CA, node certificates, secrets, configs.
 //! * [`serve`]: `sluice serve`: one node (Raft, admin listener, proxy listener).
+//! * [`telemetry`]: `serve`'s logs (text or JSON) and OTLP trace export.
 //! * [`dev`]: `sluice dev`: a local cluster of child processes.
 //! * [`client`]: the admin client subcommands (`sluice keys create`, ...).
 
@@ -16,3 +17,4 @@ pub mod config;
 pub mod dev;
 pub mod init;
 pub mod serve;
+pub mod telemetry;

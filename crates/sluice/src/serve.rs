@@ -43,6 +43,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let signals = tokio::spawn(stop_on_signal(stop.clone()));
 
     let metrics = sluice_proxy::Metrics::default();
+    metrics
+        .registry()
+        .register(Box::new(node.metrics_collector()))
+        .context("registering the Raft metrics")?;
     // Scrapers read the same families on the admin listener (where
     // operators point Prometheus) as on the proxy listener.
     let scraped = metrics.clone();
@@ -57,8 +61,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     .route(
         "/metrics",
         axum::routing::get(move || {
-            let text = scraped.encode();
+            let scraped = scraped.clone();
             async move {
+                // The Raft figures include the store's size on disk (file
+                // metadata): read off the async workers.
+                let text = tokio::task::spawn_blocking(move || scraped.encode())
+                    .await
+                    .unwrap_or_default();
                 (
                     [(
                         axum::http::header::CONTENT_TYPE,

@@ -17,7 +17,7 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 
 /// The whole node configuration file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     pub cluster_id: String,
@@ -42,6 +42,8 @@ pub struct RawConfig {
     pub quotas: RawQuotas,
     #[serde(default, skip_serializing_if = "RawUsage::is_empty")]
     pub usage: RawUsage,
+    #[serde(default, skip_serializing_if = "RawTracing::is_empty")]
+    pub tracing: RawTracing,
 }
 
 /// `[listen]`: the sockets this node binds.
@@ -282,6 +284,29 @@ pub struct RawUsage {
 impl RawUsage {
     pub fn is_empty(&self) -> bool {
         *self == RawUsage::default()
+    }
+}
+
+/// `[tracing]`: OpenTelemetry export of the request spans. Every field
+/// optional; without `otlp_endpoint` nothing is exported.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTracing {
+    /// OTLP/HTTP collector, e.g. `http://127.0.0.1:4318` (spans are POSTed
+    /// to `/v1/traces` under it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans (default `sluice`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<String>,
+    /// Share of requests traced, 0.0 ..= 1.0 (default 1.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_ratio: Option<f64>,
+}
+
+impl RawTracing {
+    pub fn is_empty(&self) -> bool {
+        *self == RawTracing::default()
     }
 }
 
