@@ -423,14 +423,7 @@ fn on_off_summary(pairs: &[OnOff]) -> Option<(f64, f64)> {
     if pairs.is_empty() {
         return None;
     }
-    let mut ratios: Vec<f64> = pairs.iter().map(OnOff::ratio).collect();
-    ratios.sort_by(f64::total_cmp);
-    let mid = ratios.len() / 2;
-    let median = if ratios.len() % 2 == 0 {
-        (ratios[mid - 1] + ratios[mid]) / 2.0
-    } else {
-        ratios[mid]
-    };
+    let median = median(pairs.iter().map(OnOff::ratio).collect())?;
     let on: f64 = pairs.iter().map(|p| p.on.report.rate).sum();
     let off: f64 = pairs.iter().map(|p| p.off.report.rate).sum();
     Some((median, on / off))
@@ -438,12 +431,25 @@ fn on_off_summary(pairs: &[OnOff]) -> Option<(f64, f64)> {
 
 /// The proxies' CPU time per answered request, in µs (the run's CPU share
 /// over its wall time, divided by its rate).
-fn proxy_us_per_request(run: &Run) -> String {
+fn proxy_cpu_us(run: &Run) -> Option<f64> {
     match run.cpu.proxy {
-        Some(pct) if run.report.rate > 0.0 => {
-            format!("{:.1}", pct / 100.0 / run.report.rate * 1e6)
-        }
-        _ => "–".into(),
+        Some(pct) if run.report.rate > 0.0 => Some(pct / 100.0 / run.report.rate * 1e6),
+        _ => None,
+    }
+}
+
+fn proxy_us_per_request(run: &Run) -> String {
+    proxy_cpu_us(run).map_or("–".into(), |us| format!("{us:.1}"))
+}
+
+/// The median of `values` (`None` when empty).
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    match values.len() {
+        0 => None,
+        n if n % 2 == 0 => Some((values[mid - 1] + values[mid]) / 2.0),
+        _ => Some(values[mid]),
     }
 }
 
@@ -1119,6 +1125,23 @@ fn print_on_off_pairs(settings: &Settings, results: &[TargetResult]) {
                  (max throughput, target >= 0.95)",
                 r.name,
                 r.on_off.len()
+            );
+        }
+        let cpu = |side: fn(&OnOff) -> &Run| {
+            median(
+                r.on_off
+                    .iter()
+                    .filter_map(|p| proxy_cpu_us(side(p)))
+                    .collect(),
+            )
+        };
+        if let (Some(off), Some(on)) = (cpu(|p| &p.off), cpu(|p| &p.on)) {
+            println!(
+                "{}: proxy CPU per request, median of the pairs: off {off:.1} µs, on {on:.1} µs \
+                 ({:+.1} µs, {:+.1}%)",
+                r.name,
+                on - off,
+                (on / off - 1.0) * 100.0
             );
         }
     }
