@@ -33,6 +33,7 @@ pub mod command;
 pub mod error;
 pub mod key;
 mod name;
+mod persistent;
 pub mod provider;
 pub mod quota;
 pub mod route;

@@ -440,6 +440,7 @@ pub type PolicyTable = BTreeMap<Scope, QuotaPolicy>;
 pub struct Ledger {
     policies: Arc<PolicyTable>,
     /// Persistent (see `State`): a grant changes a few buckets of many.
+    #[serde(with = "crate::persistent::ord_map")]
     buckets: OrdMap<(Scope, Unit), Bucket>,
 }
 

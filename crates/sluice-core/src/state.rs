@@ -18,9 +18,13 @@ use serde::{Deserialize, Serialize};
 /// a change copies only its path. They encode exactly as `BTreeMap`s.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
+    #[serde(with = "crate::persistent::ord_map")]
     providers: OrdMap<String, Provider>,
+    #[serde(with = "crate::persistent::ord_map")]
     routes: OrdMap<String, Route>,
+    #[serde(with = "crate::persistent::ord_map")]
     keys: OrdMap<String, VirtualKey>,
+    #[serde(with = "crate::persistent::ord_map")]
     admin_tokens: OrdMap<String, AdminToken>,
     /// The latest `at_ms` of any applied command.
     last_at_ms: u64,

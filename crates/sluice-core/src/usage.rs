@@ -37,6 +37,7 @@ pub struct Rollups {
     /// A persistent map: the state is cloned for every applied Raft entry
     /// (lease rounds included), and this clone shares the roll-ups instead
     /// of copying weeks of them. Serialized exactly as an ordered map.
+    #[serde(with = "crate::persistent::ord_map")]
     totals: OrdMap<RollupKey, Totals>,
     /// The last batch applied from each node.
     last_batch: BTreeMap<u64, LastBatch>,

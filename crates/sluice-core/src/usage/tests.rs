@@ -254,20 +254,3 @@ proptest! {
         prop_assert_eq!(after, kept);
     }
 }
-
-/// The roll-ups live in a persistent map (cheap to clone with the state);
-/// it must encode exactly as the ordered map it stands for.
-#[test]
-fn the_persistent_map_encodes_as_an_ordered_map() {
-    let rollups: Vec<Rollup> = (0..50)
-        .map(|i| rollup(i % 7, &format!("k{}", i % 5), "r", "p", i + 1))
-        .collect();
-    let persistent: OrdMap<RollupKey, Totals> =
-        rollups.iter().map(|r| (r.key.clone(), r.totals)).collect();
-    let plain: BTreeMap<RollupKey, Totals> =
-        rollups.iter().map(|r| (r.key.clone(), r.totals)).collect();
-    assert_eq!(
-        crate::codec::encode(&persistent).unwrap(),
-        crate::codec::encode(&plain).unwrap()
-    );
-}
