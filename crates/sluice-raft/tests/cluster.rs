@@ -2,7 +2,6 @@
 
 mod support;
 
-use sluice_core::Applied;
 use sluice_raft::{ClusterError, Consistency, MemberRole};
 use std::time::Duration;
 use support::*;
@@ -18,12 +17,15 @@ async fn write_through_a_follower_is_readable_on_every_node() {
     let leader = leader_of(&nodes.iter().collect::<Vec<_>>()).await;
     let follower = nodes.iter().find(|n| n.node_id() != leader).unwrap();
 
-    let applied = follower.write(provider("openai")).await.unwrap();
-    assert!(
-        matches!(applied, Applied::Provider(ref p) if p.name == "openai" && p.created_at_ms > 0)
-    );
+    // (A write caught by a change of leader on a loaded machine is retried:
+    // this test is about forwarding, not about ambiguous writes.)
+    write_settled(follower, provider("openai")).await;
     // Read-your-write on the follower that took it, linearizable everywhere.
-    assert!(follower.local_state().provider("openai").is_some());
+    let stored = follower.local_state().provider("openai").cloned();
+    assert!(
+        stored.is_some_and(|p| p.created_at_ms > 0),
+        "stamped by the leader"
+    );
     for node in &nodes {
         let state = node.read(Consistency::Linearizable).await.unwrap();
         assert!(

@@ -21,7 +21,7 @@ async fn losing_the_leader_elects_another_and_the_returning_node_catches_up_by_s
         nodes.insert(id, plan.start(id).await);
     }
     let leader = leader_of(&nodes.values().collect::<Vec<_>>()).await;
-    nodes[&leader].write(provider("before")).await.unwrap();
+    write_settled(&nodes[&leader], provider("before")).await;
     nodes.remove(&leader).unwrap().shutdown().await;
 
     let rest: Vec<_> = nodes.values().cloned().collect();
@@ -29,7 +29,7 @@ async fn losing_the_leader_elects_another_and_the_returning_node_catches_up_by_s
     assert_ne!(new_leader, leader);
     // Enough writes that the log is compacted past what the old leader has.
     for i in 0..60 {
-        rest[i % 2].write(provider(&format!("p{i}"))).await.unwrap();
+        write_settled(&rest[i % 2], provider(&format!("p{i}"))).await;
     }
     let snapshot_at = nodes[&new_leader].status().await.snapshot_index;
     assert!(
@@ -71,7 +71,7 @@ async fn a_joining_node_is_learner_then_voter_and_a_member_can_be_removed() {
                 .unwrap(),
         );
     }
-    nodes[0].write(provider("seeded")).await.unwrap();
+    write_settled(&nodes[0], provider("seeded")).await;
     let seeds = vec![plan.addrs[&2].to_string()];
     let fourth = ClusterNode::start(plan.options(4, Bootstrap::Join(seeds)))
         .await
@@ -102,7 +102,7 @@ async fn a_joining_node_is_learner_then_voter_and_a_member_can_be_removed() {
     assert!(!status.members.iter().any(|m| m.id == 1), "{status:?}");
     assert_eq!(status.members.len(), 3);
     // The cluster without node 1 still takes writes, and node 4 serves reads.
-    nodes[1].write(provider("after-removal")).await.unwrap();
+    write_settled(&nodes[1], provider("after-removal")).await;
     assert!(fourth
         .read(Consistency::Linearizable)
         .await

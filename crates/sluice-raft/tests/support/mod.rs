@@ -7,9 +7,9 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose, SanType,
 };
-use sluice_core::{Command, Provider, ProviderKind, Timeouts};
+use sluice_core::{Applied, ApplyError, Command, Provider, ProviderKind, Timeouts};
 use sluice_raft::tls::TlsFiles;
-use sluice_raft::{Bootstrap, ClusterNode, Member, NodeOptions, RaftTiming};
+use sluice_raft::{Bootstrap, ClusterError, ClusterNode, Member, NodeOptions, RaftTiming};
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -165,6 +165,26 @@ pub async fn leader_of(nodes: &[&Arc<ClusterNode>]) -> u64 {
         }
         assert!(Instant::now() < deadline, "timed out waiting for a leader");
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Writes `command` (a `CreateProvider`) through `node` for a test that is
+/// not about ambiguous writes: a freshly formed cluster may still change
+/// leaders under a loaded machine, and a write caught by that answers
+/// "may or may not have been applied". Retries within 15 s; a retry that
+/// finds the provider already there means the earlier attempt applied.
+pub async fn write_settled(node: &ClusterNode, command: Command) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match node.write(command.clone()).await {
+            Ok(Applied::Provider(_)) => return,
+            Err(ClusterError::Rejected(ApplyError::Conflict { .. })) => return,
+            Err(e @ (ClusterError::Timeout(_) | ClusterError::Unavailable(_))) => {
+                assert!(Instant::now() < deadline, "write never settled: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => panic!("unexpected answer to a provider write: {other:?}"),
+        }
     }
 }
 
