@@ -141,12 +141,17 @@ fn assert_one_cluster(name: &str, configs: &BTreeMap<u64, toml::Table>) {
     assert_eq!(member_ids, vec![1, 2, 3], "{name}: initial_members");
 }
 
-fn drain_ms(config: &toml::Table) -> u64 {
-    config
-        .get("proxy")
-        .and_then(|p| p.get("drain_timeout_ms"))
-        .and_then(toml::Value::as_integer)
-        .map_or(10_000, |ms| ms as u64)
+/// How long a node may take from SIGTERM until its listeners are drained:
+/// `[proxy] shutdown_delay_ms` + `drain_timeout_ms` (defaults 0 and 10 s).
+fn stopping_ms(config: &toml::Table) -> u64 {
+    let proxy = |key: &str, default: u64| {
+        config
+            .get("proxy")
+            .and_then(|p| p.get(key))
+            .and_then(toml::Value::as_integer)
+            .map_or(default, |ms| ms as u64)
+    };
+    proxy("shutdown_delay_ms", 0) + proxy("drain_timeout_ms", 10_000)
 }
 
 #[test]
@@ -165,7 +170,7 @@ fn bare_metal_configs_pass_check_and_fit_the_systemd_unit() {
     assert_one_cluster("bare-metal", &configs);
 
     // The unit: its config path and state directory are the configs', and it
-    // waits longer than the drain before SIGKILL.
+    // waits longer than the shutdown delay and the drain before SIGKILL.
     let unit = read(&deploy_dir().join("systemd/sluice.service"));
     let setting = |key: &str| -> Vec<&str> {
         unit.lines()
@@ -204,9 +209,9 @@ fn bare_metal_configs_pass_check_and_fit_the_systemd_unit() {
             "node {id}"
         );
         assert!(
-            drain_ms(config) + 5_000 <= stop * 1000,
-            "node {id} drains for {} ms, the unit kills after {stop} s",
-            drain_ms(config)
+            stopping_ms(config) + 5_000 <= stop * 1000,
+            "node {id} waits and drains for {} ms, the unit kills after {stop} s",
+            stopping_ms(config)
         );
     }
 }
@@ -328,6 +333,17 @@ fn kubernetes_configs_pass_check_and_the_manifests_hold_together() {
     let peers = spec["serviceName"].as_str().expect("serviceName");
     let pod = &spec["template"]["spec"];
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    let grace_ms = pod["terminationGracePeriodSeconds"]
+        .as_u64()
+        .expect("terminationGracePeriodSeconds")
+        * 1000;
+    for (id, config) in &configs {
+        assert!(
+            stopping_ms(config) + 5_000 <= grace_ms,
+            "node {id} waits and drains for {} ms, the pod is killed after {grace_ms} ms",
+            stopping_ms(config)
+        );
+    }
     let container = &pod["containers"][0];
     assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
     assert_eq!(

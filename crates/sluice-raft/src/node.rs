@@ -15,7 +15,7 @@ use sluice_core::{Applied, Command, State};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
@@ -117,6 +117,8 @@ pub(crate) struct Inner {
     leader_commit_heard: AtomicU64,
     /// While set and in the future, elections stay disabled (leader transfer).
     hold_elections_until: std::sync::Mutex<Option<Instant>>,
+    /// Set on SIGTERM: not ready from then on, whatever Raft says.
+    stopping: AtomicBool,
     tasks: TaskTracker,
     stop: CancellationToken,
 }
@@ -260,6 +262,7 @@ impl ClusterNode {
             committed_hint,
             leader_commit_heard: AtomicU64::new(u64::MAX),
             hold_elections_until: std::sync::Mutex::new(None),
+            stopping: AtomicBool::new(false),
             tasks: TaskTracker::new(),
             stop: CancellationToken::new(),
         });
@@ -358,6 +361,13 @@ impl ClusterNode {
 
     pub fn readiness(&self) -> Readiness {
         self.inner.readiness()
+    }
+
+    /// Marks the node as shutting down: `/readyz` says 503 from now on, so
+    /// load balancers take it out while it still serves (and Raft runs on
+    /// until [`ClusterNode::shutdown`]).
+    pub fn begin_stopping(&self) {
+        self.inner.stopping.store(true, Ordering::Release);
     }
 
     pub async fn add_learner(

@@ -9,12 +9,7 @@ use support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_through_a_follower_is_readable_on_every_node() {
     let plan = Plan::new(&[1, 2, 3]);
-    let nodes = [
-        plan.start(1).await,
-        plan.start(2).await,
-        plan.start(3).await,
-    ];
-    let leader = leader_of(&nodes.iter().collect::<Vec<_>>()).await;
+    let (nodes, leader) = plan.start_all().await;
     let follower = nodes.iter().find(|n| n.node_id() != leader).unwrap();
 
     // (A write caught by a change of leader on a loaded machine is retried:
@@ -51,12 +46,7 @@ async fn write_through_a_follower_is_readable_on_every_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leadership_can_be_transferred() {
     let plan = Plan::new(&[1, 2, 3]);
-    let nodes = [
-        plan.start(1).await,
-        plan.start(2).await,
-        plan.start(3).await,
-    ];
-    let leader = leader_of(&nodes.iter().collect::<Vec<_>>()).await;
+    let (nodes, leader) = plan.start_all().await;
     let target = nodes
         .iter()
         .map(|n| n.node_id())
@@ -77,6 +67,32 @@ async fn leadership_can_be_transferred() {
     })
     .await;
     nodes[0].write(provider("after-transfer")).await.unwrap();
+    for node in &nodes {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_node_is_not_ready_but_keeps_replicating() {
+    let plan = Plan::new(&[1, 2, 3]);
+    let (nodes, leader) = plan.start_all().await;
+    let stopping = nodes.iter().find(|n| n.node_id() != leader).unwrap();
+    eventually(Duration::from_secs(10), "node ready", || async {
+        stopping.readiness().ready
+    })
+    .await;
+
+    stopping.begin_stopping();
+    let readiness = stopping.readiness();
+    assert!(!readiness.ready);
+    assert_eq!(readiness.reason.as_deref(), Some("shutting down"));
+    // Until it shuts down it stays a member that applies and forwards.
+    write_settled(stopping, provider("during-the-delay")).await;
+    assert!(stopping
+        .local_state()
+        .provider("during-the-delay")
+        .is_some());
+    assert!(!stopping.readiness().ready, "stopping is for good");
     for node in &nodes {
         node.shutdown().await;
     }

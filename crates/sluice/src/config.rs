@@ -46,6 +46,18 @@ use std::time::Duration;
 /// Default `[proxy] drain_timeout_ms`: in-flight requests get 10 s on shutdown.
 pub const DEFAULT_DRAIN: Duration = Duration::from_secs(10);
 
+/// What a node does between SIGTERM and exit (`[proxy] shutdown_delay_ms`
+/// and `drain_timeout_ms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shutdown {
+    /// After SIGTERM the node answers `/readyz` with 503 but keeps accepting
+    /// for this long, so load balancers that health-check it stop sending
+    /// before its listeners close.
+    pub delay: Duration,
+    /// Then it stops accepting; in-flight requests may finish for this long.
+    pub drain: Duration,
+}
+
 /// The file name `sluice init` gives each node's configuration.
 pub const CONFIG_FILE_NAME: &str = "sluice.toml";
 
@@ -77,8 +89,8 @@ pub struct Config {
     pub proxy: sluice_proxy::ProxyConfig,
     /// TLS on the proxy listener, if configured.
     pub proxy_tls: Option<sluice_proxy::TlsFiles>,
-    /// How long in-flight requests may finish on shutdown.
-    pub drain: std::time::Duration,
+    /// Delay and drain on SIGTERM.
+    pub shutdown: Shutdown,
     /// `[quotas]`: the lease rounds.
     pub quotas: sluice_quota::QuotaConfig,
     /// `[usage]`: flushes of usage roll-ups and their retention.
@@ -270,7 +282,7 @@ pub fn validate(raw: RawConfig, config_dir: &Path) -> Result<Config, Vec<ConfigE
     if raw.limits.max_body_bytes == 0 {
         p.push("limits.max_body_bytes", "must be > 0");
     }
-    let (mut proxy_config, proxy_tls, drain) =
+    let (mut proxy_config, proxy_tls, shutdown) =
         proxy_settings(&mut p, &raw.proxy, &raw.limits, config_dir);
     let quotas = quota_settings(&mut p, &raw.quotas, &mut proxy_config);
     let usage = usage::settings(&mut p, &raw.usage);
@@ -316,7 +328,7 @@ pub fn validate(raw: RawConfig, config_dir: &Path) -> Result<Config, Vec<ConfigE
             },
             proxy: proxy_config,
             proxy_tls,
-            drain,
+            shutdown,
             quotas,
             usage,
             tracing,
@@ -391,7 +403,7 @@ fn proxy_settings(
 ) -> (
     sluice_proxy::ProxyConfig,
     Option<sluice_proxy::TlsFiles>,
-    Duration,
+    Shutdown,
 ) {
     let mut c = sluice_proxy::ProxyConfig {
         max_body_bytes: usize::try_from(limits.max_body_bytes).unwrap_or(usize::MAX),
@@ -441,13 +453,23 @@ fn proxy_settings(
         3_600_000,
         &mut c.body_read_timeout,
     );
-    let mut drain = DEFAULT_DRAIN;
+    let mut shutdown = Shutdown {
+        delay: Duration::ZERO,
+        drain: DEFAULT_DRAIN,
+    };
     ms(
         "proxy.drain_timeout_ms",
         raw.drain_timeout_ms,
         0,
         3_600_000,
-        &mut drain,
+        &mut shutdown.drain,
+    );
+    ms(
+        "proxy.shutdown_delay_ms",
+        raw.shutdown_delay_ms,
+        0,
+        600_000,
+        &mut shutdown.delay,
     );
     match raw.threads {
         Some(t) if !(1..=256).contains(&t) => p.push("proxy.threads", "must be between 1 and 256"),
@@ -530,7 +552,7 @@ fn proxy_settings(
             None
         }
     };
-    (c, tls, drain)
+    (c, tls, shutdown)
 }
 
 /// `[advertise]`, each field defaulting from the matching listener unless

@@ -3,9 +3,11 @@
 //! Start-up order matters: the TCP listeners are bound first (a port in use
 //! fails before anything touches the data dir), then the Raft node starts
 //! (data dir checks, QUIC, bootstrap or join), then both HTTP servers serve.
-//! Shutdown runs the other way: stop accepting, let in-flight requests finish
-//! (bounded), return quota leases, flush the usage of those last requests,
-//! then stop Raft and flush the store.
+//! Shutdown runs the other way: on SIGTERM `/readyz` turns 503 while the node
+//! serves on for `[proxy] shutdown_delay_ms` (load balancers take it out),
+//! then it stops accepting, lets in-flight requests finish (bounded), returns
+//! quota leases, flushes the usage of those last requests, then stops Raft and
+//! flushes the store. A second signal skips what is left of the delay.
 //!
 //! # Layout
 //! * `usage`: the periodic flush of the proxy's usage meter through the
@@ -39,8 +41,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("node {} cannot start", config.node_id))?;
 
-    let stop = CancellationToken::new();
-    let signals = tokio::spawn(stop_on_signal(stop.clone()));
+    // `signalled`: the first SIGTERM/SIGINT; `stop`: stop accepting.
+    let (signalled, stop) = (CancellationToken::new(), CancellationToken::new());
+    let signals = tokio::spawn(stop_on_signal(signalled.clone(), stop.clone()));
 
     let metrics = sluice_proxy::Metrics::default();
     metrics
@@ -118,7 +121,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let proxy_server = sluice_proxy::serve(proxy_listener, proxy, tls, stop.clone(), config.drain);
+    let drain = config.shutdown.drain;
+    let proxy_server = sluice_proxy::serve(proxy_listener, proxy, tls, stop.clone(), drain);
     tracing::info!(
         node = config.node_id,
         admin = %config.listen.admin,
@@ -129,20 +133,38 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let servers = async { tokio::join!(admin_server, proxy_server) };
     tokio::pin!(servers);
-    let served = tokio::select! {
+    let mut served = tokio::select! {
         results = &mut servers => Some(results),
-        _ = stop.cancelled() => None,
+        _ = signalled.cancelled() => None,
     };
+    if served.is_none() {
+        // Out of rotation first, still serving: a load balancer that
+        // health-checks `/readyz` stops sending before the listeners close,
+        // so no request meets a refused or reset connection.
+        node.begin_stopping();
+        let delay = config.shutdown.delay;
+        if !delay.is_zero() {
+            tracing::info!(
+                ?delay,
+                "not ready any more; serving on until load balancers notice"
+            );
+        }
+        served = tokio::select! {
+            results = &mut servers => Some(results),
+            _ = tokio::time::sleep(delay) => None,
+            _ = stop.cancelled() => None,
+        };
+    }
     let results = match served {
         Some(results) => results,
-        // Stop requested: give in-flight requests their deadline.
-        // The proxy drains on its own (`config.drain`); the admin API gets
-        // the same deadline.
+        // Stop accepting and give in-flight requests their deadline. The
+        // proxy drains on its own; the admin API gets the same deadline.
         None => {
-            match tokio::time::timeout(config.drain + Duration::from_secs(1), &mut servers).await {
+            stop.cancel();
+            match tokio::time::timeout(drain + Duration::from_secs(1), &mut servers).await {
                 Ok(results) => results,
                 Err(_) => {
-                    tracing::warn!(deadline = ?config.drain, "requests still in flight at the drain deadline");
+                    tracing::warn!(deadline = ?drain, "requests still in flight at the drain deadline");
                     (Ok(()), Ok(()))
                 }
             }
@@ -180,7 +202,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 /// How long the last usage flush may take at shutdown.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(10);
 
-async fn stop_on_signal(stop: CancellationToken) {
+/// Cancels `signalled` on the first SIGTERM or SIGINT and `stop` on the
+/// second (skipping the rest of the shutdown delay).
+async fn stop_on_signal(signalled: CancellationToken, stop: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
@@ -189,11 +213,13 @@ async fn stop_on_signal(stop: CancellationToken) {
         tracing::error!("cannot install signal handlers; stop the node with SIGKILL");
         return;
     };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    for (token, what) in [(signalled, "shutting down"), (stop, "stopping now")] {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: {what}"),
+            _ = int.recv() => tracing::info!("SIGINT: {what}"),
+        }
+        token.cancel();
     }
-    stop.cancel();
 }
 
 /// What the proxy reads from this node: its latest applied state and its

@@ -6,6 +6,7 @@ use crate::api::{ClusterStatus, MemberRole, MemberStatus, Readiness};
 use crate::types::NodeId;
 use openraft::ServerState;
 use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -82,7 +83,9 @@ impl Inner {
             (a, b) => a.or(b),
         };
         let lease_ms = self.timing.election_timeout_max_ms;
-        let reason = if m.current_leader.is_none() {
+        let reason = if self.stopping.load(Ordering::Acquire) {
+            Some("shutting down".to_string())
+        } else if m.current_leader.is_none() {
             Some("no leader known".to_string())
         } else if m.state == ServerState::Leader
             && m.millis_since_quorum_ack.is_none_or(|ms| ms > lease_ms)

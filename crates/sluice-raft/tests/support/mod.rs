@@ -139,6 +139,17 @@ impl Plan {
             .await
             .unwrap()
     }
+
+    /// Starts every planned node; returns them (in id order) and the id of
+    /// the leader they agree on.
+    pub async fn start_all(&self) -> (Vec<Arc<ClusterNode>>, u64) {
+        let mut nodes = Vec::new();
+        for &id in self.addrs.keys() {
+            nodes.push(self.start(id).await);
+        }
+        let leader = leader_of(&nodes.iter().collect::<Vec<_>>()).await;
+        (nodes, leader)
+    }
 }
 
 /// Polls `check` until it holds or `within` passes.

@@ -231,6 +231,10 @@ pub struct RawProxy {
     /// On shutdown, how long in-flight requests and streams may finish.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain_timeout_ms: Option<u64>,
+    /// On SIGTERM, how long the node keeps serving while `/readyz` says 503,
+    /// before it stops accepting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shutdown_delay_ms: Option<u64>,
     /// `[proxy.upstream_ca]`: provider name -> PEM file of extra CA
     /// certificates trusted for that provider's upstream.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

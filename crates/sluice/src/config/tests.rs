@@ -248,6 +248,7 @@ fn proxy_settings_are_checked_and_applied() {
     raw.proxy.retries = Some(0);
     raw.proxy.breaker_cooldown_ms = Some(1500);
     raw.proxy.drain_timeout_ms = Some(2500);
+    raw.proxy.shutdown_delay_ms = Some(4000);
     // The node certificate doubles as a server certificate here.
     raw.proxy.tls_cert = Some(raw.tls.node_cert.clone());
     raw.proxy.tls_key = Some(raw.tls.node_key.clone());
@@ -263,7 +264,13 @@ fn proxy_settings_are_checked_and_applied() {
         config.proxy.breaker_cooldown,
         std::time::Duration::from_millis(1500)
     );
-    assert_eq!(config.drain, std::time::Duration::from_millis(2500));
+    assert_eq!(
+        config.shutdown,
+        Shutdown {
+            delay: std::time::Duration::from_millis(4000),
+            drain: std::time::Duration::from_millis(2500),
+        }
+    );
     assert!(config.proxy_tls.is_some());
 }
 
