@@ -21,6 +21,11 @@ pub struct CertificateExpiry {
     pub subject: String,
     /// End of validity, milliseconds since the Unix epoch.
     pub not_after_ms: u64,
+    /// SHA-256 of the certificate (DER), lowercase hex: which certificate
+    /// the node actually loaded, e.g. to check a rotation took. Empty from a
+    /// node that predates the field.
+    #[serde(default)]
+    pub sha256: String,
 }
 
 /// Body of `GET /admin/v1/node`.

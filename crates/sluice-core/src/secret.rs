@@ -162,7 +162,12 @@ impl<T> fmt::Display for Redacted<T> {
 
 /// SHA-256 of a bearer secret (virtual key or admin token), as stored.
 pub fn hash_secret(secret: &str) -> [u8; 32] {
-    Sha256::digest(secret.as_bytes()).into()
+    sha256(secret.as_bytes())
+}
+
+/// SHA-256 of `bytes`.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
 }
 
 #[cfg(test)]

@@ -156,6 +156,7 @@ pub fn certificate_expiries(
                 role: role.to_string(),
                 subject: cert.subject().to_string(),
                 not_after_ms,
+                sha256: hex::encode(sluice_core::secret::sha256(&pem.contents)),
             })
         })
         .collect()

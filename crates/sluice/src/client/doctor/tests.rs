@@ -45,6 +45,7 @@ fn cluster(offsets: [i64; 3], matched: [Option<u64>; 3]) -> Vec<Observation> {
                     role: "node".into(),
                     subject: format!("CN=node-{id}.sluice"),
                     not_after_ms: NOW + 365 * DAY_MS,
+                    sha256: String::new(),
                 }],
             }),
             rtt_ms: Some(2),
