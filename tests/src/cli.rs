@@ -14,11 +14,16 @@ const CLI_BUDGET: Duration = Duration::from_secs(30);
 impl Cluster {
     /// Runs `sluice <args>` against node `id`'s admin API.
     pub fn cli(&self, id: u64, args: &[&str]) -> Completed {
+        self.cli_as(id, self.token(), args)
+    }
+
+    /// [`Cluster::cli`] with another admin token.
+    pub fn cli_as(&self, id: u64, token: &str, args: &[&str]) -> Completed {
         let mut command = Command::new(crate::sluice_bin());
         command
             .args(args)
             .env("SLUICE_ADMIN_URL", self.admin_url(id))
-            .env("SLUICE_ADMIN_TOKEN", self.token())
+            .env("SLUICE_ADMIN_TOKEN", token)
             .env("NO_COLOR", "1");
         run_to_completion(command, self.deadline().within(CLI_BUDGET))
     }

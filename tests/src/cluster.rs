@@ -187,6 +187,7 @@ impl ClusterBuilder {
                     plan: *plan,
                     config: config.clone(),
                     log: logs.join(format!("node-{}.log", plan.id)),
+                    bin: None,
                     process: None,
                     paused: false,
                     runs: 0,
@@ -202,6 +203,7 @@ impl ClusterBuilder {
             cluster_id: generated.cluster_id,
             token: generated.admin_token,
             initial: (1..=initial).collect(),
+            extra: self.extra,
             deadline,
             relay,
             dir: Some(dir),
@@ -218,6 +220,8 @@ struct Node {
     plan: NodePlan,
     config: PathBuf,
     log: PathBuf,
+    /// Runs this binary instead of the cluster's ([`Cluster::set_binary`]).
+    bin: Option<PathBuf>,
     process: Option<Process>,
     paused: bool,
     runs: u32,
@@ -234,6 +238,8 @@ pub struct Cluster {
     cluster_id: String,
     token: String,
     initial: Vec<u64>,
+    /// [`ClusterBuilder::config_extra`]'s TOML, merged into adopted nodes too.
+    extra: Vec<String>,
     deadline: Deadline,
     /// Set by [`ClusterBuilder::with_relay`]; dropped after `Drop` killed
     /// the nodes, so none sees its peers vanish before it dies.
@@ -330,6 +336,74 @@ impl Cluster {
     /// Node `id`'s proxy (data plane) base URL, without `/v1`.
     pub fn proxy_url(&self, id: u64) -> String {
         format!("http://{}", self.node(id).plan.proxy)
+    }
+
+    // ----- changing the plan ----------------------------------------------
+
+    /// Takes on node `id`, which `sluice init` (the CLI, rerun on
+    /// [`Cluster::out_dir`]) created after the cluster was built: its
+    /// addresses are read from its `sluice.toml`, and the builder's
+    /// [`ClusterBuilder::config_extra`] is merged into it as into the others.
+    /// Not with a relay (the new node would dial its peers directly).
+    pub fn adopt(&mut self, id: u64) {
+        assert!(
+            self.relay.is_none(),
+            "adopt() does not route a node through the relay"
+        );
+        assert!(
+            !self.nodes.contains_key(&id),
+            "node {id} is already planned"
+        );
+        let config = init::node_config(&self.out, id);
+        for extra in &self.extra {
+            merge_into_config(&config, extra);
+        }
+        let text = std::fs::read_to_string(&config)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", config.display()));
+        let table: toml::Table = text
+            .parse()
+            .unwrap_or_else(|e| panic!("parsing {}: {e}", config.display()));
+        let listen = |name: &str| -> SocketAddr {
+            table["listen"][name]
+                .as_str()
+                .and_then(|a| a.parse().ok())
+                .unwrap_or_else(|| panic!("{}: no [listen] {name}", config.display()))
+        };
+        let plan = NodePlan {
+            id,
+            raft: listen("raft"),
+            admin: listen("admin"),
+            proxy: listen("proxy"),
+        };
+        let node = Node {
+            plan,
+            log: self.logs.join(format!("node-{id}.log")),
+            config,
+            bin: None,
+            process: None,
+            paused: false,
+            runs: 0,
+        };
+        self.nodes.insert(id, node);
+    }
+
+    /// From its next start on, node `id` runs `bin` (an upgrade).
+    pub fn set_binary(&mut self, id: u64, bin: impl Into<PathBuf>) {
+        self.nodes
+            .get_mut(&id)
+            .unwrap_or_else(|| panic!("node {id} is not planned"))
+            .bin = Some(bin.into());
+    }
+
+    /// The binary node `id` runs (or will at its next start).
+    pub fn binary(&self, id: u64) -> &Path {
+        self.node(id).bin.as_deref().unwrap_or(&self.bin)
+    }
+
+    /// Lets `edit` change node `id`'s `sluice.toml`; it takes effect at the
+    /// node's next start.
+    pub fn edit_config(&self, id: u64, edit: impl FnOnce(&mut toml::Table)) {
+        edit_config(self.config_path(id), edit);
     }
 
     // ----- talking to nodes -------------------------------------------
@@ -576,7 +650,7 @@ impl Cluster {
 
     /// Starts node `id`'s `sluice serve` without waiting for anything.
     pub fn spawn(&mut self, id: u64) {
-        let bin = self.bin.clone();
+        let bin = self.binary(id).to_path_buf();
         let node = self
             .nodes
             .get_mut(&id)
@@ -673,11 +747,12 @@ impl Cluster {
         node.runs += 1;
         let run = node.runs;
         let config = node.config.clone();
+        let bin = node.bin.clone().unwrap_or_else(|| self.bin.clone());
         let stdout_path = self.logs.join(format!("node-{id}.run-{run}.stdout"));
         let stderr_path = self.logs.join(format!("node-{id}.run-{run}.stderr"));
         let stdout = std::fs::File::create(&stdout_path).expect("creating a stdout file");
         let stderr = std::fs::File::create(&stderr_path).expect("creating a stderr file");
-        let mut child = Command::new(&self.bin)
+        let mut child = Command::new(&bin)
             .arg("serve")
             .arg("--config")
             .arg(&config)

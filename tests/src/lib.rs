@@ -26,7 +26,8 @@
 //! 15 partitions through the relay, 20 failover, 30 durability, 40
 //! membership, 50 security, 60 data dir, 70 admin API, 80 `sluice dev` and
 //! the CLI, 85 the data plane, 90 the official OpenAI and Anthropic SDKs
-//! against the proxy, 94 the web dashboard in headless Chromium, 95 global
+//! against the proxy, 91 the runbook's disk, certificate, token and
+//! upgrade procedures, 92 metrics and traces, 94 the web dashboard in headless Chromium, 95 global
 //! quotas, 96 usage roll-ups, 97 `sluice cluster doctor`, 98 the `deploy/`
 //! examples, 99 backup and restore).
 //!

@@ -1,5 +1,6 @@
 //! Observability of real nodes: `/metrics` after real traffic (parsed by a
-//! Prometheus text-format parser, every family there), a real Prometheus
+//! Prometheus text-format parser, every family there, and every metric the
+//! runbook's alert rules name among them), a real Prometheus
 //! scraping a node, and the spans of a request exported over OTLP/HTTP to a
 //! receiver the test runs, with the request id the client sent and nothing
 //! of its prompt or key.
@@ -12,8 +13,8 @@ use prost::Message;
 use sluice_e2e::dataplane::{DataPlane, GPT, OPENAI_PROVIDER};
 use sluice_e2e::process::Process;
 use sluice_e2e::{json, Cluster, Value};
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -187,6 +188,30 @@ fn metrics_after_real_traffic_carry_every_family() {
             "node 1's /metrics lacks {family}"
         );
     }
+
+    // The runbook's alert rules (docs/operations.md, section 9) name only
+    // families the nodes export.
+    let runbook_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/operations.md");
+    let runbook = std::fs::read_to_string(&runbook_path).expect("reading the runbook");
+    let alerts = runbook
+        .split("\n## 9.")
+        .nth(1)
+        .expect("the runbook's section 9, alerts");
+    let mut named = BTreeSet::new();
+    for word in alerts.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+        if word.starts_with("sluice_") {
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| word.strip_suffix(suffix))
+                .unwrap_or(word);
+            assert!(
+                scrapes.values().any(|s| s.contains_key(family)),
+                "the runbook's alerts use {word}, which no node exports"
+            );
+            named.insert(family);
+        }
+    }
+    assert!(named.len() >= 10, "alerts found naming {named:?}");
 
     // Requests by route, deployment and status; errors by class.
     let ok = [
