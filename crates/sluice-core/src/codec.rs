@@ -19,7 +19,10 @@ use serde::{de::DeserializeOwned, Serialize};
 /// * 4: usage roll-ups in the state and the usage commands, and the
 ///   `RestoreConfig` command (backups). Version 3 was never released; it is
 ///   refused the same way.
-pub const FORMAT_VERSION: u8 = 4;
+/// * 5: usage roll-ups kept per hour past a cutoff (`CompactUsage` carries
+///   it, the state holds it). Version 4 was never released; it is refused
+///   the same way.
+pub const FORMAT_VERSION: u8 = 5;
 
 /// Why bytes could not be turned back into a value.
 #[derive(Debug, thiserror::Error)]

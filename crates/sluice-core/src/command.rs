@@ -65,9 +65,12 @@ pub enum Command {
     /// however often it is proposed).
     RecordUsage(UsageBatch),
     /// Drops the usage roll-ups of minutes that start before `before_ms`
-    /// (the leader proposes it with its clock minus the retention).
+    /// and merges those before `hourly_before_ms` into hours (the leader
+    /// proposes it with its clock minus each retention; see
+    /// [`crate::usage::Rollups::compact`] for how the cutoffs round).
     CompactUsage {
         before_ms: u64,
+        hourly_before_ms: u64,
     },
     /// Replaces the whole configuration with a backup's (see
     /// [`crate::backup`]). Refused when the state already holds any
@@ -132,9 +135,11 @@ pub enum Applied {
     UsageRecorded {
         counted: bool,
     },
-    /// A `CompactUsage`: how many roll-ups were dropped.
+    /// A `CompactUsage`: how many roll-ups were dropped, and how many
+    /// minute roll-ups were merged into hour ones.
     UsageCompacted {
         removed: u64,
+        merged: u64,
     },
     /// What a `RestoreConfig` put in place.
     Restored(ConfigCounts),

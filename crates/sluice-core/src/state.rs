@@ -232,9 +232,16 @@ impl State {
             Command::RecordUsage(batch) => Applied::UsageRecorded {
                 counted: self.usage.record(batch)?,
             },
-            Command::CompactUsage { before_ms } => Applied::UsageCompacted {
-                removed: self.usage.compact(*before_ms),
-            },
+            Command::CompactUsage {
+                before_ms,
+                hourly_before_ms,
+            } => {
+                let done = self.usage.compact(*before_ms, *hourly_before_ms);
+                Applied::UsageCompacted {
+                    removed: done.removed,
+                    merged: done.merged,
+                }
+            }
             Command::RestoreConfig { config, force } => {
                 Applied::Restored(self.restore(config, *force, now)?)
             }

@@ -100,6 +100,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             Arc::clone(&meter),
             node.clone(),
             config.usage.retention_ms(),
+            config.usage.minute_retention_ms(),
         )
         .run(config.usage.flush_interval, flushes_stop.clone()),
     );

@@ -293,8 +293,9 @@ fn arb_command() -> impl Strategy<Value = Command> {
                 })
             }
         ),
-        (0u64..6).prop_map(|minute| Command::CompactUsage {
-            before_ms: minute * crate::usage::MINUTE_MS
+        (0u64..6, 0u64..4).prop_map(|(minute, hour)| Command::CompactUsage {
+            before_ms: minute * crate::usage::MINUTE_MS,
+            hourly_before_ms: hour * crate::usage::HOUR_MS,
         }),
     ]
 }

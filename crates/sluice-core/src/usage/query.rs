@@ -1,7 +1,7 @@
 //! Reading the roll-ups: totals over a time range, grouped one way, and a
 //! key's spend since the start of its budget period.
 
-use super::rollup::{minute_of, RollupKey, Totals};
+use super::rollup::{hour_of, minute_of, RollupKey, Totals};
 use super::Rollups;
 use std::collections::BTreeMap;
 
@@ -38,17 +38,23 @@ impl UsageFilter<'_> {
 }
 
 impl Rollups {
-    /// The roll-ups of every minute that overlaps `[from_ms, to_ms)` and
-    /// passes `filter`. The resolution is a minute: a minute partly inside
-    /// the range counts whole.
+    /// The roll-ups of every period that overlaps `[from_ms, to_ms)` and
+    /// passes `filter`. The resolution is a minute, and an hour before
+    /// [`Rollups::hourly_before_ms`]: a period partly inside the range
+    /// counts whole.
     pub fn in_range<'a>(
         &'a self,
         from_ms: u64,
         to_ms: u64,
         filter: UsageFilter<'a>,
     ) -> impl Iterator<Item = (&'a RollupKey, &'a Totals)> + 'a {
+        let minute = minute_of(from_ms);
         let first = RollupKey {
-            minute_ms: minute_of(from_ms),
+            minute_ms: if minute < self.hourly_before_ms {
+                hour_of(minute)
+            } else {
+                minute
+            },
             key_id: String::new(),
             route: String::new(),
             provider: String::new(),
@@ -81,8 +87,8 @@ impl Rollups {
         groups
     }
 
-    /// What `key_id` did from `since_ms` on (whole minutes: the minute
-    /// holding `since_ms` counts).
+    /// What `key_id` did from `since_ms` on (whole periods: the minute, or
+    /// hour, holding `since_ms` counts).
     pub fn key_totals_since(&self, key_id: &str, since_ms: u64) -> Totals {
         let filter = UsageFilter {
             key_id: Some(key_id),

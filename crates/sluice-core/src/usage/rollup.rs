@@ -1,21 +1,32 @@
 //! One roll-up: what one key did on one route through one provider in one
-//! minute, and the totals that accumulate there.
+//! minute (or, once coarsened, one hour), and the totals that accumulate
+//! there.
 
 use serde::{Deserialize, Serialize};
 
 /// A minute, in milliseconds since the Unix epoch.
 pub const MINUTE_MS: u64 = 60_000;
 
+/// An hour, in milliseconds.
+pub const HOUR_MS: u64 = 60 * MINUTE_MS;
+
 /// The start of the minute holding `at_ms`.
 pub fn minute_of(at_ms: u64) -> u64 {
     at_ms - at_ms % MINUTE_MS
+}
+
+/// The start of the hour holding `at_ms`.
+pub fn hour_of(at_ms: u64) -> u64 {
+    at_ms - at_ms % HOUR_MS
 }
 
 /// Where a roll-up's totals belong. Ordered minute first, so a time range
 /// is a range of the map that holds them.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct RollupKey {
-    /// Start of the minute (a multiple of [`MINUTE_MS`]).
+    /// Start of the minute (a multiple of [`MINUTE_MS`]); in the replicated
+    /// roll-ups, before [`super::Rollups::hourly_before_ms`], the start of
+    /// the hour the totals cover.
     pub minute_ms: u64,
     pub key_id: String,
     pub route: String,

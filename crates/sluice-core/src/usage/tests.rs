@@ -1,5 +1,6 @@
 use super::*;
 use proptest::prelude::*;
+use std::collections::BTreeMap;
 
 fn rollup(minute: u64, key: &str, route: &str, provider: &str, requests: u64) -> Rollup {
     Rollup {
@@ -113,13 +114,78 @@ fn compaction_is_final_for_the_minutes_it_dropped() {
         vec![rollup(1, "k", "gpt", "p", 1), rollup(5, "k", "gpt", "p", 1)],
     ))
     .unwrap();
-    assert_eq!(r.compact(3 * MINUTE_MS), 1);
-    assert_eq!(r.compact(2 * MINUTE_MS), 0);
+    assert_eq!(r.compact(3 * MINUTE_MS, 0).removed, 1);
+    assert_eq!(r.compact(2 * MINUTE_MS, 0).removed, 0);
     // A node that was cut off sends minute 1 late: it stays compacted.
     r.record(&batch(2, 1, 1, vec![rollup(1, "k", "gpt", "p", 5)]))
         .unwrap();
     assert_eq!(r.len(), 1);
     assert_eq!(r.key_totals_since("k", 0).requests, 1);
+}
+
+#[test]
+fn old_minutes_merge_into_hours_and_late_minutes_follow() {
+    let mut r = Rollups::default();
+    r.record(&batch(
+        1,
+        1,
+        1,
+        vec![
+            rollup(5, "k", "gpt", "p", 1),
+            rollup(59, "k", "gpt", "p", 2),
+            rollup(60, "k", "gpt", "p", 4),
+            rollup(61, "k2", "gpt", "p", 8),
+            rollup(125, "k", "gpt", "p", 16),
+        ],
+    ))
+    .unwrap();
+    assert!(r.compaction_due(0, 2 * HOUR_MS + 5 * MINUTE_MS));
+    // The hourly cutoff rounds down to 2h: hours 0 and 1 are merged.
+    let done = r.compact(0, 2 * HOUR_MS + 5 * MINUTE_MS);
+    assert_eq!(
+        done,
+        Compacted {
+            removed: 0,
+            merged: 4
+        }
+    );
+    assert_eq!(r.hourly_before_ms(), 2 * HOUR_MS);
+    let keys: Vec<(u64, &str)> = r
+        .iter()
+        .map(|(k, _)| (k.minute_ms, k.key_id.as_str()))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            (0, "k"),
+            (HOUR_MS, "k"),
+            (HOUR_MS, "k2"),
+            (125 * MINUTE_MS, "k")
+        ]
+    );
+    assert!(!r.compaction_due(0, 2 * HOUR_MS + 30 * MINUTE_MS));
+    // A late minute of hour 0 adds into hour 0; a range inside an hour
+    // counts the whole hour.
+    r.record(&batch(2, 1, 1, vec![rollup(30, "k", "gpt", "p", 32)]))
+        .unwrap();
+    assert_eq!(r.len(), 4);
+    let all = UsageFilter::default();
+    let hour0 = r.totals_by(40 * MINUTE_MS, 41 * MINUTE_MS, GroupBy::Key, all);
+    assert_eq!(hour0["k"].requests, 1 + 2 + 32);
+    // Dropping part of the hours rounds down to a whole hour: 90 minutes
+    // drops hour 0 only, and minutes of it sent later are refused.
+    let done = r.compact(90 * MINUTE_MS, 0);
+    assert_eq!(
+        done,
+        Compacted {
+            removed: 1,
+            merged: 0
+        }
+    );
+    assert_eq!(r.compacted_before_ms(), HOUR_MS);
+    r.record(&batch(3, 1, 1, vec![rollup(10, "k", "gpt", "p", 64)]))
+        .unwrap();
+    assert_eq!(r.key_totals_since("k", 0).requests, 4 + 16);
 }
 
 #[test]
@@ -140,9 +206,10 @@ fn bad_batches_name_the_field() {
     assert!(r.is_empty());
 }
 
-fn arb_rollup() -> impl Strategy<Value = Rollup> {
+/// A roll-up of one of the first `minutes` minutes.
+fn arb_rollup_within(minutes: u64) -> impl Strategy<Value = Rollup> {
     (
-        0u64..30,
+        0u64..minutes,
         0usize..3,
         0usize..3,
         0usize..3,
@@ -168,18 +235,22 @@ fn arb_rollup() -> impl Strategy<Value = Rollup> {
 
 /// Batches from up to three nodes, each numbered 1, 2, … in its own boot.
 fn arb_batches() -> impl Strategy<Value = Vec<UsageBatch>> {
-    prop::collection::vec((1u64..4, prop::collection::vec(arb_rollup(), 0..8)), 0..12).prop_map(
-        |batches| {
-            let mut seq = [0u64; 4];
-            batches
-                .into_iter()
-                .map(|(node, rollups)| {
-                    seq[node as usize] += 1;
-                    batch(node, 42, seq[node as usize], rollups)
-                })
-                .collect()
-        },
-    )
+    arb_batches_within(30)
+}
+
+/// [`arb_batches`] of roll-ups in the first `minutes` minutes.
+fn arb_batches_within(minutes: u64) -> impl Strategy<Value = Vec<UsageBatch>> {
+    let rollups = prop::collection::vec(arb_rollup_within(minutes), 0..8);
+    prop::collection::vec((1u64..4, rollups), 0..12).prop_map(|batches| {
+        let mut seq = [0u64; 4];
+        batches
+            .into_iter()
+            .map(|(node, rollups)| {
+                seq[node as usize] += 1;
+                batch(node, 42, seq[node as usize], rollups)
+            })
+            .collect()
+    })
 }
 
 fn sum<'a>(totals: impl IntoIterator<Item = &'a Totals>) -> Totals {
@@ -246,11 +317,74 @@ proptest! {
         }
         let before: Vec<(RollupKey, Totals)> = r.iter().map(|(k, t)| (k.clone(), *t)).collect();
         let cutoff = cutoff_minute * MINUTE_MS;
-        let removed = r.compact(cutoff);
+        let removed = r.compact(cutoff, 0).removed;
         let after: Vec<(RollupKey, Totals)> = r.iter().map(|(k, t)| (k.clone(), *t)).collect();
         let kept: Vec<(RollupKey, Totals)> =
             before.iter().filter(|(k, _)| k.minute_ms >= cutoff).cloned().collect();
         prop_assert_eq!(removed as usize, before.len() - kept.len());
         prop_assert_eq!(after, kept);
     }
+
+    /// However batches and compactions interleave, the roll-ups are what
+    /// the batches add up to with each minute in its final period (its
+    /// hour before the hourly cutoff), minus the periods before the drop
+    /// cutoff; the leader's check finds every compaction with work to do.
+    #[test]
+    fn compaction_and_coarsening_lose_nothing_they_should_keep(
+        steps in prop::collection::vec(
+            prop_oneof![
+                arb_batches_within(300).prop_map(Step::Batches),
+                (0u64..300, 0u64..300).prop_map(|(d, h)| Step::Compact(d * MINUTE_MS, h * MINUTE_MS)),
+            ],
+            0..10,
+        ),
+    ) {
+        let mut r = Rollups::default();
+        let mut recorded = Vec::new();
+        let mut seq = [0u64; 4];
+        for step in steps {
+            match step {
+                Step::Batches(batches) => {
+                    for mut b in batches {
+                        // Numbered on from the earlier steps' batches.
+                        seq[b.node as usize] += 1;
+                        b.seq = seq[b.node as usize];
+                        prop_assert_eq!(r.record(&b), Ok(true));
+                        recorded.extend(b.rollups);
+                    }
+                }
+                Step::Compact(drop, hourly) => {
+                    let due = r.compaction_due(drop, hourly);
+                    let before = r.clone();
+                    r.compact(drop, hourly);
+                    if due {
+                        prop_assert_ne!(&r, &before);
+                    } else {
+                        prop_assert!(r.iter().eq(before.iter()), "a compaction with work was not due");
+                    }
+                }
+            }
+        }
+        let (dropped, hourly) = (r.compacted_before_ms(), r.hourly_before_ms());
+        prop_assert_eq!(hourly % HOUR_MS, 0);
+        prop_assert!(dropped >= hourly || dropped % HOUR_MS == 0);
+        let mut model: BTreeMap<RollupKey, Totals> = BTreeMap::new();
+        for rollup in recorded.iter().filter(|r| !r.totals.is_zero()) {
+            let minute = rollup.key.minute_ms;
+            let period = if minute < hourly { hour_of(minute) } else { minute };
+            if period >= dropped {
+                let key = RollupKey { minute_ms: period, ..rollup.key.clone() };
+                model.entry(key).or_default().add(&rollup.totals);
+            }
+        }
+        let held: BTreeMap<RollupKey, Totals> = r.iter().map(|(k, t)| (k.clone(), *t)).collect();
+        prop_assert_eq!(held, model);
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Batches(Vec<UsageBatch>),
+    /// Drop and hourly cutoffs.
+    Compact(u64, u64),
 }

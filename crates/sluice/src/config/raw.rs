@@ -283,6 +283,9 @@ pub struct RawUsage {
     /// Days of roll-ups the cluster keeps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention_days: Option<u64>,
+    /// Hours of per-minute roll-ups; older ones are kept per hour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minute_retention_hours: Option<u64>,
 }
 
 impl RawUsage {

@@ -321,12 +321,23 @@ fn usage_settings_are_checked_and_applied() {
     let mut raw = parse(&text).expect("parse");
     raw.usage.flush_interval_ms = Some(50);
     raw.usage.retention_days = Some(0);
+    raw.usage.minute_retention_hours = Some(0);
     let errors = validate(raw, config_dir).expect_err("must fail");
     assert_eq!(
         fields_of(&errors),
-        vec!["usage.flush_interval_ms", "usage.retention_days"],
+        vec![
+            "usage.flush_interval_ms",
+            "usage.retention_days",
+            "usage.minute_retention_hours"
+        ],
         "{errors:#?}"
     );
+    // Minutes kept longer than anything is kept: a typo, not a wish.
+    let mut raw = parse(&text).expect("parse");
+    raw.usage.retention_days = Some(1);
+    raw.usage.minute_retention_hours = Some(25);
+    let errors = validate(raw, config_dir).expect_err("must fail");
+    assert_eq!(fields_of(&errors), vec!["usage.minute_retention_hours"]);
 
     let mut raw = parse(&text).expect("parse");
     raw.usage.flush_interval_ms = Some(250);
@@ -337,4 +348,5 @@ fn usage_settings_are_checked_and_applied() {
         std::time::Duration::from_millis(250)
     );
     assert_eq!(config.usage.retention_ms(), 7 * 86_400_000);
+    assert_eq!(config.usage.minute_retention_ms(), 48 * 3_600_000);
 }

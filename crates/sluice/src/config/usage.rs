@@ -1,5 +1,5 @@
 //! `[usage]`: how often a node replicates its usage roll-ups, and how long
-//! the cluster keeps them.
+//! the cluster keeps them (per minute, then per hour).
 
 use super::check::Problems;
 use super::raw::RawUsage;
@@ -14,6 +14,9 @@ pub struct UsageSettings {
     pub flush_interval: Duration,
     /// Roll-ups of minutes older than this are compacted away by the leader.
     pub retention_days: u64,
+    /// Roll-ups of minutes older than this are merged into hours by the
+    /// leader (at most `retention_days` × 24).
+    pub minute_retention_hours: u64,
 }
 
 impl Default for UsageSettings {
@@ -21,6 +24,7 @@ impl Default for UsageSettings {
         Self {
             flush_interval: Duration::from_millis(10_000),
             retention_days: 35,
+            minute_retention_hours: 48,
         }
     }
 }
@@ -29,6 +33,11 @@ impl UsageSettings {
     /// The retention in milliseconds.
     pub fn retention_ms(&self) -> u64 {
         self.retention_days.saturating_mul(86_400_000)
+    }
+
+    /// How long minutes are kept as minutes, in milliseconds.
+    pub fn minute_retention_ms(&self) -> u64 {
+        self.minute_retention_hours.saturating_mul(3_600_000)
     }
 }
 
@@ -48,6 +57,21 @@ pub(super) fn settings(p: &mut Problems, raw: &RawUsage) -> UsageSettings {
         } else {
             p.push("usage.retention_days", "must be between 1 and 3650");
         }
+    }
+    if let Some(hours) = raw.minute_retention_hours {
+        let most = settings.retention_days * 24;
+        if (1..=most).contains(&hours) {
+            settings.minute_retention_hours = hours;
+        } else {
+            p.push(
+                "usage.minute_retention_hours",
+                format!("must be between 1 and {most} (usage.retention_days × 24)"),
+            );
+        }
+    } else {
+        settings.minute_retention_hours = settings
+            .minute_retention_hours
+            .min(settings.retention_days * 24);
     }
     settings
 }

@@ -1,6 +1,7 @@
 //! The node's usage flushes: every `[usage] flush_interval_ms` what the
 //! proxy's meter gathered becomes `RecordUsage` batches proposed through
-//! the Raft leader, and the leader compacts roll-ups past the retention.
+//! the Raft leader, and the leader compacts roll-ups past the retention and
+//! merges minutes past `minute_retention_hours` into hours.
 //!
 //! A batch that cannot be committed (no leader, a timeout) is kept and sent
 //! again, unchanged and with the same number, before anything newer: the
@@ -10,7 +11,7 @@
 //! from its cluster for long loses its oldest unsent usage rather than its
 //! memory.
 
-use sluice_core::usage::{minute_of, Rollup, UsageBatch, MAX_ROLLUPS};
+use sluice_core::usage::{hour_of, minute_of, Rollup, UsageBatch, MAX_ROLLUPS};
 use sluice_core::Command;
 use sluice_proxy::usage::UsageMeter;
 use sluice_raft::{ClusterError, ClusterNode};
@@ -105,16 +106,23 @@ pub(crate) struct UsageFlusher {
     node: Arc<ClusterNode>,
     pending: PendingBatches,
     retention_ms: u64,
+    minute_retention_ms: u64,
 }
 
 impl UsageFlusher {
-    pub(crate) fn new(meter: Arc<UsageMeter>, node: Arc<ClusterNode>, retention_ms: u64) -> Self {
+    pub(crate) fn new(
+        meter: Arc<UsageMeter>,
+        node: Arc<ClusterNode>,
+        retention_ms: u64,
+        minute_retention_ms: u64,
+    ) -> Self {
         let pending = PendingBatches::new(node.node_id(), rand::random(), MAX_PENDING_ROLLUPS);
         Self {
             meter,
             node,
             pending,
             retention_ms,
+            minute_retention_ms,
         }
     }
 
@@ -169,27 +177,32 @@ impl UsageFlusher {
         true
     }
 
-    /// On the leader: drops roll-ups older than the retention, when there
-    /// are any (no log entry otherwise).
+    /// On the leader: drops roll-ups older than the retention and merges
+    /// minutes older than the minute retention into hours, when there is
+    /// any such (no log entry otherwise: at most about one an hour).
     async fn compact_if_due(&self) {
-        let cutoff = compaction_cutoff(now_ms(), self.retention_ms);
-        let oldest = self
+        let (before_ms, hourly_before_ms) =
+            compaction_cutoffs(now_ms(), self.retention_ms, self.minute_retention_ms);
+        if !self
             .node
             .local_state()
             .usage()
-            .iter()
-            .next()
-            .map(|(k, _)| k.minute_ms);
-        if oldest.is_none_or(|m| m >= cutoff) {
+            .compaction_due(before_ms, hourly_before_ms)
+        {
             return;
         }
         let status = self.node.status().await;
         if status.leader_id != Some(status.node_id) {
             return;
         }
-        let command = Command::CompactUsage { before_ms: cutoff };
+        let command = Command::CompactUsage {
+            before_ms,
+            hourly_before_ms,
+        };
         match tokio::time::timeout(WRITE_TIMEOUT, self.node.write(command)).await {
-            Ok(Ok(applied)) => tracing::info!(?applied, cutoff, "usage compacted"),
+            Ok(Ok(applied)) => {
+                tracing::info!(?applied, before_ms, hourly_before_ms, "usage compacted")
+            }
             Ok(Err(e)) => tracing::warn!(error = %e, "usage compaction failed"),
             Err(_) => tracing::warn!("usage compaction timed out"),
         }
@@ -201,9 +214,13 @@ impl UsageFlusher {
     }
 }
 
-/// The first minute kept at `now_ms` with `retention_ms`.
-fn compaction_cutoff(now_ms: u64, retention_ms: u64) -> u64 {
-    minute_of(now_ms.saturating_sub(retention_ms))
+/// At `now_ms`: the first minute kept with `retention_ms`, and the first
+/// hour whose minutes are kept as minutes with `minute_retention_ms`.
+fn compaction_cutoffs(now_ms: u64, retention_ms: u64, minute_retention_ms: u64) -> (u64, u64) {
+    (
+        minute_of(now_ms.saturating_sub(retention_ms)),
+        hour_of(now_ms.saturating_sub(minute_retention_ms)),
+    )
 }
 
 fn now_ms() -> u64 {
@@ -263,10 +280,13 @@ mod tests {
     }
 
     #[test]
-    fn the_cutoff_keeps_whole_minutes_of_the_retention() {
-        let day = 86_400_000;
-        let now = 40 * day + 90_000;
-        assert_eq!(compaction_cutoff(now, 35 * day), 5 * day + MINUTE_MS);
-        assert_eq!(compaction_cutoff(1_000, 35 * day), 0);
+    fn the_cutoffs_keep_whole_minutes_and_hours_of_the_retentions() {
+        let (day, hour) = (86_400_000, 3_600_000);
+        let now = 40 * day + 90 * MINUTE_MS;
+        assert_eq!(
+            compaction_cutoffs(now, 35 * day, 48 * hour),
+            (5 * day + 90 * MINUTE_MS, 38 * day + hour)
+        );
+        assert_eq!(compaction_cutoffs(1_000, 35 * day, 48 * hour), (0, 0));
     }
 }
