@@ -15,7 +15,7 @@ use sluice_e2e::dataplane::{DataPlane, ProxyClient, Reply, GPT};
 use sluice_e2e::{json, Cluster, ClusterBuilder, Value};
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Barrier, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Short leases so that a cut-off node's run out fast; the default tick.
@@ -149,9 +149,11 @@ fn drive(
     body: &Value,
     during: impl FnOnce(&dyn Fn() -> Vec<Tally>),
 ) -> (Vec<Tally>, (u64, u64)) {
-    let started = now_ms();
-    let until = Instant::now() + run;
     let tallies: Vec<Arc<Mutex<Tally>>> = urls.iter().map(|_| Arc::default()).collect();
+    // Every client is made, and its thread running, before the clock
+    // starts: the bound is over the time the load ran.
+    let go = Arc::new(Barrier::new(urls.len() * per_node + 1));
+    let until = Arc::new(Mutex::new(Instant::now()));
     let mut threads = Vec::new();
     for (i, url) in urls.iter().enumerate() {
         for _ in 0..per_node {
@@ -159,7 +161,10 @@ fn drive(
             let tally = Arc::clone(&tallies[i]);
             let body = body.clone();
             let every = Duration::from_secs_f64(1.0 / rate);
+            let (go, until) = (Arc::clone(&go), Arc::clone(&until));
             threads.push(std::thread::spawn(move || {
+                go.wait();
+                let until = *until.lock().unwrap();
                 let mut next = Instant::now();
                 while Instant::now() < until {
                     let reply = client.post("/v1/chat/completions", &body);
@@ -173,6 +178,9 @@ fn drive(
             }));
         }
     }
+    *until.lock().unwrap() = Instant::now() + run;
+    let started = now_ms();
+    go.wait();
     let so_far = || tallies.iter().map(|t| t.lock().unwrap().clone()).collect();
     during(&so_far);
     for thread in threads {

@@ -66,7 +66,7 @@ pub fn estimate(
 
 mod tokens;
 
-pub use tokens::{prompt_tokens, warm_up};
+pub use tokens::{prompt_tokens, tokenizer_loaded, warm_up};
 
 /// An admitted request's reservation, settled when its answer ends.
 #[derive(Debug)]

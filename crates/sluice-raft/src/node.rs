@@ -119,6 +119,8 @@ pub(crate) struct Inner {
     hold_elections_until: std::sync::Mutex<Option<Instant>>,
     /// Set on SIGTERM: not ready from then on, whatever Raft says.
     stopping: AtomicBool,
+    /// Set while the process warms up (see [`ClusterNode::set_warming_up`]).
+    warming_up: AtomicBool,
     tasks: TaskTracker,
     stop: CancellationToken,
 }
@@ -263,6 +265,7 @@ impl ClusterNode {
             leader_commit_heard: AtomicU64::new(u64::MAX),
             hold_elections_until: std::sync::Mutex::new(None),
             stopping: AtomicBool::new(false),
+            warming_up: AtomicBool::new(false),
             tasks: TaskTracker::new(),
             stop: CancellationToken::new(),
         });
@@ -368,6 +371,12 @@ impl ClusterNode {
     /// until [`ClusterNode::shutdown`]).
     pub fn begin_stopping(&self) {
         self.inner.stopping.store(true, Ordering::Release);
+    }
+
+    /// While `warming`, `/readyz` says 503 ("warming up"): the process has
+    /// something to load before requests should come (the tokenizer).
+    pub fn set_warming_up(&self, warming: bool) {
+        self.inner.warming_up.store(warming, Ordering::Release);
     }
 
     pub async fn add_learner(

@@ -40,6 +40,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let node = ClusterNode::start(config.node_options())
         .await
         .with_context(|| format!("node {} cannot start", config.node_id))?;
+    // Not ready until the tokenizer of the quotas' estimates is loaded
+    // (before that a request would reserve a coarse count: its bytes).
+    node.set_warming_up(true);
+    let warmed = node.clone();
+    tokio::task::spawn_blocking(move || {
+        sluice_proxy::quota::warm_up();
+        warmed.set_warming_up(false);
+    });
 
     // `signalled`: the first SIGTERM/SIGINT; `stop`: stop accepting.
     let (signalled, stop) = (CancellationToken::new(), CancellationToken::new());

@@ -1,9 +1,17 @@
 //! A request's prompt tokens, counted with a real tokenizer (tiktoken's
 //! `o200k_base`) for its reservation, with each text's count remembered
 //! per worker thread.
+//!
+//! Loading the tokenizer takes a fraction of a second (seconds in a debug
+//! build on a busy machine). It is loaded off the workers ([`warm_up`]),
+//! and a request never waits for it: until it is loaded a text counts as
+//! many tokens as it has bytes, never fewer than the tokenizer would say
+//! (every token is at least one byte), and the answer's usage settles the
+//! difference.
 
 use std::cell::RefCell;
 use std::hash::{BuildHasher, RandomState};
+use std::sync::OnceLock;
 
 use serde_json::Value;
 
@@ -23,9 +31,25 @@ const NOT_TEXT: [&str; 8] = [
     "tool_call_id",
 ];
 
-/// Loads the tokenizer (a fraction of a second, once per process).
+/// The tokenizer, once [`warm_up`] has loaded it.
+static TOKENIZER: OnceLock<&'static tiktoken_rs::CoreBPE> = OnceLock::new();
+
+/// Loads the tokenizer, blocking (a fraction of a second, once per
+/// process; later calls return at once). Call it off the proxy's workers.
 pub fn warm_up() {
-    tiktoken_rs::o200k_base_singleton();
+    if TOKENIZER.get().is_some() {
+        return;
+    }
+    let started = std::time::Instant::now();
+    let loaded = TOKENIZER.get_or_init(tiktoken_rs::o200k_base_singleton);
+    // Compile the pattern's matchers too: a first text pays for it otherwise.
+    loaded.encode_ordinary("warm up");
+    tracing::info!(took = ?started.elapsed(), "tokenizer loaded");
+}
+
+/// Whether [`warm_up`] has loaded the tokenizer.
+pub fn tokenizer_loaded() -> bool {
+    TOKENIZER.get().is_some()
 }
 
 /// Texts whose counts each thread remembers (a power of two).
@@ -53,16 +77,23 @@ thread_local! {
 /// `text`'s tokens in `o200k_base`, remembered per thread. Two texts of the
 /// same length whose 64-bit keyed hashes collide would share a count: an
 /// estimate off by their difference, settled at the real usage anyway.
+/// Before the tokenizer is loaded: the text's length in bytes.
 fn count(text: &str) -> u64 {
+    count_with(TOKENIZER.get().copied(), text)
+}
+
+/// [`count`] with `tokenizer`, or without one (bytes).
+fn count_with(tokenizer: Option<&tiktoken_rs::CoreBPE>, text: &str) -> u64 {
+    let Some(tokenizer) = tokenizer else {
+        return text.len() as u64;
+    };
     let hash = HASHER.with(|h| h.hash_one(text));
     let slot = (hash as usize) & (REMEMBERED - 1);
     let remembered = COUNTS.with(|c| c.borrow()[slot]);
     if remembered.hash == hash && remembered.len == text.len() {
         return remembered.tokens;
     }
-    let tokens = tiktoken_rs::o200k_base_singleton()
-        .encode_ordinary(text)
-        .len() as u64;
+    let tokens = tokenizer.encode_ordinary(text).len() as u64;
     COUNTS.with(|c| {
         c.borrow_mut()[slot] = Remembered {
             hash,
@@ -122,6 +153,7 @@ mod tests {
 
     #[test]
     fn prompt_tokens_count_text_not_images_or_roles() {
+        warm_up();
         let body = |v: Value| v.as_object().unwrap().clone();
         let short = prompt_tokens(&body(json!({
             "model": "m",
@@ -147,6 +179,7 @@ mod tests {
 
     #[test]
     fn a_remembered_count_is_the_tokenizers() {
+        warm_up();
         let text = "The quick brown fox jumps over the lazy dog, again and again.";
         let exact = tiktoken_rs::o200k_base_singleton()
             .encode_ordinary(text)
@@ -161,5 +194,22 @@ mod tests {
             .len() as u64;
         assert_eq!(count(other), exact_other);
         assert_eq!(count(""), 0);
+    }
+
+    #[test]
+    fn without_the_tokenizer_a_text_counts_its_bytes() {
+        assert_eq!(count_with(None, "hello there"), 11);
+        assert_eq!(count_with(None, "héllo"), 6);
+    }
+
+    proptest::proptest! {
+        /// The count used before the tokenizer is loaded never reserves
+        /// less than the tokenizer's count would.
+        #[test]
+        fn bytes_never_undercount_tokens(text in "\\PC{0,200}") {
+            let tokenizer = tiktoken_rs::o200k_base_singleton();
+            let tokens = tokenizer.encode_ordinary(&text).len() as u64;
+            proptest::prop_assert!(count_with(None, &text) >= tokens);
+        }
     }
 }

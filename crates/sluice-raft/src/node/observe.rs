@@ -85,6 +85,8 @@ impl Inner {
         let lease_ms = self.timing.election_timeout_max_ms;
         let reason = if self.stopping.load(Ordering::Acquire) {
             Some("shutting down".to_string())
+        } else if self.warming_up.load(Ordering::Acquire) {
+            Some("warming up".to_string())
         } else if m.current_leader.is_none() {
             Some("no leader known".to_string())
         } else if m.state == ServerState::Leader
