@@ -22,7 +22,14 @@ use serde::{de::DeserializeOwned, Serialize};
 /// * 5: usage roll-ups kept per hour past a cutoff (`CompactUsage` carries
 ///   it, the state holds it). Version 4 was never released; it is refused
 ///   the same way.
-pub const FORMAT_VERSION: u8 = 5;
+/// * 6: standing quota reserves and what each node holds (wants, grants,
+///   returns and each node's share carry them), each node's credit of a
+///   contended bucket, return batches, a policy's
+///   `reserve` mode; and idempotency keys: the `Idempotent` command, the
+///   `Replayed` result, the `IdempotencyKeyReused` refusal and the records
+///   of keyed writes in the state. Version 5 was never released; it is
+///   refused the same way.
+pub const FORMAT_VERSION: u8 = 6;
 
 /// Why bytes could not be turned back into a value.
 #[derive(Debug, thiserror::Error)]

@@ -2,6 +2,7 @@
 //! leader's clock, and [`Applied`] is what applying it produced.
 
 use crate::backup::{ConfigCounts, ConfigSnapshot};
+use crate::idempotency::{Idempotent, Replay};
 use crate::quota::{Grant, QuotaPolicy, Return, Scope, Want};
 use crate::usage::UsageBatch;
 use crate::{AdminToken, Provider, Route, VirtualKey};
@@ -59,6 +60,10 @@ pub enum Command {
     /// Lease a node will not spend, given back.
     ReturnLeases {
         node: u64,
+        /// The batch's number, increasing over the node's life and across
+        /// its restarts: a batch retried after an answer that never came is
+        /// applied once.
+        batch: u64,
         returns: Vec<Return>,
     },
     /// One node's usage roll-ups since its previous flush (counted once,
@@ -80,6 +85,10 @@ pub enum Command {
         config: Box<ConfigSnapshot>,
         force: bool,
     },
+    /// A write of a request sent with an idempotency key: applied at most
+    /// once per key and step, answered from its record after that (see
+    /// [`crate::idempotency`]).
+    Idempotent(Box<Idempotent>),
 }
 
 impl Command {
@@ -104,6 +113,7 @@ impl Command {
             Command::RecordUsage(_) => "record_usage",
             Command::CompactUsage { .. } => "compact_usage",
             Command::RestoreConfig { .. } => "restore_config",
+            Command::Idempotent(write) => write.command.kind(),
         }
     }
 }
@@ -143,4 +153,7 @@ pub enum Applied {
     },
     /// What a `RestoreConfig` put in place.
     Restored(ConfigCounts),
+    /// A `Command::Idempotent` whose key and step had applied before:
+    /// nothing changed, and this is what the first application answered.
+    Replayed(Box<Replay>),
 }

@@ -19,6 +19,13 @@ pub enum ApplyError {
     /// would dangle).
     #[error("conflict: {message}")]
     Conflict { message: String },
+    /// An idempotency key that an applied write of another request used
+    /// (see [`crate::idempotency`]).
+    #[error(
+        "idempotency key {key:?} was already used for a different request; \
+         a new request needs a new key"
+    )]
+    IdempotencyKeyReused { key: String },
 }
 
 impl ApplyError {

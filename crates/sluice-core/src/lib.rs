@@ -19,6 +19,8 @@
 //! * [`provider`], [`route`], [`key`], [`admin_token`]: the entities, each with its
 //!   own validation.
 //! * [`command`]: [`Command`] and [`Proposal`], what goes into the Raft log.
+//! * [`idempotency`]: idempotency keys: a write sent again under its key is
+//!   applied once and answers its first result, within a bounded window.
 //! * [`quota`]: the global quota [`quota::Ledger`]: token buckets per scope
 //!   and unit, and the leases nodes take from them (DESIGN §5).
 //! * [`usage`]: usage roll-ups per minute, key, route and provider, added
@@ -31,6 +33,7 @@ pub mod backup;
 pub mod codec;
 pub mod command;
 pub mod error;
+pub mod idempotency;
 pub mod key;
 mod name;
 mod persistent;

@@ -1,5 +1,6 @@
 //! The replicated state and its deterministic `apply`.
 
+use crate::idempotency::{Idempotent, Replays};
 use crate::quota::{Ledger, Scope};
 use crate::usage::Rollups;
 use crate::{
@@ -32,6 +33,8 @@ pub struct State {
     ledger: Ledger,
     /// Usage roll-ups per minute, key, route and provider.
     usage: Rollups,
+    /// What each keyed write produced, within the idempotency window.
+    replays: Replays,
     /// Derived: key id by secret hash, for the proxy's auth look-up.
     /// Rebuilt on decode, never stored.
     #[serde(skip)]
@@ -43,6 +46,36 @@ impl State {
     pub fn apply(&mut self, proposal: &Proposal) -> Result<Applied, ApplyError> {
         let now = proposal.at_ms;
         let applied = match &proposal.command {
+            Command::Idempotent(write) => self.apply_idempotent(write, now)?,
+            command => self.run(command, now)?,
+        };
+        self.last_at_ms = self.last_at_ms.max(now);
+        self.replays.expire(self.last_at_ms);
+        Ok(applied)
+    }
+
+    /// A keyed write: its record if it applied before, else applied and
+    /// recorded (a refusal leaves no record: nothing was applied).
+    fn apply_idempotent(&mut self, write: &Idempotent, now: u64) -> Result<Applied, ApplyError> {
+        write.validate()?;
+        let clock = self.last_at_ms.max(now);
+        if let Some(replay) = self.replays.find(&write.key, write.step, clock) {
+            if replay.fingerprint != write.fingerprint {
+                return Err(ApplyError::IdempotencyKeyReused {
+                    key: write.key.clone(),
+                });
+            }
+            return Ok(Applied::Replayed(Box::new(replay.clone())));
+        }
+        let applied = self.run(&write.command, now)?;
+        self.replays.record(write, applied.clone(), now);
+        Ok(applied)
+    }
+
+    /// Runs one plain command (never `Idempotent`: [`Idempotent::validate`]
+    /// refuses nesting before this is reached).
+    fn run(&mut self, command: &Command, now: u64) -> Result<Applied, ApplyError> {
+        let applied = match command {
             Command::CreateProvider(p) => {
                 p.validate()?;
                 if self.providers.contains_key(&p.name) {
@@ -225,8 +258,12 @@ impl State {
                 ttl_ms,
                 wants,
             } => Applied::Leases(self.ledger.grant(*node, wants, *ttl_ms, now)?),
-            Command::ReturnLeases { node, returns } => {
-                self.ledger.give_back(*node, returns, now)?;
+            Command::ReturnLeases {
+                node,
+                batch,
+                returns,
+            } => {
+                self.ledger.give_back(*node, *batch, returns, now)?;
                 Applied::Leases(Vec::new())
             }
             Command::RecordUsage(batch) => Applied::UsageRecorded {
@@ -245,8 +282,13 @@ impl State {
             Command::RestoreConfig { config, force } => {
                 Applied::Restored(self.restore(config, *force, now)?)
             }
+            Command::Idempotent(_) => {
+                return Err(ApplyError::invalid(
+                    "command",
+                    "an idempotent write cannot wrap another one",
+                ))
+            }
         };
-        self.last_at_ms = self.last_at_ms.max(now);
         Ok(applied)
     }
 
@@ -316,9 +358,22 @@ impl State {
         &self.ledger
     }
 
+    /// The cluster's membership changed to `members` (voters and learners):
+    /// the quota ledger forgets the nodes that left. Applied from the
+    /// membership entries of the log, so every node does it at the same
+    /// point.
+    pub fn retain_members(&mut self, members: &std::collections::BTreeSet<u64>) {
+        self.ledger.forget_nodes_except(members);
+    }
+
     /// Usage roll-ups.
     pub fn usage(&self) -> &Rollups {
         &self.usage
+    }
+
+    /// The records of applied keyed writes (see [`crate::idempotency`]).
+    pub fn replays(&self) -> &Replays {
+        &self.replays
     }
 
     /// The latest command time applied so far.
@@ -329,6 +384,17 @@ impl State {
     /// Encodes the state for a snapshot.
     pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
         codec::encode(self)
+    }
+
+    /// SHA-256 of the state's encoding ([`State::encode`]), lowercase hex:
+    /// equal on two nodes exactly when they hold the same state, since the
+    /// encoding is deterministic (ordered maps only, no derived index, the
+    /// ledger and usage roll-ups included). For checks that nodes agree
+    /// (the nemesis suite compares it at equal applied indexes); it costs
+    /// one encoding of the whole state, so it is not for a hot path.
+    pub fn digest(&self) -> Result<String, CodecError> {
+        use sha2::{Digest, Sha256};
+        Ok(hex::encode(Sha256::digest(self.encode()?)))
     }
 
     /// Decodes a snapshot made by [`State::encode`] and rebuilds derived indexes.
@@ -345,4 +411,4 @@ impl State {
 
 mod restore;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -23,7 +23,7 @@ pub mod query;
 pub mod rollup;
 
 pub use batch::{UsageBatch, MAX_ROLLUPS};
-pub use query::{GroupBy, UsageFilter};
+pub use query::{GroupBy, GroupTotals, UsageFilter};
 pub use rollup::{hour_of, minute_of, Rollup, RollupKey, Totals, HOUR_MS, MINUTE_MS};
 
 use crate::ApplyError;

@@ -1,11 +1,13 @@
 //! Admission of one request against every limit that applies to it: the
 //! key's and the key × route's, in every unit the request costs.
 //!
-//! [`Quotas::check`] never waits: it takes from the node's pools (leases
-//! from the ledger) or refuses. [`Quotas::admit`] waits for up to two lease
-//! rounds (at most `max_wait_ms`) when a refusal came only from this node's
-//! pool running dry while the ledger probably still has room (a first
-//! request, a burst): so a cold pool does not turn into false rejections.
+//! [`Quotas::check`] never waits: it takes from the node's pools (its
+//! leases, then its standing reserves) or refuses. [`Quotas::admit`] waits
+//! for lease rounds, up to `max_wait_ms`, when the refusal came only from
+//! this node's pools while the ledger, as this node's copy of the
+//! replicated state shows it, holds what the request needs, or will have
+//! refilled it within the wait: so a cold pool, a burst or a small limit
+//! read between two rounds does not turn into false rejections.
 //!
 //! What is taken is a [`Reservation`]: an estimate for tokens and spend,
 //! settled against the usage the upstream reported
@@ -17,15 +19,10 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_core::quota::{Limit, OnNoQuorum, QuotaPolicy, Refill, Scope, Unit};
-
-use crate::node::{Quotas, Reachability};
+use crate::node::{LedgerView, Quotas, Reachability};
 use crate::plan::{Plan, Planned};
-use crate::pool::Pool;
-
-/// Rounds a refused request may wait for: the one under way when it was
-/// refused (which may have missed its demand) and the next.
-pub const WAIT_ROUNDS: u64 = 2;
+use crate::pool::{Pool, Source};
+use sluice_core::quota::{Ledger, Limit, OnNoQuorum, QuotaPolicy, Refill, Reserve, Scope, Unit};
 
 /// What a request costs, in each unit: an estimate at admission, the
 /// actual usage at the end.
@@ -46,6 +43,25 @@ impl Cost {
     }
 }
 
+/// What a request asks of its limits: the most it can cost (its prompt and
+/// all of its `max_tokens`), and what it is estimated to cost, reserved
+/// instead by limits whose policy says `reserve = "estimate"`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Ask {
+    pub full: Cost,
+    pub estimate: Cost,
+}
+
+impl Ask {
+    /// A request whose cost is known: both the same.
+    pub fn exact(cost: Cost) -> Self {
+        Self {
+            full: cost,
+            estimate: cost,
+        }
+    }
+}
+
 /// A scope and the policy it has.
 #[derive(Debug, Clone, Copy)]
 pub struct Scoped<'a> {
@@ -60,9 +76,9 @@ pub struct Standing {
     pub unit: Unit,
     /// The limit's capacity.
     pub limit: u64,
-    /// Units still available cluster-wide, as far as this node knows: what
-    /// it holds plus the ledger's level after its latest grant, refilled
-    /// since.
+    /// Units this node's callers can still have: what it holds (lease and
+    /// standing reserve) plus the ledger's level in its copy of the
+    /// replicated state, refilled since.
     pub remaining: u64,
     /// Milliseconds until the bucket is full again.
     pub reset_ms: u64,
@@ -71,14 +87,14 @@ pub struct Standing {
 /// Why a request was not admitted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reason {
-    /// A limit has less than the request needs. `budget` when the limit is
-    /// a calendar budget (refilled only at the next period).
+    /// A limit has less than the request needs.
     Exhausted {
         scope: Scope,
         limit: Limit,
         needed: u64,
         retry_after_ms: u64,
-        /// The ledger probably has room: the next lease round may admit it.
+        /// The ledger has what is missing, or will have refilled it within
+        /// `max_wait_ms`: a lease round may admit it.
         wait_worth: bool,
     },
     /// The request needs more than the limit's whole capacity: it can
@@ -88,8 +104,8 @@ pub enum Reason {
         limit: Limit,
         needed: u64,
     },
-    /// The ledger cannot be reached, this node's leases are spent, and the
-    /// policy says `deny`.
+    /// The ledger cannot be reached, this node's leases and reserve are
+    /// spent, and the policy says `deny`.
     NoQuorum { scope: Scope, retry_after_ms: u64 },
 }
 
@@ -142,24 +158,35 @@ impl Deref for Standings {
     }
 }
 
+/// How long after a request waited in vain for units other nodes held no
+/// request of the same limit waits for them again.
+const FAILED_WAIT_COOLDOWN_MS: u64 = 1_000;
+
 /// A refusal, with the standings for the headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denial {
     pub reason: Box<Reason>,
-    pub standings: Standings,
+    /// The refusing limit's index in the plan.
+    limit: u32,
+    pub standings: Box<Standings>,
     /// When it was decided (ms since the epoch): the standings are as of
     /// then.
     pub at_ms: u64,
+    /// Whether the request waited for a lease round before this.
+    pub waited: bool,
 }
 
 impl Denial {
-    fn wait_worth(&self) -> bool {
+    /// Whether the request may be admitted after a lease round: the ledger
+    /// has (or will soon have) what it needs, or the ledger cannot be
+    /// reached now and a round may reach it (an election ends).
+    pub fn wait_worth(&self) -> bool {
         matches!(
             *self.reason,
             Reason::Exhausted {
                 wait_worth: true,
                 ..
-            }
+            } | Reason::NoQuorum { .. }
         )
     }
 }
@@ -172,6 +199,8 @@ pub struct Admission {
     /// When it was decided (ms since the epoch): the standings are as of
     /// then.
     pub at_ms: u64,
+    /// Whether the request waited for a lease round to be admitted.
+    pub waited: bool,
 }
 
 /// Most limits one request meets: a unit has one limit per scope, and a
@@ -194,8 +223,14 @@ struct Part {
     /// The limit's index in the plan.
     limit: usize,
     reserved: u64,
-    /// Taken from the local share (no quorum, `local_share`).
-    local: bool,
+    /// Where the units came from.
+    source: Source,
+    /// What the request may use beyond `reserved` (`reserve = "estimate"`).
+    exposure: u64,
+    /// Whether the answer may refund some of it (tokens, spend): until it
+    /// is settled, the ledger counts it as held. A request is spent once
+    /// admitted.
+    refundable: bool,
 }
 
 impl Reservation {
@@ -214,19 +249,49 @@ impl Reservation {
         }
     }
 
+    /// Records the answer's completion tokens: the estimate the key's next
+    /// requests reserve under `reserve = "estimate"`.
+    pub fn note_completion(&self, tokens: u64) {
+        if let Some(plan) = &self.plan {
+            plan.record_completion(tokens);
+        }
+    }
+
     /// Settles against the actual usage: refunds what was reserved and not
     /// used, or charges the excess as debt.
-    pub fn settle(self, actual: Cost) {
-        let Some(plan) = &self.plan else {
+    pub fn settle(mut self, actual: Cost) {
+        self.settle_parts(Some(actual));
+    }
+
+    /// Settles every part: at `actual`, or (`None`) leaving the reservation
+    /// charged. The exposure of every part is released either way.
+    fn settle_parts(&mut self, actual: Option<Cost>) {
+        let Some(plan) = self.plan.take() else {
             return;
         };
         for part in &self.parts[..self.len] {
             let planned = plan.limit(part.limit);
-            let used = actual.of(planned.limit.unit);
-            if part.local {
-                planned.pool.settle_local(part.reserved, used);
-            } else {
-                planned.pool.settle(part.reserved, used);
+            planned.pool.unexpose(part.exposure);
+            // Unsettled: charged in full.
+            let used = actual.map_or(part.reserved, |a| a.of(planned.limit.unit));
+            if part.refundable {
+                planned.pool.settle(part.reserved, used, part.source);
+            } else if used > part.reserved {
+                // Spent at admission; more than that is debt.
+                planned.pool.settle(0, used - part.reserved, Source::Lease);
+            }
+        }
+    }
+
+    /// Once every part is taken: what cannot be refunded is spent now, and
+    /// stops counting as reserved.
+    fn commit(&mut self) {
+        let Some(plan) = &self.plan else {
+            return;
+        };
+        for part in self.parts[..self.len].iter().filter(|p| !p.refundable) {
+            if part.source != Source::Local {
+                plan.limit(part.limit).pool.commit(part.reserved);
             }
         }
     }
@@ -236,61 +301,148 @@ impl Reservation {
         self.len == 0
     }
 
-    fn undo(self) {
-        self.settle(Cost::default());
+    /// The plan the reservation was taken from.
+    pub fn plan(&self) -> Option<&Arc<Plan>> {
+        self.plan.as_ref()
+    }
+
+    fn undo(mut self) {
+        if let Some(plan) = self.plan.take() {
+            for part in &self.parts[..self.len] {
+                let planned = plan.limit(part.limit);
+                planned.pool.unexpose(part.exposure);
+                planned.pool.put_back(part.reserved, part.source);
+            }
+        }
     }
 }
 
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        // Unsettled: the reservation stays charged; only the exposure of
+        // the requests in flight is released.
+        self.settle_parts(None);
+    }
+}
+
+/// What one limit will take of a request: `amount` now, and `exposure`
+/// more it may use later (`reserve = "estimate"`).
+struct Take {
+    amount: u64,
+    exposure: u64,
+    /// The least the limit could ever take of it is more than its whole
+    /// capacity.
+    too_large: bool,
+}
+
 impl Quotas {
-    /// Takes `cost` from every limit of `plan` on `route`, all or nothing,
-    /// without waiting.
+    /// Takes what `ask` costs from every limit of `plan` on `route`, all or
+    /// nothing, without waiting. `ledger` is this node's copy of the
+    /// replicated ledger (for why a refusal was made and the standings).
     pub fn check(
         &self,
         plan: &Arc<Plan>,
         route: &str,
-        cost: Cost,
+        ask: Ask,
         now_ms: u64,
+        ledger: &Ledger,
     ) -> Result<Admission, Denial> {
         let mut taken = Reservation::new(plan);
         for (i, planned) in plan.on(route) {
             let (limit, pool) = (&planned.limit, &planned.pool);
-            let amount = cost.of(limit.unit);
-            if amount == 0 {
+            let Some(take) = self.size(planned, ask) else {
                 continue;
-            }
-            let refused = match self.take(pool, planned.on_no_quorum, limit, amount, now_ms) {
-                Ok(local) => {
+            };
+            let taken_now = if take.too_large {
+                Err(Refused::TooLarge)
+            } else if take.amount > limit.capacity {
+                // Only the exposure cap stands in the way: requests in
+                // flight will free it.
+                Err(Refused::Short { local_share: None })
+            } else {
+                self.take(pool, planned.on_no_quorum, limit, take.amount, now_ms)
+            };
+            let refused = match taken_now {
+                Ok(source) => {
                     taken.push(Part {
                         limit: i,
-                        reserved: amount,
-                        local,
+                        reserved: take.amount,
+                        source,
+                        exposure: take.exposure,
+                        refundable: limit.unit != Unit::Requests,
                     });
                     continue;
                 }
                 Err(refused) => refused,
             };
+            pool.unexpose(take.exposure);
             taken.undo();
             // The limits after this one count the demand too, so that every
             // pool of a cold request asks at the same round.
             for (_, later) in plan.on(route).filter(|(j, _)| *j > i) {
-                later.pool.note_refused(cost.of(later.limit.unit));
+                later.pool.note_refused(ask.full.of(later.limit.unit));
             }
-            let reason = self.reason(planned, refused, amount, now_ms);
+            let reason = self.reason(planned, refused, take.amount, now_ms, ledger);
             return Err(Denial {
                 reason: Box::new(reason),
-                standings: self.standings(plan, route, now_ms),
+                limit: u32::try_from(i).unwrap_or(u32::MAX),
+                standings: Box::new(self.standings(plan, route, now_ms, ledger)),
                 at_ms: now_ms,
+                waited: false,
             });
         }
+        taken.commit();
         Ok(Admission {
             reservation: taken,
-            standings: self.standings(plan, route, now_ms),
+            standings: self.standings(plan, route, now_ms, ledger),
             at_ms: now_ms,
+            waited: false,
+        })
+    }
+
+    /// What `planned` takes of `ask` (`None`: nothing). Under
+    /// `reserve = "estimate"` the estimate, and what the request may use
+    /// beyond it as exposure, as far as the pool's exposure cap allows;
+    /// the rest of the whole cost is reserved.
+    fn size(&self, planned: &Planned, ask: Ask) -> Option<Take> {
+        let full = ask.full.of(planned.limit.unit);
+        if full == 0 {
+            return None;
+        }
+        let capacity = planned.limit.capacity;
+        if planned.reserve != Reserve::Estimate {
+            return Some(Take {
+                amount: full,
+                exposure: 0,
+                too_large: full > capacity,
+            });
+        }
+        let estimate = ask.estimate.of(planned.limit.unit).min(full);
+        if estimate > capacity {
+            return Some(Take {
+                amount: estimate,
+                exposure: 0,
+                too_large: true,
+            });
+        }
+        let cap = planned.limit.exposure_cap(self.nodes());
+        let exposure = planned.pool.expose(full - estimate, cap);
+        Some(Take {
+            amount: full - exposure,
+            exposure,
+            too_large: false,
         })
     }
 
     /// Why `planned` refused `amount`.
-    fn reason(&self, planned: &Planned, refused: Refused, amount: u64, now_ms: u64) -> Reason {
+    fn reason(
+        &self,
+        planned: &Planned,
+        refused: Refused,
+        amount: u64,
+        now_ms: u64,
+        ledger: &Ledger,
+    ) -> Reason {
         let (scope, limit, pool) = (&planned.scope, &planned.limit, &planned.pool);
         match refused {
             Refused::TooLarge => Reason::TooLarge {
@@ -306,65 +458,89 @@ impl Quotas {
                 let (room, refill_limit) = match local_share {
                     Some(share) => (0, share),
                     None => (
-                        available(pool).saturating_add(pool.ledger_level_estimate(limit, now_ms)),
+                        pool.spendable(now_ms)
+                            .saturating_add(ledger_level(ledger, planned, now_ms)),
                         *limit,
                     ),
                 };
                 let missing = amount.saturating_sub(room);
-                // Worth waiting for a round only when the ledger had units
-                // left after this node's last grant (or it had none yet):
-                // what merely refills since is contended by every node, and
-                // a 429 with its retry time is the honest answer to that.
-                let left = available(pool).saturating_add(pool.ledger_level_left(limit));
+                let bucket = ledger.bucket(scope, limit.unit);
+                let refill_ms = match (local_share, bucket) {
+                    (None, Some(bucket)) => bucket.refill_ms(missing, now_ms),
+                    _ => refill_limit.refill_ms(missing, now_ms),
+                };
+                let tick = self.config().tick_ms;
+                // Worth a wait when the ledger has what is missing, or will
+                // have refilled it within the wait: a round can then grant
+                // it (unless other nodes take it first, and then the wait
+                // ends in the same refusal). Or when other nodes hold leases
+                // that may come back (they return what they do not need
+                // once this node's demand shows the bucket is contended),
+                // unless such a wait came to nothing just before.
+                let refills_in_time = refill_ms.saturating_add(tick) <= self.config().max_wait_ms;
+                let held_elsewhere = bucket
+                    .is_some_and(|b| b.holding_except(self.config().node_id) >= missing)
+                    && pool.may_wait_for_others(now_ms, FAILED_WAIT_COOLDOWN_MS);
                 Reason::Exhausted {
                     scope: scope.clone(),
                     limit: *limit,
                     needed: amount,
-                    retry_after_ms: refill_limit
-                        .refill_ms(missing, now_ms)
-                        .saturating_add(self.config().tick_ms),
-                    wait_worth: local_share.is_none() && left >= amount,
+                    retry_after_ms: refill_ms.saturating_add(tick),
+                    wait_worth: local_share.is_none() && (refills_in_time || held_elsewhere),
                 }
             }
         }
     }
 
     /// [`Quotas::check`], and when the refusal came only from this node's
-    /// pool running dry, again after each of the next [`WAIT_ROUNDS`] lease
-    /// rounds (the one under way may not have seen this request), within
-    /// `max_wait_ms`. A rate limit that is simply spent is refused at once.
-    pub async fn admit(
+    /// pools while the ledger has (or will soon have) room, again after
+    /// each lease round until it is admitted, the room is gone or
+    /// `max_wait_ms` has passed. `view` gives this node's latest copy of
+    /// the replicated state. A rate limit that is simply spent is refused
+    /// at once.
+    pub async fn admit<V: LedgerView>(
         &self,
         plan: &Arc<Plan>,
         route: &str,
-        cost: Cost,
+        ask: Ask,
         now_ms: impl Fn() -> u64,
+        view: impl Fn() -> Arc<V>,
     ) -> Result<Admission, Denial> {
-        // Read before the first check: the round after the one under way
-        // has surely seen this request's demand.
-        let seen = self.rounds_done();
-        let mut decided = self.check(plan, route, cost, now_ms());
+        // Read before the first check: a round that ends after it has
+        // surely seen this request's demand, or is one after that.
+        let mut seen = self.rounds_done();
+        let mut decided = self.check(plan, route, ask, now_ms(), view().ledger());
         if !matches!(&decided, Err(denial) if denial.wait_worth()) {
             return decided;
         }
         let deadline =
             tokio::time::Instant::now() + Duration::from_millis(self.config().max_wait_ms);
-        for rounds in 1..=WAIT_ROUNDS {
-            match &decided {
-                Err(denial) if denial.wait_worth() => {
-                    if !self.round_after(seen + rounds - 1, deadline).await {
-                        break;
-                    }
-                    decided = self.check(plan, route, cost, now_ms());
-                }
-                _ => break,
+        while matches!(&decided, Err(denial) if denial.wait_worth()) {
+            if !self.round_after(seen, deadline).await {
+                break;
+            }
+            seen = self.rounds_done();
+            decided = self.check(plan, route, ask, now_ms(), view().ledger());
+        }
+        match &mut decided {
+            Ok(admission) => admission.waited = true,
+            Err(denial) => {
+                denial.waited = true;
+                self.note_failed_wait(plan, denial);
             }
         }
         decided
     }
 
-    /// One pool's part: `Ok(local)` when taken (`local`: from the local
-    /// share).
+    /// Records that `denial` came after a wait: the limit that refused it
+    /// lets no request wait for units held elsewhere for a while.
+    pub fn note_failed_wait(&self, plan: &Plan, denial: &Denial) {
+        if let Some(planned) = plan.limit_at(denial.limit as usize) {
+            planned.pool.note_failed_wait(denial.at_ms);
+        }
+    }
+
+    /// One pool's part: where it was taken from.
     fn take(
         &self,
         pool: &Pool,
@@ -372,12 +548,9 @@ impl Quotas {
         limit: &Limit,
         amount: u64,
         now_ms: u64,
-    ) -> Result<bool, Refused> {
-        if amount > limit.capacity {
-            return Err(Refused::TooLarge);
-        }
-        if pool.try_take(amount, now_ms) {
-            return Ok(false);
+    ) -> Result<Source, Refused> {
+        if let Some(source) = pool.try_take(amount, now_ms) {
+            return Ok(source);
         }
         if self.reachability() != Reachability::Unreachable {
             return Err(Refused::Short { local_share: None });
@@ -387,7 +560,7 @@ impl Quotas {
             OnNoQuorum::LocalShare => {
                 let share = limit.share(self.voters());
                 if pool.try_take_local(share, amount, now_ms) {
-                    Ok(true)
+                    Ok(Source::Local)
                 } else {
                     Err(Refused::Short {
                         local_share: Some(share),
@@ -398,17 +571,23 @@ impl Quotas {
     }
 
     /// Where every limit of `plan` on `route` stands: the lowest
-    /// `remaining` per unit across scopes.
-    pub fn standings(&self, plan: &Plan, route: &str, now_ms: u64) -> Standings {
+    /// `remaining` per unit across scopes, from what this node holds and
+    /// `ledger`, its copy of the replicated ledger.
+    pub fn standings(&self, plan: &Plan, route: &str, now_ms: u64, ledger: &Ledger) -> Standings {
         let mut out = Standings::default();
         for (_, planned) in plan.on(route) {
-            let (limit, pool) = (&planned.limit, &planned.pool);
-            let remaining = available(pool)
-                .saturating_add(pool.ledger_level_estimate(limit, now_ms))
+            let limit = &planned.limit;
+            let bucket = ledger.bucket(&planned.scope, limit.unit);
+            let remaining = planned
+                .pool
+                .spendable(now_ms)
+                .saturating_add(bucket.map_or(limit.capacity, |b| b.level_at(now_ms)))
                 .min(limit.capacity);
-            let reset_ms = match limit.refill {
-                Refill::Rate { .. } => limit.refill_ms(limit.capacity - remaining, now_ms),
-                Refill::Calendar(_) => limit.refill_ms(1, now_ms),
+            let missing = limit.capacity - remaining;
+            let reset_ms = match (limit.refill, bucket) {
+                (Refill::Calendar(_), _) => limit.refill_ms(1, now_ms),
+                (_, Some(bucket)) => bucket.refill_ms(missing, now_ms),
+                (_, None) => limit.refill_ms(missing, now_ms),
             };
             out.add(Standing {
                 unit: limit.unit,
@@ -421,6 +600,14 @@ impl Quotas {
     }
 }
 
+/// The level of `planned`'s bucket in `ledger` at `now_ms`; the capacity
+/// when this node's copy has no such bucket yet (a policy just set).
+fn ledger_level(ledger: &Ledger, planned: &Planned, now_ms: u64) -> u64 {
+    ledger
+        .bucket(&planned.scope, planned.limit.unit)
+        .map_or(planned.limit.capacity, |b| b.level_at(now_ms))
+}
+
 /// Why one pool refused.
 enum Refused {
     TooLarge,
@@ -429,10 +616,6 @@ enum Refused {
     Short {
         local_share: Option<Limit>,
     },
-}
-
-fn available(pool: &Pool) -> u64 {
-    pool.available().max(0) as u64
 }
 
 #[cfg(test)]

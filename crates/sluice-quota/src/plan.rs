@@ -12,9 +12,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::sync::Arc;
 
-use sluice_core::quota::{Limit, OnNoQuorum, PolicyTable, Scope, Unit};
+use sluice_core::quota::{Limit, OnNoQuorum, PolicyTable, Reserve, Scope, Unit};
 
 use crate::admission::Scoped;
+use crate::completions::Completions;
 use crate::pool::Pool;
 
 /// One limit of a plan, with the pool this node spends for it.
@@ -23,6 +24,7 @@ pub struct Planned {
     pub scope: Scope,
     pub limit: Limit,
     pub on_no_quorum: OnNoQuorum,
+    pub reserve: Reserve,
     pub(crate) pool: Arc<Pool>,
 }
 
@@ -35,6 +37,8 @@ pub struct Plan {
     every_route: usize,
     /// Routes with a key × route policy, and where their limits are.
     routes: Vec<(String, Range<usize>)>,
+    /// The key's recent answers on this node, for `reserve = "estimate"`.
+    completions: Completions,
 }
 
 impl Plan {
@@ -62,6 +66,29 @@ impl Plan {
             .any(|(_, p)| matches!(p.limit.unit, Unit::Tokens | Unit::MicroUsd))
     }
 
+    /// Whether a limit on `route` reserves an estimate of the completion
+    /// rather than all of `max_tokens`.
+    pub fn estimates(&self, route: &str) -> bool {
+        self.on(route)
+            .any(|(_, p)| p.reserve == Reserve::Estimate && p.limit.unit != Unit::Requests)
+    }
+
+    /// The completion tokens a request of this key is estimated to use:
+    /// the 95th percentile of its recent answers on this node (`None`
+    /// until there are enough of them).
+    pub fn completion_estimate(&self) -> Option<u64> {
+        self.completions.p95()
+    }
+
+    /// Records an answer's completion tokens (for the estimate).
+    pub fn record_completion(&self, tokens: u64) {
+        self.completions.record(tokens);
+    }
+
+    pub(crate) fn limit_at(&self, i: usize) -> Option<&Planned> {
+        self.limits.get(i)
+    }
+
     pub(crate) fn limit(&self, i: usize) -> &Planned {
         &self.limits[i]
     }
@@ -76,7 +103,7 @@ impl Plan {
         Plan {
             every_route: limits.len(),
             limits,
-            routes: Vec::new(),
+            ..Plan::default()
         }
     }
 }
@@ -90,6 +117,7 @@ fn planned<'a>(
         scope: scope.clone(),
         limit: *limit,
         on_no_quorum: policy.on_no_quorum,
+        reserve: policy.reserve,
         pool: pool(scope, limit.unit),
     })
 }
@@ -154,6 +182,7 @@ mod tests {
         QuotaPolicy {
             limits: units.iter().map(|u| Limit::per_minute(*u, 10)).collect(),
             on_no_quorum: OnNoQuorum::Deny,
+            ..QuotaPolicy::default()
         }
     }
 

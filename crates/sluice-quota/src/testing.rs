@@ -20,6 +20,17 @@ pub(crate) struct InProcess {
 }
 
 impl InProcess {
+    /// This node's copy of the replicated ledger: what it has applied.
+    pub fn view(&self) -> Arc<Ledger> {
+        Arc::new(self.ledger.lock().unwrap().clone())
+    }
+
+    /// One lease round of `quotas` (this node's) at `now`.
+    pub async fn tick(&self, quotas: &Quotas, now: u64) -> crate::Round {
+        let view = self.view();
+        quotas.tick(self, &view, now).await
+    }
+
     /// Applies `apply` to the ledger at the shared clock, unless cut off.
     fn apply<T>(
         &self,
@@ -39,8 +50,8 @@ impl LedgerClient for InProcess {
         Box::pin(async move { self.apply(|l, now| l.grant(self.node, &wants, ttl_ms, now)) })
     }
 
-    fn give_back(&self, returns: Vec<Return>) -> Reply<'_, ()> {
-        Box::pin(async move { self.apply(|l, now| l.give_back(self.node, &returns, now)) })
+    fn give_back(&self, batch: u64, returns: Vec<Return>) -> Reply<'_, ()> {
+        Box::pin(async move { self.apply(|l, now| l.give_back(self.node, batch, &returns, now)) })
     }
 }
 
@@ -59,6 +70,7 @@ pub(crate) fn cluster(nodes: u64, rpm: u64) -> Cluster {
         QuotaPolicy {
             limits: vec![Limit::per_minute(Unit::Requests, rpm)],
             on_no_quorum: OnNoQuorum::Deny,
+            ..QuotaPolicy::default()
         },
     )
 }
@@ -73,7 +85,10 @@ pub(crate) fn cluster_with(nodes: u64, policy: QuotaPolicy) -> Cluster {
         nodes: (1..=nodes)
             .map(|node| {
                 (
-                    Quotas::new(QuotaConfig::default()),
+                    Quotas::new(QuotaConfig {
+                        node_id: node,
+                        ..QuotaConfig::default()
+                    }),
                     InProcess {
                         ledger: Arc::clone(&ledger),
                         node,

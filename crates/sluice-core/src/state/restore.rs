@@ -53,10 +53,12 @@ impl State {
                 "the cluster already holds configuration ({held}); restore with force to replace it"
             )));
         }
-        // Usage is this cluster's history, not configuration: it stays.
+        // Usage is this cluster's history, not configuration: it stays, and
+        // so do the records of keyed writes (a retry must still find them).
         let mut restored = State {
             last_at_ms: self.last_at_ms,
             usage: self.usage.clone(),
+            replays: self.replays.clone(),
             ..State::default()
         };
         for (i, p) in config.providers.iter().enumerate() {
@@ -166,6 +168,8 @@ fn prefixed(err: ApplyError, at: &str) -> ApplyError {
             ApplyError::invalid(at, format!("{kind} {name:?} not found"))
         }
         ApplyError::Conflict { message } => ApplyError::invalid(at, message),
+        // Not raised while checking entities; kept as it is.
+        reused @ ApplyError::IdempotencyKeyReused { .. } => reused,
     }
 }
 

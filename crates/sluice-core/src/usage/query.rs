@@ -1,5 +1,7 @@
 //! Reading the roll-ups: totals over a time range, grouped one way, and a
-//! key's spend since the start of its budget period.
+//! key's spend since the start of its budget period. Calls the gateway
+//! refused before it tried any provider (over quota, no quorum) are counted
+//! apart from the upstream's failures ([`GroupTotals::refused`]).
 
 use super::rollup::{hour_of, minute_of, RollupKey, Totals};
 use super::Rollups;
@@ -34,6 +36,42 @@ pub struct UsageFilter<'a> {
 impl UsageFilter<'_> {
     fn admits(&self, key: &RollupKey) -> bool {
         self.key_id.is_none_or(|k| k == key.key_id) && self.route.is_none_or(|r| r == key.route)
+    }
+}
+
+impl RollupKey {
+    /// Whether the calls under this key ended before any provider was
+    /// tried: the gateway refused them (over quota, no quorum, every
+    /// deployment's breaker open). Such a call always counts as an error.
+    pub fn refused_before_routing(&self) -> bool {
+        self.provider.is_empty()
+    }
+}
+
+/// What a group of roll-ups added up to, with the calls refused before
+/// routing counted apart: `totals.errors - refused` are the failures of
+/// calls a provider was tried for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupTotals {
+    pub totals: Totals,
+    /// Calls the gateway refused before trying a provider
+    /// ([`RollupKey::refused_before_routing`]); part of `totals.errors`.
+    pub refused: u64,
+}
+
+impl GroupTotals {
+    /// Adds the roll-up `totals` under `key` in.
+    pub fn add(&mut self, key: &RollupKey, totals: &Totals) {
+        self.totals.add(totals);
+        if key.refused_before_routing() {
+            self.refused = self.refused.saturating_add(totals.requests);
+        }
+    }
+
+    /// Adds another group's totals in.
+    pub fn merge(&mut self, other: &GroupTotals) {
+        self.totals.add(&other.totals);
+        self.refused = self.refused.saturating_add(other.refused);
     }
 }
 
@@ -74,13 +112,30 @@ impl Rollups {
         group_by: GroupBy,
         filter: UsageFilter<'_>,
     ) -> BTreeMap<String, Totals> {
-        let mut groups: BTreeMap<String, Totals> = BTreeMap::new();
+        self.groups_by(from_ms, to_ms, group_by, filter)
+            .into_iter()
+            .map(|(group, g)| (group, g.totals))
+            .collect()
+    }
+
+    /// [`Rollups::totals_by`], with the calls refused before routing
+    /// counted apart.
+    pub fn groups_by(
+        &self,
+        from_ms: u64,
+        to_ms: u64,
+        group_by: GroupBy,
+        filter: UsageFilter<'_>,
+    ) -> BTreeMap<String, GroupTotals> {
+        let mut groups: BTreeMap<String, GroupTotals> = BTreeMap::new();
         for (key, totals) in self.in_range(from_ms, to_ms, filter) {
             let group = group_by.group_of(key);
             match groups.get_mut(group) {
-                Some(sum) => sum.add(totals),
+                Some(sum) => sum.add(key, totals),
                 None => {
-                    groups.insert(group.to_owned(), *totals);
+                    let mut sum = GroupTotals::default();
+                    sum.add(key, totals);
+                    groups.insert(group.to_owned(), sum);
                 }
             }
         }
@@ -90,13 +145,19 @@ impl Rollups {
     /// What `key_id` did from `since_ms` on (whole periods: the minute, or
     /// hour, holding `since_ms` counts).
     pub fn key_totals_since(&self, key_id: &str, since_ms: u64) -> Totals {
+        self.key_since(key_id, since_ms).totals
+    }
+
+    /// [`Rollups::key_totals_since`], with the calls refused before
+    /// routing counted apart.
+    pub fn key_since(&self, key_id: &str, since_ms: u64) -> GroupTotals {
         let filter = UsageFilter {
             key_id: Some(key_id),
             route: None,
         };
-        let mut sum = Totals::default();
-        for (_, totals) in self.in_range(since_ms, u64::MAX, filter) {
-            sum.add(totals);
+        let mut sum = GroupTotals::default();
+        for (key, totals) in self.in_range(since_ms, u64::MAX, filter) {
+            sum.add(key, totals);
         }
         sum
     }

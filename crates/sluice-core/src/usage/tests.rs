@@ -104,6 +104,50 @@ fn queries_group_filter_and_cover_whole_minutes() {
     assert_eq!(r.key_totals_since("k1", 11 * MINUTE_MS).cost_micro_usd, 36);
 }
 
+/// A call refused before any provider was tried (provider `""`: over
+/// quota, no quorum) is counted apart from the upstream's failures, in
+/// every grouping and in a key's totals.
+#[test]
+fn calls_refused_before_routing_are_counted_apart() {
+    let mut r = Rollups::default();
+    let failed = |minute, key: &str, provider: &str, n| {
+        let mut x = rollup(minute, key, "gpt", provider, n);
+        x.totals.errors = n;
+        x
+    };
+    r.record(&batch(
+        1,
+        1,
+        1,
+        vec![
+            rollup(10, "k1", "gpt", "openai", 5),
+            failed(10, "k1", "", 3),
+            failed(11, "k1", "openai", 2),
+            failed(11, "k2", "", 1),
+        ],
+    ))
+    .unwrap();
+    let all = UsageFilter::default();
+    let by_key = r.groups_by(0, u64::MAX, GroupBy::Key, all);
+    assert_eq!(by_key["k1"].totals.requests, 10);
+    assert_eq!(by_key["k1"].totals.errors, 5);
+    assert_eq!(
+        by_key["k1"].refused, 3,
+        "upstream failures are not refusals"
+    );
+    assert_eq!(by_key["k2"].refused, 1);
+    let by_provider = r.groups_by(0, u64::MAX, GroupBy::Provider, all);
+    assert_eq!(by_provider[""].refused, 4);
+    assert_eq!(by_provider["openai"].refused, 0);
+    assert_eq!(by_provider["openai"].totals.errors, 2);
+    assert_eq!(r.key_since("k1", 0).refused, 3);
+    // The plain totals are the same numbers.
+    assert_eq!(
+        r.totals_by(0, u64::MAX, GroupBy::Key, all)["k1"],
+        by_key["k1"].totals
+    );
+}
+
 #[test]
 fn compaction_is_final_for_the_minutes_it_dropped() {
     let mut r = Rollups::default();

@@ -1,4 +1,5 @@
 use super::*;
+use crate::pool::Source;
 use crate::testing::{cluster, scope, Cluster};
 use sluice_core::quota::Ledger;
 use std::sync::atomic::Ordering;
@@ -12,7 +13,9 @@ async fn run(c: &Cluster, ticks: u64, per_tick: u64) -> u64 {
             let now = t * 100 + i * 100 / per_tick;
             c.clock.store(now, Ordering::SeqCst);
             for (quotas, _) in &c.nodes {
-                if quotas.pool(&scope(), Unit::Requests).try_take(1, now) {
+                let pool = quotas.pool(&scope(), Unit::Requests);
+                if pool.try_take(1, now).is_some() {
+                    pool.commit(1); // a request: spent once admitted
                     admitted += 1;
                 }
             }
@@ -20,7 +23,7 @@ async fn run(c: &Cluster, ticks: u64, per_tick: u64) -> u64 {
         let now = (t + 1) * 100;
         c.clock.store(now, Ordering::SeqCst);
         for (quotas, ledger) in &c.nodes {
-            quotas.tick(ledger, now).await;
+            ledger.tick(quotas, now).await;
         }
     }
     admitted
@@ -50,9 +53,9 @@ async fn one_grant_per_node_per_tick_at_most() {
     let pool = quotas.pool(&scope(), Unit::Requests);
     // 1 000 requests in one tick before any lease: all refused, counted.
     for _ in 0..1_000 {
-        assert!(!pool.try_take(1, 0));
+        assert!(pool.try_take(1, 0).is_none());
     }
-    let round = quotas.tick(ledger, 100).await;
+    let round = ledger.tick(quotas, 100).await;
     assert_eq!(round.reached, Some(true));
     let horizon = QuotaConfig::default().horizon_ticks;
     assert_eq!(
@@ -61,11 +64,14 @@ async fn one_grant_per_node_per_tick_at_most() {
         "a horizon of the refused demand"
     );
     assert_eq!(round.granted, horizon * 1_000);
-    assert!(pool.try_take(1, 150));
-    // No demand: nothing asked, nothing sent.
+    assert_eq!(round.standing, 1_000, "a second's refill in reserve");
+    assert!(pool.try_take(1, 150).is_some());
+    // A new pool fills its standing reserve once; then, with no demand,
+    // nothing is asked and nothing sent.
     let quiet = Quotas::new(QuotaConfig::default());
     quiet.pool(&scope(), Unit::Requests);
-    assert_eq!(quiet.tick(ledger, 200).await, Round::default());
+    assert_eq!(ledger.tick(&quiet, 200).await.standing, 1_000);
+    assert_eq!(ledger.tick(&quiet, 300).await, Round::default());
 }
 
 /// A node cut off from the ledger spends what it holds and then nothing
@@ -77,18 +83,21 @@ async fn a_cut_off_node_stops_when_its_lease_is_spent() {
     let (quotas, ledger) = &c.nodes[0];
     ledger.cut_off.store(true, Ordering::SeqCst);
     let pool = quotas.pool(&scope(), Unit::Requests);
-    let held = pool.available().max(0) as u64;
+    let held = pool.available().max(0) as u64 + pool.standing();
     let mut spent = 0;
     for t in 10..40u64 {
         let now = t * 100;
         c.clock.store(now, Ordering::SeqCst);
-        while pool.try_take(1, now) {
+        while pool.try_take(1, now).is_some() {
             spent += 1;
         }
-        let round = quotas.tick(ledger, now + 100).await;
+        let round = ledger.tick(quotas, now + 100).await;
         assert_ne!(round.reached, Some(true));
     }
-    assert_eq!(spent, held, "spends exactly what it held, nothing more");
+    assert_eq!(
+        spent, held,
+        "spends exactly what it held (lease and reserve), nothing more"
+    );
 }
 
 /// A pool whose reservations are mostly refunded never runs low, so it
@@ -99,15 +108,16 @@ async fn a_pool_in_use_keeps_its_lease_alive() {
     let c = cluster(1, 600_000);
     let (quotas, ledger) = &c.nodes[0];
     let pool = quotas.pool(&scope(), Unit::Requests);
-    assert!(!pool.try_take(1_000, 0), "cold");
-    quotas.tick(ledger, 0).await;
+    assert!(pool.try_take(1_000, 0).is_none(), "cold");
+    ledger.tick(quotas, 0).await;
     let ttl = QuotaConfig::default().lease_ttl_ms;
     for t in 1..(4 * ttl / 100) {
         let now = t * 100;
         c.clock.store(now, Ordering::SeqCst);
-        assert!(pool.try_take(1_000, now + 50), "refused at {now} ms");
-        pool.settle(1_000, 5);
-        quotas.tick(ledger, now).await;
+        let source = pool.try_take(1_000, now + 50);
+        assert_eq!(source, Some(Source::Lease), "refused at {now} ms");
+        pool.settle(1_000, 5, Source::Lease);
+        ledger.tick(quotas, now).await;
     }
 }
 
@@ -119,7 +129,7 @@ fn plans_are_made_for_every_key_at_once_and_kept_until_a_policy_changes() {
     let mut ledger = Ledger::default();
     let policy = sluice_core::quota::QuotaPolicy {
         limits: vec![sluice_core::quota::Limit::per_minute(Unit::Requests, 10)],
-        on_no_quorum: sluice_core::quota::OnNoQuorum::Deny,
+        ..sluice_core::quota::QuotaPolicy::default()
     };
     let scopes: Vec<Scope> = (0..100)
         .map(|i| Scope::Key {

@@ -33,6 +33,7 @@ fn policy(rpm: u64) -> QuotaPolicy {
     QuotaPolicy {
         limits: vec![Limit::per_minute(Unit::Requests, rpm)],
         on_no_quorum: OnNoQuorum::Deny,
+        ..QuotaPolicy::default()
     }
 }
 
@@ -73,6 +74,10 @@ fn populated() -> State {
                 unit: Unit::Requests,
                 amount: 50,
                 admitted_total: 0,
+                standing: 0,
+                standing_wanted: 10,
+                seq: 1,
+                holding: 0,
             }],
         },
     )
@@ -105,7 +110,8 @@ fn restored_state_has_the_same_configuration_and_full_buckets() {
     // The proxy's look-up by hash works on the restored keys.
     let k1 = key(1, &[]);
     assert_eq!(target.key_by_hash(&k1.hash).unwrap().id, k1.id);
-    // The lease taken in the source is not carried over: the bucket is full.
+    // The lease and the standing reserve taken in the source are not carried
+    // over: the bucket is full.
     let scope = Scope::KeyRoute {
         key_id: k1.id,
         route: "a".into(),
@@ -118,13 +124,11 @@ fn restored_state_has_the_same_configuration_and_full_buckets() {
             .level,
         60
     );
+    let taken = source.ledger().bucket(&scope, Unit::Requests).unwrap();
     assert_eq!(
-        source
-            .ledger()
-            .bucket(&scope, Unit::Requests)
-            .unwrap()
-            .level,
-        10
+        (taken.level, taken.standing()),
+        (0, 10),
+        "50 leased, 10 kept"
     );
 }
 
