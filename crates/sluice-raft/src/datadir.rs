@@ -4,8 +4,9 @@
 //! and the format version) and `db/` (the sled database). A new node gets an
 //! empty or missing dir. A dir that is not empty but has no identity file, has
 //! an identity file that does not parse, belongs to another cluster or node,
-//! or was written by a newer format is refused with a message saying which; in
-//! every refusal nothing in the dir has been written.
+//! was written by a newer format, or is open in another process (sled holds
+//! an exclusive `flock` on `db/db` while it runs) is refused with a message
+//! saying which; in every refusal nothing in the dir has been written.
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -110,6 +111,7 @@ impl DataDir {
                 "its store (db/) is missing or incomplete; refusing to start on a data dir that lost its data",
             ));
         }
+        check_not_in_use(&root.join("db").join("db"))?;
         Ok(DataDir {
             root: root.to_path_buf(),
             fresh: false,
@@ -205,6 +207,28 @@ impl DataDir {
     }
 }
 
+/// The refusal of a store that another process has open.
+pub const IN_USE: &str = "it is in use by another process (its store db/db is locked): another \
+     `sluice serve` (perhaps under `sluice dev`) is running on this data dir; stop it first, \
+     or point this node at its own data_dir";
+
+/// Refuses the store whose database file `db_file` another process holds
+/// (sled's exclusive `flock`). Takes the lock for a moment and releases it;
+/// writes nothing.
+fn check_not_in_use(db_file: &Path) -> Result<(), Refused> {
+    use nix::errno::Errno;
+    use nix::fcntl::{Flock, FlockArg};
+    let file = std::fs::File::open(db_file)
+        .map_err(|e| refuse(format!("cannot open db/db to check it is not in use: {e}")))?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(_released_on_drop) => Ok(()),
+        Err((_, Errno::EWOULDBLOCK)) => Err(refuse(IN_USE)),
+        Err((_, errno)) => Err(refuse(format!(
+            "cannot check that db/db is not in use by another process: {errno}"
+        ))),
+    }
+}
+
 /// Writes `value` as JSON to `dir/name` through a synced temporary file and a
 /// rename, so a crash leaves the old file or the new one, never half of one.
 fn write_atomically<T: Serialize>(dir: &Path, name: &str, value: &T) -> std::io::Result<()> {
@@ -280,6 +304,23 @@ mod tests {
         std::fs::write(tmp.path().join(IDENTITY_FILE), b"{garbage").unwrap();
         let err = DataDir::check(tmp.path(), "c1", 1).unwrap_err().message;
         assert!(err.contains("corrupt"), "{err}");
+    }
+
+    #[test]
+    fn a_store_another_process_holds_is_refused_as_in_use_not_corrupt() {
+        let tmp = tempfile::tempdir().unwrap();
+        fresh_initialised(tmp.path());
+        // flock is per open file: this handle stands for the other process.
+        let held = nix::fcntl::Flock::lock(
+            std::fs::File::open(tmp.path().join("db/db")).unwrap(),
+            nix::fcntl::FlockArg::LockExclusiveNonblock,
+        )
+        .unwrap();
+        let err = DataDir::check(tmp.path(), "c1", 1).unwrap_err().message;
+        assert!(err.contains("in use by another process"), "{err}");
+        assert!(!err.contains("corrupt"), "{err}");
+        drop(held);
+        assert!(!DataDir::check(tmp.path(), "c1", 1).unwrap().fresh);
     }
 
     #[test]

@@ -11,14 +11,20 @@
 //! # Layout
 //! * [`node`]: [`ClusterNode`], the one handle the rest of Sluice uses;
 //!   `node/leader.rs` is what runs on the leader (writes, read index,
-//!   membership, leadership transfer), `node/observe.rs` status, readiness
-//!   and the durability watermark, `node/metrics.rs` the Prometheus
-//!   collector of the node's Raft figures.
+//!   membership, leadership transfer), `node/elections.rs` when a node
+//!   sends heartbeats and when it campaigns (the failure detector and its
+//!   pre-vote, openraft's own election timer being off), `node/timing.rs`
+//!   [`RaftTiming`] and the openraft settings derived from it,
+//!   `node/observe.rs` status, readiness and the durability watermark,
+//!   `node/metrics.rs` the Prometheus collector of the node's Raft figures.
 //! * [`api`]: the plain types that handle speaks in (status, members, errors).
 //! * `types`: the openraft type configuration.
 //! * `log_store`, `state_machine`: the sled log store and the state machine
 //!   with its snapshots.
 //! * `datadir`: refusing foreign or corrupt data dirs before touching them.
+//! * `clock`: the time the leader stamps on commands: the wall clock, paced
+//!   by the monotonic one, so a step of a node's clock never steps the
+//!   replicated state's time.
 //! * `tls`, `transport`, `network`, `server`: QUIC with mutual TLS, the RPC
 //!   framing, the client side openraft calls and the server side peers call.
 
@@ -27,6 +33,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod api;
+pub mod clock;
 mod datadir;
 mod log_store;
 mod network;

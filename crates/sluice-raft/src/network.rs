@@ -3,8 +3,9 @@
 //!
 //! One connection per peer address is kept and reused by every RPC; each RPC
 //! opens its own stream, so a slow snapshot chunk never blocks a heartbeat. A
-//! failed call drops the cached connection and the next call dials again.
-//! Every call has a deadline. The round trip of every successful
+//! call that fails on its connection drops it and the next call dials again;
+//! one that only timed out keeps it (see [`Peers::call`]). Every call has a
+//! deadline. The round trip of every successful
 //! `AppendEntries` and `Vote` call is observed into
 //! `sluice_raft_peer_rtt_seconds`, per peer and RPC (`heartbeat` for an
 //! `AppendEntries` that carries no entries).
@@ -153,7 +154,9 @@ impl Peers {
                 )
                 .await;
             if let Err(e) = ping {
-                // `call` dropped the connection; the request goes on a new one.
+                // The request goes on a new connection (or fails to make
+                // one, before anything was sent).
+                self.forget(addr, server_name);
                 tracing::debug!(%addr, error = %e, "cached peer connection is dead; dialling again");
             }
         }
@@ -219,10 +222,17 @@ impl Peers {
                 message,
             }),
             Ok(response) => Ok(response),
+            // A call that only timed out keeps its connection: the peer may
+            // just be slow (a flush, a busy CPU), and a new TLS handshake on
+            // a loaded host costs more than the call it replaces and can
+            // itself time out, which used to leave a busy leader unable to
+            // reach its followers at all. A peer that restarted on the same
+            // address resets the old connection at its first packet
+            // (stateless reset), and QUIC closes one to a dead peer at the
+            // idle timeout.
+            Err(e @ CallError::Timeout { .. }) => Err(e),
             Err(e) => {
-                // Dial again next time, timeouts included: a peer that
-                // restarted on the same port never answers on the old
-                // connection, and QUIC would only notice at the idle timeout.
+                // The connection itself failed: dial again next time.
                 self.forget(addr, server_name);
                 Err(e)
             }

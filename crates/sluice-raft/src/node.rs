@@ -17,42 +17,19 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+mod elections;
 mod leader;
 mod metrics;
 mod observe;
+mod timing;
 
+use elections::Elections;
 pub use metrics::RaftCollector;
-
-/// Election and replication timing.
-#[derive(Debug, Clone)]
-pub struct RaftTiming {
-    pub heartbeat_interval_ms: u64,
-    pub election_timeout_min_ms: u64,
-    pub election_timeout_max_ms: u64,
-    /// Per-RPC timeout for peer calls (snapshots get longer).
-    pub rpc_timeout_ms: u64,
-    /// Build a snapshot (and compact the log) after this many applied entries.
-    pub snapshot_every_logs: u64,
-    /// Entries kept in the log behind the latest snapshot.
-    pub logs_to_keep: u64,
-}
-
-impl Default for RaftTiming {
-    fn default() -> Self {
-        RaftTiming {
-            heartbeat_interval_ms: 100,
-            election_timeout_min_ms: 400,
-            election_timeout_max_ms: 800,
-            rpc_timeout_ms: 2000,
-            snapshot_every_logs: 5000,
-            logs_to_keep: 1000,
-        }
-    }
-}
+pub use timing::RaftTiming;
 
 /// How a node that has never been part of a cluster becomes one.
 #[derive(Debug, Clone)]
@@ -115,8 +92,8 @@ pub(crate) struct Inner {
     committed_hint: Arc<AtomicU64>,
     /// The highest commit index a leader has told this node of (`u64::MAX` = none).
     leader_commit_heard: AtomicU64,
-    /// While set and in the future, elections stay disabled (leader transfer).
-    hold_elections_until: std::sync::Mutex<Option<Instant>>,
+    /// When this node last heard its leader; when it may campaign.
+    pub(crate) elections: Elections,
     /// Set on SIGTERM: not ready from then on, whatever Raft says.
     stopping: AtomicBool,
     /// Set while the process warms up (see [`ClusterNode::set_warming_up`]).
@@ -126,9 +103,7 @@ pub(crate) struct Inner {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    crate::clock::wall_ms()
 }
 
 fn index_of(hint: &AtomicU64) -> Option<u64> {
@@ -187,9 +162,14 @@ impl ClusterNode {
                 ))
             })?
             .map_err(|e| {
-                dir_err(format!(
-                    "the store could not be opened (it may be corrupt): {e}"
-                ))
+                // Another process took the store since the check above.
+                if e.to_string().contains("could not acquire lock") {
+                    dir_err(crate::datadir::IN_USE.to_string())
+                } else {
+                    dir_err(format!(
+                        "the store could not be opened (it may be corrupt): {e}"
+                    ))
+                }
             })?;
         let log = LogStore::open(&db).map_err(|e| dir_err(format!("cannot open the log: {e}")))?;
         let state_machine = StateMachine::open(&db)
@@ -221,20 +201,10 @@ impl ClusterNode {
             Duration::from_millis(options.timing.rpc_timeout_ms),
         ));
 
-        let t = &options.timing;
-        let config = openraft::Config {
-            cluster_name: options.cluster_id.clone(),
-            heartbeat_interval: t.heartbeat_interval_ms,
-            election_timeout_min: t.election_timeout_min_ms,
-            election_timeout_max: t.election_timeout_max_ms,
-            install_snapshot_timeout: t.rpc_timeout_ms.max(1000) * 5,
-            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(t.snapshot_every_logs),
-            max_in_snapshot_log_to_keep: t.logs_to_keep,
-            snapshot_max_chunk_size: 1024 * 1024,
-            ..Default::default()
-        }
-        .validate()
-        .map_err(|e| StartError::Raft(e.to_string()))?;
+        let config = options
+            .timing
+            .openraft_config(&options.cluster_id)
+            .map_err(|e| StartError::Raft(e.to_string()))?;
 
         let published = state_machine.published();
         let committed_hint = log.committed_hint();
@@ -263,13 +233,15 @@ impl ClusterNode {
             data_dir: dir,
             committed_hint,
             leader_commit_heard: AtomicU64::new(u64::MAX),
-            hold_elections_until: std::sync::Mutex::new(None),
+            elections: Elections::new(Instant::now(), options.timing.detector_step()),
             stopping: AtomicBool::new(false),
             warming_up: AtomicBool::new(false),
             tasks: TaskTracker::new(),
             stop: CancellationToken::new(),
         });
         inner.tasks.spawn(inner.clone().keep_watermark());
+        inner.tasks.spawn(inner.clone().send_heartbeats());
+        inner.tasks.spawn(inner.clone().watch_leader());
         inner.tasks.spawn(crate::server::serve(
             endpoint.clone(),
             inner.clone(),
@@ -566,7 +538,7 @@ impl Inner {
                         if matches!(request, LeaderRequest::Write(_)) =>
                     {
                         return Err(ClusterError::Timeout(format!(
-                            "{e}; the write may or may not have been applied"
+                            "leader {leader} did not answer the write: {e}"
                         )));
                     }
                     Err(e) => last_error = format!("leader {leader} unreachable: {e}"),

@@ -2,7 +2,7 @@
 //! length-prefixed frame in the shared codec.
 
 use crate::api::{ClusterError, Member};
-use crate::types::{NodeId, TypeConfig};
+use crate::types::{LogId, NodeId, TypeConfig};
 use openraft::error::{InstallSnapshotError, RaftError};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -30,6 +30,17 @@ pub enum Request {
     Campaign,
     /// Is this connection still served? (Answered with `Ack`.)
     Ping,
+    /// Would you vote for this candidate? Asked before an election, changes
+    /// nothing on either side (see `node/elections.rs`). Last, so that the
+    /// codec's numbering of the older requests is unchanged.
+    PreVote(PreVoteRequest),
+}
+
+/// A pre-vote: the candidate and how far its log goes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PreVoteRequest {
+    pub candidate: NodeId,
+    pub last_log_id: Option<LogId>,
 }
 
 /// Operations that run on the leader.
@@ -89,6 +100,10 @@ pub enum Response {
     Ack,
     /// The request could not be decoded or served at all.
     Refused(String),
+    /// The answer to a [`Request::PreVote`].
+    PreVote {
+        granted: bool,
+    },
 }
 
 /// Why a frame could not be read or written.

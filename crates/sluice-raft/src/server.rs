@@ -74,10 +74,21 @@ async fn serve_stream(
 async fn handle(request: Request, inner: &Arc<Inner>) -> Response {
     match request {
         Request::AppendEntries(rpc) => {
+            inner.heard_append_entries(&rpc.vote);
             inner.heard_leader_commit(rpc.leader_commit.map(|c| c.index));
             Response::AppendEntries(inner.raft.append_entries(rpc).await)
         }
-        Request::Vote(rpc) => Response::Vote(inner.raft.vote(rpc).await),
+        Request::Vote(rpc) => {
+            let answer = inner.raft.vote(rpc).await;
+            if answer.as_ref().is_ok_and(|a| a.vote_granted) {
+                // As in Raft: granting a vote restarts the election timer.
+                inner.elections.reset_timer(std::time::Instant::now());
+            }
+            Response::Vote(answer)
+        }
+        Request::PreVote(request) => Response::PreVote {
+            granted: inner.answer_pre_vote(&request),
+        },
         Request::InstallSnapshot(rpc) => {
             Response::InstallSnapshot(inner.raft.install_snapshot(rpc).await)
         }

@@ -22,6 +22,9 @@ use sluice_core::{codec, State};
 use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
+
+use crate::clock::{wall_ms, StampClock};
 
 const SNAPSHOT_META: &[u8] = b"meta";
 const SNAPSHOT_DATA: &[u8] = b"data";
@@ -53,6 +56,8 @@ pub struct StateMachine {
 /// The applied state as the rest of the node sees it.
 pub struct Published {
     state: ArcSwap<State>,
+    /// The leader's stamp clock, paced by the commands applied here.
+    clock: StampClock,
     applied_index: AtomicU64,
     /// When the latest snapshot was stored here (`u64::MAX` = unknown).
     snapshot_at_ms: AtomicU64,
@@ -61,6 +66,12 @@ pub struct Published {
 impl Published {
     pub fn state(&self) -> Arc<State> {
         self.state.load_full()
+    }
+
+    /// The stamp of a command this node proposes now, as leader.
+    pub fn stamp(&self) -> u64 {
+        self.clock
+            .stamp(self.state.load().last_at_ms(), wall_ms(), Instant::now())
     }
 
     /// When this node stored its latest snapshot (built or installed), in
@@ -103,6 +114,7 @@ impl StateMachine {
                 state: ArcSwap::from_pointee(State::default()),
                 applied_index: AtomicU64::new(u64::MAX),
                 snapshot_at_ms: AtomicU64::new(u64::MAX),
+                clock: StampClock::default(),
             }),
             snapshots,
             db: db.clone(),
@@ -246,8 +258,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             self.last_applied = Some(entry.log_id);
             responses.push(match entry.payload {
                 EntryPayload::Blank => Response::Internal,
-                EntryPayload::Normal(proposal) => Response::Command(state.apply(&proposal)),
+                EntryPayload::Normal(proposal) => {
+                    self.published
+                        .clock
+                        .observe(proposal.at_ms, wall_ms(), Instant::now());
+                    Response::Command(state.apply(&proposal))
+                }
                 EntryPayload::Membership(membership) => {
+                    state.retain_members(&membership.nodes().map(|(id, _)| *id).collect());
                     self.last_membership = StoredMembership::new(Some(entry.log_id), membership);
                     Response::Internal
                 }

@@ -2,7 +2,7 @@
 //! index or a membership change is asked of it (locally or forwarded), and the
 //! leadership transfer protocol.
 
-use super::{internal, now_ms, Inner};
+use super::{internal, Inner};
 use crate::api::{ClusterError, Member};
 use crate::rpc::{LeaderError, LeaderRequest, LeaderResponse, Request};
 use crate::tls::node_server_name;
@@ -24,7 +24,7 @@ impl Inner {
             LeaderRequest::Write(command) => {
                 let kind = command.kind();
                 let proposal = Proposal {
-                    at_ms: now_ms(),
+                    at_ms: self.published.stamp(),
                     command,
                 };
                 let response = self
@@ -210,9 +210,11 @@ impl Inner {
                 }
             }
         }
-        let runtime = self.raft.runtime_config();
-        runtime.heartbeat(false);
-        runtime.elect(false);
+        // Silence here: no heartbeats to refresh the voters' lease, and no
+        // campaign of this node's own once it hears of a higher term.
+        self.elections.pause_heartbeats(true);
+        self.elections
+            .hold(Instant::now() + Duration::from_millis(hold_ms));
         let target = membership.get_node(&to).cloned().unwrap_or_default();
         let campaign = self
             .peers
@@ -241,8 +243,8 @@ impl Inner {
                     )))
                 }),
         };
-        runtime.heartbeat(true);
-        runtime.elect(true);
+        self.elections.pause_heartbeats(false);
+        self.elections.release();
         if outcome.is_ok() {
             tracing::info!(to, "leadership transferred");
         }
@@ -250,28 +252,9 @@ impl Inner {
     }
 
     /// Keeps this node from starting elections for `for_ms`.
-    pub(crate) fn hold_elections(self: &Arc<Self>, for_ms: u64) {
-        let until = Instant::now() + Duration::from_millis(for_ms);
-        *self
-            .hold_elections_until
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(until);
-        self.raft.runtime_config().elect(false);
-        let inner = self.clone();
-        self.tasks.spawn(async move {
-            tokio::select! {
-                _ = inner.stop.cancelled() => return,
-                _ = tokio::time::sleep_until(until.into()) => {}
-            }
-            let mut hold = inner
-                .hold_elections_until
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if hold.is_some_and(|u| u <= Instant::now()) {
-                *hold = None;
-                inner.raft.runtime_config().elect(true);
-            }
-        });
+    pub(crate) fn hold_elections(&self, for_ms: u64) {
+        self.elections
+            .hold(Instant::now() + Duration::from_millis(for_ms));
     }
 
     /// Campaigns until this node leads or the transfer window closes.

@@ -4,7 +4,8 @@
 //! and snapshot positions, replication), the log store (the committed index
 //! it persisted) and the state machine (when the latest snapshot was
 //! stored); the peer round trips are a histogram the network side observes
-//! on every call. Nothing here is written on the Raft path itself.
+//! on every call, and the election attempts a counter the failure detector
+//! keeps. Nothing here is written on the Raft path itself.
 
 use super::{index_of, now_ms, Inner};
 use prometheus::core::{Collector, Desc};
@@ -26,6 +27,7 @@ pub struct RaftCollector {
     snapshot_index: IntGauge,
     snapshot_age: Gauge,
     replication_lag: IntGaugeVec,
+    stalled: prometheus::Counter,
 }
 
 fn gauge(name: &str, help: &str) -> IntGauge {
@@ -69,6 +71,12 @@ impl RaftCollector {
             snapshot_age: Gauge::new(
                 "sluice_raft_snapshot_age_seconds",
                 "Time since this node stored its latest snapshot (built or installed); absent while unknown.",
+            )
+            .expect("valid metric"),
+            stalled: prometheus::Counter::new(
+                "sluice_raft_stalled_seconds_total",
+                "Time this node did not run its failure detector on time (an overloaded host, a \
+                 paused process): not counted as silence of the leader.",
             )
             .expect("valid metric"),
             replication_lag: IntGaugeVec::new(
@@ -126,6 +134,11 @@ impl RaftCollector {
             self.snapshot_age
                 .set(now_ms().saturating_sub(at) as f64 / 1000.0);
         }
+        let stalled = inner.elections.stalled().as_secs_f64();
+        let counted = self.stalled.get();
+        if stalled > counted {
+            self.stalled.inc_by(stalled - counted);
+        }
         self.replication_lag.reset();
         if let (Some(replication), Some(last)) = (&m.replication, last) {
             for (peer, matched) in replication {
@@ -146,7 +159,9 @@ impl Collector for RaftCollector {
         let mut descs: Vec<&Desc> = self.gauges().iter().flat_map(|g| g.desc()).collect();
         descs.extend(self.snapshot_age.desc());
         descs.extend(self.replication_lag.desc());
+        descs.extend(self.stalled.desc());
         descs.extend(self.inner.peers.rtt().desc());
+        descs.extend(self.inner.elections.attempts().desc());
         descs
     }
 
@@ -158,7 +173,9 @@ impl Collector for RaftCollector {
             families.extend(self.snapshot_age.collect());
         }
         families.extend(self.replication_lag.collect());
+        families.extend(self.stalled.collect());
         families.extend(self.inner.peers.rtt().collect());
+        families.extend(self.inner.elections.attempts().collect());
         families
     }
 }

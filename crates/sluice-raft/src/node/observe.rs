@@ -8,7 +8,7 @@ use openraft::ServerState;
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 impl Inner {
     /// Every second, records how far the log is committed and on disk (see
@@ -83,12 +83,26 @@ impl Inner {
             (a, b) => a.or(b),
         };
         let lease_ms = self.timing.election_timeout_max_ms;
+        // A follower cut off from its leader does not campaign without a
+        // majority (see `elections.rs`), so it keeps naming the leader it
+        // last heard: its silence is what says it is cut off. Twice the
+        // longest election timeout: a failover elsewhere never trips it.
+        let silence = self
+            .elections
+            .leader_silence(Instant::now())
+            .filter(|s| *s > Duration::from_millis(lease_ms * 2));
         let reason = if self.stopping.load(Ordering::Acquire) {
             Some("shutting down".to_string())
         } else if self.warming_up.load(Ordering::Acquire) {
             Some("warming up".to_string())
         } else if m.current_leader.is_none() {
             Some("no leader known".to_string())
+        } else if let (true, Some(silence)) = (m.state != ServerState::Leader, silence) {
+            Some(format!(
+                "no word from leader {} for {} ms",
+                m.current_leader.unwrap_or_default(),
+                silence.as_millis()
+            ))
         } else if m.state == ServerState::Leader
             && m.millis_since_quorum_ack.is_none_or(|ms| ms > lease_ms)
         {
