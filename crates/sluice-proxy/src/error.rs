@@ -1,243 +1,356 @@
-//! Errors in the client's own API format, with the status the real API
-//! would send.
+//! The proxy's one error type, [`ProxyError`], in the shape of pingora's
+//! `Error`: what went wrong ([`ErrorKind`], payload-free), where the fault
+//! lies ([`Fault`]: the client, the gateway or the upstream), whether and
+//! when the client may retry ([`Retry`]), what becomes of the client's
+//! connection ([`Connection`]), and the error that caused it (`source()`).
 //!
-//! OpenAI: `{"error": {"message", "type", "param", "code"}}`.
-//! Anthropic (on `/v1/messages`): `{"type": "error", "error": {"type",
-//! "message"}}` with its types (`invalid_request_error`,
-//! `authentication_error`, `permission_error`, `not_found_error`,
-//! `request_too_large`, `rate_limit_error`, `api_error`, `overloaded_error`).
+//! An error is built where it happens and never logged there; [`respond`]
+//! alone turns it into the answer a client sees, in OpenAI's format or, on
+//! `/v1/messages` (and for clients that send `anthropic-version`),
+//! Anthropic's. An upstream's own error answer is an error too
+//! ([`ErrorKind::UpstreamAnswer`]): [`respond`] passes its body on as sent
+//! when the upstream speaks the client's API, and re-wraps it otherwise.
 //!
-//! Wherever a client should retry, both `Retry-After` (seconds) and
-//! `retry-after-ms` are sent: the official SDKs read the latter first.
+//! # Layout
+//! * `kind`: [`ErrorKind`] and [`Fault`], with each kind's status and code.
+//! * `upstream`: [`UpstreamAnswer`], an upstream's error answer.
+//! * `respond`: errors as responses (status, body, retry and connection
+//!   headers).
+
+mod kind;
+pub(crate) mod respond;
+mod upstream;
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::header::{CONTENT_TYPE, RETRY_AFTER};
-use http::{HeaderMap, HeaderValue, StatusCode};
-use sluice_providers::Dialect;
+use http::StatusCode;
+use sluice_core::quota::Unit;
 
-use crate::body::ProxyBody;
+pub use kind::{ErrorKind, Fault};
+pub use upstream::UpstreamAnswer;
 
-/// One error answer, rendered per dialect by [`ApiError::into_response`].
-#[derive(Debug, Clone)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub message: String,
-    /// The request field at fault (OpenAI's `param`).
-    pub param: Option<String>,
-    /// OpenAI's `code` (`invalid_api_key`, `model_not_found` …).
-    pub code: Option<&'static str>,
-    /// When the client may retry; sent as `Retry-After` and `retry-after-ms`.
-    pub retry_after: Option<Duration>,
-    /// OpenAI's `type` when it is not the status's usual one (a rate limit
-    /// is `requests` or `tokens`, a spent budget `insufficient_quota`).
-    pub openai_type: Option<&'static str>,
-    /// `x-should-retry: false`: the official SDKs would otherwise retry a
-    /// 429 that waiting cannot fix.
-    pub no_retry: bool,
+/// What caused an error, kept for `source()`.
+type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+/// How long a client is told to wait after a gateway-side or upstream
+/// failure when nothing better is known.
+pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Whether the client may send the request again, and when: what the
+/// answer's `Retry-After`, `retry-after-ms` and `x-should-retry` say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// The same request fails the same way: no retry headers (the client
+    /// goes by the status).
+    Futile,
+    /// It may succeed after this wait: `Retry-After` (whole seconds,
+    /// rounded up) and `retry-after-ms`.
+    After(Duration),
+    /// Waiting will not help soon although the status invites a retry (a
+    /// spent budget, a request larger than a limit): `x-should-retry:
+    /// false`, which the official SDKs obey, and when a budget renews, if
+    /// it does.
+    Never { renews_in: Option<Duration> },
 }
 
-impl ApiError {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+/// What becomes of the client's connection after the error's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Connection {
+    /// It can carry the client's next request.
+    Reusable,
+    /// The request body was left unread (refused before or while reading
+    /// it): hyper cannot reuse an HTTP/1 connection, so the answer says
+    /// `Connection: close` rather than let a keep-alive client find out on
+    /// its next request.
+    BodyUnread,
+}
+
+/// A request that failed: see the [module docs](self).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ProxyError {
+    kind: ErrorKind,
+    fault: Fault,
+    status: StatusCode,
+    retry: Retry,
+    connection: Connection,
+    /// What the client reads (never a key, never a prompt).
+    message: String,
+    /// The request field at fault (OpenAI's `param`).
+    param: Option<String>,
+    /// OpenAI's `type` when it is not the status's usual one: a rate limit
+    /// names its unit (`requests`, `tokens`).
+    openai_type: Option<&'static str>,
+    /// The upstream's own answer, for [`ErrorKind::UpstreamAnswer`].
+    upstream: Option<Box<UpstreamAnswer>>,
+    #[source]
+    cause: Option<Cause>,
+}
+
+impl ProxyError {
+    /// An error of `kind` with its usual status, fault and retry verdict.
+    fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Self {
-            status,
+            kind,
+            fault: kind.fault(),
+            status: kind.status(),
+            retry: Retry::Futile,
+            connection: Connection::Reusable,
             message: message.into(),
             param: None,
-            code: None,
-            retry_after: None,
             openai_type: None,
-            no_retry: false,
+            upstream: None,
+            cause: None,
         }
     }
 
-    pub fn openai_type(mut self, kind: &'static str) -> Self {
-        self.openai_type = Some(kind);
-        self
-    }
-
-    pub fn no_retry(mut self) -> Self {
-        self.no_retry = true;
-        self
-    }
-
-    pub fn code(mut self, code: &'static str) -> Self {
-        self.code = Some(code);
-        self
-    }
-
-    pub fn param(mut self, param: Option<String>) -> Self {
+    fn with_param(mut self, param: Option<String>) -> Self {
         self.param = param;
         self
     }
 
-    pub fn retry_after(mut self, after: Duration) -> Self {
-        self.retry_after = Some(after);
+    fn with_retry(mut self, retry: Retry) -> Self {
+        self.retry = retry;
         self
     }
 
-    /// 400 for a body that is not what the endpoint takes.
-    pub fn bad_request(message: impl Into<String>, param: Option<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, message).param(param)
+    fn with_cause(mut self, cause: impl Into<Cause>) -> Self {
+        self.cause = Some(cause.into());
+        self
+    }
+
+    /// The request body was left unread when this happened: see
+    /// [`Connection::BodyUnread`].
+    pub fn body_unread(mut self) -> Self {
+        self.connection = Connection::BodyUnread;
+        self
+    }
+
+    /// 400: the body is not what the endpoint takes; `param` names the
+    /// field at fault.
+    pub fn invalid_request(message: impl Into<String>, param: Option<String>) -> Self {
+        Self::new(ErrorKind::InvalidRequest, message).with_param(param)
+    }
+
+    /// 400: the body could not be read to its end.
+    pub fn body_unreadable(cause: impl Into<Cause>) -> Self {
+        let cause = cause.into();
+        Self::new(
+            ErrorKind::InvalidRequest,
+            format!("The request body could not be read: {cause}"),
+        )
+        .with_cause(cause)
+    }
+
+    /// 400: no deployment of `model` serves `endpoint` (embeddings on an
+    /// Anthropic-only route).
+    pub fn cannot_serve(model: &str, endpoint: &str) -> Self {
+        Self::invalid_request(
+            format!("The model `{model}` cannot serve {endpoint}."),
+            Some("model".into()),
+        )
     }
 
     /// 401: no key, or one that is unknown, revoked, disabled or expired.
-    pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, message).code("invalid_api_key")
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unauthenticated, message)
     }
 
-    /// 404 for a `model` no route answers to.
-    pub fn unknown_model(model: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            format!("The model `{model}` does not exist or you do not have access to it."),
-        )
-        .param(Some("model".into()))
-        .code("model_not_found")
-    }
-
-    /// 403 for a route the key may not use.
+    /// 403: a route the key may not use.
     pub fn model_not_allowed(model: &str) -> Self {
         Self::new(
-            StatusCode::FORBIDDEN,
+            ErrorKind::ModelNotAllowed,
             format!("This API key is not allowed to use the model `{model}`."),
         )
-        .param(Some("model".into()))
-        .code("model_not_allowed")
+        .with_param(Some("model".into()))
     }
 
-    /// 404 for a path the proxy does not serve.
+    /// 404: a `model` no route answers to.
+    pub fn unknown_model(model: &str) -> Self {
+        Self::new(
+            ErrorKind::UnknownModel,
+            format!("The model `{model}` does not exist or you do not have access to it."),
+        )
+        .with_param(Some("model".into()))
+    }
+
+    /// 404: a path the proxy does not serve.
     pub fn unknown_url(method: &http::Method, path: &str) -> Self {
         Self::new(
-            StatusCode::NOT_FOUND,
+            ErrorKind::UnknownUrl,
             format!("Unknown request URL: {method} {path}. Please check the URL for typos."),
         )
-        .code("unknown_url")
     }
 
-    /// 413 for a body over the limit.
-    pub fn too_large(limit: usize) -> Self {
+    /// 405: a method the path does not take.
+    pub fn method_not_allowed(method: &http::Method, path: &str) -> Self {
         Self::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::MethodNotAllowed,
+            format!("{method} is not allowed on {path}."),
+        )
+    }
+
+    /// 408: the body did not arrive within `timeout`.
+    pub fn body_timeout(timeout: Duration) -> Self {
+        Self::new(
+            ErrorKind::BodyTimeout,
+            format!(
+                "The request body did not arrive within {} s.",
+                timeout.as_secs()
+            ),
+        )
+    }
+
+    /// 413: a body over `limit` bytes.
+    pub fn body_too_large(limit: usize) -> Self {
+        Self::new(
+            ErrorKind::BodyTooLarge,
             format!("The request body is larger than the limit of {limit} bytes."),
         )
-        .code("request_too_large")
     }
 
-    /// The error `type` in `dialect` for this status.
-    pub fn kind(&self, dialect: Dialect) -> &'static str {
-        match (dialect, self.openai_type) {
-            (Dialect::OpenAi, Some(kind)) => kind,
-            _ => kind_for(self.status, dialect),
+    /// 429: a rate limit in `unit` is spent; it has room again `after`.
+    pub fn rate_limited(message: String, unit: Unit, after: Duration) -> Self {
+        let mut error = Self::new(ErrorKind::RateLimited, message).with_retry(Retry::After(after));
+        error.openai_type = Some(unit.as_str());
+        error
+    }
+
+    /// 429 (`insufficient_quota`): a calendar budget is spent until it
+    /// renews in `renews_in`.
+    pub fn budget_spent(message: String, renews_in: Duration) -> Self {
+        let mut error = Self::new(ErrorKind::BudgetSpent, message).with_retry(Retry::Never {
+            renews_in: Some(renews_in),
+        });
+        error.openai_type = Some("insufficient_quota");
+        error
+    }
+
+    /// 429: the request alone needs more than a limit in `unit` can ever
+    /// hold.
+    pub fn over_limit(message: String, unit: Unit) -> Self {
+        let mut error =
+            Self::new(ErrorKind::OverLimit, message).with_retry(Retry::Never { renews_in: None });
+        error.openai_type = Some(unit.as_str());
+        error
+    }
+
+    /// 503: the quota cannot be decided without the ledger.
+    pub fn quota_unavailable(message: String, after: Duration) -> Self {
+        Self::new(ErrorKind::QuotaUnavailable, message).with_retry(Retry::After(after))
+    }
+
+    /// 502: no usable answer came from the upstream (a connection, a
+    /// stream or an answer that broke), for `cause`.
+    pub fn upstream_failed(cause: impl Into<Cause>) -> Self {
+        Self::upstream_broken(ErrorKind::UpstreamFailed, cause.into())
+    }
+
+    /// 504: the upstream did not answer in time.
+    pub fn upstream_timeout(cause: impl Into<Cause>) -> Self {
+        Self::upstream_broken(ErrorKind::UpstreamTimeout, cause.into())
+    }
+
+    /// Names the provider and deployment whose upstream failed or timed
+    /// out in the message the client reads (`... failed: provider
+    /// \`openai\`, deployment \`gpt-4o\`: cannot connect ...`): where to
+    /// look. Other errors are left as they are.
+    pub fn at_deployment(mut self, provider: &str, model: &str) -> Self {
+        if matches!(
+            self.kind,
+            ErrorKind::UpstreamFailed | ErrorKind::UpstreamTimeout
+        ) {
+            if let Some(cause) = &self.cause {
+                self.message = format!(
+                    "The upstream model API failed: provider `{provider}`, deployment `{model}`: {cause}"
+                );
+            }
         }
+        self
     }
 
-    /// The JSON body in `dialect`'s format.
-    pub fn body(&self, dialect: Dialect) -> Bytes {
-        let kind = self.kind(dialect);
-        let value = match dialect {
-            Dialect::OpenAi => serde_json::json!({
-                "error": {
-                    "message": self.message,
-                    "type": kind,
-                    "param": self.param,
-                    "code": self.code,
-                }
-            }),
-            Dialect::Anthropic => serde_json::json!({
-                "type": "error",
-                "error": {"type": kind, "message": self.message},
-            }),
+    fn upstream_broken(kind: ErrorKind, cause: Cause) -> Self {
+        Self::new(kind, format!("The upstream model API failed: {cause}"))
+            .with_retry(Retry::After(DEFAULT_RETRY_AFTER))
+            .with_cause(cause)
+    }
+
+    /// 503: every deployment of `model` is failing (their breakers are
+    /// open); the first may be tried again `after`.
+    pub fn no_healthy_deployment(model: &str, after: Duration) -> Self {
+        Self::new(
+            ErrorKind::NoHealthyDeployment,
+            format!("Every deployment of `{model}` is failing; retry later."),
+        )
+        .with_retry(Retry::After(after))
+    }
+
+    /// The upstream's own error answer, to be passed on: an upstream
+    /// 401/403/404 is the gateway's misconfiguration, not the client's,
+    /// and becomes a 502; a 429 or 5xx may be retried when the upstream
+    /// says (or after [`DEFAULT_RETRY_AFTER`]).
+    pub fn upstream_answer(answer: UpstreamAnswer) -> Self {
+        let status = answer.status_out();
+        let message = match answer.message() {
+            Some(message) => format!(
+                "The upstream model API answered {}: {message}",
+                answer.status
+            ),
+            None => format!("The upstream model API answered {}.", answer.status),
         };
-        Bytes::from(value.to_string())
+        let retry = if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+            Retry::After(answer.retry_after().unwrap_or(DEFAULT_RETRY_AFTER))
+        } else {
+            Retry::Futile
+        };
+        let mut error = Self::new(ErrorKind::UpstreamAnswer, message).with_retry(retry);
+        error.status = status;
+        error.fault = answer.fault();
+        error.upstream = Some(Box::new(answer));
+        error
     }
 
-    /// The whole response in `dialect`'s format.
-    pub fn into_response(self, dialect: Dialect) -> http::Response<ProxyBody> {
-        let body = self.body(dialect);
-        let mut response = http::Response::new(ProxyBody::full(body));
-        *response.status_mut() = self.status;
-        let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some(after) = self.retry_after {
-            set_retry_after(headers, after);
-        }
-        if self.no_retry {
-            headers.insert("x-should-retry", HeaderValue::from_static("false"));
-        }
-        response
+    /// What went wrong, without any of the request's data: the label
+    /// metrics and logs use.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
     }
-}
 
-/// Sets `Retry-After` (whole seconds, rounded up) and `retry-after-ms`.
-pub fn set_retry_after(headers: &mut HeaderMap, after: Duration) {
-    let millis = after.as_millis().max(1);
-    let seconds = millis.div_ceil(1000);
-    headers.insert(RETRY_AFTER, HeaderValue::from(seconds as u64));
-    headers.insert("retry-after-ms", HeaderValue::from(millis as u64));
-}
+    /// Where the fault lies.
+    pub fn fault(&self) -> Fault {
+        self.fault
+    }
 
-/// The error `type` each API uses for a status.
-pub fn kind_for(status: StatusCode, dialect: Dialect) -> &'static str {
-    match dialect {
-        Dialect::OpenAi => match status.as_u16() {
-            429 => "rate_limit_exceeded",
-            400..=499 => "invalid_request_error",
-            _ => "server_error",
-        },
-        Dialect::Anthropic => match status.as_u16() {
-            401 => "authentication_error",
-            403 => "permission_error",
-            404 => "not_found_error",
-            413 => "request_too_large",
-            429 => "rate_limit_error",
-            503 | 529 => "overloaded_error",
-            400..=499 => "invalid_request_error",
-            _ => "api_error",
-        },
+    /// Whether and when the client may retry.
+    pub fn retry(&self) -> Retry {
+        self.retry
+    }
+
+    /// What becomes of the client's connection.
+    pub fn connection(&self) -> Connection {
+        self.connection
+    }
+
+    /// The status the client gets.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// What the client reads.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The request field at fault, if one is.
+    pub fn field(&self) -> Option<&str> {
+        self.param.as_deref()
+    }
+
+    /// The upstream's own answer, for [`ErrorKind::UpstreamAnswer`].
+    pub fn upstream(&self) -> Option<&UpstreamAnswer> {
+        self.upstream.as_deref()
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn openai_format_has_all_four_fields() {
-        let body = ApiError::unknown_model("gpt-x").body(Dialect::OpenAi);
-        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(v["error"]["type"], "invalid_request_error");
-        assert_eq!(v["error"]["code"], "model_not_found");
-        assert_eq!(v["error"]["param"], "model");
-        assert!(v["error"]["message"].as_str().unwrap().contains("gpt-x"));
-    }
-
-    #[test]
-    fn anthropic_format_uses_its_types() {
-        for (status, kind) in [
-            (400, "invalid_request_error"),
-            (401, "authentication_error"),
-            (403, "permission_error"),
-            (404, "not_found_error"),
-            (413, "request_too_large"),
-            (429, "rate_limit_error"),
-            (500, "api_error"),
-            (502, "api_error"),
-            (503, "overloaded_error"),
-        ] {
-            let e = ApiError::new(StatusCode::from_u16(status).unwrap(), "m");
-            let v: serde_json::Value = serde_json::from_slice(&e.body(Dialect::Anthropic)).unwrap();
-            assert_eq!(v["type"], "error");
-            assert_eq!(v["error"]["type"], kind, "status {status}");
-        }
-    }
-
-    #[test]
-    fn retry_after_is_sent_in_both_forms() {
-        let response = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "later")
-            .retry_after(Duration::from_millis(1500))
-            .into_response(Dialect::OpenAi);
-        assert_eq!(response.headers()[RETRY_AFTER], "2");
-        assert_eq!(response.headers()["retry-after-ms"], "1500");
-    }
-}
+mod tests;

@@ -1,42 +1,51 @@
 //! Sluice's data plane: the OpenAI- and Anthropic-compatible proxy every
 //! node serves.
 //!
-//! A request goes through, in order:
-//! 1. [`auth`]: the virtual key (`Authorization: Bearer` or `x-api-key`) is
-//!    looked up by hash in this node's copy of the replicated state, so a
-//!    revocation applied here is refused here at once;
-//! 2. the body, read under a size limit and a slow-client deadline, parsed
-//!    once ([`sluice_providers::ClientRequest`]);
-//! 3. [`routing`]: the route named by `model`, its deployments in weighted
-//!    random order, skipping those whose [`breaker`] is open, retried with
-//!    jittered backoff on connect errors, 429 and 5xx, then the route's
-//!    fallbacks. An attempt counts as failed until the upstream's first body
-//!    bytes are in, so even a stream is retried while nothing has reached
-//!    the client;
-//! 4. [`body`]: the answer relayed in the client's API, streams event by
-//!    event; a stream that fails after its first byte ends with an in-stream
-//!    error event, never a clean-looking end;
-//! 5. [`metrics`]: counts, latency and the gateway's own overhead, errors,
-//!    tokens and cost; [`trace`]: the request id and the request's spans;
-//!    [`usage`]: the call added into the node's usage meter (per minute,
-//!    key, route and provider), which the binary replicates in batches.
+//! A model call is a pipeline of phases (authenticate, parse, route,
+//! admit, plan the attempts, attempt, relay, finish) over one per-request
+//! context that settles the request's metrics, usage entry and quota
+//! charge exactly once, even when the client leaves. Every error is a
+//! [`ProxyError`] that says whose fault it is and whether the client may
+//! retry, and is turned into an OpenAI or Anthropic answer in one module
+//! ([`error`]).
 //!
 //! The proxy reads state through [`StateSource`] and never writes it: the
 //! data plane keeps working on a node cut off from the Raft leader.
+//!
+//! # Layout
+//! * `server`: the listener (HTTP/1.1 and HTTP/2, TLS, limits, graceful
+//!   drain), one event loop per worker thread.
+//! * `worker`: one worker thread's proxy: the shared parts, its own
+//!   upstream connection pools and usage shard.
+//! * `dispatch`: a request's id and span, then the model-call pipeline or
+//!   the small endpoints (health, readiness, metrics, `/v1/models`).
+//! * `pipeline`: a model call, one file per phase, over its context.
+//! * [`error`]: [`ProxyError`], and `error::respond`, where every error
+//!   answer is built.
+//! * [`body`]: the response bodies, whole or streamed.
+//! * [`routing`]: weighted order, backoff and fallback chains;
+//!   [`breaker`]: a circuit breaker per deployment; `targets`: providers'
+//!   settings opened for the adapters, cached per version.
+//! * [`quota`]: the request's estimate, its charge, and the rate-limit
+//!   headers; [`usage`]: the node's usage meter, sharded per worker.
+//! * [`metrics`]: the Prometheus families; [`trace`]: the request id and
+//!   spans; `models`: the models list; [`clock`]: the wall clock.
 
-pub mod auth;
 pub mod body;
 pub mod breaker;
+pub mod clock;
+mod dispatch;
 pub mod error;
-mod handler;
 pub mod metrics;
 mod models;
+pub(crate) mod pipeline;
 pub mod quota;
 pub mod routing;
 pub mod server;
 mod targets;
 pub mod trace;
 pub mod usage;
+mod worker;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -45,9 +54,9 @@ use std::time::Duration;
 use sluice_core::{DataKey, State};
 use sluice_providers::client::{ClientBuildError, ClientOptions};
 
-pub use error::ApiError;
+pub use error::ProxyError;
 pub use metrics::Metrics;
-pub use server::{serve, TlsFiles};
+pub use server::{serve, serve_with, ConnectionLimits, Listening, TlsFiles};
 
 /// Where the proxy reads the replicated state from: the node's latest
 /// applied state, without a round trip.
@@ -78,6 +87,16 @@ pub struct ProxyConfig {
     pub max_header_bytes: usize,
     /// A client must send its request head within this.
     pub header_read_timeout: Duration,
+    /// A connection's first request must arrive within this of accept
+    /// (TLS handshake and protocol sniff included).
+    pub first_request_timeout: Duration,
+    /// A connection with no request in flight for this long is closed.
+    pub idle_timeout: Duration,
+    /// Most header fields in an HTTP/1 request head.
+    pub max_headers: usize,
+    /// Most open client connections on the listener; more are closed at
+    /// accept.
+    pub max_connections: usize,
     /// A client must send its whole body within this.
     pub body_read_timeout: Duration,
     /// Largest non-streamed upstream answer.
@@ -112,7 +131,11 @@ impl Default for ProxyConfig {
         Self {
             max_body_bytes: 10 * 1024 * 1024,
             max_header_bytes: 64 * 1024,
-            header_read_timeout: Duration::from_secs(30),
+            header_read_timeout: ConnectionLimits::default().header_read_timeout,
+            first_request_timeout: ConnectionLimits::default().first_request_timeout,
+            idle_timeout: ConnectionLimits::default().idle_timeout,
+            max_headers: ConnectionLimits::default().max_headers,
+            max_connections: ConnectionLimits::default().max_connections,
             body_read_timeout: Duration::from_secs(60),
             max_response_bytes: 64 * 1024 * 1024,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -128,10 +151,24 @@ impl Default for ProxyConfig {
     }
 }
 
+impl ProxyConfig {
+    /// The listener's connection limits.
+    pub fn connections(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            first_request_timeout: self.first_request_timeout,
+            header_read_timeout: self.header_read_timeout,
+            idle_timeout: self.idle_timeout,
+            max_header_bytes: self.max_header_bytes,
+            max_headers: self.max_headers,
+            max_connections: self.max_connections,
+        }
+    }
+}
+
 /// One node's proxy: shared by every connection.
 #[derive(Clone)]
 pub struct Proxy {
-    inner: Arc<handler::Inner>,
+    inner: Arc<worker::Worker>,
 }
 
 impl Proxy {
@@ -146,7 +183,7 @@ impl Proxy {
         metrics: Metrics,
     ) -> Result<Self, ClientBuildError> {
         Ok(Self {
-            inner: Arc::new(handler::Inner::new(
+            inner: Arc::new(worker::Worker::new(
                 config,
                 Box::new(state),
                 data_key,

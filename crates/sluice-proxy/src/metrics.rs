@@ -19,8 +19,8 @@
 //! `prometheus`' vecs confuse label sets that concatenate alike.)
 //!
 //! # Layout
-//! * `in_flight`: [`InFlight`], one request being answered, which records
-//!   itself when it ends.
+//! * `in_flight`: [`InFlight`], one request being answered, recorded when
+//!   its request context finishes it.
 //! * `local`: labelled families, with the per-thread lookup of children.
 
 mod in_flight;
@@ -29,13 +29,14 @@ mod local;
 mod tests;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
-pub use in_flight::{InFlight, StreamEnd};
+pub use in_flight::{InFlight, StreamEnd, StreamFailure};
 use local::Labelled;
 
 /// Latency buckets, in seconds: 1 ms .. 5 min.
@@ -77,6 +78,21 @@ struct Families {
     breaker_state: Labelled<IntGauge>,
     /// `sluice_quota_decisions_total`'s counters, by [`QuotaOutcome`].
     quota_outcomes: [IntCounter; 5],
+    /// `sluice_quota_waits_total`'s counters: admitted, refused.
+    quota_waits: [IntCounter; 2],
+    /// `sluice_listener_connections_refused_total`, by listener.
+    connections_refused: IntCounterVec,
+    /// `sluice_listener_connections_open`, by listener.
+    connections_open: IntGaugeVec,
+}
+
+/// One listener's connection figures (see [`Metrics::listener`]).
+#[derive(Clone)]
+pub struct ListenerGauges {
+    /// Connections refused at accept because the listener was full.
+    pub refused: IntCounter,
+    /// Connections open now.
+    pub open: IntGauge,
 }
 
 /// A quota decision, as `sluice_quota_decisions_total` counts it.
@@ -109,19 +125,51 @@ impl QuotaOutcome {
     }
 }
 
-/// The class `sluice_proxy_upstream_errors_total` counts a failed upstream
-/// attempt under, from the outcome `sluice_proxy_upstream_attempts_total`
-/// counts it under (`None`: not a failure).
-fn upstream_error_class(outcome: &str) -> Option<&'static str> {
-    Some(match outcome {
-        "connect_error" => "connect",
-        "timeout" => "timeout",
-        "rate_limited" => "http_429",
-        "server_error" => "http_5xx",
-        "client_error" => "http_4xx",
-        "stream_error" => "stream",
-        _ => return None,
-    })
+/// How one upstream call went, as `sluice_proxy_upstream_attempts_total`
+/// counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// The answer (or the start of the stream) came.
+    Ok,
+    /// A 4xx other than 429.
+    ClientError,
+    /// A 429.
+    RateLimited,
+    /// A 5xx.
+    ServerError,
+    /// No connection, or it broke before an answer.
+    ConnectError,
+    Timeout,
+    /// The answer's body or stream broke, or could not be read.
+    StreamError,
+}
+
+impl AttemptOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Ok => "ok",
+            AttemptOutcome::ClientError => "client_error",
+            AttemptOutcome::RateLimited => "rate_limited",
+            AttemptOutcome::ServerError => "server_error",
+            AttemptOutcome::ConnectError => "connect_error",
+            AttemptOutcome::Timeout => "timeout",
+            AttemptOutcome::StreamError => "stream_error",
+        }
+    }
+
+    /// The class `sluice_proxy_upstream_errors_total` counts a failed call
+    /// under (`None`: not a failure).
+    fn error_class(self) -> Option<&'static str> {
+        Some(match self {
+            AttemptOutcome::Ok => return None,
+            AttemptOutcome::ConnectError => "connect",
+            AttemptOutcome::Timeout => "timeout",
+            AttemptOutcome::RateLimited => "http_429",
+            AttemptOutcome::ServerError => "http_5xx",
+            AttemptOutcome::ClientError => "http_4xx",
+            AttemptOutcome::StreamError => "stream",
+        })
+    }
 }
 
 impl Default for Metrics {
@@ -269,6 +317,39 @@ impl Metrics {
             )
             .expect("valid metric"),
         );
+        let quota_waits = register(
+            r,
+            IntCounterVec::new(
+                Opts::new(
+                    "sluice_quota_waits_total",
+                    "Requests that waited for a quota lease round before their decision, by how it ended (admitted, refused). A request a node's leases and standing reserves could serve at once never waits.",
+                ),
+                &["outcome"],
+            )
+            .expect("valid metric"),
+        );
+        let connections_refused = register(
+            r,
+            IntCounterVec::new(
+                Opts::new(
+                    "sluice_listener_connections_refused_total",
+                    "Connections closed at accept because the listener already held its max_connections, by listener (proxy, admin).",
+                ),
+                &["listener"],
+            )
+            .expect("valid metric"),
+        );
+        let connections_open = register(
+            r,
+            IntGaugeVec::new(
+                Opts::new(
+                    "sluice_listener_connections_open",
+                    "Client connections open now, by listener (proxy, admin).",
+                ),
+                &["listener"],
+            )
+            .expect("valid metric"),
+        );
         Self {
             inner: Arc::new(Families {
                 registry,
@@ -287,6 +368,9 @@ impl Metrics {
                 breaker_state,
                 quota_outcomes: QuotaOutcome::ALL
                     .map(|o| quota_decisions.with_label_values(&[o.as_str()])),
+                quota_waits: ["admitted", "refused"].map(|o| quota_waits.with_label_values(&[o])),
+                connections_refused,
+                connections_open,
             }),
         }
     }
@@ -305,19 +389,21 @@ impl Metrics {
         String::from_utf8(out).unwrap_or_default()
     }
 
-    /// Starts timing one request, inside the current `tracing` span (the
-    /// request's), where the request's route, deployment and status are
-    /// recorded too.
-    pub fn start(&self, endpoint: &'static str) -> InFlight {
+    /// Starts timing one request that started at `started`, inside the
+    /// current `tracing` span (the request's), where the request's route,
+    /// deployment and status are recorded too.
+    pub fn start(&self, endpoint: &'static str, started: Instant) -> InFlight {
         self.inner.in_flight.inc();
-        InFlight::new(self.clone(), endpoint)
+        InFlight::new(endpoint, started)
     }
 
     /// Counts one upstream call; a failed one also by its error class.
-    pub fn upstream_attempt(&self, provider: &str, outcome: &str) {
+    pub fn upstream_attempt(&self, provider: &str, outcome: AttemptOutcome) {
         let m = &self.inner;
-        m.upstream_attempts.with(&[provider, outcome]).inc();
-        if let Some(class) = upstream_error_class(outcome) {
+        m.upstream_attempts
+            .with(&[provider, outcome.as_str()])
+            .inc();
+        if let Some(class) = outcome.error_class() {
             m.upstream_errors.with(&[provider, class]).inc();
         }
     }
@@ -325,6 +411,19 @@ impl Metrics {
     /// Counts one quota decision.
     pub fn quota_decision(&self, outcome: QuotaOutcome) {
         self.inner.quota_outcomes[outcome as usize].inc();
+    }
+
+    /// Counts a request that waited for a lease round, and how it ended.
+    pub fn quota_wait(&self, admitted: bool) {
+        self.inner.quota_waits[usize::from(!admitted)].inc();
+    }
+
+    /// The connection figures of the listener called `name`.
+    pub fn listener(&self, name: &str) -> ListenerGauges {
+        ListenerGauges {
+            refused: self.inner.connections_refused.with_label_values(&[name]),
+            open: self.inner.connections_open.with_label_values(&[name]),
+        }
     }
 
     /// Publishes a breaker's state (0 closed, 1 open, 2 half-open).

@@ -10,40 +10,46 @@
 //!   completion's ceiling (`max_tokens` × `n`, or
 //!   `completion_estimate_tokens` when the client set none); spend = that at
 //!   the route's prices. Tokens are counted only when a policy limits tokens
-//!   or spend.
-//! * Settlement ([`Charge::finish`]): an answer with usage is charged its
+//!   or spend. Limits under `reserve = "estimate"` reserve the completion
+//!   the key's recent answers suggest instead (their 95th percentile, at
+//!   most the ceiling).
+//! * Settlement ([`Charge::finish`], [`Settlement`]): an answer with usage is charged its
 //!   usage; an answer without usage (a stream the client left, an upstream
 //!   that reported none) keeps the estimate; a request that got no answer
 //!   is charged the request but no tokens.
 
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 use sluice_core::quota::{Period, Refill, Scope, Unit};
 use sluice_core::Pricing;
 use sluice_providers::{ClientRequest, Dialect, Endpoint, TokenUsage};
-use sluice_quota::{Cost, Denial, Reason, Reservation, Standing};
+use sluice_quota::{Ask, Cost, Denial, Reason, Reservation, Standing};
 
-use crate::error::ApiError;
+use crate::error::ProxyError;
 
-/// What `request` is estimated to cost on a route with `pricing`; its
-/// tokens are counted only when a limit `counts_tokens` (or spend).
+/// What `request` asks of its limits on a route with `pricing`: at most
+/// (its prompt and completion ceiling) and, for `reserve = "estimate"`, as
+/// estimated from `recent_completion` (the key's recent answers' 95th
+/// percentile, when known). Its tokens are counted only when a limit
+/// `counts_tokens` (or spend).
 pub fn estimate(
     request: &ClientRequest,
     counts_tokens: bool,
     pricing: &Pricing,
     completion_estimate_tokens: u64,
-) -> Cost {
+    recent_completion: Option<u64>,
+) -> Ask {
     if !counts_tokens {
-        return Cost {
+        return Ask::exact(Cost {
             requests: 1,
             ..Cost::default()
-        };
+        });
     }
     let prompt = prompt_tokens(request.body());
-    let completion = match request.endpoint {
-        Endpoint::Embeddings => 0,
+    let (ceiling, likely) = match request.endpoint {
+        Endpoint::Embeddings => (0, 0),
         _ => {
             let choices = request
                 .body()
@@ -51,16 +57,24 @@ pub fn estimate(
                 .and_then(Value::as_u64)
                 .unwrap_or(1)
                 .clamp(1, 128);
-            request
-                .max_tokens()
+            let per_choice = request.max_tokens().unwrap_or(completion_estimate_tokens);
+            let likely = recent_completion
                 .unwrap_or(completion_estimate_tokens)
-                .saturating_mul(choices)
+                .min(per_choice);
+            (
+                per_choice.saturating_mul(choices),
+                likely.saturating_mul(choices),
+            )
         }
     };
-    Cost {
+    let cost = |completion: u64| Cost {
         requests: 1,
         tokens: prompt.saturating_add(completion),
         micro_usd: pricing.cost_micro_usd(prompt, completion),
+    };
+    Ask {
+        full: cost(ceiling),
+        estimate: cost(likely),
     }
 }
 
@@ -78,7 +92,7 @@ pub struct Charge {
 
 /// How a request's answer ended, for its charge.
 #[derive(Debug, Clone, Copy)]
-pub enum Outcome {
+pub enum Settlement {
     /// An answer; with the usage the upstream reported, if it did.
     Answered(Option<TokenUsage>),
     /// No answer (an error status, a gateway failure): the request counts,
@@ -87,17 +101,26 @@ pub enum Outcome {
 }
 
 impl Charge {
-    pub fn new(reservation: Reservation, pricing: Pricing, estimate: Cost) -> Self {
+    pub fn new(reservation: Reservation, pricing: Pricing, ask: Ask) -> Self {
         Self {
             reservation,
             pricing,
-            requests: estimate.requests,
+            requests: ask.full.requests,
         }
     }
 
-    pub fn finish(self, outcome: Outcome) {
-        let actual = match outcome {
-            Outcome::Answered(Some(usage)) => Cost {
+    /// The key's plan, to read the standings again after settling.
+    pub fn plan(&self) -> Option<&std::sync::Arc<sluice_quota::Plan>> {
+        self.reservation.plan()
+    }
+
+    /// Settles the reservation as `settlement` says.
+    pub fn finish(self, settlement: Settlement) {
+        if let Settlement::Answered(Some(usage)) = settlement {
+            self.reservation.note_completion(usage.completion_tokens);
+        }
+        let actual = match settlement {
+            Settlement::Answered(Some(usage)) => Cost {
                 requests: self.requests,
                 tokens: usage.total_tokens(),
                 micro_usd: self
@@ -105,8 +128,8 @@ impl Charge {
                     .cost_micro_usd(usage.prompt_tokens, usage.completion_tokens),
             },
             // The estimate stays charged: never less than was produced.
-            Outcome::Answered(None) => return,
-            Outcome::Failed => Cost {
+            Settlement::Answered(None) => return,
+            Settlement::Failed => Cost {
                 requests: self.requests,
                 ..Cost::default()
             },
@@ -248,10 +271,10 @@ fn write_rfc3339(out: &mut impl std::fmt::Write, at_ms: u64) {
     let _ = out.write_str(&text);
 }
 
-/// The answer to a refused request: 429 (`rate_limit_exceeded`, or
+/// The error of a refused request: 429 (`rate_limit_exceeded`, or
 /// `insufficient_quota` for a spent budget) or 503 when the quota cannot be
 /// decided.
-pub fn denial_error(denial: &Denial, key_id: &str) -> ApiError {
+pub fn denial_error(denial: &Denial, key_id: &str) -> ProxyError {
     match &*denial.reason {
         Reason::Exhausted {
             scope,
@@ -266,8 +289,7 @@ pub fn denial_error(denial: &Denial, key_id: &str) -> ApiError {
                     Period::Day => "day",
                     Period::Month => "month",
                 };
-                return ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
+                return ProxyError::budget_spent(
                     format!(
                         "You exceeded your current quota: the {} budget of {} per {period} {} is spent. It renews in {}.",
                         limit_noun(limit.unit),
@@ -275,14 +297,10 @@ pub fn denial_error(denial: &Denial, key_id: &str) -> ApiError {
                         on(scope, key_id),
                         duration_string(*retry_after_ms),
                     ),
-                )
-                .openai_type("insufficient_quota")
-                .code("insufficient_quota")
-                .retry_after(after)
-                .no_retry();
+                    after,
+                );
             }
-            ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::rate_limited(
                 format!(
                     "Rate limit reached for {} {}: limit {}, requested {}. Please try again in {}.",
                     limit_noun(limit.unit),
@@ -291,17 +309,15 @@ pub fn denial_error(denial: &Denial, key_id: &str) -> ApiError {
                     amount(limit.unit, *needed),
                     duration_string(*retry_after_ms),
                 ),
+                limit.unit,
+                after,
             )
-            .openai_type(limit.unit.as_str())
-            .code("rate_limit_exceeded")
-            .retry_after(after)
         }
         Reason::TooLarge {
             scope,
             limit,
             needed,
-        } => ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
+        } => ProxyError::over_limit(
             format!(
                 "Request too large for {} {}: limit {}, requested {}. Reduce the input or max_tokens.",
                 limit_noun(limit.unit),
@@ -309,22 +325,18 @@ pub fn denial_error(denial: &Denial, key_id: &str) -> ApiError {
                 rate(limit),
                 amount(limit.unit, *needed),
             ),
-        )
-        .openai_type(limit.unit.as_str())
-        .code("rate_limit_exceeded")
-        .no_retry(),
+            limit.unit,
+        ),
         Reason::NoQuorum {
             scope,
             retry_after_ms,
-        } => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
+        } => ProxyError::quota_unavailable(
             format!(
                 "The quota {} cannot be decided: this node cannot reach the cluster's quota ledger and its policy is on_no_quorum = deny. Retry shortly.",
                 on(scope, key_id)
             ),
-        )
-        .code("quota_unavailable")
-        .retry_after(Duration::from_millis((*retry_after_ms).max(1))),
+            Duration::from_millis((*retry_after_ms).max(1)),
+        ),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The proxy's listener: HTTP/1.1 and HTTP/2 (cleartext, or rustls with
 //! ALPN), head size and slow-client limits, and graceful shutdown (stop
 //! accepting, let in-flight requests and streams finish up to a deadline).
+//! The same accept loop serves the admin API ([`serve_with`]).
 //!
 //! The listener is served by `[proxy] threads` worker threads, each running
 //! its own single-threaded event loop that accepts from the shared socket and
@@ -9,12 +10,19 @@
 //! thread, so no request pays for waking another thread (on a loaded 2-core
 //! machine that cross-thread wake-up was most of the p99 latency).
 
+mod connections;
+
 use std::convert::Infallible;
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use hyper::service::service_fn;
+use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -22,9 +30,13 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::ListenerGauges;
 use crate::Proxy;
+pub use connections::ConnectionLimits;
+use connections::{Activity, Admission, Closed};
 
 /// PEM files for TLS on the listener.
 #[derive(Debug, Clone)]
@@ -58,9 +70,6 @@ impl TlsFiles {
     }
 }
 
-/// How long a TLS handshake may take.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Serves `proxy` on `listener` with `proxy.config().threads` worker
 /// threads until `stop` is cancelled, then waits up to `drain` for
 /// in-flight requests and streams.
@@ -72,12 +81,19 @@ pub async fn serve(
     drain: Duration,
 ) -> std::io::Result<()> {
     let threads = proxy.config().threads.max(1);
+    // One cap for the listener, shared by its workers.
+    let listening = Listening::new(
+        "proxy",
+        proxy.config().connections(),
+        proxy.metrics().listener("proxy"),
+    )
+    .with_tls(tls);
     let listener = listener.into_std()?;
     let mut workers = Vec::with_capacity(threads);
     for i in 0..threads {
         let listener = listener.try_clone()?;
         let proxy = proxy.worker().map_err(std::io::Error::other)?;
-        let (tls, stop) = (tls.clone(), stop.clone());
+        let (listening, stop) = (listening.clone(), stop.clone());
         let (done, finished) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
             .name(format!("sluice-proxy-{i}"))
@@ -88,7 +104,11 @@ pub async fn serve(
                     .and_then(|runtime| {
                         runtime.block_on(async move {
                             let listener = TcpListener::from_std(listener)?;
-                            serve_on(listener, proxy, tls, stop, drain).await
+                            let handler = move |request| {
+                                let proxy = proxy.clone();
+                                async move { proxy.handle(request).await }
+                            };
+                            serve_with(listener, handler, listening, stop, drain).await
                         })
                     });
                 let _ = done.send(served);
@@ -108,26 +128,67 @@ pub async fn serve(
     result
 }
 
-/// One worker: accepts on `listener` and serves each connection on this
-/// thread's event loop.
-async fn serve_on(
-    listener: TcpListener,
-    proxy: Proxy,
+/// How a listener serves its connections: its name (the metrics' label),
+/// TLS, and its connection limits and cap (shared by all its workers).
+#[derive(Clone)]
+pub struct Listening {
+    name: &'static str,
     tls: Option<TlsAcceptor>,
+    limits: ConnectionLimits,
+    admission: Admission,
+}
+
+impl Listening {
+    /// Plain HTTP, `limits`, counting into `gauges`.
+    pub fn new(name: &'static str, limits: ConnectionLimits, gauges: ListenerGauges) -> Self {
+        Self {
+            name,
+            tls: None,
+            limits,
+            admission: Admission::new(limits.max_connections, gauges),
+        }
+    }
+
+    /// TLS by `acceptor`, if any.
+    pub fn with_tls(mut self, acceptor: Option<TlsAcceptor>) -> Self {
+        self.tls = acceptor;
+        self
+    }
+}
+
+/// Serves `handler` on `listener` (on the calling runtime) as `listening`
+/// says, until `stop` is cancelled, then waits up to `drain` for in-flight
+/// requests. Each proxy worker runs one; so does the admin API.
+pub async fn serve_with<H, Fut, B>(
+    listener: TcpListener,
+    handler: H,
+    listening: Listening,
     stop: CancellationToken,
     drain: Duration,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    H: Fn(Request<Incoming>) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let Listening {
+        name,
+        tls,
+        limits,
+        admission,
+    } = listening;
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    let config = proxy.config().clone();
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(config.header_read_timeout)
-        .max_buf_size(config.max_header_bytes.max(8192));
+        .header_read_timeout(limits.header_read_timeout)
+        .max_headers(limits.max_headers)
+        .max_buf_size(limits.max_header_bytes.max(8192));
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX))
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .keep_alive_interval(Some(Duration::from_secs(20)));
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
@@ -137,68 +198,75 @@ async fn serve_on(
                 Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors and the like: back off, keep serving.
-                    tracing::warn!(error = %e, "accept failed");
+                    tracing::warn!(listener = name, error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
             _ = stop.cancelled() => break,
         };
+        // Full: closed at once (dropping the stream), counted.
+        let Some(admitted) = admission.admit() else {
+            tracing::debug!(listener = name, %peer, "connection refused: listener full");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
-        let proxy = proxy.clone();
-        let service = service_fn(move |request| {
-            let proxy = proxy.clone();
-            async move { Ok::<_, Infallible>(proxy.handle(request).await) }
+        let activity = Activity::new();
+        let service = {
+            let (handler, activity) = (handler.clone(), Arc::clone(&activity));
+            service_fn(move |request| {
+                let busy = activity.begin();
+                let answer = handler(request);
+                async move {
+                    let response = answer.await;
+                    // In flight until the answer's body is done or dropped.
+                    Ok::<_, Infallible>(response.map(|body| {
+                        body.map_frame(move |frame| {
+                            let _busy = &busy;
+                            frame
+                        })
+                    }))
+                }
+            })
+        };
+        let (tls, builder, watcher) = (tls.clone(), Arc::clone(&builder), graceful.watcher());
+        let connection = async move {
+            let io = match tls {
+                None => Either::Left(stream),
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(stream) => Either::Right(stream),
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                },
+            };
+            let connection = builder
+                .serve_connection(TokioIo::new(io), service)
+                .into_owned();
+            if let Err(e) = watcher.watch(connection).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        };
+        tokio::spawn(async move {
+            let _admitted = admitted;
+            tokio::select! {
+                () = connection => {}
+                closed = activity.watchdog(&limits) => match closed {
+                    Closed::NoFirstRequest => tracing::debug!(
+                        listener = name, %peer, "closed: no request by the first-request deadline"
+                    ),
+                    Closed::Idle => tracing::debug!(listener = name, %peer, "closed: idle"),
+                },
+            }
         });
-        match &tls {
-            None => {
-                let connection = builder
-                    .serve_connection(TokioIo::new(stream), service)
-                    .into_owned();
-                let connection = graceful.watch(connection);
-                tokio::spawn(async move {
-                    if let Err(e) = connection.await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                });
-            }
-            Some(acceptor) => {
-                let acceptor = acceptor.clone();
-                let builder = Arc::clone(&builder);
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
-                    let stream = match tokio::time::timeout(
-                        HANDSHAKE_TIMEOUT,
-                        acceptor.accept(stream),
-                    )
-                    .await
-                    {
-                        Ok(Ok(stream)) => stream,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    };
-                    let connection = builder
-                        .serve_connection(TokioIo::new(stream), service)
-                        .into_owned();
-                    if let Err(e) = watcher.watch(connection).await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                });
-            }
-        }
     }
     drop(listener);
     if tokio::time::timeout(drain, graceful.shutdown())
         .await
         .is_err()
     {
-        tracing::warn!(deadline = ?drain, "proxy requests still in flight at the drain deadline");
+        tracing::warn!(listener = name, deadline = ?drain, "requests still in flight at the drain deadline");
     }
     Ok(())
 }

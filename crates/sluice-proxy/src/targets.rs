@@ -7,9 +7,40 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use http::header::{InvalidHeaderName, InvalidHeaderValue};
 use http::{HeaderMap, HeaderName, HeaderValue};
+use sluice_core::secret::SecretError;
 use sluice_core::{DataKey, Provider};
 use sluice_providers::{Target, Timeouts};
+
+/// Why a provider's settings cannot make an upstream request.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TargetError {
+    /// Its API key is sealed under another data key, or damaged.
+    #[error("cannot open the API key of provider `{provider}`: {source}")]
+    Sealed {
+        provider: String,
+        #[source]
+        source: SecretError,
+    },
+    #[error("provider `{provider}`: invalid header name")]
+    HeaderName {
+        provider: String,
+        #[source]
+        source: InvalidHeaderName,
+    },
+    #[error("provider `{provider}`: invalid value of header `{name}`")]
+    HeaderValue {
+        provider: String,
+        name: HeaderName,
+        #[source]
+        source: InvalidHeaderValue,
+    },
+    /// What the adapter found wrong with it (a bad URL, a key that is not a
+    /// header value).
+    #[error("{0}")]
+    Adapter(String),
+}
 
 pub(crate) struct Targets {
     data_key: DataKey,
@@ -26,7 +57,7 @@ impl Targets {
 
     /// `provider`'s target, or why it cannot be built (a secret sealed
     /// under another data key, a header that is not valid HTTP).
-    pub(crate) fn get(&self, provider: &Provider) -> Result<Arc<Target>, String> {
+    pub(crate) fn get(&self, provider: &Provider) -> Result<Arc<Target>, TargetError> {
         if let Some((version, target)) = self
             .cache
             .read()
@@ -48,17 +79,15 @@ impl Targets {
         Ok(target)
     }
 
-    fn build(&self, provider: &Provider) -> Result<Target, String> {
+    fn build(&self, provider: &Provider) -> Result<Target, TargetError> {
         let api_key = match &provider.api_key {
             None => None,
             Some(sealed) => Some(
                 self.data_key
                     .open(&provider.name, sealed)
-                    .map_err(|e| {
-                        format!(
-                            "cannot open the API key of provider `{}`: {e}",
-                            provider.name
-                        )
+                    .map_err(|source| TargetError::Sealed {
+                        provider: provider.name.clone(),
+                        source,
                     })?
                     .expose()
                     .clone(),
@@ -66,14 +95,18 @@ impl Targets {
         };
         let mut extra_headers = HeaderMap::new();
         for (name, value) in &provider.headers {
-            let name = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| format!("provider `{}`: invalid header name", provider.name))?;
-            let value = HeaderValue::from_str(value).map_err(|_| {
-                format!(
-                    "provider `{}`: invalid value of header `{name}`",
-                    provider.name
-                )
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|source| {
+                TargetError::HeaderName {
+                    provider: provider.name.clone(),
+                    source,
+                }
             })?;
+            let value =
+                HeaderValue::from_str(value).map_err(|source| TargetError::HeaderValue {
+                    provider: provider.name.clone(),
+                    name: name.clone(),
+                    source,
+                })?;
             extra_headers.insert(name, value);
         }
         Ok(Target {

@@ -73,6 +73,11 @@ pub(crate) fn attempt_span(provider: &Provider, deployment: &Deployment) -> Span
     )
 }
 
+/// The span of a request's quota decision.
+pub(crate) fn admission_span() -> Span {
+    tracing::debug_span!("admission")
+}
+
 /// The span of a stream relayed to the client, below the request's.
 pub(crate) fn relay_span(request: &Span) -> Span {
     tracing::debug_span!(parent: request, "relay")

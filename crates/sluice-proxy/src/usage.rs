@@ -23,9 +23,8 @@ pub struct UsageMeter {
     next_shard: AtomicUsize,
 }
 
-/// One worker's part of the meter. A call holds its worker's shard (an
-/// `Arc` only that worker's requests clone), so the hot path touches no
-/// memory other threads write to.
+/// One worker's part of the meter: that worker's requests add their calls
+/// into it, so the hot path touches no memory other threads write to.
 #[derive(Default)]
 pub struct UsageShard(Mutex<HashMap<RollupKey, Totals>>);
 
@@ -73,13 +72,11 @@ impl UsageMeter {
     }
 }
 
-/// One model call being metered: recorded into its meter when finished,
-/// or as a failed call when dropped unfinished (the client went away while
-/// the gateway was still working on it). Only a call whose key and route
-/// became known ([`CallUsage::identify`]) is recorded: a request refused
-/// before that (no key, unknown model) belongs to nobody's usage.
+/// One model call being metered, added into a shard when its request
+/// context finishes it. Only a call whose key and route became known
+/// ([`CallUsage::identify`]) is recorded: a request refused before that (no
+/// key, unknown model) belongs to nobody's usage.
 pub struct CallUsage {
-    shard: Arc<UsageShard>,
     key_id: String,
     route: String,
     /// The provider of the latest deployment tried.
@@ -87,21 +84,18 @@ pub struct CallUsage {
     pricing: Pricing,
     started: Instant,
     identified: bool,
-    done: bool,
 }
 
 impl CallUsage {
-    /// A call that started at `started`, to be added into `shard`.
-    pub fn start(shard: Arc<UsageShard>, started: Instant) -> Self {
+    /// A call that started at `started`.
+    pub fn start(started: Instant) -> Self {
         Self {
-            shard,
             key_id: String::new(),
             route: String::new(),
             provider: String::new(),
             pricing: Pricing::default(),
             started,
             identified: false,
-            done: false,
         }
     }
 
@@ -120,17 +114,12 @@ impl CallUsage {
         }
     }
 
-    /// The call ended, `failed` or not, with the usage the upstream
-    /// reported (if any).
-    pub fn finish(mut self, failed: bool, usage: Option<TokenUsage>) {
-        self.record(failed, usage, now_ms());
-    }
-
-    fn record(&mut self, failed: bool, usage: Option<TokenUsage>, now_ms: u64) {
-        if self.done || !self.identified {
+    /// The call ended at `now_ms`, `failed` or not, with the usage the
+    /// upstream reported (if any): added into `shard`.
+    pub fn finish(self, shard: &UsageShard, failed: bool, usage: Option<TokenUsage>, now_ms: u64) {
+        if !self.identified {
             return;
         }
-        self.done = true;
         let usage = usage.unwrap_or_default();
         let totals = Totals {
             requests: 1,
@@ -144,36 +133,26 @@ impl CallUsage {
         };
         let key = RollupKey {
             minute_ms: minute_of(now_ms),
-            key_id: std::mem::take(&mut self.key_id),
-            route: std::mem::take(&mut self.route),
-            provider: std::mem::take(&mut self.provider),
+            key_id: self.key_id,
+            route: self.route,
+            provider: self.provider,
         };
-        self.shard.add(key, &totals);
+        shard.add(key, &totals);
     }
-}
-
-impl Drop for CallUsage {
-    fn drop(&mut self) {
-        self.record(true, None, now_ms());
-    }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn call(shard: &Arc<UsageShard>, key: &str) -> CallUsage {
+    const NOW_MS: u64 = 1_800_000_000_000;
+
+    fn call(key: &str) -> CallUsage {
         let pricing = Pricing {
             prompt_micro_usd_per_mtok: 1_000_000,
             completion_micro_usd_per_mtok: 2_000_000,
         };
-        let mut call = CallUsage::start(Arc::clone(shard), Instant::now());
+        let mut call = CallUsage::start(Instant::now());
         call.identify(key, "gpt", pricing);
         call
     }
@@ -184,27 +163,28 @@ mod tests {
         let (a, b) = (meter.claim_shard(), meter.claim_shard());
         assert!(!Arc::ptr_eq(&a, &b));
         for shard in [&a, &b, &a] {
-            let mut c = call(shard, "k1");
+            let mut c = call("k1");
             c.set_provider("openai");
             c.finish(
+                shard,
                 false,
                 Some(TokenUsage {
                     prompt_tokens: 3,
                     completion_tokens: 5,
                 }),
+                NOW_MS,
             );
         }
-        let mut failed = call(&b, "k2");
+        let mut failed = call("k2");
         failed.set_provider("openai");
-        failed.finish(true, None);
+        failed.finish(&b, true, None, NOW_MS);
         let rollups = meter.drain();
         let k1: Vec<_> = rollups.iter().filter(|r| r.key.key_id == "k1").collect();
-        // Same minute unless the test ran across a minute's end.
-        let requests: u64 = k1.iter().map(|r| r.totals.requests).sum();
-        assert_eq!(requests, 3);
-        assert_eq!(k1.iter().map(|r| r.totals.prompt_tokens).sum::<u64>(), 9);
+        assert_eq!(k1.len(), 1, "one minute, one series");
+        assert_eq!(k1[0].totals.requests, 3);
+        assert_eq!(k1[0].totals.prompt_tokens, 9);
         // 3 · 1 + 5 · 2 micro-USD, three times.
-        assert_eq!(k1.iter().map(|r| r.totals.cost_micro_usd).sum::<u64>(), 39);
+        assert_eq!(k1[0].totals.cost_micro_usd, 39);
         let k2: Vec<_> = rollups.iter().filter(|r| r.key.key_id == "k2").collect();
         assert_eq!(k2[0].totals.errors, 1);
         assert_eq!(k2[0].key.provider, "openai");
@@ -212,17 +192,18 @@ mod tests {
     }
 
     #[test]
-    fn a_call_dropped_unfinished_counts_as_a_failed_request() {
+    fn only_identified_calls_are_recorded() {
         let meter = UsageMeter::new(1);
         let shard = meter.claim_shard();
-        drop(call(&shard, "k"));
+        // Ended before any deployment was tried: no provider.
+        call("k").finish(&shard, true, None, NOW_MS);
         let rollups = meter.drain();
         assert_eq!(rollups.len(), 1);
         assert_eq!(rollups[0].totals.requests, 1);
         assert_eq!(rollups[0].totals.errors, 1);
         assert_eq!(rollups[0].key.provider, "");
         // A request refused before its key and route were known.
-        drop(CallUsage::start(shard, Instant::now()));
+        CallUsage::start(Instant::now()).finish(&shard, true, None, NOW_MS);
         assert!(meter.drain().is_empty());
     }
 }

@@ -1,223 +1,27 @@
 //! The proxy in process, against the in-process mock provider: routing,
-//! retries, fallbacks, breakers, streaming and bad input. (The same paths
-//! through real `sluice` processes are the `tests/` crate's t85 suite.)
+//! retries, fallbacks, breakers, streaming and bad input, and that every
+//! request settles its bookkeeping exactly once. (The same paths through
+//! real `sluice` processes are the `tests/` crate's t85 suite.)
+
+// One test binary: the helpers and the topics beside this file.
+#[path = "proxy/connections.rs"]
+mod connections;
+#[path = "proxy/settlement.rs"]
+mod settlement;
+#[path = "proxy/support.rs"]
+mod support;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde_json::{json, Value};
-use sluice_core::{
-    Command, DataKey, Deployment, Pricing, Proposal, Provider, ProviderKind, Route, State,
-    Timeouts, VirtualKey,
-};
-use sluice_mock_llm::{Behavior, MockConfig, MockHandle, MockServer};
-use sluice_providers::ClientOptions;
+use sluice_core::{Command, ProviderKind, VirtualKey};
+use sluice_mock_llm::Behavior;
 use sluice_proxy::breaker::Phase;
-use sluice_proxy::{Metrics, Proxy, ProxyConfig};
-use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
-use tokio_util::sync::CancellationToken;
+use sluice_proxy::ProxyConfig;
 
-const KEY: &str = "sk-sluice-0123456789abcdef0123456789abcdef0123456789abcdef";
-/// Every test ends well inside this.
-const BUDGET: Duration = Duration::from_secs(30);
-
-/// A state the test edits and the proxy reads.
-#[derive(Clone, Default)]
-struct World {
-    state: Arc<RwLock<Arc<State>>>,
-    clock: Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl World {
-    fn apply(&self, command: Command) {
-        let at_ms =
-            self.clock.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1_700_000_000_000;
-        let mut guard = self.state.write().unwrap();
-        let mut next = (**guard).clone();
-        next.apply(&Proposal { at_ms, command })
-            .expect("command applies");
-        *guard = Arc::new(next);
-    }
-
-    fn provider(&self, name: &str, kind: ProviderKind, base_url: &str, headers: &[(&str, &str)]) {
-        self.apply(Command::CreateProvider(Provider {
-            name: name.into(),
-            kind,
-            base_url: base_url.into(),
-            api_key: None,
-            headers: headers
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect::<BTreeMap<_, _>>(),
-            timeouts: Timeouts {
-                connect_ms: 1_000,
-                first_byte_ms: 5_000,
-                total_ms: 20_000,
-            },
-            created_at_ms: 0,
-            updated_at_ms: 0,
-        }));
-    }
-
-    fn route(&self, name: &str, deployments: &[(&str, &str)], fallbacks: &[&str]) {
-        self.apply(Command::CreateRoute(Route {
-            name: name.into(),
-            deployments: deployments
-                .iter()
-                .map(|(provider, model)| Deployment {
-                    provider: (*provider).into(),
-                    model: (*model).into(),
-                    weight: 1,
-                })
-                .collect(),
-            fallbacks: fallbacks.iter().map(|f| (*f).to_owned()).collect(),
-            pricing: Pricing::default(),
-            created_at_ms: 0,
-            updated_at_ms: 0,
-        }));
-    }
-
-    fn key(&self) -> String {
-        let key = VirtualKey::new("test".into(), KEY, 0);
-        let id = key.id.clone();
-        self.apply(Command::CreateKey(key));
-        id
-    }
-}
-
-/// A proxy serving `world` on a run-time port.
-struct Listening {
-    proxy: Proxy,
-    addr: SocketAddr,
-    stop: CancellationToken,
-    served: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-async fn listen(world: &World, config: ProxyConfig, tls: Option<TlsAcceptor>) -> Listening {
-    let source = world.clone();
-    let proxy = Proxy::new(
-        config,
-        move || source.state.read().unwrap().clone(),
-        DataKey::from_bytes([7; 32]),
-        ClientOptions::default(),
-        Metrics::default(),
-    )
-    .unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let stop = CancellationToken::new();
-    let served = tokio::spawn(sluice_proxy::serve(
-        listener,
-        proxy.clone(),
-        tls,
-        stop.clone(),
-        Duration::from_secs(10),
-    ));
-    Listening {
-        proxy,
-        addr,
-        stop,
-        served,
-    }
-}
-
-/// A self-signed certificate for `localhost`, written as PEM files.
-fn self_signed() -> (
-    tempfile::TempDir,
-    rcgen::CertifiedKey,
-    sluice_proxy::TlsFiles,
-) {
-    let dir = tempfile::tempdir().unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let files = sluice_proxy::TlsFiles {
-        cert: dir.path().join("cert.pem"),
-        key: dir.path().join("key.pem"),
-    };
-    std::fs::write(&files.cert, cert.cert.pem()).unwrap();
-    std::fs::write(&files.key, cert.key_pair.serialize_pem()).unwrap();
-    (dir, cert, files)
-}
-
-struct Setup {
-    world: World,
-    mock: MockHandle,
-    proxy: Proxy,
-    url: String,
-    stop: CancellationToken,
-    served: tokio::task::JoinHandle<std::io::Result<()>>,
-    http: reqwest::Client,
-}
-
-impl Setup {
-    async fn start(config: ProxyConfig) -> Setup {
-        let mock = MockServer::start(MockConfig::default(), "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
-        let world = World::default();
-        world.key();
-        let l = listen(&world, config, None).await;
-        Setup {
-            world,
-            mock,
-            proxy: l.proxy,
-            url: format!("http://{}", l.addr),
-            stop: l.stop,
-            served: l.served,
-            http: reqwest::Client::new(),
-        }
-    }
-
-    fn mock_v1(&self) -> String {
-        format!("{}/v1", self.mock.base_url())
-    }
-
-    async fn post(&self, path: &str, body: Value) -> reqwest::Response {
-        self.http
-            .post(format!("{}{path}", self.url))
-            .bearer_auth(KEY)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    async fn chat(&self, model: &str, stream: bool) -> reqwest::Response {
-        self.post(
-            "/v1/chat/completions",
-            json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "one two three"}]}),
-        )
-        .await
-    }
-}
-
-fn config() -> ProxyConfig {
-    ProxyConfig {
-        backoff_base: Duration::from_millis(1),
-        backoff_max: Duration::from_millis(5),
-        ..ProxyConfig::default()
-    }
-}
-
-/// A port nothing listens on.
-async fn closed_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap()
-}
-
-async fn within<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(BUDGET, f).await.expect("test budget")
-}
-
-fn data_events(text: &str) -> Vec<String> {
-    text.split("\n\n")
-        .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
-        .map(str::to_owned)
-        .collect()
-}
+use support::*;
 
 #[tokio::test]
 async fn a_failing_deployment_falls_over_and_its_breaker_opens_then_probes() {

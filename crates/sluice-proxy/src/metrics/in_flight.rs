@@ -15,16 +15,43 @@ pub enum StreamEnd {
     /// The client went away before the end.
     ClientGone,
     /// The upstream failed mid-stream; the client got an error event.
-    Failed(&'static str),
+    Failed(StreamFailure),
 }
 
-/// One request being answered; records itself when finished or dropped
-/// (a dropped request whose client went away is counted with status 499).
+/// How an upstream stream failed after its answer had started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamFailure {
+    /// The upstream sent an error event.
+    ErrorEvent,
+    /// It ended before its end marker.
+    Truncated,
+    /// It sent something that is not its API.
+    Unreadable,
+    /// It timed out.
+    Timeout,
+    /// Its connection failed.
+    Failed,
+}
+
+impl StreamFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamFailure::ErrorEvent => "upstream_error_event",
+            StreamFailure::Truncated => "upstream_truncated",
+            StreamFailure::Unreadable => "upstream_unreadable",
+            StreamFailure::Timeout => "upstream_timeout",
+            StreamFailure::Failed => "upstream_failed",
+        }
+    }
+}
+
+/// One request being answered. Records itself when finished (the request
+/// context finishes it exactly once: a request whose client went away
+/// before its answer is [abandoned](InFlight::abandon), status 499).
 ///
 /// It also fills in the request's `tracing` span (the one current when it
 /// was started): `endpoint`, `route`, `deployment` and `status`.
 pub struct InFlight {
-    metrics: Metrics,
     endpoint: &'static str,
     route: String,
     /// `provider/model` of the deployment last tried.
@@ -36,26 +63,23 @@ pub struct InFlight {
     first_token: bool,
     /// Set when a stream failed after it started: the status stays 200.
     stream_failed: bool,
-    done: bool,
     span: Span,
 }
 
 impl InFlight {
-    pub(super) fn new(metrics: Metrics, endpoint: &'static str) -> Self {
+    pub(super) fn new(endpoint: &'static str, started: Instant) -> Self {
         let span = Span::current();
         span.record("endpoint", endpoint);
         Self {
-            metrics,
             endpoint,
             route: String::new(),
             deployment: String::new(),
             pricing: Pricing::default(),
-            started: Instant::now(),
+            started,
             upstream_wait: Duration::ZERO,
             status: 0,
             first_token: false,
             stream_failed: false,
-            done: false,
             span,
         }
     }
@@ -89,10 +113,10 @@ impl InFlight {
 
     /// The answer starts going out now with `status`: records the time to
     /// first byte and the gateway's overhead.
-    pub fn first_byte(&mut self, status: u16) {
+    pub fn first_byte(&mut self, metrics: &Metrics, status: u16) {
         self.status = status;
         let elapsed = self.started.elapsed();
-        let m = &self.metrics.inner;
+        let m = &metrics.inner;
         m.time_to_first_byte
             .with(&[self.endpoint, &self.route])
             .observe(elapsed.as_secs_f64());
@@ -101,11 +125,11 @@ impl InFlight {
     }
 
     /// A stream's first event goes to the client now (recorded once).
-    pub fn first_token(&mut self) {
+    pub fn first_token(&mut self, metrics: &Metrics) {
         if std::mem::replace(&mut self.first_token, true) {
             return;
         }
-        self.metrics
+        metrics
             .inner
             .time_to_first_token
             .with(&[self.endpoint, &self.route])
@@ -113,32 +137,34 @@ impl InFlight {
     }
 
     /// A whole answer has gone out.
-    pub fn finish(mut self, status: u16, usage: Option<TokenUsage>) {
+    pub fn finish(mut self, metrics: &Metrics, status: u16, usage: Option<TokenUsage>) {
         self.status = status;
-        self.record(usage);
+        self.record(metrics, usage);
     }
 
     /// A streamed answer ended.
-    pub fn finish_stream(mut self, end: StreamEnd, usage: Option<TokenUsage>) {
+    pub fn finish_stream(mut self, metrics: &Metrics, end: StreamEnd, usage: Option<TokenUsage>) {
         let outcome = match end {
             StreamEnd::Completed => "completed",
             StreamEnd::ClientGone => "client_gone",
-            StreamEnd::Failed(reason) => {
+            StreamEnd::Failed(failure) => {
                 self.stream_failed = true;
-                reason
+                failure.as_str()
             }
         };
         self.span.record("stream_end", outcome);
-        self.metrics.inner.stream_ends.with(&[outcome]).inc();
-        self.record(usage);
+        metrics.inner.stream_ends.with(&[outcome]).inc();
+        self.record(metrics, usage);
     }
 
-    fn record(&mut self, usage: Option<TokenUsage>) {
-        if self.done {
-            return;
-        }
-        self.done = true;
-        let m = &self.metrics.inner;
+    /// The client went away before the answer started: counted with
+    /// status 499.
+    pub fn abandon(self, metrics: &Metrics) {
+        self.record(metrics, None);
+    }
+
+    fn record(self, metrics: &Metrics, usage: Option<TokenUsage>) {
+        let m = &metrics.inner;
         m.in_flight.dec();
         let status = if self.status == 0 { 499 } else { self.status };
         self.span.record("status", status);
@@ -207,9 +233,3 @@ const STATUS_DIGITS: &[(u16, &str)] = &[
     (504, "504"),
     (529, "529"),
 ];
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.record(None);
-    }
-}

@@ -1,3 +1,5 @@
+use std::time::Instant;
+
 use super::*;
 use sluice_core::{Pricing, Route};
 use sluice_providers::TokenUsage;
@@ -19,11 +21,12 @@ fn route(name: &str) -> Route {
 #[test]
 fn a_request_is_counted_once_with_its_tokens_and_cost() {
     let metrics = Metrics::default();
-    let mut req = metrics.start("chat_completions");
+    let mut req = metrics.start("chat_completions", Instant::now());
     req.set_route(&route("gpt"));
     req.set_deployment("openai", "gpt-4o");
-    req.first_byte(200);
+    req.first_byte(&metrics, 200);
     req.finish(
+        &metrics,
         200,
         Some(TokenUsage {
             prompt_tokens: 3,
@@ -43,9 +46,11 @@ fn a_request_is_counted_once_with_its_tokens_and_cost() {
 }
 
 #[test]
-fn a_dropped_request_counts_as_client_closed() {
+fn an_abandoned_request_counts_as_client_closed() {
     let metrics = Metrics::default();
-    drop(metrics.start("embeddings"));
+    metrics
+        .start("embeddings", Instant::now())
+        .abandon(&metrics);
     let text = metrics.encode();
     assert!(text.contains(
         r#"sluice_proxy_requests_total{deployment="",endpoint="embeddings",route="",status="499"} 1"#
@@ -59,13 +64,15 @@ fn a_dropped_request_counts_as_client_closed() {
 fn errors_are_counted_by_class() {
     let metrics = Metrics::default();
     for status in [401, 429, 502, 503] {
-        metrics.start("chat_completions").finish(status, None);
+        metrics
+            .start("chat_completions", Instant::now())
+            .finish(&metrics, status, None);
     }
-    let mut stream = metrics.start("chat_completions");
-    stream.first_byte(200);
-    stream.first_token();
-    stream.first_token();
-    stream.finish_stream(StreamEnd::Failed("upstream_truncated"), None);
+    let mut stream = metrics.start("chat_completions", Instant::now());
+    stream.first_byte(&metrics, 200);
+    stream.first_token(&metrics);
+    stream.first_token(&metrics);
+    stream.finish_stream(&metrics, StreamEnd::Failed(StreamFailure::Truncated), None);
     let text = metrics.encode();
     let count = |class: &str| {
         let series = format!(
@@ -88,11 +95,11 @@ fn errors_are_counted_by_class() {
 fn failed_upstream_attempts_are_counted_by_class() {
     let metrics = Metrics::default();
     for outcome in [
-        "ok",
-        "timeout",
-        "server_error",
-        "server_error",
-        "rate_limited",
+        AttemptOutcome::Ok,
+        AttemptOutcome::Timeout,
+        AttemptOutcome::ServerError,
+        AttemptOutcome::ServerError,
+        AttemptOutcome::RateLimited,
     ] {
         metrics.upstream_attempt("p", outcome);
     }

@@ -1,5 +1,5 @@
-//! Virtual-key authentication against this node's copy of the replicated
-//! state: `Authorization: Bearer <key>` (OpenAI clients) or `x-api-key:
+//! Phase 1, authenticate: the virtual key, against this node's copy of the
+//! replicated state: `Authorization: Bearer <key>` (OpenAI clients) or `x-api-key:
 //! <key>` (Anthropic clients). Keys are looked up by their SHA-256, the only
 //! form the cluster stores; a key revoked, disabled or expired is refused on
 //! a node as soon as that node has applied the change.
@@ -10,10 +10,10 @@ use sluice_core::key::KeyRefusal;
 use sluice_core::secret::hash_secret;
 use sluice_core::{State, VirtualKey};
 
-use crate::error::ApiError;
+use crate::error::ProxyError;
 
 /// The key the client presented, if any.
-pub fn presented(headers: &HeaderMap) -> Option<&str> {
+fn presented(headers: &HeaderMap) -> Option<&str> {
     if let Some(value) = headers.get(AUTHORIZATION) {
         let value = value.to_str().ok()?.trim();
         let (scheme, token) = value.split_once(' ')?;
@@ -29,25 +29,25 @@ pub fn presented(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// The usable key the request presents, or the 401 to answer.
-pub fn authenticate<'s>(
+/// The usable key the request presents at `now_ms`, or the 401 to answer.
+pub(crate) fn key<'s>(
     state: &'s State,
     headers: &HeaderMap,
     now_ms: u64,
-) -> Result<&'s VirtualKey, ApiError> {
+) -> Result<&'s VirtualKey, ProxyError> {
     let Some(secret) = presented(headers) else {
-        return Err(ApiError::unauthorized(
+        return Err(ProxyError::unauthenticated(
             "You didn't provide an API key. Provide it in an `Authorization: Bearer <key>` or an `x-api-key: <key>` header.",
         ));
     };
     let Some(key) = state.key_by_hash(&hash_secret(secret)) else {
-        return Err(ApiError::unauthorized(format!(
+        return Err(ProxyError::unauthenticated(format!(
             "Incorrect API key provided: {}.",
             masked(secret)
         )));
     };
     key.check_usable(now_ms).map_err(|refusal| {
-        ApiError::unauthorized(match refusal {
+        ProxyError::unauthenticated(match refusal {
             KeyRefusal::Revoked => "This API key has been revoked.",
             KeyRefusal::Disabled => "This API key is disabled.",
             KeyRefusal::Expired => "This API key has expired.",
@@ -105,13 +105,13 @@ mod tests {
     #[test]
     fn unknown_keys_are_refused_without_echoing_them() {
         let state = State::default();
-        let err = authenticate(
+        let err = key(
             &state,
             &headers("authorization", "Bearer sk-sluice-nope-nope-nope-1234"),
             0,
         )
         .unwrap_err();
-        assert_eq!(err.status, 401);
-        assert!(!err.message.contains("nope-nope"));
+        assert_eq!(err.status(), 401);
+        assert!(!err.message().contains("nope-nope"));
     }
 }

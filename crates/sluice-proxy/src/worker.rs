@@ -1,0 +1,150 @@
+//! [`Worker`]: one worker thread's proxy. The parts every worker shares
+//! ([`Shared`]: settings, state, breakers, metrics, quotas, the usage
+//! meter), and what a worker owns alone: its upstream connection pools and
+//! its shard of the usage meter, so a request and its upstream connection
+//! are served by one thread and its bookkeeping touches that thread's
+//! memory.
+
+use std::collections::HashMap;
+use std::ops::Deref;
+use std::sync::Arc;
+
+use sluice_core::DataKey;
+use sluice_providers::client::{ClientBuildError, ClientOptions};
+use sluice_providers::UpstreamClient;
+use sluice_quota::Quotas;
+
+use crate::breaker::Breakers;
+use crate::metrics::Metrics;
+use crate::targets::Targets;
+use crate::usage::{UsageMeter, UsageShard};
+use crate::{ProxyConfig, StateSource};
+
+/// What every worker thread of the proxy shares.
+pub(crate) struct Shared {
+    pub(crate) config: ProxyConfig,
+    pub(crate) state: Box<dyn StateSource>,
+    pub(crate) targets: Targets,
+    client_options: ClientOptions,
+    pub(crate) metrics: Metrics,
+    pub(crate) breakers: Breakers,
+    /// Global quotas: `None` enforces none (a proxy outside a cluster).
+    pub(crate) quotas: Option<Arc<Quotas>>,
+    /// Where finished model calls are added up: `None` meters nothing.
+    usage: Option<Arc<UsageMeter>>,
+}
+
+/// One worker thread's proxy: the shared parts, and upstream clients
+/// (connection pools) and a usage shard of its own.
+pub(crate) struct Worker {
+    shared: Arc<Shared>,
+    clients: Clients,
+    /// This worker's shard of the usage meter (`None`: no metering).
+    pub(crate) usage_shard: Option<Arc<UsageShard>>,
+}
+
+impl Deref for Worker {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
+}
+
+/// One worker's upstream clients: the default one (webpki roots) and one
+/// per provider that has an extra CA (`[proxy.upstream_ca]`).
+struct Clients {
+    default: UpstreamClient,
+    with_ca: HashMap<String, UpstreamClient>,
+}
+
+impl Clients {
+    fn new(config: &ProxyConfig, options: &ClientOptions) -> Result<Self, ClientBuildError> {
+        let mut with_ca = HashMap::new();
+        for (provider, pem) in &config.upstream_ca {
+            let options = ClientOptions {
+                extra_ca_pem: Some(pem.clone()),
+                ..options.clone()
+            };
+            with_ca.insert(provider.clone(), UpstreamClient::new(options)?);
+        }
+        Ok(Self {
+            default: UpstreamClient::new(options.clone())?,
+            with_ca,
+        })
+    }
+}
+
+impl Worker {
+    pub(crate) fn new(
+        config: ProxyConfig,
+        state: Box<dyn StateSource>,
+        data_key: DataKey,
+        client_options: ClientOptions,
+        metrics: Metrics,
+    ) -> Result<Self, ClientBuildError> {
+        let breakers = Breakers::new(
+            config.breaker_failures,
+            config.breaker_cooldown,
+            metrics.clone(),
+        );
+        let clients = Clients::new(&config, &client_options)?;
+        let shared = Shared {
+            config,
+            state,
+            targets: Targets::new(data_key),
+            client_options,
+            metrics,
+            breakers,
+            quotas: None,
+            usage: None,
+        };
+        Ok(Self {
+            shared: Arc::new(shared),
+            clients,
+            usage_shard: None,
+        })
+    }
+
+    /// Enforces `quotas`; only before the proxy is shared with workers.
+    pub(crate) fn set_quotas(&mut self, quotas: Arc<Quotas>) -> bool {
+        match Arc::get_mut(&mut self.shared) {
+            Some(shared) => {
+                shared.quotas = Some(quotas);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Meters usage into `meter`; only before the proxy is shared with
+    /// workers.
+    pub(crate) fn set_usage(&mut self, meter: Arc<UsageMeter>) -> bool {
+        match Arc::get_mut(&mut self.shared) {
+            Some(shared) => {
+                self.usage_shard = Some(meter.claim_shard());
+                shared.usage = Some(meter);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Another worker: the same shared parts, a connection pool and a
+    /// usage shard of its own.
+    pub(crate) fn worker(&self) -> Result<Self, ClientBuildError> {
+        Ok(Self {
+            shared: Arc::clone(&self.shared),
+            clients: Clients::new(&self.shared.config, &self.shared.client_options)?,
+            usage_shard: self.shared.usage.as_ref().map(|m| m.claim_shard()),
+        })
+    }
+
+    /// The upstream client for `provider`'s deployments.
+    pub(crate) fn client_for(&self, provider: &str) -> &UpstreamClient {
+        self.clients
+            .with_ca
+            .get(provider)
+            .unwrap_or(&self.clients.default)
+    }
+}
