@@ -12,6 +12,7 @@
 use crate::context::{now_ms, unexpected, AdminContext};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::read_body;
+use crate::idempotency::Idempotency;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::header;
@@ -155,6 +156,7 @@ pub async fn export_snapshot(State(ctx): State<AdminContext>) -> Result<Response
     ))]
 pub async fn restore_snapshot(
     State(ctx): State<AdminContext>,
+    idempotency: Idempotency,
     request: RestoreRequest,
 ) -> Result<Json<RestoreReport>, ApiError> {
     let backup = Backup::from_bytes(&request.file).map_err(|e| bad_file(e.to_string()))?;
@@ -179,7 +181,7 @@ pub async fn restore_snapshot(
         config: Box::new(backup.config),
         force: request.params.force,
     };
-    let counts = match ctx.write(command).await? {
+    let counts = match ctx.write(&idempotency, command).await? {
         Applied::Restored(counts) => counts,
         other => return Err(unexpected(&other)),
     };

@@ -100,9 +100,9 @@ pub struct AddLearner {
     pub id: u64,
     #[schema(example = "10.0.0.4:7000")]
     pub raft_addr: String,
-    #[schema(example = "http://10.0.0.4:9090")]
+    #[schema(example = "http://10.0.0.4:7001")]
     pub admin_url: String,
-    #[schema(example = "http://10.0.0.4:8080")]
+    #[schema(example = "http://10.0.0.4:7002")]
     pub proxy_url: String,
 }
 

@@ -2,9 +2,13 @@
 //! handlers talk to the cluster (read a state, write a command).
 
 use crate::error::ApiError;
+use crate::idempotency::Idempotency;
 use crate::node::CertificateExpiry;
-use sluice_core::{Applied, Command, DataKey, State};
-use sluice_raft::{ClusterNode, Consistency};
+use rand::RngCore;
+use sluice_core::idempotency::Idempotent;
+use sluice_core::secret::NONCE_LEN;
+use sluice_core::{Applied, ApplyError, Command, DataKey, State};
+use sluice_raft::{ClusterError, ClusterNode, Consistency};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -77,12 +81,121 @@ impl AdminContext {
         Ok(self.inner.node.read(consistency).await?)
     }
 
-    /// Proposes `command` and waits until it is applied on this node.
-    pub async fn write(&self, command: Command) -> Result<Applied, ApiError> {
+    /// Proposes `command` and waits until it is applied on this node. With
+    /// an `Idempotency-Key` it is proposed as the request's next keyed
+    /// write, and answered from its record if it applied before.
+    pub async fn write(
+        &self,
+        request: &Idempotency,
+        command: Command,
+    ) -> Result<Applied, ApiError> {
+        Ok(self.propose(request, command, None).await?.0)
+    }
+
+    /// [`AdminContext::write`] for a write whose response shows a secret
+    /// once (a new key's or admin token's). With an `Idempotency-Key` the
+    /// secret is sealed under the data key into the write's record, so a
+    /// retry shows the secret of the one key that was made; the state never
+    /// holds it in clear and forgets it with the record. Answers the secret
+    /// to show.
+    pub async fn write_revealing(
+        &self,
+        request: &Idempotency,
+        command: Command,
+        secret: String,
+    ) -> Result<(Applied, String), ApiError> {
+        match self.propose(request, command, Some(&secret)).await? {
+            (applied, Some(first)) => Ok((applied, first)),
+            (applied, None) => Ok((applied, secret)),
+        }
+    }
+
+    /// Proposes `command` (keyed if the request is); on a replay, the first
+    /// application's result and the secret it sealed.
+    async fn propose(
+        &self,
+        request: &Idempotency,
+        command: Command,
+        secret: Option<&str>,
+    ) -> Result<(Applied, Option<String>), ApiError> {
         let kind = command.kind();
-        let applied = self.inner.node.write(command).await?;
-        tracing::info!(command = kind, "admin write applied");
-        Ok(applied)
+        let Some(key) = request.key() else {
+            let applied = self
+                .inner
+                .node
+                .write(command)
+                .await
+                .map_err(|e| written(e, false))?;
+            tracing::info!(command = kind, "admin write applied");
+            return Ok((applied, None));
+        };
+        let step = key.next_step();
+        let context = format!("reply to idempotency key {:?} step {step}", key.key());
+        let sealed_reply = secret.map(|secret| {
+            let mut nonce = [0u8; NONCE_LEN];
+            rand::rngs::OsRng.fill_bytes(&mut nonce);
+            self.inner.data_key.seal(&context, secret, nonce)
+        });
+        let keyed = Command::Idempotent(Box::new(Idempotent {
+            key: key.key().to_string(),
+            step,
+            fingerprint: key.fingerprint(),
+            sealed_reply,
+            command,
+        }));
+        match self
+            .inner
+            .node
+            .write(keyed)
+            .await
+            .map_err(|e| written(e, true))?
+        {
+            Applied::Replayed(replay) => {
+                key.mark_replayed();
+                tracing::info!(command = kind, step, "admin write answered from its record");
+                let first = match (&replay.sealed_reply, secret) {
+                    (Some(sealed), Some(_)) => Some(
+                        self.inner
+                            .data_key
+                            .open(&context, sealed)
+                            .map_err(|e| {
+                                ApiError::internal(format!(
+                                    "the secret of the first application cannot be opened ({e})"
+                                ))
+                            })?
+                            .expose()
+                            .clone(),
+                    ),
+                    // The first sending was a request of the same hash, so
+                    // it sealed a secret too; showing the new one instead
+                    // would show a secret no stored key has.
+                    (None, Some(_)) => {
+                        return Err(ApiError::internal(
+                            "the record of the first application holds no secret to show",
+                        ))
+                    }
+                    (_, None) => None,
+                };
+                Ok((replay.applied, first))
+            }
+            applied => {
+                tracing::info!(command = kind, step, "admin write applied");
+                Ok((applied, None))
+            }
+        }
+    }
+}
+
+/// The API error of a write the cluster did not apply (or did not confirm).
+fn written(err: ClusterError, keyed: bool) -> ApiError {
+    match err {
+        ClusterError::Timeout(cause) => crate::idempotency::unconfirmed(keyed, &cause),
+        ClusterError::Rejected(ApplyError::Invalid { field, message })
+            if field == "idempotency_key" =>
+        {
+            ApiError::validation(crate::idempotency::HEADER, message)
+        }
+        other => other.into(),
     }
 }
 
@@ -111,6 +224,7 @@ pub(crate) fn unexpected(applied: &Applied) -> ApiError {
             Applied::UsageRecorded { .. } => "usage recorded",
             Applied::UsageCompacted { .. } => "usage compacted",
             Applied::Restored(_) => "restored",
+            Applied::Replayed(_) => "replayed",
         }
     ))
 }

@@ -34,7 +34,7 @@ const JS: &str = "text/javascript; charset=utf-8";
 const INDEX: Asset = Asset::new("/dashboard", HTML, include_str!("dashboard/index.html"));
 
 /// The page's stylesheet and script modules (`app.js` imports the others).
-const ASSETS: [Asset; 5] = [
+const ASSETS: [Asset; 6] = [
     Asset::new(
         "/dashboard/dashboard.css",
         CSS,
@@ -51,6 +51,11 @@ const ASSETS: [Asset; 5] = [
         "/dashboard/metrics.js",
         JS,
         include_str!("dashboard/metrics.js"),
+    ),
+    Asset::new(
+        "/dashboard/format.js",
+        JS,
+        include_str!("dashboard/format.js"),
     ),
 ];
 

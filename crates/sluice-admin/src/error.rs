@@ -42,8 +42,8 @@ pub enum ErrorKind {
     Internal,
     /// 503: no leader could be reached; retry shortly.
     ClusterUnavailable,
-    /// 504: the cluster did not answer in time; the change may or may not have
-    /// taken effect.
+    /// 504: the cluster did not answer in time; without an `Idempotency-Key`
+    /// the change may or may not have taken effect.
     Timeout,
 }
 
@@ -154,6 +154,9 @@ impl From<ApplyError> for ApiError {
             ApplyError::Invalid { field, message } => ApiError::validation(field, message),
             ApplyError::NotFound { .. } => ApiError::not_found(err.to_string()),
             ApplyError::Conflict { message } => ApiError::new(ErrorKind::Conflict, message),
+            ApplyError::IdempotencyKeyReused { .. } => {
+                ApiError::validation(crate::idempotency::HEADER, err.to_string())
+            }
         }
     }
 }

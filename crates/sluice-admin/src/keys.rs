@@ -6,7 +6,8 @@
 use crate::context::{now_ms, unexpected, AdminContext};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{AdminJson, AdminPath, ReadParams};
-use crate::quotas::{self, LimitSpec, NoQuorumName, PeriodName, QuotaSpec, QuotaView};
+use crate::idempotency::Idempotency;
+use crate::quotas::{self, LimitSpec, NoQuorumName, PeriodName, QuotaSpec, QuotaView, ReserveName};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -14,7 +15,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sluice_core::key::{format_secret, KeyRefusal, SECRET_RANDOM_LEN};
 use sluice_core::quota::Scope;
-use sluice_core::{Applied, Command, VirtualKey};
+use sluice_core::{Applied, Command, State as ClusterState, VirtualKey};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
@@ -52,6 +53,10 @@ pub struct CreateKey {
     /// `deny` (default) or `local_share`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_no_quorum: Option<NoQuorumName>,
+    /// `max_tokens` (default) or `estimate`: what a request reserves of
+    /// tokens and spend before its answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserve: Option<ReserveName>,
     /// The general form of the quota: limits per unit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<Vec<LimitSpec>>,
@@ -66,6 +71,7 @@ impl CreateKey {
             budget_usd: self.budget_usd.map(Some),
             budget_period: self.budget_period,
             on_no_quorum: self.on_no_quorum,
+            reserve: self.reserve,
             limits: self.limits.clone(),
         }
     }
@@ -100,9 +106,31 @@ pub struct KeyView {
     pub metadata: BTreeMap<String, String>,
     /// Milliseconds since the Unix epoch.
     pub created_at_ms: u64,
+    /// The key's own quota limits, in words (`"600 requests a minute"`,
+    /// `"$25.00 a month (UTC)"`); empty without a quota. Limits on single
+    /// routes are in `GET /admin/v1/keys/{id}/quota`.
+    #[serde(default)]
+    pub limits: Vec<String>,
+    /// What its requests reserve of tokens and spend, with a quota.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserve: Option<ReserveName>,
 }
 
 impl KeyView {
+    /// The key as `state` has it, with its quota.
+    pub fn of(key: &VirtualKey, state: &ClusterState, now_ms: u64) -> Self {
+        let policy = state.ledger().policy(&Scope::Key {
+            key_id: key.id.clone(),
+        });
+        KeyView {
+            limits: policy
+                .map(|p| p.limits.iter().map(quotas::describe_limit).collect())
+                .unwrap_or_default(),
+            reserve: policy.map(|p| p.reserve.into()),
+            ..KeyView::new(key, now_ms)
+        }
+    }
+
     pub fn new(key: &VirtualKey, now_ms: u64) -> Self {
         KeyView {
             id: key.id.clone(),
@@ -120,6 +148,8 @@ impl KeyView {
             revoked_at_ms: key.revoked_at_ms,
             metadata: key.metadata.clone(),
             created_at_ms: key.created_at_ms,
+            limits: Vec::new(),
+            reserve: None,
         }
     }
 }
@@ -156,9 +186,11 @@ fn expiry(body: &CreateKey, now: u64) -> Result<Option<u64>, ApiError> {
     }
 }
 
-fn applied_key(applied: Applied) -> Result<Json<KeyView>, ApiError> {
+/// The key a write returned, with its quota as this node has applied it
+/// (the write was applied here before it answered).
+fn applied_key(ctx: &AdminContext, applied: Applied) -> Result<Json<KeyView>, ApiError> {
     match applied {
-        Applied::Key(k) => Ok(Json(KeyView::new(&k, now_ms()))),
+        Applied::Key(k) => Ok(Json(KeyView::of(&k, &ctx.node().local_state(), now_ms()))),
         other => Err(unexpected(&other)),
     }
 }
@@ -181,7 +213,7 @@ pub async fn list_keys(
     let state = ctx.read(params.consistency()).await?;
     let now = now_ms();
     Ok(Json(KeyList {
-        keys: state.keys().map(|k| KeyView::new(k, now)).collect(),
+        keys: state.keys().map(|k| KeyView::of(k, &state, now)).collect(),
     }))
 }
 
@@ -195,6 +227,7 @@ pub async fn list_keys(
     ))]
 pub async fn create_key(
     State(ctx): State<AdminContext>,
+    idempotency: Idempotency,
     AdminJson(body): AdminJson<CreateKey>,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
     let now = now_ms();
@@ -210,16 +243,21 @@ pub async fn create_key(
     key.expires_at_ms = expires_at_ms;
     key.metadata = body.metadata;
     key.validate(now).map_err(api_field)?;
-    let applied = ctx
-        .write(Command::CreateKey(key))
+    // With an Idempotency-Key, a retry answers the key made the first time,
+    // and its secret.
+    let (applied, secret) = ctx
+        .write_revealing(&idempotency, Command::CreateKey(key), secret)
         .await
         .map_err(api_field)?;
-    let Json(view) = applied_key(applied)?;
+    let Json(mut view) = applied_key(&ctx, applied)?;
     if !quota.is_empty() {
         let scope = Scope::Key {
             key_id: view.id.clone(),
         };
-        quotas::apply(&ctx, scope, &quota).await?;
+        if let Some(policy) = quotas::apply(&ctx, &idempotency, scope, &quota).await? {
+            view.limits = policy.limits.iter().map(quotas::describe_limit).collect();
+            view.reserve = Some(policy.reserve.into());
+        }
     }
     Ok((StatusCode::CREATED, Json(CreatedKey { view, key: secret })))
 }
@@ -239,7 +277,7 @@ pub async fn get_key(
     let state = ctx.read(params.consistency()).await?;
     state
         .key(&id)
-        .map(|k| Json(KeyView::new(k, now_ms())))
+        .map(|k| Json(KeyView::of(k, &state, now_ms())))
         .ok_or_else(|| ApiError::not_found(format!("key {id:?} not found")))
 }
 
@@ -253,8 +291,9 @@ pub async fn get_key(
 pub async fn delete_key(
     State(ctx): State<AdminContext>,
     AdminPath(id): AdminPath<String>,
+    idempotency: Idempotency,
 ) -> Result<StatusCode, ApiError> {
-    ctx.write(Command::DeleteKey { id }).await?;
+    ctx.write(&idempotency, Command::DeleteKey { id }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -271,10 +310,11 @@ pub async fn delete_key(
 pub async fn patch_key(
     State(ctx): State<AdminContext>,
     AdminPath(id): AdminPath<String>,
+    idempotency: Idempotency,
     AdminJson(spec): AdminJson<QuotaSpec>,
 ) -> Result<Json<QuotaView>, ApiError> {
     let scope = Scope::Key { key_id: id.clone() };
-    quotas::apply(&ctx, scope, &spec).await?;
+    quotas::apply(&ctx, &idempotency, scope, &spec).await?;
     quotas::get_quota(State(ctx), AdminPath(id), ReadParams::default()).await
 }
 
@@ -288,8 +328,10 @@ pub async fn patch_key(
 pub async fn revoke_key(
     State(ctx): State<AdminContext>,
     AdminPath(id): AdminPath<String>,
+    idempotency: Idempotency,
 ) -> Result<Json<KeyView>, ApiError> {
-    applied_key(ctx.write(Command::RevokeKey { id }).await?)
+    let applied = ctx.write(&idempotency, Command::RevokeKey { id }).await?;
+    applied_key(&ctx, applied)
 }
 
 /// Enable a key.
@@ -302,11 +344,12 @@ pub async fn revoke_key(
 pub async fn enable_key(
     State(ctx): State<AdminContext>,
     AdminPath(id): AdminPath<String>,
+    idempotency: Idempotency,
 ) -> Result<Json<KeyView>, ApiError> {
-    applied_key(
-        ctx.write(Command::SetKeyEnabled { id, enabled: true })
-            .await?,
-    )
+    let applied = ctx
+        .write(&idempotency, Command::SetKeyEnabled { id, enabled: true })
+        .await?;
+    applied_key(&ctx, applied)
 }
 
 /// Disable a key (reversible, unlike revoke).
@@ -319,11 +362,12 @@ pub async fn enable_key(
 pub async fn disable_key(
     State(ctx): State<AdminContext>,
     AdminPath(id): AdminPath<String>,
+    idempotency: Idempotency,
 ) -> Result<Json<KeyView>, ApiError> {
-    applied_key(
-        ctx.write(Command::SetKeyEnabled { id, enabled: false })
-            .await?,
-    )
+    let applied = ctx
+        .write(&idempotency, Command::SetKeyEnabled { id, enabled: false })
+        .await?;
+    applied_key(&ctx, applied)
 }
 
 #[cfg(test)]

@@ -21,13 +21,15 @@
 //! * [`error`]: [`ApiError`] and the one place errors become responses.
 //! * [`extract`]: JSON, path and query extractors that never leak axum's
 //!   plain-text rejections.
+//! * [`idempotency`]: the `Idempotency-Key` header: safe retries of writes.
 //! * [`providers`], [`routes`], [`pricing`], [`keys`], [`tokens`]: the
 //!   configuration resources and their API shapes.
 //! * [`usage`], [`spend`]: usage reports over a time range (JSON or CSV)
 //!   and a key's spend against its budget, from the replicated roll-ups.
 //! * [`cluster`]: membership and leadership operations.
 //! * [`backup`]: configuration backups, exported and restored.
-//! * [`node`]: one node's own report (clock, certificate expiry).
+//! * [`node`]: one node's own report (clock, certificate expiry) and the
+//!   digest of the state it has applied.
 //! * [`health`]: liveness and readiness.
 //! * [`dashboard`]: the web dashboard's static files at `/dashboard`.
 //! * [`openapi`]: the OpenAPI document and the router assembly.
@@ -40,6 +42,7 @@ pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod idempotency;
 pub mod keys;
 pub mod node;
 pub mod openapi;

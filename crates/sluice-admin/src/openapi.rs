@@ -6,8 +6,8 @@ use crate::context::AdminContext;
 use crate::error::{method_not_allowed_fallback, not_found_fallback, ErrorBody};
 use crate::extract::BODY_LIMIT_BYTES;
 use crate::{
-    auth, backup, cluster, dashboard, health, keys, node, providers, quotas, routes, spend, tokens,
-    usage,
+    auth, backup, cluster, dashboard, health, idempotency, keys, node, providers, quotas, routes,
+    spend, tokens, usage,
 };
 use axum::extract::DefaultBodyLimit;
 use axum::http::header;
@@ -110,6 +110,7 @@ fn protected() -> OpenApiRouter<AdminContext> {
         .routes(routes!(cluster::remove_member))
         .routes(routes!(cluster::transfer_leader))
         .routes(routes!(node::node_report))
+        .routes(routes!(node::state_digest))
         .merge(
             // A backup file may be far larger than any JSON body: this
             // route's limit replaces the router-wide one.
@@ -129,24 +130,73 @@ fn public() -> OpenApiRouter<AdminContext> {
 
 /// The OpenAPI document of every endpoint [`router`] serves.
 pub fn document() -> utoipa::openapi::OpenApi {
-    OpenApiRouter::<AdminContext>::with_openapi(ApiDoc::openapi())
+    let mut doc = OpenApiRouter::<AdminContext>::with_openapi(ApiDoc::openapi())
         .merge(protected())
         .merge(public())
-        .into_openapi()
+        .into_openapi();
+    document_idempotency(&mut doc);
+    doc
+}
+
+/// Every protected write takes the `Idempotency-Key` header (one
+/// middleware reads it for all of them), so the document says so on each.
+fn document_idempotency(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    use utoipa::openapi::{ObjectBuilder, Required, Type};
+    let header = ParameterBuilder::new()
+        .name(idempotency::HEADER)
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(
+            "Makes the write safe to send again (to any node): applied at most once per key \
+             within 24 h, every sending answers the first result. 1-255 printable ASCII \
+             characters; a new key for each new request.",
+        ))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(sluice_core::idempotency::MAX_KEY_LEN)),
+        ))
+        .build();
+    for (path, item) in doc.paths.paths.iter_mut() {
+        if !path.starts_with("/admin/v1/") {
+            continue;
+        }
+        for operation in [
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            operation
+                .parameters
+                .get_or_insert_with(Vec::new)
+                .push(header.clone());
+        }
+    }
 }
 
 /// The admin API: `/admin/v1/…`, `/healthz` and `/readyz`, and the
 /// dashboard at `/dashboard` (not in the document: it is no API), ready to
 /// serve.
 pub fn router(ctx: AdminContext) -> Router {
-    let protected = protected().route_layer(middleware::from_fn_with_state(
-        ctx.clone(),
-        auth::require_admin_token,
-    ));
-    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    // Authentication first (the outer layer): no body is read for a caller
+    // without a token.
+    let protected = protected()
+        .route_layer(middleware::from_fn(idempotency::fingerprint))
+        .route_layer(middleware::from_fn_with_state(
+            ctx.clone(),
+            auth::require_admin_token,
+        ));
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(protected)
         .merge(public())
         .split_for_parts();
+    document_idempotency(&mut doc);
     // Serializing a document built from our own types cannot fail; if it
     // ever did, serve the error rather than refuse to start the API.
     let doc = doc

@@ -7,6 +7,7 @@
 use crate::context::{unexpected, AdminContext};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{AdminJson, AdminPath, ReadParams};
+use crate::idempotency::Idempotency;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -244,6 +245,7 @@ pub async fn list_providers(
     ))]
 pub async fn create_provider(
     State(ctx): State<AdminContext>,
+    idempotency: Idempotency,
     AdminJson(body): AdminJson<CreateProvider>,
 ) -> Result<(StatusCode, Json<ProviderView>), ApiError> {
     let mut provider = checked_provider(
@@ -256,7 +258,10 @@ pub async fn create_provider(
     if let Some(api_key) = &body.api_key {
         provider.api_key = Some(seal(&ctx, &provider.name, api_key)?);
     }
-    let view = applied_provider(ctx.write(Command::CreateProvider(provider)).await?)?;
+    let view = applied_provider(
+        ctx.write(&idempotency, Command::CreateProvider(provider))
+            .await?,
+    )?;
     Ok((StatusCode::CREATED, view))
 }
 
@@ -290,6 +295,7 @@ pub async fn get_provider(
 pub async fn update_provider(
     State(ctx): State<AdminContext>,
     AdminPath(name): AdminPath<String>,
+    idempotency: Idempotency,
     AdminJson(body): AdminJson<UpdateProvider>,
 ) -> Result<Json<ProviderView>, ApiError> {
     let mut provider =
@@ -300,10 +306,13 @@ pub async fn update_provider(
         Some(None) | None => None,
     };
     applied_provider(
-        ctx.write(Command::UpdateProvider {
-            provider,
-            keep_api_key,
-        })
+        ctx.write(
+            &idempotency,
+            Command::UpdateProvider {
+                provider,
+                keep_api_key,
+            },
+        )
         .await?,
     )
 }
@@ -319,8 +328,10 @@ pub async fn update_provider(
 pub async fn delete_provider(
     State(ctx): State<AdminContext>,
     AdminPath(name): AdminPath<String>,
+    idempotency: Idempotency,
 ) -> Result<StatusCode, ApiError> {
-    ctx.write(Command::DeleteProvider { name }).await?;
+    ctx.write(&idempotency, Command::DeleteProvider { name })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

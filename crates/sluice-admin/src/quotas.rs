@@ -10,10 +10,13 @@
 use crate::context::{now_ms, unexpected, AdminContext};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{AdminJson, AdminPath, ReadParams};
+use crate::idempotency::Idempotency;
 use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Deserializer, Serialize};
-use sluice_core::quota::{Bucket, Limit, OnNoQuorum, Period, QuotaPolicy, Refill, Scope, Unit};
+use sluice_core::quota::{
+    Bucket, Limit, OnNoQuorum, Period, QuotaPolicy, Refill, Reserve, Scope, Unit,
+};
 use sluice_core::{Applied, Command, State as ClusterState};
 use utoipa::ToSchema;
 
@@ -60,6 +63,12 @@ pub struct QuotaSpec {
     /// spent: `deny` (default) or `local_share`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_no_quorum: Option<NoQuorumName>,
+    /// What a request reserves of its tokens and spend before its answer:
+    /// `max_tokens` (default: its whole `max_tokens`, never exceeded) or
+    /// `estimate` (what the key's recent answers used; the overshoot is
+    /// bounded, see the quotas guide).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserve: Option<ReserveName>,
     /// The general form: limits per unit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<Vec<LimitSpec>>,
@@ -84,6 +93,22 @@ pub enum PeriodName {
 pub enum NoQuorumName {
     Deny,
     LocalShare,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReserveName {
+    MaxTokens,
+    Estimate,
+}
+
+impl From<Reserve> for ReserveName {
+    fn from(r: Reserve) -> Self {
+        match r {
+            Reserve::MaxTokens => ReserveName::MaxTokens,
+            Reserve::Estimate => ReserveName::Estimate,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -135,6 +160,11 @@ pub fn merge(
 ) -> Result<Option<QuotaPolicy>, ApiError> {
     let mut limits: Vec<Limit> = current.map(|p| p.limits.clone()).unwrap_or_default();
     let mut on_no_quorum = current.map(|p| p.on_no_quorum).unwrap_or_default();
+    let reserve = match spec.reserve {
+        Some(ReserveName::MaxTokens) => Reserve::MaxTokens,
+        Some(ReserveName::Estimate) => Reserve::Estimate,
+        None => current.map(|p| p.reserve).unwrap_or_default(),
+    };
     let mut set = |unit: Unit, limit: Option<Limit>| {
         limits.retain(|l| l.unit != unit);
         limits.extend(limit);
@@ -236,6 +266,7 @@ pub fn merge(
     let policy = QuotaPolicy {
         limits,
         on_no_quorum,
+        reserve,
     };
     policy.validate()?;
     Ok(Some(policy))
@@ -244,12 +275,16 @@ pub fn merge(
 /// Writes `spec` over the policy `scope` has now.
 pub async fn apply(
     ctx: &AdminContext,
+    idempotency: &Idempotency,
     scope: Scope,
     spec: &QuotaSpec,
 ) -> Result<Option<QuotaPolicy>, ApiError> {
     let state = ctx.read(Default::default()).await?;
     let policy = merge(state.ledger().policy(&scope), spec)?;
-    match ctx.write(Command::SetQuota { scope, policy }).await? {
+    match ctx
+        .write(idempotency, Command::SetQuota { scope, policy })
+        .await?
+    {
         Applied::Quota(policy) => Ok(policy),
         other => Err(unexpected(&other)),
     }
@@ -263,12 +298,22 @@ pub struct BucketView {
     #[schema(value_type = String)]
     pub unit: String,
     pub capacity: u64,
-    /// `"600 per 60000 ms"` or `"resets every day"`.
+    /// The limit in words: `"600 requests a minute"`, `"$25.00 a month
+    /// (UTC)"`, `"800 tokens, refilled 400 every 1s"`.
+    pub limit: String,
+    /// How it refills: `"600 a minute"`, `"400 every 1s"`, `"resets every
+    /// month (UTC)"`.
     pub refill: String,
     /// Units the ledger can still grant, as of now.
     pub level: u64,
-    /// Each node with a lease still within its expiry or recent
-    /// admissions.
+    /// Units the nodes hold unspent (leases, standing reserves, requests in
+    /// flight), as they last reported: with `level`, what is left.
+    pub held: u64,
+    /// What is left of the limit (`level + held`), in words (`"540"`,
+    /// `"$24.10"`).
+    pub remaining: String,
+    /// Each node with a lease still within its expiry, recent admissions
+    /// or units held.
     pub nodes: Vec<NodeLeaseView>,
 }
 
@@ -286,6 +331,12 @@ pub struct NodeLeaseView {
     pub admitted_per_min: u64,
     /// Units this node has admitted over its life, as last reported.
     pub admitted_total: u64,
+    /// Units the node holds unspent (lease, reserve, requests in flight),
+    /// as it last reported (plus grants, less returns, since).
+    pub holding: u64,
+    /// The standing reserve's part of `holding`: what the node spends
+    /// without a lease round (after idle, in a burst, in an election).
+    pub standing: u64,
 }
 
 /// `GET /admin/v1/keys/{id}/quota`.
@@ -294,6 +345,8 @@ pub struct QuotaView {
     pub key_id: String,
     /// `deny` or `local_share`, when the key has a policy.
     pub on_no_quorum: Option<NoQuorumName>,
+    /// `max_tokens` or `estimate`, when the key has a policy.
+    pub reserve: Option<ReserveName>,
     pub buckets: Vec<BucketView>,
 }
 
@@ -303,25 +356,25 @@ fn view(state: &ClusterState, key_id: &str, now: u64) -> QuotaView {
         .buckets_of_key(key_id)
         .map(|(scope, unit, bucket)| bucket_view(scope, unit, bucket, now))
         .collect();
-    let on_no_quorum = ledger
-        .policy(&Scope::Key {
-            key_id: key_id.to_owned(),
-        })
-        .map(|p| match p.on_no_quorum {
-            OnNoQuorum::Deny => NoQuorumName::Deny,
-            OnNoQuorum::LocalShare => NoQuorumName::LocalShare,
-        });
+    let policy = ledger.policy(&Scope::Key {
+        key_id: key_id.to_owned(),
+    });
+    let on_no_quorum = policy.map(|p| match p.on_no_quorum {
+        OnNoQuorum::Deny => NoQuorumName::Deny,
+        OnNoQuorum::LocalShare => NoQuorumName::LocalShare,
+    });
     QuotaView {
         key_id: key_id.to_owned(),
         on_no_quorum,
+        reserve: policy.map(|p| p.reserve.into()),
         buckets,
     }
 }
 
 fn bucket_view(scope: &Scope, unit: Unit, bucket: &Bucket, now: u64) -> BucketView {
     // The level as of now: the stored one is as of the last command.
-    let mut live = bucket.clone();
-    live.advance(now);
+    let level = bucket.level_at(now);
+    let held = bucket.held();
     BucketView {
         scope: match scope {
             Scope::Key { .. } => "key".to_owned(),
@@ -329,16 +382,17 @@ fn bucket_view(scope: &Scope, unit: Unit, bucket: &Bucket, now: u64) -> BucketVi
         },
         unit: unit.as_str().to_owned(),
         capacity: bucket.limit.capacity,
-        refill: match bucket.limit.refill {
-            Refill::Rate { amount, every_ms } => format!("{amount} per {every_ms} ms"),
-            Refill::Calendar(Period::Day) => "resets every day (UTC)".to_owned(),
-            Refill::Calendar(Period::Month) => "resets every month (UTC)".to_owned(),
-        },
-        level: live.level,
+        limit: describe_limit(&bucket.limit),
+        refill: describe_refill(&bucket.limit),
+        level,
+        held,
+        remaining: amount(unit, level.saturating_add(held).min(bucket.limit.capacity)),
         nodes: bucket
             .nodes
             .iter()
-            .filter(|(_, n)| n.last_expires_at_ms > now || n.recent_admissions_per_min(now) > 0)
+            .filter(|(_, n)| {
+                n.last_expires_at_ms > now || n.recent_admissions_per_min(now) > 0 || n.holding > 0
+            })
             .map(|(node, n)| NodeLeaseView {
                 node: *node,
                 last_grant: if n.last_expires_at_ms > now {
@@ -350,8 +404,67 @@ fn bucket_view(scope: &Scope, unit: Unit, bucket: &Bucket, now: u64) -> BucketVi
                 demand: n.demand,
                 admitted_per_min: n.recent_admissions_per_min(now),
                 admitted_total: n.admitted_total,
+                holding: n.holding,
+                standing: n.standing,
             })
             .collect(),
+    }
+}
+
+/// `n` units of `unit` in words: dollars for spend.
+fn amount(unit: Unit, n: u64) -> String {
+    match unit {
+        Unit::MicroUsd => format!("${}.{:02}", n / 1_000_000, n % 1_000_000 / 10_000),
+        _ => n.to_string(),
+    }
+}
+
+/// A span of milliseconds in words: `1s`, `250ms`, `1m30s`.
+fn span(ms: u64) -> String {
+    match ms {
+        ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        ms if ms >= 60_000 => format!("{}m{}s", ms / 60_000, (ms % 60_000) as f64 / 1000.0),
+        ms if ms % 1_000 == 0 => format!("{}s", ms / 1_000),
+        ms => format!("{ms}ms"),
+    }
+}
+
+fn describe_refill(limit: &Limit) -> String {
+    match limit.refill {
+        Refill::Rate {
+            amount: n,
+            every_ms: 60_000,
+        } => format!("{} a minute", amount(limit.unit, n)),
+        Refill::Rate {
+            amount: n,
+            every_ms,
+        } => {
+            format!("{} every {}", amount(limit.unit, n), span(every_ms))
+        }
+        Refill::Calendar(Period::Day) => "resets every day (UTC)".to_owned(),
+        Refill::Calendar(Period::Month) => "resets every month (UTC)".to_owned(),
+    }
+}
+
+/// A limit in words: `"600 requests a minute"`, `"$25.00 a month (UTC)"`.
+pub fn describe_limit(limit: &Limit) -> String {
+    let noun = match limit.unit {
+        Unit::Requests => " requests",
+        Unit::Tokens => " tokens",
+        Unit::MicroUsd => "",
+    };
+    let capacity = amount(limit.unit, limit.capacity);
+    match limit.refill {
+        Refill::Rate {
+            amount: n,
+            every_ms,
+        } if every_ms == 60_000 && n == limit.capacity => {
+            format!("{capacity}{noun} a minute")
+        }
+        Refill::Rate { .. } => format!("{capacity}{noun}, refilled {}", describe_refill(limit)),
+        Refill::Calendar(Period::Day) => format!("{capacity}{noun} a day (UTC)"),
+        Refill::Calendar(Period::Month) => format!("{capacity}{noun} a month (UTC)"),
     }
 }
 
@@ -394,6 +507,7 @@ pub async fn get_quota(
 pub async fn set_route_quota(
     State(ctx): State<AdminContext>,
     AdminPath((id, route)): AdminPath<(String, String)>,
+    idempotency: Idempotency,
     AdminJson(spec): AdminJson<QuotaSpec>,
 ) -> Result<Json<QuotaView>, ApiError> {
     let state = ctx.read(Default::default()).await?;
@@ -402,7 +516,7 @@ pub async fn set_route_quota(
         key_id: id.clone(),
         route,
     };
-    apply(&ctx, scope, &spec)
+    apply(&ctx, &idempotency, scope, &spec)
         .await
         .map_err(|e| e.rename_field("scope.route", "route"))?;
     let state = ctx.read(Default::default()).await?;
@@ -474,5 +588,31 @@ mod tests {
             Some("limits[0]")
         );
         assert!(serde_json::from_str::<QuotaSpec>(r#"{"rpn": 5}"#).is_err());
+    }
+
+    #[test]
+    fn limits_read_as_words() {
+        let p = merge(
+            None,
+            &spec(r#"{"rpm": 600, "budget_usd": 25, "reserve": "estimate",
+                      "limits": [{"unit": "tokens", "capacity": 800, "refill_amount": 400, "refill_every_ms": 1000}]}"#),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(p.reserve, Reserve::Estimate);
+        let words: Vec<String> = p.limits.iter().map(describe_limit).collect();
+        assert_eq!(
+            words,
+            [
+                "600 requests a minute",
+                "800 tokens, refilled 400 every 1s",
+                "$25.00 a month (UTC)"
+            ]
+        );
+        assert_eq!(amount(Unit::MicroUsd, 24_105_000), "$24.10");
+        assert_eq!(span(90_000), "1m30s");
+        // Unchanged by a spec that does not name it.
+        let kept = merge(Some(&p), &spec(r#"{"rpm": 60}"#)).unwrap().unwrap();
+        assert_eq!(kept.reserve, Reserve::Estimate);
     }
 }

@@ -6,6 +6,7 @@
 use crate::context::{unexpected, AdminContext};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{AdminJson, AdminPath, ReadParams};
+use crate::idempotency::Idempotency;
 use crate::pricing::PricingBody;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -164,10 +165,11 @@ pub async fn list_routes(
     ))]
 pub async fn create_route(
     State(ctx): State<AdminContext>,
+    idempotency: Idempotency,
     AdminJson(body): AdminJson<CreateRoute>,
 ) -> Result<(StatusCode, Json<RouteView>), ApiError> {
     let route = build(body.name, body.deployments, body.fallbacks, body.pricing)?;
-    let view = applied_route(ctx.write(Command::CreateRoute(route)).await?)?;
+    let view = applied_route(ctx.write(&idempotency, Command::CreateRoute(route)).await?)?;
     Ok((StatusCode::CREATED, view))
 }
 
@@ -201,10 +203,11 @@ pub async fn get_route(
 pub async fn update_route(
     State(ctx): State<AdminContext>,
     AdminPath(name): AdminPath<String>,
+    idempotency: Idempotency,
     AdminJson(body): AdminJson<UpdateRoute>,
 ) -> Result<Json<RouteView>, ApiError> {
     let route = build(name, body.deployments, body.fallbacks, body.pricing)?;
-    applied_route(ctx.write(Command::UpdateRoute(route)).await?)
+    applied_route(ctx.write(&idempotency, Command::UpdateRoute(route)).await?)
 }
 
 /// Delete a route (refused while another route falls back to it).
@@ -219,8 +222,10 @@ pub async fn update_route(
 pub async fn delete_route(
     State(ctx): State<AdminContext>,
     AdminPath(name): AdminPath<String>,
+    idempotency: Idempotency,
 ) -> Result<StatusCode, ApiError> {
-    ctx.write(Command::DeleteRoute { name }).await?;
+    ctx.write(&idempotency, Command::DeleteRoute { name })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -57,7 +57,8 @@ pub fn view(state: &ClusterState, key_id: &str, now: u64) -> SpendView {
     });
     let period = budget.map_or(Period::Month, |(_, p)| p);
     let start = period_start(period, now);
-    let totals = state.usage().key_totals_since(key_id, start);
+    let usage = state.usage().key_since(key_id, start);
+    let totals = usage.totals;
     let end = next_period_start(period, now);
     SpendView {
         key_id: key_id.to_owned(),
@@ -74,7 +75,7 @@ pub fn view(state: &ClusterState, key_id: &str, now: u64) -> SpendView {
         budget_micro_usd: budget.map(|(b, _)| b),
         budget_usd: budget.map(|(b, _)| micro_to_usd(b)),
         remaining_usd: budget.map(|(b, _)| micro_to_usd(b.saturating_sub(totals.cost_micro_usd))),
-        usage: (&totals).into(),
+        usage: (&usage).into(),
     }
 }
 

@@ -22,6 +22,7 @@ use tower::ServiceExt;
 mod backup;
 mod dashboard;
 mod errors;
+mod idempotency;
 mod meta;
 mod resources;
 mod usage;

@@ -7,6 +7,7 @@
 use crate::context::{now_ms, unexpected, AdminContext};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{AdminJson, AdminPath, ReadParams};
+use crate::idempotency::Idempotency;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -88,6 +89,7 @@ pub async fn list_tokens(
     ))]
 pub async fn create_token(
     State(ctx): State<AdminContext>,
+    idempotency: Idempotency,
     AdminJson(body): AdminJson<CreateToken>,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
     let mut random = [0u8; TOKEN_RANDOM_LEN];
@@ -95,15 +97,20 @@ pub async fn create_token(
     let token = format_token(&random);
     let record = AdminToken::new(body.name, &token, now_ms());
     record.validate()?;
-    match ctx.write(Command::CreateAdminToken(record)).await? {
-        Applied::AdminToken(t) => Ok((
+    // With an Idempotency-Key, a retry answers the token made the first
+    // time, and its secret.
+    match ctx
+        .write_revealing(&idempotency, Command::CreateAdminToken(record), token)
+        .await?
+    {
+        (Applied::AdminToken(t), token) => Ok((
             StatusCode::CREATED,
             Json(CreatedToken {
                 view: TokenView::from(&t),
                 token,
             }),
         )),
-        other => Err(unexpected(&other)),
+        (other, _) => Err(unexpected(&other)),
     }
 }
 
@@ -118,7 +125,9 @@ pub async fn create_token(
 pub async fn delete_token(
     State(ctx): State<AdminContext>,
     AdminPath(id): AdminPath<String>,
+    idempotency: Idempotency,
 ) -> Result<StatusCode, ApiError> {
-    ctx.write(Command::DeleteAdminToken { id }).await?;
+    ctx.write(&idempotency, Command::DeleteAdminToken { id })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

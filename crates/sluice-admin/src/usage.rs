@@ -5,7 +5,9 @@
 //! node adds its calls up per minute and flushes them every `[usage]
 //! flush_interval_ms`, so the latest calls show up within one interval.
 //! The resolution is a minute: a minute partly inside the range counts
-//! whole.
+//! whole. Errors are split in two: calls the gateway refused before it
+//! tried any provider (`refused`: over a quota, no quorum) and calls that
+//! failed after one was tried (`upstream_errors`).
 
 pub mod params;
 
@@ -17,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use params::{format_time, Format, GroupName, RawUsageQuery, UsageQuery};
 use serde::{Deserialize, Serialize};
-use sluice_core::usage::{Totals, UsageFilter};
+use sluice_core::usage::{GroupBy, GroupTotals, UsageFilter};
 use std::fmt::Write as _;
 use utoipa::ToSchema;
 
@@ -32,16 +34,28 @@ pub struct UsageTotals {
     pub cost_micro_usd: u64,
     /// The same in US dollars.
     pub cost_usd: f64,
-    /// Calls answered with an error, or streams that failed.
+    /// Calls answered with an error, or streams that failed:
+    /// `refused + upstream_errors`.
     pub errors: u64,
+    /// Calls the gateway refused before it tried any provider: over a
+    /// quota (429), no quorum to decide one (503), every deployment's
+    /// breaker open (503).
+    #[serde(default)]
+    pub refused: u64,
+    /// Calls that failed after a provider was tried: the upstream's error
+    /// answers (its own 429s included), timeouts, connection failures,
+    /// broken streams, clients gone mid-answer.
+    #[serde(default)]
+    pub upstream_errors: u64,
     /// Sum of the calls' durations, request to end of answer.
     pub latency_ms_sum: u64,
     /// `latency_ms_sum / requests` (0 without requests).
     pub avg_latency_ms: f64,
 }
 
-impl From<&Totals> for UsageTotals {
-    fn from(t: &Totals) -> Self {
+impl From<&GroupTotals> for UsageTotals {
+    fn from(g: &GroupTotals) -> Self {
+        let t = &g.totals;
         UsageTotals {
             requests: t.requests,
             prompt_tokens: t.prompt_tokens,
@@ -50,6 +64,8 @@ impl From<&Totals> for UsageTotals {
             cost_micro_usd: t.cost_micro_usd,
             cost_usd: micro_to_usd(t.cost_micro_usd),
             errors: t.errors,
+            refused: g.refused,
+            upstream_errors: t.errors.saturating_sub(g.refused),
             latency_ms_sum: t.latency_ms_sum,
             avg_latency_ms: if t.requests == 0 {
                 0.0
@@ -64,12 +80,20 @@ pub(crate) fn micro_to_usd(micro: u64) -> f64 {
     micro as f64 / 1_000_000.0
 }
 
+/// What the provider group `""` holds, in words.
+pub const REFUSED_BEFORE_ROUTING: &str = "refused before routing";
+
 /// One group's totals.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct UsageGroup {
     /// The key id, route name or provider name (`""`: calls refused before
     /// any provider was tried).
     pub group: String,
+    /// The group for people: the key's name (by key; `null` once the key
+    /// is deleted), or `"refused before routing"` for the provider group
+    /// `""`; else `null`.
+    #[serde(default)]
+    pub name: Option<String>,
     #[serde(flatten)]
     pub totals: UsageTotals,
 }
@@ -99,13 +123,19 @@ pub fn report(state: &sluice_core::State, query: &UsageQuery) -> UsageReport {
         key_id: query.key.as_deref(),
         route: query.route.as_deref(),
     };
+    let group_by: GroupBy = query.group_by.into();
     let groups = state
         .usage()
-        .totals_by(query.from_ms, query.to_ms, query.group_by.into(), filter);
-    let mut total = Totals::default();
-    for t in groups.values() {
-        total.add(t);
+        .groups_by(query.from_ms, query.to_ms, group_by, filter);
+    let mut total = GroupTotals::default();
+    for g in groups.values() {
+        total.merge(g);
     }
+    let name = |group: &str| match group_by {
+        GroupBy::Key => state.key(group).map(|k| k.name.clone()),
+        GroupBy::Provider if group.is_empty() => Some(REFUSED_BEFORE_ROUTING.to_owned()),
+        _ => None,
+    };
     UsageReport {
         from: format_time(query.from_ms),
         from_ms: query.from_ms,
@@ -116,9 +146,10 @@ pub fn report(state: &sluice_core::State, query: &UsageQuery) -> UsageReport {
         route: query.route.clone(),
         groups: groups
             .iter()
-            .map(|(group, t)| UsageGroup {
+            .map(|(group, g)| UsageGroup {
                 group: group.clone(),
-                totals: t.into(),
+                name: name(group),
+                totals: g.into(),
             })
             .collect(),
         total: (&total).into(),
@@ -128,13 +159,13 @@ pub fn report(state: &sluice_core::State, query: &UsageQuery) -> UsageReport {
 /// The report as CSV (RFC 4180): a header, then one line per group.
 pub fn to_csv(report: &UsageReport) -> String {
     let mut out = String::from(
-        "group,requests,prompt_tokens,completion_tokens,total_tokens,cost_micro_usd,cost_usd,errors,latency_ms_sum,avg_latency_ms\r\n",
+        "group,requests,prompt_tokens,completion_tokens,total_tokens,cost_micro_usd,cost_usd,errors,latency_ms_sum,avg_latency_ms,refused,upstream_errors,name\r\n",
     );
     for g in &report.groups {
         let t = &g.totals;
         let _ = write!(
             out,
-            "{},{},{},{},{},{},{:.6},{},{},{:.1}\r\n",
+            "{},{},{},{},{},{},{:.6},{},{},{:.1},{},{},{}\r\n",
             csv_field(&g.group),
             t.requests,
             t.prompt_tokens,
@@ -144,7 +175,10 @@ pub fn to_csv(report: &UsageReport) -> String {
             t.cost_usd,
             t.errors,
             t.latency_ms_sum,
-            t.avg_latency_ms
+            t.avg_latency_ms,
+            t.refused,
+            t.upstream_errors,
+            csv_field(g.name.as_deref().unwrap_or(""))
         );
     }
     out

@@ -18,14 +18,25 @@ pub const EXIT_CONFIG: u8 = 2;
 
 /// Sluice: a clustered gateway for AI model APIs.
 #[derive(Debug, Parser)]
-#[command(name = "sluice", version, about, propagate_version = true)]
+#[command(
+    name = "sluice",
+    version,
+    about,
+    propagate_version = true,
+    after_help = TOP_EXAMPLES
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
-    /// Where the admin client subcommands connect, and how they print.
-    #[command(flatten)]
-    pub client: crate::client::ClientGlobal,
 }
+
+/// The first steps, at the end of `sluice --help`.
+const TOP_EXAMPLES: &str = "Examples:
+  sluice dev                                   # a 3-node cluster on 127.0.0.1, with a demo
+  sluice init --out ./cluster --nodes 3        # configs, certificates and a token for one machine
+  sluice init --out ./cluster --nodes 3 --hosts 10.0.0.1,10.0.0.2,10.0.0.3
+  sluice serve --config ./cluster/node-1/sluice.toml
+  sluice keys --help                           # the admin commands: cluster, providers, routes, keys, tokens, usage";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -60,6 +71,7 @@ pub struct InitArgs {
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Nodes 1..=N exist afterwards; existing ones are left untouched.
+    /// Without --hosts they all run on one machine (--host).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub nodes: u64,
     /// IP address every node listens on and advertises (one machine).
@@ -131,7 +143,10 @@ async fn run_mock_llm(args: MockLlmArgs) -> anyhow::Result<()> {
 pub fn main() -> ExitCode {
     // Ignored error: a provider is already installed, which is what we want.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return argument_error(err),
+    };
     match cli.command {
         Command::Serve(args) => run_serve(args),
         Command::Init(args) => {
@@ -148,9 +163,30 @@ pub fn main() -> ExitCode {
         }
         Command::Client(cmd) => {
             init_plain_logging();
-            finish(runtime().and_then(|rt| rt.block_on(crate::client::run(cmd, cli.client))))
+            let json = cmd.global().json;
+            match runtime().and_then(|rt| rt.block_on(crate::client::run(cmd))) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => ExitCode::from(crate::client::print_error(&err, json)),
+            }
         }
     }
+}
+
+/// A command line clap refused: printed as clap does, or as JSON on stderr
+/// when `--json` was asked for (help and version are printed as asked).
+fn argument_error(err: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let informational = matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if !informational && std::env::args_os().any(|arg| arg == "--json") {
+        eprintln!("{}", crate::client::clap_error_json(&err));
+        return ExitCode::from(crate::client::EXIT_USAGE);
+    }
+    err.exit()
 }
 
 fn run_serve(args: ServeArgs) -> ExitCode {
@@ -254,6 +290,16 @@ fn run_init(args: InitArgs) -> anyhow::Result<()> {
     println!("Start each node with:");
     for path in &output.configs {
         println!("  sluice serve --config {}", path.display());
+    }
+    if args.hosts.is_empty() && !output.created.is_empty() {
+        println!(
+            "This is a one-machine cluster: every node listens on {} (node N on ports {}+10*(N-1), \
+             +1 admin, +2 proxy). For nodes on separate machines, give one address per node: \
+             sluice init --out DIR --nodes {} --hosts 10.0.0.1,10.0.0.2,...",
+            args.host,
+            args.base_port,
+            args.nodes
+        );
     }
     Ok(())
 }

@@ -1,12 +1,18 @@
 //! The admin client subcommands (`sluice keys create`, `sluice cluster
 //! status`, ...): each one is a call to a node's admin API over HTTP.
 //!
-//! The node is named by `--admin-url` / `SLUICE_ADMIN_URL` and authenticated
-//! with `--admin-token` / `SLUICE_ADMIN_TOKEN` (prefer the environment: argv is
-//! visible to every user of the machine). Output is aligned columns for
-//! people; `--json` prints the API's JSON unchanged for scripts. An error the
-//! API answered with is returned as an [`ApiFailure`] carrying the server's
-//! message and the field at fault.
+//! The nodes are named by `--admin-url` / `SLUICE_ADMIN_URL` (one URL, or
+//! several: the flag repeated or a comma-separated list) and the client is
+//! authenticated with `--admin-token` / `SLUICE_ADMIN_TOKEN` (prefer the
+//! environment: argv is visible to every user of the machine). With several
+//! URLs a call rides out a node's death or an election: it is sent again to
+//! the next URL on a connection failure, 503 or 504, for up to 10 s, and
+//! every write carries an `Idempotency-Key` so it is applied at most once.
+//! Output is aligned columns for people; `--json` prints the API's JSON
+//! unchanged for scripts, and errors as JSON on stderr. An error the API
+//! answered with is returned as an [`ApiFailure`] carrying the server's
+//! message, the field at fault and, where the fix is known, a hint
+//! (where the admin token lives, which port the admin API is on).
 //!
 //! Secrets never travel through argv: a provider credential is read from the
 //! environment variable named by `--api-key-env`.
@@ -17,22 +23,30 @@
 //! * `snapshot`: configuration backups (`sluice cluster snapshot …`).
 //! * `doctor`: `sluice cluster doctor`, the cluster's health checks.
 //! * `http`: the HTTP client and [`ApiFailure`].
+//! * `error`: errors as printed (text, or JSON with `--json`), and
+//!   [`UsageError`] for a command line that cannot work (exit 2).
+//! * `examples`: the EXAMPLES section of each command group's help.
 //! * `output`: tables, field lists and times for people.
 //! * `parse`: the compact flag forms (`provider:model[:weight]`, `K=V`, `30d`).
+//! * `resolve`: a key named by its id or its unique name.
 
 mod cluster;
 mod doctor;
+mod error;
+mod examples;
 mod http;
 mod keys;
 mod output;
 mod parse;
 mod providers;
+mod resolve;
 mod routes;
 mod snapshot;
 mod tokens;
 mod usage;
 
 pub use cluster::ClusterCommand;
+pub use error::{clap_error_json, print_error, UsageError, EXIT_USAGE};
 pub use http::ApiFailure;
 pub use keys::KeysCommand;
 pub use providers::{KindArg, ProvidersCommand};
@@ -41,17 +55,32 @@ pub use snapshot::SnapshotCommand;
 pub use tokens::TokensCommand;
 pub use usage::{ByArg, UsageArgs};
 
-use anyhow::Context;
 use http::AdminClient;
 use output::Output;
 
-/// Flags every client subcommand takes.
-#[derive(Debug, Clone, clap::Args)]
+/// Flags every client subcommand takes: which nodes to call, with which
+/// token, and how to print. They sit on the command groups that call the
+/// admin API (`sluice keys …`, never `sluice serve`), and may come before
+/// or after the subcommand.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Admin API options")]
 pub struct ClientGlobal {
-    /// Base URL of any node's admin API, e.g. `http://10.0.0.1:9090`.
-    #[arg(long, env = "SLUICE_ADMIN_URL", global = true, value_name = "URL")]
-    pub admin_url: Option<String>,
-    /// Admin token (prefer the environment variable: argv is visible to others).
+    /// Base URL of a node's admin API, e.g. `http://10.0.0.1:7001` (the
+    /// admin port `sluice init` gives node 1). Give several (repeat the
+    /// flag, or separate them with commas) to ride out a node's death: a
+    /// call that finds no node or no leader is sent again to the next one,
+    /// for up to 10 s, and a write is applied at most once.
+    #[arg(
+        long = "admin-url",
+        env = "SLUICE_ADMIN_URL",
+        global = true,
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    pub admin_urls: Vec<String>,
+    /// Admin token (prefer the environment variable: argv is visible to
+    /// others). `sluice dev` keeps one in `.sluice-dev/admin-token`;
+    /// `sluice init` writes one to `admin-token` in its `--out` directory.
     #[arg(
         long,
         env = "SLUICE_ADMIN_TOKEN",
@@ -60,7 +89,8 @@ pub struct ClientGlobal {
         value_name = "TOKEN"
     )]
     pub admin_token: Option<String>,
-    /// Print the API's JSON instead of a table.
+    /// Print the API's JSON instead of a table, and errors as JSON on
+    /// stderr (`{"error": {"type", "message", …}}`, non-zero exit).
     #[arg(long, global = true)]
     pub json: bool,
 }
@@ -69,35 +99,67 @@ pub struct ClientGlobal {
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum ClientCommand {
     /// Cluster status, membership and leadership.
+    #[command(after_help = examples::CLUSTER)]
     Cluster {
         #[command(subcommand)]
         command: ClusterCommand,
+        #[command(flatten)]
+        global: ClientGlobal,
     },
     /// Upstream model providers.
+    #[command(after_help = examples::PROVIDERS)]
     Providers {
         #[command(subcommand)]
         command: ProvidersCommand,
+        #[command(flatten)]
+        global: ClientGlobal,
     },
     /// Public model names and where their traffic goes.
+    #[command(after_help = examples::ROUTES)]
     Routes {
         #[command(subcommand)]
         command: RoutesCommand,
+        #[command(flatten)]
+        global: ClientGlobal,
     },
     /// Virtual API keys for applications.
+    #[command(after_help = examples::KEYS)]
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+        #[command(flatten)]
+        global: ClientGlobal,
     },
     /// Admin tokens.
+    #[command(after_help = examples::TOKENS)]
     Tokens {
         #[command(subcommand)]
         command: TokensCommand,
+        #[command(flatten)]
+        global: ClientGlobal,
     },
     /// Usage and cost over a time range, by key, route or provider.
+    #[command(after_help = examples::USAGE)]
     Usage(UsageArgs),
 }
+
+impl ClientCommand {
+    /// The client flags given with the command.
+    pub fn global(&self) -> &ClientGlobal {
+        match self {
+            ClientCommand::Cluster { global, .. }
+            | ClientCommand::Providers { global, .. }
+            | ClientCommand::Routes { global, .. }
+            | ClientCommand::Keys { global, .. }
+            | ClientCommand::Tokens { global, .. } => global,
+            ClientCommand::Usage(args) => &args.global,
+        }
+    }
+}
+
 /// Runs one client subcommand against the admin API.
-pub async fn run(cmd: ClientCommand, global: ClientGlobal) -> anyhow::Result<()> {
+pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
+    let global = cmd.global().clone();
     let out = Output { json: global.json };
     // Re-sealing a backup is offline: no node is asked.
     if let ClientCommand::Cluster {
@@ -105,27 +167,38 @@ pub async fn run(cmd: ClientCommand, global: ClientGlobal) -> anyhow::Result<()>
             ClusterCommand::Snapshot {
                 command: command @ SnapshotCommand::Reseal { .. },
             },
+        ..
     } = cmd
     {
         return snapshot::reseal(out, command);
     }
-    let admin_url = global
-        .admin_url
-        .as_deref()
-        .filter(|u| !u.is_empty())
-        .context("no admin URL: set SLUICE_ADMIN_URL or pass --admin-url")?;
+    if global.admin_urls.iter().all(|u| u.trim().is_empty()) {
+        return Err(UsageError::new(
+            "no admin URL: set SLUICE_ADMIN_URL or pass --admin-url (`sluice dev` prints an \
+             `export SLUICE_ADMIN_URL=…` line; with `sluice init`'s ports node 1's is \
+             http://HOST:7001)",
+        )
+        .into());
+    }
+    // The URLs first: a mistyped one is the first thing to fix.
+    http::parse_bases(&global.admin_urls)?;
     let token = global
         .admin_token
         .clone()
         .filter(|t| !t.is_empty())
-        .context("no admin token: set SLUICE_ADMIN_TOKEN or pass --admin-token")?;
-    let client = AdminClient::new(admin_url, token.clone())?;
+        .ok_or_else(|| {
+            UsageError::new(format!(
+                "no admin token: set SLUICE_ADMIN_TOKEN or pass --admin-token ({})",
+                http::TOKEN_WHERE
+            ))
+        })?;
+    let client = AdminClient::new(&global.admin_urls, token.clone())?;
     match cmd {
-        ClientCommand::Cluster { command } => cluster::run(&client, &token, out, command).await,
-        ClientCommand::Providers { command } => providers::run(&client, out, command).await,
-        ClientCommand::Routes { command } => routes::run(&client, out, command).await,
-        ClientCommand::Keys { command } => keys::run(&client, out, command).await,
-        ClientCommand::Tokens { command } => tokens::run(&client, out, command).await,
+        ClientCommand::Cluster { command, .. } => cluster::run(&client, &token, out, command).await,
+        ClientCommand::Providers { command, .. } => providers::run(&client, out, command).await,
+        ClientCommand::Routes { command, .. } => routes::run(&client, out, command).await,
+        ClientCommand::Keys { command, .. } => keys::run(&client, out, command).await,
+        ClientCommand::Tokens { command, .. } => tokens::run(&client, out, command).await,
         ClientCommand::Usage(args) => usage::run(&client, out, args).await,
     }
 }
@@ -137,8 +210,6 @@ mod tests {
 
     #[derive(Debug, Parser)]
     struct Cli {
-        #[command(flatten)]
-        global: ClientGlobal,
         #[command(subcommand)]
         command: ClientCommand,
     }
@@ -164,14 +235,11 @@ mod tests {
             "2.5",
             "--json",
             "--admin-url",
-            "http://127.0.0.1:9090",
+            "http://127.0.0.1:7001",
         ])
         .unwrap();
-        assert!(cli.global.json);
-        assert_eq!(
-            cli.global.admin_url.as_deref(),
-            Some("http://127.0.0.1:9090")
-        );
+        assert!(cli.command.global().json);
+        assert_eq!(cli.command.global().admin_urls, ["http://127.0.0.1:7001"]);
         match cli.command {
             ClientCommand::Routes {
                 command:
@@ -180,6 +248,7 @@ mod tests {
                         prompt_usd_per_mtok,
                         ..
                     },
+                ..
             } => {
                 assert_eq!(deployments.len(), 2);
                 assert_eq!(deployments[0].weight, 3);
@@ -187,6 +256,25 @@ mod tests {
             }
             other => panic!("parsed as {other:?}"),
         }
+        // Several nodes: the flag repeated, or a comma-separated list.
+        let cli = Cli::try_parse_from([
+            "sluice",
+            "cluster",
+            "status",
+            "--admin-url",
+            "http://127.0.0.1:1,http://127.0.0.1:2",
+            "--admin-url",
+            "http://127.0.0.1:3",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.command.global().admin_urls,
+            [
+                "http://127.0.0.1:1",
+                "http://127.0.0.1:2",
+                "http://127.0.0.1:3"
+            ]
+        );
         let cli = Cli::try_parse_from([
             "sluice",
             "keys",
@@ -203,7 +291,8 @@ mod tests {
                 command: KeysCommand::Create {
                     expires_in: Some(2_592_000),
                     ..
-                }
+                },
+                ..
             }
         ));
         let cli = Cli::try_parse_from([

@@ -13,8 +13,10 @@
 //! * `check`: per-field checks that record problems and return typed values.
 //! * `tls`: checks of the PEM files named in `[tls]`.
 //! * `telemetry`: `[tracing]`, the OpenTelemetry export settings.
+//! * `connections`: a listener's connection limits (`[proxy]`, `[admin]`).
 
 mod check;
+mod connections;
 mod raw;
 mod telemetry;
 #[cfg(test)]
@@ -80,6 +82,8 @@ pub struct Config {
     pub data_key: DataKey,
     /// SHA-256 of each accepted bootstrap admin token (`[admin] token_sha256`).
     pub admin_token_hashes: Vec<[u8; 32]>,
+    /// The admin listener's connection limits (`[admin]`).
+    pub admin_connections: sluice_proxy::ConnectionLimits,
     /// `[cluster]`: `initial_members` or `join`.
     pub bootstrap: Bootstrap,
     pub raft: RaftTiming,
@@ -270,6 +274,20 @@ pub fn validate(raw: RawConfig, config_dir: &Path) -> Result<Config, Vec<ConfigE
     let tls = tls_files(&mut p, &raw.tls, config_dir);
     let data_key = data_key(&mut p, &raw.secrets, config_dir);
     let admin_token_hashes = token_hashes(&mut p, &raw.admin);
+    let admin_connections = connections::connection_limits(
+        &mut p,
+        "admin",
+        "admin.max_header_bytes",
+        connections::RawConnectionLimits {
+            first_request_timeout_ms: raw.admin.first_request_timeout_ms,
+            header_read_timeout_ms: raw.admin.header_read_timeout_ms,
+            idle_timeout_ms: raw.admin.idle_timeout_ms,
+            max_header_bytes: raw.admin.max_header_bytes,
+            max_headers: raw.admin.max_headers,
+            max_connections: raw.admin.max_connections,
+        },
+        connections::admin_defaults(),
+    );
     let bootstrap = bootstrap(&mut p, raw.cluster, raw.node_id, advertise.as_ref());
     let timing = raft_timing(&mut p, &raw.raft);
 
@@ -317,6 +335,7 @@ pub fn validate(raw: RawConfig, config_dir: &Path) -> Result<Config, Vec<ConfigE
             data_key_file,
             data_key,
             admin_token_hashes,
+            admin_connections,
             bootstrap,
             raft: timing,
             log: LogSettings {
@@ -374,6 +393,13 @@ fn quota_settings(
         0,
         60_000,
         &mut c.max_wait_ms,
+    );
+    set(
+        "quotas.standing_ms",
+        raw.standing_ms,
+        0,
+        60_000,
+        &mut c.standing_ms,
     );
     set(
         "quotas.completion_estimate_tokens",
@@ -440,13 +466,6 @@ fn proxy_settings(
         &mut c.breaker_cooldown,
     );
     ms(
-        "proxy.header_read_timeout_ms",
-        raw.header_read_timeout_ms,
-        1,
-        3_600_000,
-        &mut c.header_read_timeout,
-    );
-    ms(
         "proxy.body_read_timeout_ms",
         raw.body_read_timeout_ms,
         1,
@@ -491,14 +510,26 @@ fn proxy_settings(
         Some(n) => c.anthropic_default_max_tokens = n,
         None => {}
     }
-    match limits.max_header_bytes {
-        Some(n) if !(1024..=1024 * 1024).contains(&n) => p.push(
-            "limits.max_header_bytes",
-            "must be between 1024 and 1048576",
-        ),
-        Some(n) => c.max_header_bytes = n as usize,
-        None => {}
-    }
+    let connections = connections::connection_limits(
+        p,
+        "proxy",
+        "limits.max_header_bytes",
+        connections::RawConnectionLimits {
+            first_request_timeout_ms: raw.first_request_timeout_ms,
+            header_read_timeout_ms: raw.header_read_timeout_ms,
+            idle_timeout_ms: raw.idle_timeout_ms,
+            max_header_bytes: limits.max_header_bytes,
+            max_headers: raw.max_headers,
+            max_connections: raw.max_connections,
+        },
+        c.connections(),
+    );
+    c.first_request_timeout = connections.first_request_timeout;
+    c.header_read_timeout = connections.header_read_timeout;
+    c.idle_timeout = connections.idle_timeout;
+    c.max_header_bytes = connections.max_header_bytes;
+    c.max_headers = connections.max_headers;
+    c.max_connections = connections.max_connections;
     match limits.max_response_bytes {
         Some(0) => p.push("limits.max_response_bytes", "must be > 0"),
         Some(n) => c.max_response_bytes = usize::try_from(n).unwrap_or(usize::MAX),
@@ -824,6 +855,15 @@ fn raft_timing(p: &mut Problems, raw: &RawRaft) -> RaftTiming {
             format!(
                 "{} must be less than raft.election_timeout_min_ms ({}), or followers start elections between heartbeats",
                 t.heartbeat_interval_ms, t.election_timeout_min_ms
+            ),
+        );
+    } else if t.leader_lease_ms() < t.heartbeat_interval_ms {
+        p.push(
+            "raft.election_timeout_min_ms",
+            format!(
+                "{} must be at least twice raft.heartbeat_interval_ms ({}): the leader lease \
+                 (election_timeout_min_ms - heartbeat_interval_ms) must cover a heartbeat",
+                t.election_timeout_min_ms, t.heartbeat_interval_ms
             ),
         );
     }

@@ -6,8 +6,12 @@
 //! ports, which live in the node configs). It waits until every node answers
 //! `GET /readyz`, prints how to reach the cluster, writes `dev.json` for tools
 //! and tests, and stays in the foreground: Ctrl-C or SIGTERM stops every node
-//! (SIGTERM, then SIGKILL after 10 s). A node that dies on its own stops the
-//! rest and makes `sluice dev` exit 1.
+//! (SIGTERM, then SIGKILL after 10 s). A node that dies once the cluster is
+//! up is reported and started again after 2 s while the others keep serving
+//! (see `dev/supervisor.rs`), so a failover can be tried with `kill -9`. A node
+//! that dies before the cluster is ready stops the rest and makes
+//! `sluice dev` exit 1. Only one `sluice dev` runs in a directory at a time
+//! (see `dev/lock.rs`).
 //!
 //! Children run in their own process group, so a terminal's Ctrl-C reaches
 //! only `sluice dev`, which then stops them in order.
@@ -15,33 +19,31 @@
 use crate::config::{self, Config};
 use crate::init::{self, InitPlan};
 use anyhow::{bail, Context};
-use futures::future::{select_all, FutureExt};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 use std::fs;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::Duration;
-use tokio::process::{Child, Command};
+use supervisor::{report_tail, Nodes};
 use tokio::signal::unix::{signal, Signal as SignalStream, SignalKind};
 
 mod demo;
+mod lock;
+mod supervisor;
+
+pub use lock::LOCK_FILE;
+pub use supervisor::NODE_LOG_FILE;
 
 /// The file `sluice dev` writes for tools and tests.
 pub const DEV_STATE_FILE: &str = "dev.json";
-/// Each node's combined stdout and stderr, in its directory.
-pub const NODE_LOG_FILE: &str = "sluice.log";
 
 const DEFAULT_NODES: u64 = 3;
 const READY_DEADLINE: Duration = Duration::from_secs(60);
 const READY_POLL: Duration = Duration::from_millis(250);
 const READY_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
-const STOP_GRACE: Duration = Duration::from_secs(10);
-const LOG_TAIL_LINES: usize = 20;
 
 /// `sluice dev` arguments.
 #[derive(Debug, Clone, clap::Args)]
@@ -105,25 +107,18 @@ impl DevState {
     }
 }
 
-/// One `sluice serve` child.
-struct RunningNode {
-    id: u64,
-    config: Config,
-    log: PathBuf,
-    child: Child,
-    /// Set once the child has been reaped.
-    exit: Option<ExitStatus>,
-}
-
-/// What interrupted the wait.
+/// What interrupted the start-up.
 enum Event {
     Signal(&'static str),
     Exited(usize, std::io::Result<ExitStatus>),
 }
 
-/// Runs the dev cluster until Ctrl-C/SIGTERM (`Ok`) or a node dies (`Err`).
+/// Runs the dev cluster until Ctrl-C/SIGTERM (`Ok`), or fails to start it.
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let dir = args.data_dir;
+    // Before anything else: a second `sluice dev` here would take the first
+    // one's nodes for its own.
+    let _lock = lock::DevLock::acquire(&dir)?;
     let existing = init::existing_node_ids(&dir)?;
     let count = args.nodes.unwrap_or(if existing.is_empty() {
         DEFAULT_NODES
@@ -148,18 +143,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
 
     let exe = std::env::current_exe().context("finding the sluice executable")?;
-    let mut nodes = Vec::with_capacity(configs.len());
+    let mut nodes = Nodes::new(exe, dir.clone());
     for config in configs {
-        match spawn(&exe, &dir, config) {
-            Ok(node) => nodes.push(node),
-            Err(err) => {
-                stop_all(&mut nodes).await;
-                return Err(err);
-            }
+        if let Err(err) = nodes.start(config) {
+            nodes.stop_all().await;
+            return Err(err);
         }
     }
 
     let admin_urls: Vec<String> = nodes
+        .nodes
         .iter()
         .map(|n| n.config.advertise.admin_url.clone())
         .collect();
@@ -169,29 +162,32 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let client = match client {
         Ok(client) => client,
         Err(err) => {
-            stop_all(&mut nodes).await;
+            nodes.stop_all().await;
             return Err(err).context("building the HTTP client");
         }
     };
     let ready = tokio::select! {
         ready = wait_ready(&client, &admin_urls) => Ok(ready),
-        event = next_event(&mut nodes, &mut sigint, &mut sigterm) => Err(event),
+        event = startup_event(&mut nodes, &mut sigint, &mut sigterm) => Err(event),
     };
     match ready {
         Ok(Ok(())) => {}
         Ok(Err(not_ready)) => {
             for &i in &not_ready {
-                report_tail(&nodes[i]);
+                report_tail(&nodes.nodes[i]);
             }
-            stop_all(&mut nodes).await;
-            let ids: Vec<String> = not_ready.iter().map(|&i| nodes[i].id.to_string()).collect();
+            nodes.stop_all().await;
+            let ids: Vec<String> = not_ready
+                .iter()
+                .map(|&i| nodes.nodes[i].id.to_string())
+                .collect();
             bail!(
                 "node(s) {} not ready within {}s; see their logs above",
                 ids.join(", "),
                 READY_DEADLINE.as_secs()
             );
         }
-        Err(event) => return finish(event, &mut nodes).await,
+        Err(event) => return finish_startup(event, &mut nodes).await,
     }
 
     let state_path = dir.join(DEV_STATE_FILE);
@@ -204,31 +200,33 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     };
     state.admin_urls = admin_urls;
     state.proxy_urls = nodes
+        .nodes
         .iter()
         .map(|n| n.config.advertise.proxy_url.clone())
         .collect();
     state.admin_token = admin_token;
-    let demo = match demo::start(&client, &state.admin_urls[0], &state.admin_token, &state).await {
+    let demo = match demo::start(&client, &state.admin_urls, &state.admin_token, &state).await {
         Ok(demo) => demo,
         Err(err) => {
-            stop_all(&mut nodes).await;
+            nodes.stop_all().await;
             return Err(err.context("setting up the demo provider, route and key"));
         }
     };
     state.api_key = Some(demo.api_key.clone());
     state.mock_url = Some(demo.mock.base_url());
     if let Err(err) = state.write(&state_path) {
-        stop_all(&mut nodes).await;
+        nodes.stop_all().await;
         return Err(err);
     }
     print_ready(&dir, &nodes, &state);
 
-    let event = next_event(&mut nodes, &mut sigint, &mut sigterm).await;
-    let result = finish(event, &mut nodes).await;
+    let signal = nodes.supervise(&client, &mut sigint, &mut sigterm).await;
+    eprintln!("{signal}: stopping {} node(s)", nodes.nodes.len());
+    nodes.stop_all().await;
     if let Err(err) = demo.mock.shutdown().await {
         eprintln!("warning: stopping the mock provider: {err}");
     }
-    result
+    Ok(())
 }
 
 /// Generates whatever node directories are missing (all of them on a first
@@ -256,50 +254,6 @@ fn prepare(dir: &Path, ids: &[u64], existing: &[u64]) -> anyhow::Result<()> {
         eprintln!("created {}", path.display());
     }
     Ok(())
-}
-
-fn spawn(exe: &Path, dir: &Path, config: Config) -> anyhow::Result<RunningNode> {
-    let id = config.node_id;
-    let config_path = init::node_config(dir, id);
-    let log = init::node_dir(dir, id).join(NODE_LOG_FILE);
-    let mut stdout = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
-        .with_context(|| format!("opening {}", log.display()))?;
-    writeln!(
-        stdout,
-        "=== sluice dev: starting node {id} at {} ===",
-        time::OffsetDateTime::now_utc()
-    )
-    .with_context(|| format!("writing {}", log.display()))?;
-    let stderr = stdout
-        .try_clone()
-        .with_context(|| format!("opening {}", log.display()))?;
-    let child = Command::new(exe)
-        .arg("serve")
-        .arg("--config")
-        .arg(&config_path)
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr)
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| {
-            format!(
-                "starting node {id} ({} serve --config {})",
-                exe.display(),
-                config_path.display()
-            )
-        })?;
-    Ok(RunningNode {
-        id,
-        config,
-        log,
-        child,
-        exit: None,
-    })
 }
 
 /// Polls every admin URL's `/readyz` until all answer 200, or returns the
@@ -331,131 +285,44 @@ async fn wait_ready(client: &reqwest::Client, admin_urls: &[String]) -> Result<(
     }
 }
 
-/// Waits for a stop signal or for any running child to exit.
-async fn next_event(
-    nodes: &mut [RunningNode],
+/// Waits, during start-up, for a stop signal or for any node to exit.
+async fn startup_event(
+    nodes: &mut Nodes,
     sigint: &mut SignalStream,
     sigterm: &mut SignalStream,
 ) -> Event {
     tokio::select! {
         _ = sigint.recv() => Event::Signal("SIGINT"),
         _ = sigterm.recv() => Event::Signal("SIGTERM"),
-        (i, status) = wait_any(nodes) => Event::Exited(i, status),
+        (i, status) = nodes.next_exit() => Event::Exited(i, status),
     }
 }
 
-/// The index and status of the next running child to exit; never resolves
-/// when none is running.
-async fn wait_any(nodes: &mut [RunningNode]) -> (usize, std::io::Result<ExitStatus>) {
-    let waits: Vec<_> = nodes
-        .iter_mut()
-        .enumerate()
-        .filter(|(_, node)| node.exit.is_none())
-        .map(|(i, node)| node.child.wait().map(move |status| (i, status)).boxed())
-        .collect();
-    if waits.is_empty() {
-        return std::future::pending().await;
-    }
-    let ((i, status), _, _) = select_all(waits).await;
-    if let Ok(status) = &status {
-        nodes[i].exit = Some(*status);
-    }
-    (i, status)
-}
-
-/// Stops the cluster after `event`: `Ok` for a signal, `Err` for a node that
-/// exited on its own.
-async fn finish(event: Event, nodes: &mut [RunningNode]) -> anyhow::Result<()> {
+/// Stops the cluster after `event` during start-up: `Ok` for a signal,
+/// `Err` for a node that exited before the cluster was ready.
+async fn finish_startup(event: Event, nodes: &mut Nodes) -> anyhow::Result<()> {
     match event {
         Event::Signal(name) => {
-            eprintln!("{name}: stopping {} node(s)", nodes.len());
-            stop_all(nodes).await;
+            eprintln!("{name}: stopping {} node(s)", nodes.nodes.len());
+            nodes.stop_all().await;
             Ok(())
         }
         Event::Exited(i, status) => {
-            let id = nodes[i].id;
+            let id = nodes.nodes[i].id;
             let how = match status {
                 Ok(status) => status.to_string(),
                 Err(err) => format!("wait failed: {err}"),
             };
-            eprintln!("node {id} exited unexpectedly ({how})");
-            report_tail(&nodes[i]);
-            stop_all(nodes).await;
-            bail!("node {id} exited unexpectedly ({how}); the other nodes were stopped")
+            eprintln!("node {id} exited before the cluster was ready ({how})");
+            report_tail(&nodes.nodes[i]);
+            nodes.stop_all().await;
+            bail!("node {id} exited before the cluster was ready ({how}); the other nodes were stopped")
         }
     }
 }
 
-/// SIGTERM to every running child, up to [`STOP_GRACE`] for them to exit,
-/// then SIGKILL for the rest.
-async fn stop_all(nodes: &mut [RunningNode]) {
-    for node in nodes.iter_mut().filter(|n| n.exit.is_none()) {
-        // `id()` is `None` once the child was reaped: no stale pid is signalled.
-        if let Some(pid) = node.child.id().and_then(|pid| i32::try_from(pid).ok()) {
-            if let Err(err) = kill(Pid::from_raw(pid), Signal::SIGTERM) {
-                eprintln!("node {}: SIGTERM failed: {err}", node.id);
-            }
-        }
-    }
-    let grace = tokio::time::sleep(STOP_GRACE);
-    tokio::pin!(grace);
-    while nodes.iter().any(|n| n.exit.is_none()) {
-        tokio::select! {
-            _ = &mut grace => break,
-            (i, status) = wait_any(nodes) => {
-                if let Err(err) = status {
-                    eprintln!("node {}: waiting for it failed: {err}", nodes[i].id);
-                    nodes[i].exit = Some(ExitStatus::default());
-                }
-            }
-        }
-    }
-    for node in nodes.iter_mut().filter(|n| n.exit.is_none()) {
-        eprintln!(
-            "node {} did not stop within {}s; killing it",
-            node.id,
-            STOP_GRACE.as_secs()
-        );
-        if let Err(err) = node.child.start_kill() {
-            eprintln!("node {}: SIGKILL failed: {err}", node.id);
-        }
-        match node.child.wait().await {
-            Ok(status) => node.exit = Some(status),
-            Err(err) => eprintln!("node {}: waiting for it failed: {err}", node.id),
-        }
-    }
-}
-
-fn report_tail(node: &RunningNode) {
-    match log_tail(&node.log, LOG_TAIL_LINES) {
-        Ok(tail) => eprintln!(
-            "--- last lines of {} ---\n{tail}\n--- end of {} ---",
-            node.log.display(),
-            node.log.display()
-        ),
-        Err(err) => eprintln!("(cannot show {}: {err:#})", node.log.display()),
-    }
-}
-
-/// The last `lines` lines of the file at `path` (reading at most its last 64 KiB).
-fn log_tail(path: &Path, lines: usize) -> anyhow::Result<String> {
-    const MAX: u64 = 64 * 1024;
-    let mut file = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let len = file
-        .metadata()
-        .with_context(|| format!("reading {}", path.display()))?
-        .len();
-    file.seek(SeekFrom::Start(len.saturating_sub(MAX)))
-        .with_context(|| format!("reading {}", path.display()))?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)
-        .with_context(|| format!("reading {}", path.display()))?;
-    let text = String::from_utf8_lossy(&bytes);
-    let all: Vec<&str> = text.lines().collect();
-    Ok(all[all.len().saturating_sub(lines)..].join("\n"))
-}
-
-fn print_ready(dir: &Path, nodes: &[RunningNode], state: &DevState) {
+fn print_ready(dir: &Path, nodes: &Nodes, state: &DevState) {
+    let nodes = &nodes.nodes;
     let cluster_id = nodes.first().map_or("", |n| n.config.cluster_id.as_str());
     println!(
         "Sluice dev cluster {cluster_id} is ready: {} node(s), files in {}",
@@ -464,35 +331,57 @@ fn print_ready(dir: &Path, nodes: &[RunningNode], state: &DevState) {
     );
     for node in nodes {
         println!(
-            "  node {}  admin {}  proxy {}  log {}",
+            "  node {}  pid {}  admin {}  proxy {}  log {}",
             node.id,
+            node.pid().map_or("?".to_string(), |p| p.to_string()),
             node.config.advertise.admin_url,
             node.config.advertise.proxy_url,
             node.log.display()
         );
     }
-    println!("Admin token: {}", state.admin_token);
+    println!(
+        "Admin token: {} (for the CLI and the dashboard; also in {})",
+        state.admin_token,
+        dir.join(init::ADMIN_TOKEN_FILE).display()
+    );
     if let (Some(mock), Some(key)) = (&state.mock_url, &state.api_key) {
         println!(
-            "Demo: route `{}` on the mock provider at {mock}, demo key {key}",
+            "Demo: route `{}` on the mock provider at {mock}, demo key {key} (a Sluice virtual \
+             key for applications, not an OpenAI or Anthropic key)",
             demo::ROUTE
         );
     }
-    if let Some(admin) = state.admin_urls.first() {
+    if !state.admin_urls.is_empty() {
+        // Every node: the CLI fails over to the next when one is down.
+        println!("For the sluice CLI (every node's admin API):");
         println!(
-            "export SLUICE_ADMIN_URL={admin} SLUICE_ADMIN_TOKEN={}",
+            "  export SLUICE_ADMIN_URL={} SLUICE_ADMIN_TOKEN={}",
+            state.admin_urls.join(","),
             state.admin_token
         );
     }
     if let (Some(proxy), Some(key)) = (state.proxy_urls.first(), &state.api_key) {
-        // Any node's proxy answers; point an OpenAI SDK at it the same way.
-        println!("export OPENAI_BASE_URL={proxy}/v1 OPENAI_API_KEY={key}");
+        // Any node's proxy answers. The OpenAI SDKs want the `/v1` in the
+        // base URL; the Anthropic SDKs add it themselves.
+        println!("For OpenAI SDKs:");
+        println!("  export OPENAI_BASE_URL={proxy}/v1 OPENAI_API_KEY={key}");
+        println!("For Anthropic SDKs (base URL without /v1):");
+        println!("  export ANTHROPIC_BASE_URL={proxy} ANTHROPIC_API_KEY={key}");
         println!("Try it:");
         println!(
             "  curl -s {proxy}/v1/chat/completions -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' -d '{{\"model\": \"{}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}]}}'",
             demo::ROUTE
         );
     }
+    println!(
+        "Dashboard: {}/dashboard (log in with the admin token)",
+        state.admin_urls.first().map_or("", String::as_str)
+    );
+    println!(
+        "A node that dies is started again after {} s; try a failover with `kill -9` on the \
+         leader's pid (`sluice cluster status` names the leader).",
+        supervisor::RESTART_DELAY.as_secs()
+    );
     println!("Press Ctrl-C to stop.");
 }
 
@@ -518,15 +407,5 @@ mod tests {
         assert_eq!(value["mock_url"], "http://m");
         assert_eq!(value["api_key"], "sk-1");
         assert_eq!(value["admin_urls"][0], "http://b");
-    }
-
-    #[test]
-    fn log_tail_returns_the_last_lines() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("log");
-        let text: String = (1..=50).map(|i| format!("line {i}\n")).collect();
-        fs::write(&path, text).expect("write");
-        let tail = log_tail(&path, 3).expect("tail");
-        assert_eq!(tail, "line 48\nline 49\nline 50");
     }
 }

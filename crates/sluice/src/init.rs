@@ -538,6 +538,7 @@ fn node_raw_config(
         },
         admin: RawAdmin {
             token_sha256: vec![token_hash.to_string()],
+            ..RawAdmin::default()
         },
         cluster,
         raft: plan

@@ -10,9 +10,11 @@
 //! flushes the store. A second signal skips what is left of the delay.
 //!
 //! # Layout
+//! * `files`: the open-file limit, raised to its hard limit at start.
 //! * `usage`: the periodic flush of the proxy's usage meter through the
 //!   Raft log, and the leader's compaction of old roll-ups.
 
+mod files;
 mod usage;
 
 use crate::config::Config;
@@ -30,6 +32,9 @@ use usage::UsageFlusher;
 
 /// Runs a node from a validated config until SIGINT/SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    files::raise_open_file_limit(
+        (config.proxy.max_connections + config.admin_connections.max_connections) as u64,
+    );
     let admin_listener = TcpListener::bind(config.listen.admin)
         .await
         .with_context(|| format!("cannot bind the admin listener on {}", config.listen.admin))?;
@@ -61,6 +66,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // Scrapers read the same families on the admin listener (where
     // operators point Prometheus) as on the proxy listener.
     let scraped = metrics.clone();
+    let admin_gauges = metrics.listener("admin");
     let admin = sluice_admin::router(
         AdminContext::new(
             node.clone(),
@@ -89,9 +95,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
         }),
     );
-    let admin_server =
-        axum::serve(admin_listener, admin).with_graceful_shutdown(stop.clone().cancelled_owned());
-    let quotas = Arc::new(Quotas::new(config.quotas));
+    let admin_server = sluice_proxy::serve_with(
+        admin_listener,
+        move |request| {
+            use tower_service::Service;
+            let answer = admin.clone().call(request);
+            async move { answer.await.unwrap_or_else(|never| match never {}) }
+        },
+        sluice_proxy::Listening::new("admin", config.admin_connections, admin_gauges),
+        stop.clone(),
+        config.shutdown.drain,
+    );
+    let quotas = Arc::new(Quotas::new(sluice_quota::QuotaConfig {
+        node_id: config.node_id,
+        // Later than any run of this node before: its reports of what it
+        // holds outrank any of a previous run still in flight.
+        incarnation: now_ms(),
+        ..config.quotas
+    }));
     let ledger = RaftLedger {
         node: node.clone(),
         // A round that cannot commit within a lease's life is a failed one.
@@ -289,10 +310,11 @@ impl LedgerClient for RaftLedger {
         })
     }
 
-    fn give_back(&self, returns: Vec<Return>) -> Reply<'_, ()> {
+    fn give_back(&self, batch: u64, returns: Vec<Return>) -> Reply<'_, ()> {
         Box::pin(async move {
             let command = Command::ReturnLeases {
                 node: self.node.node_id(),
+                batch,
                 returns,
             };
             self.write(command).await.map(drop)
@@ -301,9 +323,10 @@ impl LedgerClient for RaftLedger {
 }
 
 /// Runs the node's lease rounds, and keeps the voter count (the `N` of a
-/// `local_share`) current.
+/// `local_share`) and the member count (the `N` the standing reserves are
+/// split between) current.
 async fn lease_rounds(quotas: Arc<Quotas>, ledger: RaftLedger) {
-    let voters = {
+    let members = {
         let quotas = Arc::clone(&quotas);
         let node = ledger.node.clone();
         async move {
@@ -311,16 +334,18 @@ async fn lease_rounds(quotas: Arc<Quotas>, ledger: RaftLedger) {
             loop {
                 every.tick().await;
                 let status = node.status().await;
-                let n = status
+                let voters = status
                     .members
                     .iter()
                     .filter(|m| m.role == MemberRole::Voter)
                     .count();
-                quotas.set_voters(n as u64);
+                quotas.set_voters(voters as u64);
+                quotas.set_nodes(status.members.len() as u64);
             }
         }
     };
-    tokio::join!(voters, quotas.run(&ledger, now_ms));
+    let node = ledger.node.clone();
+    tokio::join!(members, quotas.run(&ledger, now_ms, || node.local_state()));
 }
 
 fn now_ms() -> u64 {

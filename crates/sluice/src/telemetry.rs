@@ -57,7 +57,7 @@ pub fn init(
     let filter = match std::env::var("RUST_LOG") {
         Ok(directive) if !directive.is_empty() => EnvFilter::try_new(&directive)
             .with_context(|| format!("RUST_LOG=`{directive}` is not a valid filter"))?,
-        _ => EnvFilter::try_new(&log.level)
+        _ => level_filter(&log.level)
             .with_context(|| format!("log.level `{}` is not a valid filter", log.level))?,
     };
     let provider = match &tracing.otlp {
@@ -76,6 +76,18 @@ pub fn init(
         );
     }
     Ok(Telemetry { provider })
+}
+
+/// The filter of `[log] level`. openraft's core logs every command it is
+/// handed at INFO, and the node hands it one per heartbeat (20 a second on
+/// the leader), so its core speaks at WARN unless `level` names openraft;
+/// its engine (votes, elections, membership) keeps the level asked for.
+fn level_filter(level: &str) -> Result<EnvFilter, tracing_subscriber::filter::ParseError> {
+    let filter = EnvFilter::try_new(level)?;
+    if level.contains("openraft") {
+        return Ok(filter);
+    }
+    Ok(filter.add_directive("openraft::core::raft_core=warn".parse()?))
 }
 
 /// The logs layer (stderr, `format`, filtered by `filter`) and, with a
@@ -219,13 +231,45 @@ mod tests {
     }
 
     #[test]
+    fn openraft_core_chatter_is_quiet_unless_asked_for() {
+        let enabled = |filter: EnvFilter, target: &'static str, level: Level| {
+            let subscriber = tracing_subscriber::registry().with(filter);
+            tracing::subscriber::with_default(subscriber, || {
+                tracing::dispatcher::get_default(|d| d.enabled(&meta(target, level, Kind::EVENT)))
+            })
+        };
+        let info = || level_filter("info").expect("valid");
+        assert!(!enabled(info(), "openraft::core::raft_core", Level::INFO));
+        assert!(enabled(info(), "openraft::core::raft_core", Level::WARN));
+        assert!(enabled(
+            info(),
+            "openraft::engine::engine_impl",
+            Level::INFO
+        ));
+        assert!(enabled(info(), "sluice_raft::node::elections", Level::INFO));
+        let asked = level_filter("info,openraft=debug").expect("valid");
+        assert!(enabled(asked, "openraft::core::raft_core", Level::INFO));
+        assert!(level_filter("info,=[").is_err());
+    }
+
+    #[test]
     fn only_our_spans_and_info_events_are_exported() {
         let cases = [
             ("sluice_proxy::trace", Level::INFO, Kind::SPAN, true),
             ("sluice_proxy::trace", Level::DEBUG, Kind::SPAN, true),
             ("sluice_proxy::trace", Level::TRACE, Kind::SPAN, false),
-            ("sluice_proxy::handler", Level::WARN, Kind::EVENT, true),
-            ("sluice_proxy::handler", Level::DEBUG, Kind::EVENT, false),
+            (
+                "sluice_proxy::pipeline::attempt",
+                Level::WARN,
+                Kind::EVENT,
+                true,
+            ),
+            (
+                "sluice_proxy::pipeline::attempt",
+                Level::DEBUG,
+                Kind::EVENT,
+                false,
+            ),
             ("openraft::core", Level::INFO, Kind::SPAN, false),
             ("hyper", Level::ERROR, Kind::EVENT, false),
         ];

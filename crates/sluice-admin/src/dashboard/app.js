@@ -5,6 +5,7 @@
 import { ApiFailure, Unauthorized, forgetToken, getJson, getText, setToken, token } from "./api.js";
 import { breakerStates } from "./metrics.js";
 import { legend, stackedBars } from "./chart.js";
+import { bucketText, clock, usd } from "./format.js";
 
 /** How often the cluster, routes and keys are read. */
 const REFRESH_MS = 5000;
@@ -123,7 +124,7 @@ async function refresh(current) {
     loggedOut(refused.reason);
     return;
   }
-  $("refreshed").textContent = `updated ${new Date().toLocaleTimeString()}`;
+  $("refreshed").textContent = `updated ${clock(Date.now())}`;
   timer = setTimeout(() => refresh(current), REFRESH_MS);
 }
 
@@ -164,6 +165,9 @@ function renderCluster(s, ready) {
     `Answered by node ${s.node_id} (${s.state}, ${ready.ready ? "ready" : `not ready: ${ready.reason ?? "unknown"}`}). ` +
     `Leader: ${leader}. Term ${s.term}; log ${s.last_log_index ?? "—"}, applied ${s.applied_index ?? "—"}, snapshot ${s.snapshot_index ?? "—"}.`;
   const onLeader = s.leader_id === s.node_id;
+  const leaderMember = s.members.find((m) => m.id === s.leader_id);
+  const leaderPage = leaderMember ? `${leaderMember.addresses.admin_url}/dashboard` : null;
+  renderMembersNote(s, onLeader, leaderPage);
   const rows = s.members.map((m) => {
     const isLeader = m.id === s.leader_id;
     const role = el("td");
@@ -175,7 +179,7 @@ function renderCluster(s, ready) {
         : null;
     const link = el("a", m.addresses.admin_url, { href: `${m.addresses.admin_url}/dashboard` });
     return row(
-      [el("td", m.id, { class: "mono" }), role, health(s, m, lag, ready), m.matched_index ?? "—", lag ?? "—", link],
+      [el("td", m.id, { class: "mono" }), role, health(s, m, lag, ready, leaderPage), m.matched_index ?? "—", lag ?? "—", link],
       { "data-node-id": m.id, "data-leader": isLeader, class: isLeader ? "leader" : "" },
     );
   });
@@ -183,13 +187,42 @@ function renderCluster(s, ready) {
 }
 
 /**
- * A member's health as the answering node can tell it: its own readiness,
- * and (on the leader) how far each follower's replicated log is behind.
+ * On a follower, says where the replication health it cannot know is: the
+ * leader's own dashboard, linked (its address keeps its own login).
  */
-function health(s, m, lag, ready) {
+function renderMembersNote(s, onLeader, leaderPage) {
+  const note = $("members-note");
+  if (onLeader) {
+    note.hidden = true;
+    note.replaceChildren();
+    return;
+  }
+  if (leaderPage === null) {
+    note.replaceChildren(
+      `Node ${s.node_id} has no leader to ask: how far each member's log is behind is known only ` +
+        "to a leader, once one is elected.",
+    );
+  } else {
+    note.replaceChildren(
+      `Node ${s.node_id} is a follower: only the leader knows how far each member's log is behind. ` +
+        `For every member's replication, open the leader's dashboard (node ${s.leader_id}): `,
+      el("a", leaderPage, { href: leaderPage, id: "leader-dashboard" }),
+      " (log in there too: each address keeps its own login).",
+    );
+  }
+  note.hidden = false;
+}
+
+/**
+ * A member's health as the answering node can tell it: its own readiness,
+ * and (on the leader) how far each follower's replicated log is behind; on
+ * a follower, a link to the leader's page, which knows.
+ */
+function health(s, m, lag, ready, leaderPage) {
   if (m.id === s.node_id) return badge(ready.ready ? "ready" : "not ready", ready.ready ? "ok" : "bad");
   if (s.leader_id !== s.node_id) {
-    return el("span", "known on the leader", { class: "muted" });
+    if (leaderPage === null) return el("span", "unknown (no leader)", { class: "muted" });
+    return el("a", `on node ${s.leader_id}'s page`, { href: leaderPage, class: "muted" });
   }
   if (m.matched_index === null) return badge("not replicating", "bad");
   if (lag > LAG_WARN) return badge(`lagging`, "warn");
@@ -265,18 +298,20 @@ function quotaCell(quota) {
   if (quota.buckets.length === 0) return el("span", "no limits", { class: "muted" });
   const list = el("div");
   for (const b of quota.buckets) {
-    const low = b.capacity > 0 && b.level / b.capacity < 0.1;
-    list.append(el("div", `${b.scope} ${b.unit}: ${b.level} / ${b.capacity} (${b.refill})`, { class: low ? "warn" : "" }));
+    const left = b.level + b.held;
+    const low = b.capacity > 0 && left / b.capacity < 0.1;
+    list.append(el("div", bucketText(b), { class: low ? "warn" : "", title: `refills ${b.refill}` }));
   }
   return list;
 }
 
 function spendText(spend) {
   if (!spend) return "—";
-  const spent = `$${spend.spent_usd.toFixed(6)}`;
+  const period = `this ${spend.period} (UTC)`;
+  const spent = `${usd(spend.spent_usd)} ${period}`;
   return spend.budget_usd === null
-    ? `${spent} this ${spend.period} (no budget)`
-    : `${spent} of $${spend.budget_usd} this ${spend.period} ($${spend.remaining_usd} left)`;
+    ? `${spent}, no budget`
+    : `${spent} of ${usd(spend.budget_usd)}; ${usd(spend.remaining_usd)} left`;
 }
 
 function renderKeys(keys, details) {
@@ -325,18 +360,21 @@ function renderUsage(starts, reports) {
   const series = [...new Set(reports.flatMap((r) => r.groups.map((g) => g.group)))].sort();
   const windows = (field) =>
     reports.map((r, i) => ({
-      label: new Date(starts[i]).toTimeString().slice(0, 5),
+      label: clock(starts[i], false),
       values: Object.fromEntries(r.groups.map((g) => [g.group, g[field]])),
     }));
   stackedBars($("chart-requests"), windows("requests"), series);
   stackedBars($("chart-tokens"), windows("total_tokens"), series);
   legend($("chart-legend"), series);
-  const totals = new Map(series.map((s) => [s, { requests: 0, errors: 0, tokens: 0, cost: 0, latency: 0 }]));
+  const totals = new Map(
+    series.map((s) => [s, { requests: 0, refused: 0, upstream: 0, tokens: 0, cost: 0, latency: 0 }]),
+  );
   for (const r of reports) {
     for (const g of r.groups) {
       const t = totals.get(g.group);
       t.requests += g.requests;
-      t.errors += g.errors;
+      t.refused += g.refused ?? 0;
+      t.upstream += g.upstream_errors ?? g.errors;
       t.tokens += g.total_tokens;
       t.cost += g.cost_micro_usd;
       t.latency += g.latency_ms_sum;
@@ -345,11 +383,19 @@ function renderUsage(starts, reports) {
   const rows = series.map((s) => {
     const t = totals.get(s);
     return row(
-      [el("td", s, { class: "mono" }), t.requests, t.errors, t.tokens, (t.cost / 1e6).toFixed(6), t.requests ? (t.latency / t.requests).toFixed(1) : "—"],
+      [
+        el("td", s, { class: "mono" }),
+        t.requests,
+        t.refused,
+        t.upstream,
+        t.tokens,
+        usd(t.cost / 1e6),
+        t.requests ? (t.latency / t.requests).toFixed(1) : "—",
+      ],
       { "data-usage-route": s },
     );
   });
-  if (rows.length === 0) rows.push(row([el("td", "no usage in the last hour", { colspan: 6, class: "muted" })]));
+  if (rows.length === 0) rows.push(row([el("td", "no usage in the last hour", { colspan: 7, class: "muted" })]));
   $("usage").tBodies[0].replaceChildren(...rows);
 }
 

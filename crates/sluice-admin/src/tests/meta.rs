@@ -1,6 +1,6 @@
 //! The OpenAPI document, health endpoints and cluster status.
 
-use super::{assert_error, Fixture, TOKEN};
+use super::{assert_error, create_provider, Fixture, TOKEN};
 use axum::http::{Method, StatusCode};
 use serde_json::json;
 
@@ -79,6 +79,7 @@ fn openapi_document_lists_every_endpoint() {
         "/admin/v1/cluster/leader",
         "/admin/v1/cluster/snapshot",
         "/admin/v1/node",
+        "/admin/v1/node/state",
         "/admin/v1/openapi.json",
         "/healthz",
         "/readyz",
@@ -104,4 +105,33 @@ fn openapi_document_lists_every_endpoint() {
             "dangling $ref to {name}"
         );
     }
+}
+
+/// The state digest names the applied index it belongs to, matches the
+/// node's own state, and changes with a write.
+#[tokio::test]
+async fn state_digest_follows_the_applied_state() {
+    let f = Fixture::start().await;
+    let (status, before) = f.call(Method::GET, "/admin/v1/node/state", None).await;
+    assert_eq!(status, StatusCode::OK, "{before}");
+    assert_eq!(before["node_id"], 1);
+    let digest = f.node.local_state().digest().expect("digest");
+    assert_eq!(before["digest"], digest.as_str());
+    assert_eq!(digest.len(), 64);
+    create_provider(&f, "digested").await;
+    let (status, after) = f.call(Method::GET, "/admin/v1/node/state", None).await;
+    assert_eq!(status, StatusCode::OK, "{after}");
+    assert!(
+        after["applied_index"].as_u64() > before["applied_index"].as_u64(),
+        "{before} then {after}"
+    );
+    assert_ne!(after["digest"], before["digest"]);
+    assert_eq!(
+        after["digest"],
+        f.node.local_state().digest().expect("digest").as_str()
+    );
+    let (status, _, _) = f
+        .send_raw(Method::GET, "/admin/v1/node/state", None, None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }

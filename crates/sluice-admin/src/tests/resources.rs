@@ -253,6 +253,16 @@ async fn key_quotas_are_set_on_creation_changed_by_patch_and_shown_live() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(
+        created["limits"],
+        json!([
+            "600 requests a minute",
+            "100000 tokens a minute",
+            "$25.00 a day (UTC)"
+        ]),
+        "the key says the limits it was given"
+    );
+    assert_eq!(created["reserve"], "max_tokens");
     let id = created["id"].as_str().unwrap().to_owned();
     let (status, quota) = f
         .call(Method::GET, &format!("/admin/v1/keys/{id}/quota"), None)
@@ -263,8 +273,14 @@ async fn key_quotas_are_set_on_creation_changed_by_patch_and_shown_live() {
     let unit = |u: &str| buckets.iter().find(|b| b["unit"] == u).unwrap().clone();
     assert_eq!(unit("requests")["capacity"], 600);
     assert_eq!(unit("requests")["level"], 600);
-    assert_eq!(unit("tokens")["refill"], "100000 per 60000 ms");
+    assert_eq!(unit("tokens")["refill"], "100000 a minute");
+    assert_eq!(unit("tokens")["limit"], "100000 tokens a minute");
     assert_eq!(unit("micro_usd")["capacity"], 25_000_000);
+    assert_eq!(unit("micro_usd")["remaining"], "$25.00");
+    let (_, got) = f
+        .call(Method::GET, &format!("/admin/v1/keys/{id}"), None)
+        .await;
+    assert_eq!(got["limits"], created["limits"]);
     assert_eq!(quota["on_no_quorum"], "deny");
 
     // PATCH merges: tpm removed, rpm changed, the budget kept.

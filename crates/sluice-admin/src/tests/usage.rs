@@ -26,6 +26,24 @@ fn rollup(minute_ms: u64, key: &str, route: &str, provider: &str, requests: u64)
     }
 }
 
+/// A call the gateway refused before trying a provider (over quota): no
+/// provider, no tokens, no cost.
+fn refused(minute_ms: u64, key: &str, route: &str) -> Rollup {
+    Rollup {
+        key: RollupKey {
+            minute_ms,
+            key_id: key.into(),
+            route: route.into(),
+            provider: String::new(),
+        },
+        totals: Totals {
+            requests: 1,
+            errors: 1,
+            ..Totals::default()
+        },
+    }
+}
+
 async fn record(f: &Fixture, node: u64, seq: u64, rollups: Vec<Rollup>) -> bool {
     let batch = UsageBatch {
         node,
@@ -74,7 +92,8 @@ async fn usage_is_reported_by_group_and_range_and_spend_against_the_budget() {
             1,
             vec![
                 rollup(now, &id, "r", "q", 2),
-                rollup(now, "key_other", "r", "p", 1)
+                rollup(now, "key_other", "r", "p", 1),
+                refused(now, &id, "r"),
             ]
         )
         .await
@@ -89,11 +108,20 @@ async fn usage_is_reported_by_group_and_range_and_spend_against_the_budget() {
     assert_eq!(report["group_by"], "key");
     let groups = report["groups"].as_array().unwrap();
     let mine = groups.iter().find(|g| g["group"] == id.as_str()).unwrap();
-    assert_eq!(mine["requests"], 5);
+    assert_eq!(mine["name"], "app", "a key's name stands beside its id");
+    assert_eq!(mine["requests"], 6);
     assert_eq!(mine["total_tokens"], 75);
     assert_eq!(mine["cost_micro_usd"], 500_000);
     assert_eq!(mine["cost_usd"], 0.5);
-    assert_eq!(report["total"]["requests"], 6);
+    // Each rollup above carries one error; the one without a provider is
+    // a refusal, the others the upstream's.
+    assert_eq!(mine["errors"], 3);
+    assert_eq!(mine["refused"], 1);
+    assert_eq!(mine["upstream_errors"], 2);
+    let other = groups.iter().find(|g| g["group"] == "key_other").unwrap();
+    assert_eq!(other["name"], serde_json::Value::Null, "no such key");
+    assert_eq!(report["total"]["requests"], 7);
+    assert_eq!(report["total"]["refused"], 1);
 
     // The last three hours, one key, by provider.
     let (_, report) = f
@@ -114,7 +142,13 @@ async fn usage_is_reported_by_group_and_range_and_spend_against_the_budget() {
             )
         })
         .collect();
-    assert_eq!(by_provider, vec![("p".into(), 10), ("q".into(), 2)]);
+    assert_eq!(
+        by_provider,
+        vec![("".into(), 1), ("p".into(), 10), ("q".into(), 2)]
+    );
+    assert_eq!(report["groups"][0]["name"], "refused before routing");
+    assert_eq!(report["groups"][0]["refused"], 1);
+    assert_eq!(report["groups"][1]["name"], serde_json::Value::Null);
 
     let (status, headers, csv) = f
         .send_raw(
@@ -132,7 +166,11 @@ async fn usage_is_reported_by_group_and_range_and_spend_against_the_budget() {
         lines[0].starts_with("group,requests,prompt_tokens"),
         "{csv}"
     );
-    assert_eq!(lines[1], "r,6,60,30,90,600000,0.600000,3,240,40.0");
+    assert!(
+        lines[0].ends_with(",avg_latency_ms,refused,upstream_errors,name"),
+        "{csv}"
+    );
+    assert_eq!(lines[1], "r,7,60,30,90,600000,0.600000,4,240,34.3,1,3,");
     assert_eq!(lines.len(), 2);
 
     for (query, field) in [

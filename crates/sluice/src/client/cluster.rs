@@ -27,11 +27,20 @@ pub enum ClusterCommand {
         node_proxy_url: String,
     },
     /// Promote a learner to voter.
-    Promote { id: u64 },
+    Promote {
+        /// The learner's node id (`sluice cluster status` lists members).
+        id: u64,
+    },
     /// Remove a member.
-    Remove { id: u64 },
+    Remove {
+        /// The member's node id.
+        id: u64,
+    },
     /// Hand leadership to another voter.
-    TransferLeader { to: u64 },
+    TransferLeader {
+        /// The node id of the voter to lead.
+        to: u64,
+    },
     /// Back up and restore the configuration.
     Snapshot {
         #[command(subcommand)]

@@ -117,7 +117,7 @@ pub async fn observe(client: &AdminClient, token: &str) -> anyhow::Result<Vec<Ob
             clock_offset_ms: None,
         };
         let asked = async {
-            let node = AdminClient::new(&seen.admin_url, token.to_string())?;
+            let node = AdminClient::new(&[&seen.admin_url], token.to_string())?.single_attempt();
             let sent_ms = wall_ms();
             let started = Instant::now();
             let report: NodeReport = serde_json::from_value(node.get(&path(&["node"])).await?)?;

@@ -20,15 +20,19 @@ pub enum KindArg {
 pub enum ProvidersCommand {
     /// Create a provider.
     Create {
+        /// The provider's name, as routes name it in `--deployment
+        /// NAME:MODEL`.
         #[arg(long)]
         name: String,
+        /// The API it speaks.
         #[arg(long, value_enum)]
         kind: KindArg,
         /// e.g. `https://api.openai.com/v1`.
         #[arg(long)]
         base_url: String,
-        /// Name of the environment variable holding the upstream API key
-        /// (the key itself is never taken from the command line).
+        /// Name of the environment variable holding the upstream API key:
+        /// your account's key at the provider, not a Sluice key (the key
+        /// itself is never taken from the command line).
         #[arg(long, value_name = "VAR")]
         api_key_env: Option<String>,
         /// Extra upstream header, `NAME=VALUE` (repeatable; not for secrets).
@@ -38,9 +42,15 @@ pub enum ProvidersCommand {
     /// List providers.
     List,
     /// Show one provider.
-    Get { name: String },
+    Get {
+        /// The provider's name.
+        name: String,
+    },
     /// Delete a provider (refused while a route uses it).
-    Delete { name: String },
+    Delete {
+        /// The provider's name.
+        name: String,
+    },
 }
 pub(super) async fn run(
     client: &AdminClient,

@@ -30,9 +30,15 @@ pub enum RoutesCommand {
     /// List routes.
     List,
     /// Show one route.
-    Get { name: String },
+    Get {
+        /// The route's name (the model name clients send).
+        name: String,
+    },
     /// Delete a route (refused while another route falls back to it).
-    Delete { name: String },
+    Delete {
+        /// The route's name.
+        name: String,
+    },
 }
 pub(super) async fn run(
     client: &AdminClient,

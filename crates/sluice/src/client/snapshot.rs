@@ -41,6 +41,13 @@ pub enum SnapshotCommand {
     },
     /// Re-seal a backup's provider credentials from one data key to another
     /// (offline: reads both key files, calls no cluster).
+    // Offline, so the `cluster` group's --admin-url and --admin-token do
+    // not belong in its help: an argument of the same id here, hidden,
+    // stops clap from handing the group's global one down.
+    #[command(
+        arg(clap::Arg::new("admin_urls").long("admin-url").hide(true).action(clap::ArgAction::Append)),
+        arg(clap::Arg::new("admin_token").long("admin-token").hide(true))
+    )]
     Reseal {
         /// The backup file to read.
         #[arg(long = "in", value_name = "FILE")]

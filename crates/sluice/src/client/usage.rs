@@ -4,8 +4,8 @@
 
 use super::http::{v1_path as path, AdminClient};
 use super::output::{Output, Table};
-use super::parse;
-use sluice_admin::usage::UsageReport;
+use super::{parse, resolve, ClientGlobal};
+use sluice_admin::usage::{UsageReport, REFUSED_BEFORE_ROUTING};
 
 /// What `sluice usage` groups by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -37,8 +37,8 @@ pub struct UsageArgs {
     /// End of the range (exclusive), in the same forms; default now.
     #[arg(long, value_name = "WHEN")]
     pub until: Option<String>,
-    /// Only this key id.
-    #[arg(long, value_name = "ID")]
+    /// Only this key: its id or its unique name.
+    #[arg(long, value_name = "KEY")]
     pub key: Option<String>,
     /// Only this route.
     #[arg(long, value_name = "ROUTE")]
@@ -46,6 +46,8 @@ pub struct UsageArgs {
     /// Print the API's CSV.
     #[arg(long, conflicts_with = "json")]
     pub csv: bool,
+    #[command(flatten)]
+    pub global: ClientGlobal,
 }
 
 /// `1h` becomes `-3600s` (relative to now, as the API takes it); anything
@@ -59,11 +61,15 @@ fn when(text: &str) -> String {
 
 pub(super) async fn run(client: &AdminClient, out: Output, args: UsageArgs) -> anyhow::Result<()> {
     let (from, until) = (when(&args.since), args.until.as_deref().map(when));
+    let key = match &args.key {
+        Some(key) => Some(resolve::key_id(client, key).await?),
+        None => None,
+    };
     let mut query = vec![("from", from.as_str()), ("group_by", args.by.as_str())];
     if let Some(until) = &until {
         query.push(("to", until));
     }
-    if let Some(key) = &args.key {
+    if let Some(key) = &key {
         query.push(("key", key));
     }
     if let Some(route) = &args.route {
@@ -76,34 +82,69 @@ pub(super) async fn run(client: &AdminClient, out: Output, args: UsageArgs) -> a
     }
     let value = client.get_query(&path(&["usage"]), &query).await?;
     out.show(value, |report: UsageReport| {
-        println!("{} to {}", report.from, report.to);
-        let mut table = Table::new(&[
-            "GROUP",
-            "REQUESTS",
-            "PROMPT",
-            "COMPLETION",
-            "COST USD",
-            "ERRORS",
-            "AVG MS",
-        ]);
-        let rows = report
-            .groups
-            .iter()
-            .map(|g| (g.group.as_str(), &g.totals))
-            .chain(std::iter::once(("TOTAL", &report.total)));
-        for (group, t) in rows {
-            table.row(vec![
-                if group.is_empty() { "-" } else { group }.to_owned(),
-                t.requests.to_string(),
-                t.prompt_tokens.to_string(),
-                t.completion_tokens.to_string(),
-                format!("{:.6}", t.cost_usd),
-                t.errors.to_string(),
-                format!("{:.0}", t.avg_latency_ms),
-            ]);
-        }
-        table.print();
+        print!("{}", render(args.by, &report))
     })
+}
+
+/// The report as a table: one row per group, then the total. By key, each
+/// id has its name beside it; the provider group of calls refused before
+/// routing says so; errors are split into refusals and the upstream's.
+fn render(by: ByArg, report: &UsageReport) -> String {
+    let mut text = format!("{} to {}\n", report.from, report.to);
+    let mut header = vec![match by {
+        ByArg::Key => "KEY",
+        ByArg::Route => "ROUTE",
+        ByArg::Provider => "PROVIDER",
+    }];
+    if by == ByArg::Key {
+        header.push("NAME");
+    }
+    header.extend([
+        "REQUESTS",
+        "PROMPT",
+        "COMPLETION",
+        "COST USD",
+        "REFUSED",
+        "UPSTREAM ERRORS",
+        "AVG MS",
+    ]);
+    let mut table = Table::new(&header);
+    let rows = report
+        .groups
+        .iter()
+        .map(|g| (g.group.as_str(), g.name.as_deref(), &g.totals))
+        .chain(std::iter::once(("TOTAL", None, &report.total)));
+    for (group, name, t) in rows {
+        let mut row = vec![match (group, name) {
+            ("", Some(label)) => format!("({label})"),
+            ("", None) => format!("({REFUSED_BEFORE_ROUTING})"),
+            (group, _) => group.to_owned(),
+        }];
+        if by == ByArg::Key {
+            row.push(match (group, name) {
+                ("TOTAL", _) => String::new(),
+                (_, Some(name)) => name.to_owned(),
+                (_, None) => "(deleted)".to_owned(),
+            });
+        }
+        row.extend([
+            t.requests.to_string(),
+            t.prompt_tokens.to_string(),
+            t.completion_tokens.to_string(),
+            format!("{:.6}", t.cost_usd),
+            t.refused.to_string(),
+            t.upstream_errors.to_string(),
+            format!("{:.0}", t.avg_latency_ms),
+        ]);
+        table.row(row);
+    }
+    text.push_str(&table.render());
+    if report.total.refused > 0 {
+        text.push_str(
+            "REFUSED: calls the gateway refused before trying a provider (over a quota: 429; no quorum: 503).\n",
+        );
+    }
+    text
 }
 
 #[cfg(test)]
@@ -114,5 +155,76 @@ mod tests {
     fn durations_become_relative_times() {
         assert_eq!(when("1h"), "-3600s");
         assert_eq!(when("2026-05-01T00:00:00Z"), "2026-05-01T00:00:00Z");
+    }
+
+    fn report(group_by: &str, groups: serde_json::Value) -> UsageReport {
+        let totals = serde_json::json!({
+            "requests": 3, "prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30,
+            "cost_micro_usd": 5, "cost_usd": 0.000005, "errors": 2, "refused": 1,
+            "upstream_errors": 1, "latency_ms_sum": 30, "avg_latency_ms": 10.0
+        });
+        let groups: Vec<serde_json::Value> = groups
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| {
+                let mut g = g.clone();
+                for (k, v) in totals.as_object().unwrap() {
+                    g[k] = v.clone();
+                }
+                g
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "from": "2026-05-01T10:00:00Z", "from_ms": 0, "to": "2026-05-01T11:00:00Z",
+            "to_ms": 1, "group_by": group_by, "key": null, "route": null,
+            "groups": groups, "total": totals
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn tables_name_keys_label_refusals_and_split_errors() {
+        let by_key = render(
+            ByArg::Key,
+            &report(
+                "key",
+                serde_json::json!([
+                    {"group": "key_0000000000000001", "name": "team-a"},
+                    {"group": "key_0000000000000002", "name": null}
+                ]),
+            ),
+        );
+        let lines: Vec<&str> = by_key.lines().collect();
+        assert!(lines[1].starts_with("KEY"), "{by_key}");
+        assert!(
+            lines[1].contains("NAME") && lines[1].contains("REFUSED"),
+            "{by_key}"
+        );
+        assert!(lines[1].contains("UPSTREAM ERRORS"), "{by_key}");
+        assert!(
+            lines[2].contains("key_0000000000000001  team-a"),
+            "{by_key}"
+        );
+        assert!(lines[3].contains("(deleted)"), "{by_key}");
+        assert!(
+            by_key.contains("REFUSED: calls the gateway refused"),
+            "{by_key}"
+        );
+        let by_provider = render(
+            ByArg::Provider,
+            &report(
+                "provider",
+                serde_json::json!([
+                    {"group": "", "name": "refused before routing"},
+                    {"group": "openai", "name": null}
+                ]),
+            ),
+        );
+        assert!(
+            by_provider.contains("\n(refused before routing)  3"),
+            "{by_provider}"
+        );
+        assert!(!by_provider.contains("NAME"), "{by_provider}");
     }
 }

@@ -95,11 +95,29 @@ pub struct RawSecrets {
 }
 
 /// `[admin]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     /// SHA-256 (hex) of each accepted bootstrap admin token.
     pub token_sha256: Vec<String>,
+    /// A connection's first request must arrive within this of accept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_request_timeout_ms: Option<u64>,
+    /// A client must send its request head within this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_read_timeout_ms: Option<u64>,
+    /// A connection with no request in flight this long is closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_ms: Option<u64>,
+    /// Largest request head.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_header_bytes: Option<u64>,
+    /// Most header fields in a request head.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_headers: Option<u64>,
+    /// Most open connections on the admin listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u64>,
 }
 
 /// `[cluster]`: how a fresh node becomes a member. Exactly one of the two.
@@ -222,6 +240,18 @@ pub struct RawProxy {
     /// A client must send its request head within this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub header_read_timeout_ms: Option<u64>,
+    /// A connection's first request must arrive within this of accept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_request_timeout_ms: Option<u64>,
+    /// A connection with no request in flight this long is closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_ms: Option<u64>,
+    /// Most header fields in a request head.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_headers: Option<u64>,
+    /// Most open connections on the proxy listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u64>,
     /// A client must send its whole body within this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_read_timeout_ms: Option<u64>,
@@ -258,9 +288,13 @@ pub struct RawQuotas {
     /// How long a granted lease stays spendable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_ttl_ms: Option<u64>,
-    /// Longest a request waits for the next round when its pool ran dry.
+    /// Longest a request waits for a lease round when its pool ran dry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_wait_ms: Option<u64>,
+    /// The standing reserves of all nodes together hold what a limit
+    /// refills in this long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standing_ms: Option<u64>,
     /// Completion tokens reserved for a request without `max_tokens`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_estimate_tokens: Option<u64>,

@@ -188,6 +188,19 @@ fn raft_timing_rules() {
         vec!["raft.heartbeat_interval_ms", "raft.election_timeout_min_ms"],
         "{errors:#?}"
     );
+
+    // The leader lease (min - heartbeat) must cover a heartbeat.
+    let mut raw = parse(&text).expect("parse");
+    raw.raft.heartbeat_interval_ms = Some(100);
+    raw.raft.election_timeout_min_ms = Some(150);
+    raw.raft.election_timeout_max_ms = Some(400);
+    let errors = validate(raw, path.parent().expect("dir")).expect_err("must fail");
+    assert_eq!(
+        fields_of(&errors),
+        vec!["raft.election_timeout_min_ms"],
+        "{errors:#?}"
+    );
+    assert!(errors[0].message.contains("twice"), "{errors:#?}");
 }
 
 #[test]
@@ -299,11 +312,13 @@ fn quota_settings_are_checked_and_applied() {
     raw.quotas.tick_ms = Some(50);
     raw.quotas.lease_ttl_ms = Some(1_000);
     raw.quotas.max_wait_ms = Some(0);
+    raw.quotas.standing_ms = Some(0);
     raw.quotas.completion_estimate_tokens = Some(256);
     let config = validate(raw, config_dir).expect("valid");
     assert_eq!(config.quotas.tick_ms, 50);
     assert_eq!(config.quotas.lease_ttl_ms, 1_000);
     assert_eq!(config.quotas.max_wait_ms, 0);
+    assert_eq!(config.quotas.standing_ms, 0, "no standing reserves");
     assert_eq!(config.proxy.completion_estimate_tokens, 256);
 }
 
@@ -349,4 +364,52 @@ fn usage_settings_are_checked_and_applied() {
     );
     assert_eq!(config.usage.retention_ms(), 7 * 86_400_000);
     assert_eq!(config.usage.minute_retention_ms(), 48 * 3_600_000);
+}
+
+#[test]
+fn connection_limits_of_both_listeners_are_checked_and_named() {
+    let (_dir, path, text) = fixture();
+    let config_dir = path.parent().expect("dir");
+    let err =
+        parse(&text.replacen("[admin]\n", "[admin]\nidle_timout_ms = 5\n", 1)).expect_err("typo");
+    assert_eq!(err.field, "admin.idle_timout_ms", "{err}");
+    let err = parse(&format!("{text}\n[proxy]\nmax_conections = 5\n")).expect_err("typo");
+    assert_eq!(err.field, "proxy.max_conections", "{err}");
+
+    let mut raw = parse(&text).expect("parse");
+    raw.proxy.first_request_timeout_ms = Some(0);
+    raw.proxy.max_connections = Some(0);
+    raw.admin.idle_timeout_ms = Some(3_600_001);
+    raw.admin.max_header_bytes = Some(100);
+    raw.admin.max_headers = Some(0);
+    let errors = validate(raw, config_dir).expect_err("must fail");
+    let fields = fields(&errors);
+    for expected in [
+        "proxy.first_request_timeout_ms",
+        "proxy.max_connections",
+        "admin.idle_timeout_ms",
+        "admin.max_header_bytes",
+        "admin.max_headers",
+    ] {
+        assert!(fields.contains(&expected), "{expected} in {errors:#?}");
+    }
+
+    let mut raw = parse(&text).expect("parse");
+    raw.proxy.first_request_timeout_ms = Some(2_000);
+    raw.proxy.idle_timeout_ms = Some(30_000);
+    raw.proxy.max_headers = Some(50);
+    raw.proxy.max_connections = Some(500);
+    raw.admin.header_read_timeout_ms = Some(4_000);
+    raw.admin.max_connections = Some(20);
+    let config = validate(raw, config_dir).expect("valid");
+    let proxy = config.proxy.connections();
+    assert_eq!(proxy.first_request_timeout, Duration::from_secs(2));
+    assert_eq!(proxy.idle_timeout, Duration::from_secs(30));
+    assert_eq!((proxy.max_headers, proxy.max_connections), (50, 500));
+    assert_eq!(
+        config.admin_connections.header_read_timeout,
+        Duration::from_secs(4)
+    );
+    assert_eq!(config.admin_connections.max_connections, 20);
+    assert_eq!(config.admin_connections.max_header_bytes, 16 * 1024);
 }

@@ -8,7 +8,9 @@
 
 use super::DevState;
 use anyhow::{bail, Context};
+use rand::RngCore;
 use serde_json::{json, Value};
+use sluice_admin::idempotency::HEADER as IDEMPOTENCY_KEY;
 use sluice_mock_llm::{MockConfig, MockHandle, MockServer};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -26,18 +28,19 @@ pub struct Demo {
     pub api_key: String,
 }
 
-/// Starts the mock and makes sure the cluster has the provider, the route
-/// and a usable demo key (reusing `previous`'s).
+/// Starts the mock and makes sure the cluster, reached through any of
+/// `admin_urls`, has the provider, the route and a usable demo key (reusing
+/// `previous`'s).
 pub async fn start(
     client: &reqwest::Client,
-    admin_url: &str,
+    admin_urls: &[String],
     token: &str,
     previous: &DevState,
 ) -> anyhow::Result<Demo> {
     let mock = start_mock(previous.mock_url.as_deref()).await?;
     let admin = Admin {
         client,
-        base: admin_url.trim_end_matches('/'),
+        bases: admin_urls,
         token,
     };
     let base_url = format!("{}/v1", mock.base_url());
@@ -121,13 +124,15 @@ fn expect_ok((status, body): (u16, Value), what: &str) -> anyhow::Result<()> {
 /// A small admin API client for the demo set-up.
 struct Admin<'a> {
     client: &'a reqwest::Client,
-    base: &'a str,
+    bases: &'a [String],
     token: &'a str,
 }
 
 impl Admin<'_> {
-    /// Sends a request, retrying while the cluster is between leaders
-    /// (no answer, 503 or 504), and returns the status and JSON body.
+    /// Sends a request, retrying on the next node while the cluster is
+    /// between leaders (no answer, 503 or 504), and returns the status and
+    /// JSON body. A write carries one `Idempotency-Key` over its retries,
+    /// so it is applied once.
     async fn send(
         &self,
         method: reqwest::Method,
@@ -135,11 +140,20 @@ impl Admin<'_> {
         body: Option<&Value>,
     ) -> anyhow::Result<(u16, Value)> {
         let deadline = Instant::now() + WRITE_DEADLINE;
-        loop {
+        let key = (method != reqwest::Method::GET).then(|| {
+            let mut random = [0u8; 16];
+            rand::rngs::OsRng.fill_bytes(&mut random);
+            format!("sluice-dev-{}", hex::encode(random))
+        });
+        for attempt in 0usize.. {
+            let base = self.bases[attempt % self.bases.len()].trim_end_matches('/');
             let mut request = self
                 .client
-                .request(method.clone(), format!("{}{path}", self.base))
+                .request(method.clone(), format!("{base}{path}"))
                 .bearer_auth(self.token);
+            if let Some(key) = &key {
+                request = request.header(IDEMPOTENCY_KEY, key);
+            }
             if let Some(body) = body {
                 request = request.json(body);
             }
@@ -156,10 +170,11 @@ impl Admin<'_> {
                 Err(_) => true,
             };
             if !retry || Instant::now() >= deadline {
-                return outcome.with_context(|| format!("{method} {path}"));
+                return outcome.with_context(|| format!("{method} {base}{path}"));
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        unreachable!("the attempts loop only ends by returning")
     }
 
     /// Whether `secret` is a key the cluster still accepts.
