@@ -7,7 +7,8 @@
 //! treat "down" like any other unwanted answer.
 
 use reqwest::blocking::{Client, RequestBuilder};
-use reqwest::Method;
+use reqwest::header::HeaderMap;
+pub use reqwest::Method;
 use serde_json::Value;
 use std::time::Duration;
 
@@ -79,6 +80,27 @@ impl Admin {
         self.send(self.request(Method::DELETE, path))
     }
 
+    /// A write sent with `Idempotency-Key: key`; also answers whether the
+    /// response says it was made from recorded results
+    /// (`Idempotent-Replayed: true`).
+    pub fn keyed(
+        &self,
+        method: Method,
+        path: &str,
+        key: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value, bool) {
+        let mut request = self.request(method, path).header("Idempotency-Key", key);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let (status, body, headers) = self.exchange(request);
+        let replayed = headers
+            .get("Idempotent-Replayed")
+            .is_some_and(|v| v.as_bytes() == b"true");
+        (status, body, replayed)
+    }
+
     /// `GET /admin/v1/cluster`: this node's view, or `None` if it did not answer 200.
     pub fn cluster_status(&self) -> Option<Value> {
         match self.get("/admin/v1/cluster") {
@@ -129,20 +151,28 @@ impl Admin {
     }
 
     fn send(&self, request: RequestBuilder) -> (u16, Value) {
+        let (status, body, _) = self.exchange(request);
+        (status, body)
+    }
+
+    /// Status, body and headers of the answer to `request`.
+    fn exchange(&self, request: RequestBuilder) -> (u16, Value, HeaderMap) {
         match request.send() {
             Ok(response) => {
                 let status = response.status().as_u16();
+                let headers = response.headers().clone();
                 let text = response.text().unwrap_or_default();
                 let body = if text.trim().is_empty() {
                     Value::Null
                 } else {
                     serde_json::from_str(&text).unwrap_or(Value::String(text))
                 };
-                (status, body)
+                (status, body, headers)
             }
             Err(e) => (
                 0,
                 Value::String(format!("no response from {}: {e}", self.base)),
+                HeaderMap::new(),
             ),
         }
     }

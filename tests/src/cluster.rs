@@ -56,9 +56,17 @@ pub struct ClusterBuilder {
     extra: Vec<String>,
     relay: bool,
     data_key_from: Option<PathBuf>,
+    env: Vec<(u64, String, String)>,
 }
 
 impl ClusterBuilder {
+    /// Sets environment variable `key` to `value` for every run of node
+    /// `id`'s `sluice serve` (e.g. `LD_PRELOAD` of a faked clock).
+    pub fn node_env(mut self, id: u64, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((id, key.into(), value.into()));
+        self
+    }
+
     /// Reuse the data key in `file` (another cluster's `data.key`) as
     /// `sluice init --data-key-from` does.
     pub fn data_key_from(mut self, file: impl Into<PathBuf>) -> Self {
@@ -80,12 +88,14 @@ impl ClusterBuilder {
         self
     }
 
-    /// Test timing: heartbeat 100 ms, election 400-800 ms, RPC timeout 1 s.
+    /// Test timing: the shipped election settings (heartbeat 50 ms,
+    /// election timeout 300–400 ms), RPC timeout 1 s.
     pub fn fast_elections(mut self) -> Self {
         let timing = self.timing.get_or_insert_with(RaftTiming::default);
-        timing.heartbeat_interval_ms = 100;
-        timing.election_timeout_min_ms = 400;
-        timing.election_timeout_max_ms = 800;
+        let shipped = RaftTiming::default();
+        timing.heartbeat_interval_ms = shipped.heartbeat_interval_ms;
+        timing.election_timeout_min_ms = shipped.election_timeout_min_ms;
+        timing.election_timeout_max_ms = shipped.election_timeout_max_ms;
         timing.rpc_timeout_ms = 1000;
         self
     }
@@ -185,6 +195,12 @@ impl ClusterBuilder {
             .map(|(plan, config)| {
                 let node = Node {
                     plan: *plan,
+                    env: self
+                        .env
+                        .iter()
+                        .filter(|(id, _, _)| *id == plan.id)
+                        .map(|(_, k, v)| (k.clone(), v.clone()))
+                        .collect(),
                     config: config.clone(),
                     log: logs.join(format!("node-{}.log", plan.id)),
                     bin: None,
@@ -218,6 +234,8 @@ impl ClusterBuilder {
 #[derive(Debug)]
 struct Node {
     plan: NodePlan,
+    /// Set for every run ([`ClusterBuilder::node_env`]).
+    env: Vec<(String, String)>,
     config: PathBuf,
     log: PathBuf,
     /// Runs this binary instead of the cluster's ([`Cluster::set_binary`]).
@@ -267,6 +285,7 @@ impl Cluster {
             extra: Vec::new(),
             relay: false,
             data_key_from: None,
+            env: Vec::new(),
         }
     }
 
@@ -377,6 +396,7 @@ impl Cluster {
         };
         let node = Node {
             plan,
+            env: Vec::new(),
             log: self.logs.join(format!("node-{id}.log")),
             config,
             bin: None,
@@ -664,7 +684,8 @@ impl Cluster {
             .arg(&node.config)
             .current_dir(node.config.parent().expect("config in a node dir"))
             .env("RUST_BACKTRACE", "1")
-            .env("NO_COLOR", "1");
+            .env("NO_COLOR", "1")
+            .envs(node.env.iter().map(|(k, v)| (k, v)));
         node.process = Some(Process::spawn(
             format!("node {id} (run {})", node.runs),
             command,

@@ -29,14 +29,18 @@
 //! * [`mock`]: [`MockLlm`], the `sluice mock-llm` child.
 //! * [`proxy`]: [`ProxyClient`] and its [`Reply`].
 //! * [`sse`]: [`SseStream`], read event by event, and its [`Transcript`].
+//! * [`traffic`]: [`Traffic`], client threads that count every answer
+//!   while a test kills, pauses or cuts off nodes.
 
 pub mod mock;
 pub mod proxy;
 pub mod sse;
+pub mod traffic;
 
 pub use mock::MockLlm;
 pub use proxy::{ProxyClient, Reply};
 pub use sse::{SseEvent, SseStream, Transcript};
+pub use traffic::{Call, Traffic, TrafficReport};
 
 use crate::admin::Admin;
 use crate::cluster::{Cluster, ClusterBuilder};
@@ -203,9 +207,10 @@ impl DataPlane {
         write_through(&self.cluster.admin(1), path, body, self.cluster.deadline())
     }
 
-    /// Waits until every node's proxy lists `routes` to `key` in `/v1/models`.
+    /// Waits until every running node's proxy lists `routes` to `key` in
+    /// `/v1/models` (a planned node not started yet is not waited for).
     pub fn wait_served(&self, key: &str, routes: &[&str]) {
-        for id in self.cluster.ids() {
+        for id in self.cluster.running_ids() {
             let proxy = ProxyClient::new(self.cluster.proxy_url(id), Some(key));
             let mut last = String::new();
             let served = self.cluster.deadline().within(APPLY_BUDGET).poll("", || {

@@ -21,15 +21,22 @@
 //! * [`files`]: hashing and copying directory trees (data dir checks).
 //! * [`dataplane`]: [`DataPlane`]: a `sluice mock-llm` upstream, the standard
 //!   providers, routes and keys, and a proxy client reading SSE streams.
+//! * [`nemesis`]: the nemesis suite's harness: workload, faults, checker.
+//! * [`balancer`]: [`Balancer`], a client-side round robin over a pool of
+//!   proxies that changes under traffic (a node added, drained, removed).
+//! * [`needs`]: [`needs::Suite`], for suites that need the SDK venv,
+//!   Chromium or Prometheus: ignored (visibly) without them, failed under
+//!   CI.
 //!
-//! The suites live in `tests/t*_*.rs`, numbered by topic (10 replication,
-//! 15 partitions through the relay, 20 failover, 30 durability, 40
-//! membership, 50 security, 60 data dir, 70 admin API, 80 `sluice dev` and
-//! the CLI, 85 the data plane, 90 the official OpenAI and Anthropic SDKs
-//! against the proxy, 91 the runbook's disk, certificate, token and
-//! upgrade procedures, 92 metrics and traces, 94 the web dashboard in headless Chromium, 95 global
-//! quotas, 96 usage roll-ups, 97 `sluice cluster doctor`, 98 the `deploy/`
-//! examples, 99 backup and restore).
+//! The suites live in `tests/t*_*.rs`, numbered by topic (10 replication, 15
+//! partitions through the relay, 20 failover, 30 durability, 40 membership,
+//! 41 scale-out under load, 50 security, 60 data dir, 70 admin API, 80
+//! `sluice dev` and the CLI, 85 the data plane, 90 the official OpenAI and
+//! Anthropic SDKs against the proxy, 91 the runbook's disk, certificate,
+//! token and upgrade procedures, 92 metrics and traces, 93 the nemesis suite
+//! (faults under load, then a checker), 94 the web dashboard in headless
+//! Chromium, 95 global quotas, 96 usage roll-ups, 97 `sluice cluster
+//! doctor`, 98 the `deploy/` examples, 99 backup and restore).
 //!
 //! # Running
 //! ```text
@@ -40,16 +47,20 @@
 //! (configs, data dirs, node logs) and prints its path.
 
 pub mod admin;
+pub mod balancer;
 pub mod binary;
 pub mod cli;
 pub mod cluster;
 pub mod dataplane;
 pub mod deadline;
 pub mod files;
+pub mod needs;
+pub mod nemesis;
 pub mod process;
 pub mod relay;
 
 pub use admin::Admin;
+pub use balancer::Balancer;
 pub use binary::sluice_bin;
 pub use cluster::{Cluster, ClusterBuilder};
 pub use dataplane::{DataPlane, ProxyClient};

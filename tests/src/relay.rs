@@ -18,14 +18,28 @@
 //!
 //! [`Relay::isolate`] drops every datagram to or from a node, in both
 //! directions and on NAT entries that already exist, until [`Relay::heal`].
-//! Nothing is queued while a node is isolated: QUIC sees plain loss.
+//! [`Relay::partition`] cuts the links between groups of nodes (a node may
+//! stand in two groups: a bridge). Nothing is queued while a link is cut:
+//! QUIC sees plain loss. [`Relay::impair`] adds delay, jitter and loss to
+//! one node's link, as `tc netem` would on its interface.
 //!
 //! Every socket is served by its own thread, polling with a short read
 //! timeout; dropping the [`Relay`] stops and joins them all within about
-//! [`POLL`].
+//! [`POLL`]. Delayed datagrams wait in the thread that received them.
+//!
+//! # Layout
+//! * [`impairment`]: [`Impairment`], delay, jitter and loss of one link.
+//! * `pending`: the datagrams a thread holds back until they are due.
 //!
 //! [`Cluster`]: crate::Cluster
 
+pub mod impairment;
+mod pending;
+
+pub use impairment::Impairment;
+
+use impairment::SharedImpairment;
+use pending::Pending;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -58,25 +72,60 @@ struct Links {
     ids: HashMap<SocketAddr, u64>,
     /// Whether each node is isolated. Fixed key set: lock-free lookups.
     isolated: BTreeMap<u64, AtomicBool>,
+    /// Whether the link between two nodes (`(low id, high id)`) is cut.
+    cut: BTreeMap<(u64, u64), AtomicBool>,
+    /// Delay and loss on each node's link.
+    impaired: BTreeMap<u64, SharedImpairment>,
     forwarded: AtomicU64,
+    /// Payload bytes of the datagrams counted in `forwarded`.
+    forwarded_bytes: AtomicU64,
     dropped: AtomicU64,
+    /// Datagrams lost to an [`Impairment`] (not counted as dropped).
+    lost: AtomicU64,
     stop: AtomicBool,
 }
 
 impl Links {
-    /// Whether a datagram between node `to` and the socket at `peer` may
-    /// pass, counted as forwarded or dropped. A peer that is no node (say, a
-    /// test's own socket) is never isolated.
-    fn pass(&self, to: u64, peer: SocketAddr) -> bool {
-        let cut = |id: &u64| self.isolated[id].load(Ordering::Relaxed);
-        let passes = !cut(&to) && !self.ids.get(&peer).is_some_and(cut);
-        let counter = if passes {
-            &self.forwarded
-        } else {
-            &self.dropped
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        passes
+    /// The fate of a datagram of `len` bytes between node `to` and the
+    /// socket at `peer`:
+    /// `None` if it may not pass (counted as dropped, or as lost to an
+    /// impairment), else how long to hold it (counted as forwarded). A peer
+    /// that is no node (say, a test's own socket) is never cut off.
+    fn pass(&self, to: u64, peer: SocketAddr, len: usize) -> Option<Duration> {
+        let isolated = |id: &u64| self.isolated[id].load(Ordering::Relaxed);
+        let from = self.ids.get(&peer).copied();
+        let passes = !isolated(&to)
+            && !from.as_ref().is_some_and(isolated)
+            && !from.is_some_and(|from| self.is_cut(from, to));
+        if !passes {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        let links: Vec<Impairment> = [Some(to), from]
+            .into_iter()
+            .flatten()
+            .map(|id| self.impaired[&id].get())
+            .collect();
+        match impairment::fate(&links, &mut rand::thread_rng()) {
+            Some(delay) => {
+                self.forwarded.fetch_add(1, Ordering::Relaxed);
+                self.forwarded_bytes
+                    .fetch_add(len as u64, Ordering::Relaxed);
+                Some(delay)
+            }
+            None => {
+                self.lost.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    fn link(&self, a: u64, b: u64) -> Option<&AtomicBool> {
+        self.cut.get(&(a.min(b), a.max(b)))
+    }
+
+    fn is_cut(&self, a: u64, b: u64) -> bool {
+        self.link(a, b).is_some_and(|c| c.load(Ordering::Relaxed))
     }
 
     fn stopping(&self) -> bool {
@@ -95,8 +144,19 @@ impl Relay {
                 .keys()
                 .map(|&id| (id, AtomicBool::new(false)))
                 .collect(),
+            cut: real
+                .keys()
+                .flat_map(|&a| real.keys().filter(move |&&b| a < b).map(move |&b| (a, b)))
+                .map(|pair| (pair, AtomicBool::new(false)))
+                .collect(),
+            impaired: real
+                .keys()
+                .map(|&id| (id, SharedImpairment::default()))
+                .collect(),
             forwarded: AtomicU64::new(0),
+            forwarded_bytes: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
             stop: AtomicBool::new(false),
         });
         assert_eq!(
@@ -155,11 +215,48 @@ impl Relay {
         self.flag(id).store(false, Ordering::Relaxed);
     }
 
-    /// Lets every node's datagrams through again.
+    /// Lets every node's datagrams through again, on every link, and takes
+    /// every [`Impairment`] off: the network is whole.
     pub fn heal_all(&self) {
-        for flag in self.links.isolated.values() {
+        for flag in self.links.isolated.values().chain(self.links.cut.values()) {
             flag.store(false, Ordering::Relaxed);
         }
+        for link in self.links.impaired.values() {
+            link.set(Impairment::default());
+        }
+    }
+
+    /// Cuts every link between two nodes that no group of `groups` holds
+    /// both of, until [`Relay::heal_all`]. A node in two groups is a
+    /// bridge: `[[1, 2, 3], [3, 4, 5]]` lets 3 talk to everyone while 1
+    /// and 2 no longer reach 4 and 5. A node in no group is cut off from
+    /// every other (but not isolated from test sockets).
+    pub fn partition(&self, groups: &[&[u64]]) {
+        for group in groups {
+            for id in *group {
+                self.flag(*id);
+            }
+        }
+        for (&(a, b), flag) in &self.links.cut {
+            let together = groups.iter().any(|g| g.contains(&a) && g.contains(&b));
+            flag.store(!together, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the link between nodes `a` and `b` is cut (by
+    /// [`Relay::partition`]; isolation is separate).
+    pub fn is_cut(&self, a: u64, b: u64) -> bool {
+        self.flag(a);
+        self.flag(b);
+        self.links.is_cut(a, b)
+    }
+
+    /// Puts `impairment` on node `id`'s link, both directions, from now on
+    /// (replacing what was there): a datagram between two impaired nodes
+    /// suffers both.
+    pub fn impair(&self, id: u64, impairment: Impairment) {
+        self.flag(id);
+        self.links.impaired[&id].set(impairment);
     }
 
     /// Whether node `id` is isolated.
@@ -172,9 +269,20 @@ impl Relay {
         self.links.forwarded.load(Ordering::Relaxed)
     }
 
-    /// Datagrams dropped so far because a node was isolated.
+    /// UDP payload bytes of the datagrams passed on so far: the nodes'
+    /// Raft traffic (QUIC packets), both directions.
+    pub fn forwarded_bytes(&self) -> u64 {
+        self.links.forwarded_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Datagrams dropped so far because a node was isolated or a link cut.
     pub fn dropped(&self) -> u64 {
         self.links.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Datagrams lost so far to an [`Impairment`].
+    pub fn lost(&self) -> u64 {
+        self.links.lost.load(Ordering::Relaxed)
     }
 
     fn flag(&self, id: u64) -> &AtomicBool {
@@ -208,13 +316,15 @@ impl Front {
     fn run(self) {
         let mut upstreams: HashMap<SocketAddr, Upstream> = HashMap::new();
         let mut buf = vec![0u8; DATAGRAM_MAX];
+        let mut pending = Pending::default();
         while !self.links.stopping() {
-            let Some((len, source)) = receive(&self.socket, &mut buf) else {
+            pending.flush();
+            let Some((len, source)) = receive(&self.socket, &mut buf, pending.wait(POLL)) else {
                 continue;
             };
-            if !self.links.pass(self.id, source) {
+            let Some(delay) = self.links.pass(self.id, source, len) else {
                 continue;
-            }
+            };
             let upstream = match upstreams.entry(source) {
                 Entry::Occupied(entry) => entry.into_mut(),
                 Entry::Vacant(entry) => match self.open_upstream(source) {
@@ -228,8 +338,7 @@ impl Front {
                     }
                 },
             };
-            // Loss is what UDP promises; a failed send is just that.
-            let _ = upstream.socket.send_to(&buf[..len], self.target);
+            pending.send(delay, &upstream.socket, self.target, &buf[..len]);
         }
         for (_, upstream) in upstreams {
             let _ = upstream.thread.join();
@@ -273,15 +382,20 @@ struct Back {
 impl Back {
     fn run(self) {
         let mut buf = vec![0u8; DATAGRAM_MAX];
+        let mut pending = Pending::default();
         while !self.links.stopping() {
-            let Some((len, from)) = receive(&self.upstream, &mut buf) else {
+            pending.flush();
+            let Some((len, from)) = receive(&self.upstream, &mut buf, pending.wait(POLL)) else {
                 continue;
             };
             // Only the node this entry leads to may answer through it.
-            if from != self.target || !self.links.pass(self.id, self.source) {
+            if from != self.target {
                 continue;
             }
-            let _ = self.front.send_to(&buf[..len], self.source);
+            let Some(delay) = self.links.pass(self.id, self.source, len) else {
+                continue;
+            };
+            pending.send(delay, &self.front, self.source, &buf[..len]);
         }
     }
 }
@@ -298,11 +412,19 @@ fn bind_beside(peer: SocketAddr) -> io::Result<UdpSocket> {
     Ok(socket)
 }
 
-/// One datagram, or `None` when the read timed out (or failed: on an
-/// unconnected socket that is at most a stale ICMP error, and the next read
-/// is the judge).
-fn receive(socket: &UdpSocket, buf: &mut [u8]) -> Option<(usize, SocketAddr)> {
-    match socket.recv_from(buf) {
+/// One datagram within `wait`, or `None` when the read timed out (or
+/// failed: on an unconnected socket that is at most a stale ICMP error, and
+/// the next read is the judge).
+fn receive(socket: &UdpSocket, buf: &mut [u8], wait: Duration) -> Option<(usize, SocketAddr)> {
+    if wait != POLL {
+        // Only while datagrams are held; the socket's own timeout is POLL.
+        let _ = socket.set_read_timeout(Some(wait));
+    }
+    let received = socket.recv_from(buf);
+    if wait != POLL {
+        let _ = socket.set_read_timeout(Some(POLL));
+    }
+    match received {
         Ok(received) => Some(received),
         Err(e)
             if matches!(
@@ -321,146 +443,4 @@ fn receive(socket: &UdpSocket, buf: &mut [u8]) -> Option<(usize, SocketAddr)> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Instant;
-
-    /// A plain socket playing node `id`, with a relay in front of all of them.
-    struct Net {
-        nodes: BTreeMap<u64, UdpSocket>,
-        relay: Relay,
-    }
-
-    fn net(ids: &[u64]) -> Net {
-        let nodes: BTreeMap<u64, UdpSocket> = ids
-            .iter()
-            .map(|&id| {
-                let socket = UdpSocket::bind("127.0.0.1:0").expect("binding a node socket");
-                socket
-                    .set_read_timeout(Some(Duration::from_millis(200)))
-                    .expect("setting a read timeout");
-                (id, socket)
-            })
-            .collect();
-        let real = nodes
-            .iter()
-            .map(|(&id, s)| (id, s.local_addr().expect("bound")))
-            .collect();
-        let relay = Relay::start(&real);
-        Net { nodes, relay }
-    }
-
-    impl Net {
-        /// Node `from` sends `payload` to node `to`'s front address.
-        fn send(&self, from: u64, to: u64, payload: &[u8]) {
-            self.nodes[&from]
-                .send_to(payload, self.relay.front(to))
-                .expect("sending a datagram");
-        }
-
-        /// The next datagram node `id` receives within 200 ms, and its source.
-        fn receive(&self, id: u64) -> Option<(Vec<u8>, SocketAddr)> {
-            let mut buf = [0u8; 2048];
-            let (len, from) = self.nodes[&id].recv_from(&mut buf).ok()?;
-            Some((buf[..len].to_vec(), from))
-        }
-
-        /// Node `from` sends to `to`, which answers to whoever it saw; returns
-        /// what `from` got back and from which address, if the round trip
-        /// made it.
-        fn round_trip(&self, from: u64, to: u64) -> Option<(Vec<u8>, SocketAddr)> {
-            self.send(from, to, b"ping");
-            let (payload, seen) = self.receive(to)?;
-            assert_eq!(payload, b"ping");
-            self.nodes[&to]
-                .send_to(b"pong", seen)
-                .expect("answering a datagram");
-            self.receive(from)
-        }
-    }
-
-    #[test]
-    fn datagrams_flow_both_ways_through_a_stable_nat_entry() {
-        let net = net(&[1, 2]);
-        // Node 2 sees node 1 behind one upstream socket, never 1's real address.
-        net.send(1, 2, b"first");
-        let (payload, seen_as) = net.receive(2).expect("node 2 gets the datagram");
-        assert_eq!(payload, b"first");
-        assert_ne!(seen_as, net.nodes[&1].local_addr().unwrap());
-        net.send(1, 2, b"second");
-        assert_eq!(net.receive(2).map(|(_, s)| s), Some(seen_as));
-
-        // Node 2's answer reaches node 1 from node 2's front address.
-        net.nodes[&2].send_to(b"answer", seen_as).unwrap();
-        let (payload, from) = net.receive(1).expect("node 1 gets the answer");
-        assert_eq!(payload, b"answer");
-        assert_eq!(from, net.relay.front(2));
-
-        // The other direction uses its own entry.
-        let (payload, from) = net.round_trip(2, 1).expect("2 → 1 → 2");
-        assert_eq!(payload, b"pong");
-        assert_eq!(from, net.relay.front(1));
-        assert_eq!(net.relay.forwarded(), 5);
-        assert_eq!(net.relay.dropped(), 0);
-    }
-
-    #[test]
-    fn isolated_node_neither_sends_nor_receives_until_healed() {
-        let net = net(&[1, 2, 3]);
-        // NAT entries both ways exist before the cut.
-        assert!(net.round_trip(1, 2).is_some());
-        assert!(net.round_trip(2, 1).is_some());
-
-        net.relay.isolate(1);
-        assert!(net.relay.is_isolated(1));
-        net.send(1, 2, b"out");
-        assert_eq!(net.receive(2), None, "datagram from the isolated node");
-        net.send(2, 1, b"in");
-        assert_eq!(net.receive(1), None, "datagram to the isolated node");
-        // The others still talk.
-        assert!(net.round_trip(2, 3).is_some());
-        assert!(net.round_trip(3, 2).is_some());
-        assert_eq!(net.relay.dropped(), 2);
-
-        net.relay.heal(1);
-        assert!(!net.relay.is_isolated(1));
-        assert_eq!(net.round_trip(1, 2).map(|(p, _)| p), Some(b"pong".to_vec()));
-        assert_eq!(net.round_trip(2, 1).map(|(p, _)| p), Some(b"pong".to_vec()));
-    }
-
-    #[test]
-    fn answers_on_an_existing_entry_are_dropped_while_either_end_is_isolated() {
-        let net = net(&[1, 2]);
-        net.send(1, 2, b"hello");
-        let (_, seen_as) = net.receive(2).expect("node 2 gets the datagram");
-
-        // Isolating the answering node…
-        net.relay.isolate(2);
-        net.nodes[&2].send_to(b"answer", seen_as).unwrap();
-        assert_eq!(net.receive(1), None);
-        net.relay.heal_all();
-        // …or the asking one: either way node 1 hears nothing.
-        net.relay.isolate(1);
-        net.nodes[&2].send_to(b"answer", seen_as).unwrap();
-        assert_eq!(net.receive(1), None);
-        net.relay.heal_all();
-        net.nodes[&2].send_to(b"answer", seen_as).unwrap();
-        assert_eq!(net.receive(1).map(|(p, _)| p), Some(b"answer".to_vec()));
-        assert_eq!(net.relay.dropped(), 2);
-    }
-
-    #[test]
-    fn dropping_the_relay_stops_its_threads_promptly() {
-        let net = net(&[1, 2, 3]);
-        for (from, to) in [(1, 2), (2, 1), (1, 3), (3, 2)] {
-            assert!(net.round_trip(from, to).is_some());
-        }
-        let front = net.relay.front(1);
-        let started = Instant::now();
-        drop(net.relay);
-        let took = started.elapsed();
-        assert!(took < Duration::from_secs(1), "drop took {took:?}");
-        // The front socket is closed: its port can be bound again.
-        UdpSocket::bind(front).expect("the front port was released");
-    }
-}
+mod tests;

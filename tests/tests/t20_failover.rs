@@ -105,3 +105,84 @@ fn peers_reach_a_restarted_node_at_once() {
         "first write forwarded to the restarted leader: {body}"
     );
 }
+
+/// A client that lost the answer to its write when the leader died sends
+/// it again, with the same `Idempotency-Key`, to a survivor: it is applied
+/// once and answers what the first application did (the same key, with the
+/// same secret). The record reaches the restarted old leader too.
+#[test]
+fn a_keyed_write_sent_again_after_the_leader_died_is_applied_once_with_the_same_answer() {
+    use sluice_e2e::admin::Method;
+    use sluice_e2e::json;
+    let mut cluster = Cluster::builder().nodes(3).fast_elections().start();
+    let old = cluster.leader();
+    let body = json!({"name": "retried", "rpm": 600});
+    let (status, first, replayed) = cluster.admin(old).keyed(
+        Method::POST,
+        "/admin/v1/keys",
+        "t20-create-retried",
+        Some(&body),
+    );
+    assert_eq!(status, 201, "{first}");
+    assert!(!replayed);
+    assert!(
+        first["key"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("sk-sluice-")),
+        "{first}"
+    );
+
+    cluster.kill9(old);
+    let survivor = cluster
+        .ids()
+        .into_iter()
+        .find(|&id| id != old)
+        .expect("a survivor");
+    // Sent again until the survivors have a leader (503/504 meanwhile).
+    let (again, replayed) = cluster.wait_for(
+        Duration::from_secs(15),
+        format!("node {survivor} to answer the retried write"),
+        || match cluster.admin(survivor).keyed(
+            Method::POST,
+            "/admin/v1/keys",
+            "t20-create-retried",
+            Some(&body),
+        ) {
+            (0 | 503 | 504, _, _) => None,
+            (201, again, replayed) => Some((again, replayed)),
+            (status, other, _) => cluster.fail(format!("retry answered {status}: {other}")),
+        },
+    );
+    assert!(replayed, "the retry is answered from the record");
+    assert_eq!(again, first, "the same key and secret as the first answer");
+    let (status, keys) = cluster.admin(survivor).get("/admin/v1/keys");
+    assert_eq!(status, 200, "{keys}");
+    let named: Vec<_> = keys["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .filter(|k| k["name"] == "retried")
+        .collect();
+    assert_eq!(named.len(), 1, "applied once: {keys}");
+
+    // The same key for another request is refused, naming the header.
+    let (status, refused, _) = cluster.admin(survivor).keyed(
+        Method::POST,
+        "/admin/v1/keys",
+        "t20-create-retried",
+        Some(&json!({"name": "someone-else"})),
+    );
+    assert_eq!(status, 422, "{refused}");
+    assert_eq!(refused["error"]["field"], "Idempotency-Key", "{refused}");
+
+    // The old leader, back, learned the record from the log.
+    cluster.restart(old);
+    let (status, from_old, replayed) = cluster.admin(old).keyed(
+        Method::POST,
+        "/admin/v1/keys",
+        "t20-create-retried",
+        Some(&body),
+    );
+    assert_eq!((status, replayed), (201, true), "{from_old}");
+    assert_eq!(from_old, first);
+}

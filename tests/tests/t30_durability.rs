@@ -7,14 +7,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-#[test]
-fn node_down_while_the_log_was_compacted_catches_up_by_snapshot() {
-    const SNAPSHOT_EVERY: u64 = 10;
-    let mut cluster = Cluster::builder()
+/// Snapshot interval of [`compacting_cluster`].
+const SNAPSHOT_EVERY: u64 = 10;
+
+/// Three nodes that snapshot every [`SNAPSHOT_EVERY`] entries and keep no
+/// log behind a snapshot.
+fn compacting_cluster() -> Cluster {
+    Cluster::builder()
         .nodes(3)
         .fast_elections()
         .snapshot_every(SNAPSHOT_EVERY)
-        .start();
+        .start()
+}
+
+#[test]
+fn node_down_while_the_log_was_compacted_catches_up_by_snapshot() {
+    let mut cluster = compacting_cluster();
     let mut written = vec!["before-down".to_string()];
     cluster.create_provider(1, &written[0]);
     let down = cluster.follower();
@@ -120,4 +128,59 @@ fn whole_cluster_stopped_cleanly_comes_back_ready_with_its_data() {
         cluster.wait_has_providers(id, &names, Duration::from_secs(10));
     }
     cluster.create_provider(2, "after-restart");
+}
+
+/// The record of a keyed write is part of the state: after it was taken
+/// into a snapshot (the log behind it compacted away) and the whole cluster
+/// restarted, the write sent again still answers its first result.
+#[test]
+fn a_keyed_write_sent_again_after_a_snapshot_and_a_full_restart_answers_its_first_result() {
+    use sluice_e2e::admin::Method;
+    let mut cluster = compacting_cluster();
+    let body = provider_body("made-once");
+    let (status, first, _) = cluster.admin(1).keyed(
+        Method::POST,
+        "/admin/v1/providers",
+        "t30-made-once",
+        Some(&body),
+    );
+    assert_eq!(status, 201, "{first}");
+    let written_at = cluster
+        .status(1)
+        .and_then(|s| s["applied_index"].as_u64())
+        .expect("applied index");
+    let leader = cluster.leader();
+    for i in 0..(2 * SNAPSHOT_EVERY + 5) {
+        cluster.create_provider(leader, &format!("after-{i}"));
+    }
+    for id in cluster.ids() {
+        cluster.wait_for(
+            Duration::from_secs(15),
+            format!("node {id} to snapshot past index {written_at}"),
+            || {
+                cluster
+                    .status(id)
+                    .and_then(|s| s["snapshot_index"].as_u64())
+                    .filter(|&i| i > written_at)
+            },
+        );
+    }
+    let ids = cluster.ids();
+    for &id in &ids {
+        cluster.stop(id);
+    }
+    cluster.start_all(&ids);
+
+    let (status, again, replayed) = cluster.admin(2).keyed(
+        Method::POST,
+        "/admin/v1/providers",
+        "t30-made-once",
+        Some(&body),
+    );
+    assert_eq!((status, replayed), (201, true), "{again}");
+    assert_eq!(again, first, "the first answer, timestamps and all");
+    // Unkeyed, the same create is run again, and refused: the record, not a
+    // lenient create, made the retry succeed.
+    let (status, conflict) = cluster.admin(2).post("/admin/v1/providers", &body);
+    assert_eq!(status, 409, "{conflict}");
 }

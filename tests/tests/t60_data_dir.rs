@@ -124,3 +124,61 @@ fn data_dir_with_unrelated_files_is_refused_and_left_untouched() {
     .expect("writing");
     assert_refused_untouched(&mut cluster, &["sluice-node.json"]);
 }
+
+/// A second `sluice serve` on a data dir that a running node holds (its
+/// own ports, the same data dir) is refused as in use: it names the other
+/// process, never calls the store corrupt, and the running node is unharmed.
+#[test]
+fn data_dir_held_by_a_running_node_is_refused_as_in_use_not_corrupt() {
+    let cluster = Cluster::builder().nodes(1).fast_elections().start();
+    let free_tcp = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free TCP port")
+            .to_string()
+    };
+    let free_udp = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free UDP port")
+        .to_string();
+    let text = std::fs::read_to_string(cluster.config_path(1)).expect("node 1's config");
+    let mut config: toml::Table = text.parse().expect("node 1's config is TOML");
+    let listen = config
+        .get_mut("listen")
+        .and_then(toml::Value::as_table_mut)
+        .expect("[listen]");
+    // It still claims node 1's addresses, as the membership lists them.
+    let mut advertise = toml::Table::new();
+    advertise.insert("raft".into(), listen["raft"].clone());
+    for (name, key) in [("admin", "admin_url"), ("proxy", "proxy_url")] {
+        let addr = listen[name].as_str().expect("a listen address");
+        advertise.insert(key.into(), format!("http://{addr}").into());
+    }
+    listen.insert("proxy".into(), free_tcp().into());
+    listen.insert("admin".into(), free_tcp().into());
+    listen.insert("raft".into(), free_udp.into());
+    config.insert("advertise".into(), advertise.into());
+    config.insert(
+        "data_dir".into(),
+        cluster.data_dir(1).display().to_string().into(),
+    );
+    let second = cluster.node_dir(1).join("second.toml");
+    std::fs::write(&second, config.to_string()).expect("writing the second config");
+
+    let mut command = std::process::Command::new(sluice_e2e::sluice_bin());
+    command
+        .arg("serve")
+        .arg("--config")
+        .arg(&second)
+        .current_dir(cluster.node_dir(1))
+        .env("NO_COLOR", "1");
+    let done =
+        sluice_e2e::process::run_to_completion(command, cluster.deadline().within(EXIT_BUDGET));
+    assert_ne!(done.code(), 0, "{done}");
+    assert!(
+        done.stderr.contains("in use by another process"),
+        "the refusal should say the data dir is in use\n{done}"
+    );
+    assert!(!done.stderr.contains("corrupt"), "{done}");
+    assert!(cluster.admin(1).is_ready(), "the running node is unharmed");
+}

@@ -753,6 +753,15 @@ fn route_whose_only_deployment_fails_answers_through_its_fallback() {
     let reply = proxy.post("/v1/chat/completions", &chat("unreachable", "no luck"));
     assert_eq!(reply.status, 502, "{}", reply.text);
     assert_eq!(reply.openai_error()["code"], "upstream_error");
+    // It names the provider and deployment that failed: where to look.
+    let message = reply.openai_error()["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        message.contains("provider `dead`, deployment `mock-gpt`"),
+        "the connection error does not name the upstream: {message}"
+    );
     for header in ["retry-after", "retry-after-ms"] {
         assert!(
             reply.header(header).is_some(),

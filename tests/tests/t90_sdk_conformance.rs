@@ -3,10 +3,12 @@
 //! virtualenv holding `tests/sdk/requirements.txt`.
 //!
 //! The interpreter is `$SLUICE_SDK_PYTHON`, else `target/sdk-venv/bin/python`
-//! in the workspace. Without it the suite is skipped with a note saying how
-//! to create it, except under CI (`$CI` set), where it fails: CI must run it.
+//! in the workspace. Without it the test is reported `ignored`, with a
+//! note saying how to create it, except under CI (`$CI` set), where it
+//! fails: CI must run it (see `sluice_e2e::needs`).
 
 use sluice_e2e::dataplane::{DataPlane, CLAUDE, EMBED, GPT};
+use sluice_e2e::needs::{sdk_python, workspace, Suite};
 use sluice_e2e::{json, Cluster};
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
@@ -19,42 +21,17 @@ const SCRIPT_BUDGET: Duration = Duration::from_secs(240);
 const RATE_LIMITED: &str = "rate-limited";
 const BROKEN: &str = "broken";
 
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ lives in the workspace")
-        .to_path_buf()
+fn main() -> std::process::ExitCode {
+    Suite::new()
+        .needing(
+            "official_sdks_work_through_every_node",
+            sdk_python(),
+            official_sdks_work_through_every_node,
+        )
+        .run()
 }
 
-/// The venv's interpreter, or `None` (after saying why) when the suite must
-/// be skipped.
-fn sdk_python() -> Option<PathBuf> {
-    let python = match std::env::var_os("SLUICE_SDK_PYTHON") {
-        Some(path) => PathBuf::from(path),
-        None => workspace().join("target/sdk-venv/bin/python"),
-    };
-    if python.is_file() {
-        return Some(python);
-    }
-    let how = "python3 -m venv target/sdk-venv && target/sdk-venv/bin/pip install -r tests/sdk/requirements.txt";
-    if std::env::var_os("CI").is_some() {
-        panic!(
-            "CI is set but the SDK interpreter {} does not exist; create it with `{how}` or set SLUICE_SDK_PYTHON",
-            python.display()
-        );
-    }
-    println!(
-        "SKIPPED t90_sdk_conformance: {} does not exist. Create the SDK venv from the workspace root with `{how}` (or set SLUICE_SDK_PYTHON).",
-        python.display()
-    );
-    None
-}
-
-#[test]
-fn official_sdks_work_through_every_node() {
-    let Some(python) = sdk_python() else {
-        return;
-    };
+fn official_sdks_work_through_every_node(python: PathBuf) {
     let plane = DataPlane::start(
         Cluster::builder()
             .nodes(3)
@@ -99,7 +76,8 @@ fn official_sdks_work_through_every_node() {
         .spawn()
         .unwrap_or_else(|e| panic!("starting {} {}: {e}", python.display(), script.display()));
 
-    // Stream the script's lines as they come; stderr is read whole.
+    // The script's lines as they come (so that a time-out shows how far it
+    // got); stderr is read whole.
     let (lines_tx, lines) = mpsc::channel();
     let stdout = child.stdout.take().expect("piped stdout");
     let stdout_reader = std::thread::spawn(move || {
@@ -127,7 +105,6 @@ fn official_sdks_work_through_every_node() {
     loop {
         match lines.recv_timeout(deadline.remaining().max(Duration::from_millis(1))) {
             Ok(line) => {
-                println!("{line}");
                 output.push_str(&line);
                 output.push('\n');
             }

@@ -4,6 +4,10 @@
 //! scraping a node, and the spans of a request exported over OTLP/HTTP to a
 //! receiver the test runs, with the request id the client sent and nothing
 //! of its prompt or key.
+//!
+//! The Prometheus test needs `prometheus` on `PATH` (Debian's package;
+//! `.ci/run` installs it): without it the test is reported `ignored` with
+//! a note, except under CI, where it fails (see `sluice_e2e::needs`).
 
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -11,6 +15,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use prost::Message;
 use sluice_e2e::dataplane::{DataPlane, GPT, OPENAI_PROVIDER};
+use sluice_e2e::needs::{find_program, Missing, Suite};
 use sluice_e2e::process::Process;
 use sluice_e2e::{json, Cluster, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,6 +28,24 @@ use std::time::Duration;
 const PRICED: &str = "priced";
 /// A route whose only deployment answers 500.
 const BROKEN: &str = "broken";
+
+fn main() -> std::process::ExitCode {
+    Suite::new()
+        .test(
+            "metrics_after_real_traffic_carry_every_family",
+            metrics_after_real_traffic_carry_every_family,
+        )
+        .needing(
+            "a_real_prometheus_scrapes_a_node",
+            prometheus_binary(),
+            a_real_prometheus_scrapes_a_node,
+        )
+        .test(
+            "spans_of_a_request_reach_an_otlp_receiver_without_its_prompt_or_key",
+            spans_of_a_request_reach_an_otlp_receiver_without_its_prompt_or_key,
+        )
+        .run()
+}
 
 fn chat(model: &str, text: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": text}]})
@@ -85,7 +108,6 @@ fn admin_metrics(plane: &DataPlane, id: u64) -> String {
     reply.text().expect("metrics body")
 }
 
-#[test]
 fn metrics_after_real_traffic_carry_every_family() {
     let plane = DataPlane::start(
         Cluster::builder()
@@ -301,21 +323,12 @@ fn metrics_after_real_traffic_carry_every_family() {
     }
 }
 
-/// `prometheus`, or `None` (after saying why) when the test must be
-/// skipped: only outside CI.
-fn prometheus_binary() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join("prometheus"))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        if std::env::var_os("CI").is_some() {
-            panic!("CI is set but `prometheus` is not on PATH; .ci/run installs Debian's prometheus package");
-        }
-        println!("SKIPPED a_real_prometheus_scrapes_a_node: `prometheus` is not on PATH (apt-get install prometheus)");
-    }
-    found
+/// `prometheus` on `PATH`, or what is missing.
+fn prometheus_binary() -> Result<PathBuf, Missing> {
+    find_program("prometheus").ok_or_else(|| Missing {
+        what: "`prometheus` on PATH".to_owned(),
+        how: "apt-get install prometheus".to_owned(),
+    })
 }
 
 fn free_port() -> u16 {
@@ -325,11 +338,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-#[test]
-fn a_real_prometheus_scrapes_a_node() {
-    let Some(prometheus) = prometheus_binary() else {
-        return;
-    };
+fn a_real_prometheus_scrapes_a_node(prometheus: PathBuf) {
     let cluster = Cluster::builder()
         .nodes(1)
         .fast_elections()
@@ -517,7 +526,6 @@ fn start_receiver(runtime: &tokio::runtime::Runtime) -> (u16, Arc<Mutex<Vec<Rece
     (port, received)
 }
 
-#[test]
 fn spans_of_a_request_reach_an_otlp_receiver_without_its_prompt_or_key() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

@@ -1,12 +1,14 @@
 //! The web dashboard in a real browser: headless Chromium, driven through
 //! `chromedriver` (WebDriver), logs in to a 3-node cluster's dashboard and
-//! shows the cluster.
+//! shows the cluster: on the leader every member's replication, on a
+//! follower every member and a link to the leader's page; quotas and money
+//! in words and dollars; every time in one UTC format.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` packages (`.ci/run`
-//! installs them). Without them the test is skipped with a message, except
-//! under CI (`CI` set), where a missing browser fails it. Chromium runs with
-//! a fresh profile, no sandbox (CI is root), and nothing that would reach
-//! the network.
+//! installs them). Without them the test is reported `ignored` with a note,
+//! except under CI (`CI` set), where a missing browser fails it (see
+//! `sluice_e2e::needs`). Chromium runs with a fresh profile, no sandbox (CI
+//! is root), and nothing that would reach the network.
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -14,6 +16,7 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use serde_json::{json, Map, Value};
 use sluice_e2e::dataplane::{DataPlane, GPT, OPENAI_PROVIDER};
+use sluice_e2e::needs::{find_program, Missing, Suite};
 use sluice_e2e::{Cluster, Deadline};
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
@@ -34,39 +37,39 @@ const KEY_NAME: &str = "dashboard-key";
 /// Calls sent through the leader's proxy on [`ROUTE`].
 const CALLS: u64 = 3;
 
+/// The browser's time zone (UTC+05:30, no daylight saving).
+const BROWSER_TZ: &str = "Asia/Kolkata";
+
 /// Usage batches every second, so the calls show up soon.
 const CONFIG: &str = r#"
 [usage]
 flush_interval_ms = 1000
 "#;
 
-/// `name` in `PATH`.
-fn find_program(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(name))
-        .find(|path| path.is_file())
+fn main() -> std::process::ExitCode {
+    Suite::new()
+        .needing(
+            "dashboard_logs_in_and_shows_the_cluster",
+            browser_programs(),
+            dashboard_logs_in_and_shows_the_cluster,
+        )
+        .run()
 }
 
-/// Chromium and chromedriver, or `None` (after saying why) when the test
-/// should be skipped.
-fn browser_programs() -> Option<(PathBuf, PathBuf)> {
-    let chromium = find_program("chromium");
-    let driver = find_program("chromedriver");
-    match (chromium, driver) {
-        (Some(chromium), Some(driver)) => Some((chromium, driver)),
+/// Chromium and chromedriver, or what is missing.
+fn browser_programs() -> Result<(PathBuf, PathBuf), Missing> {
+    match (find_program("chromium"), find_program("chromedriver")) {
+        (Some(chromium), Some(driver)) => Ok((chromium, driver)),
         (chromium, driver) => {
-            let missing = format!(
-                "{}{}",
-                if chromium.is_none() { "chromium " } else { "" },
-                if driver.is_none() { "chromedriver" } else { "" }
-            );
-            if std::env::var_os("CI").is_some() {
-                panic!("CI is set but {missing} is missing: .ci/run installs the chromium and chromium-driver packages");
-            }
-            eprintln!(
-                "SKIPPED t94_dashboard: {missing} not found in PATH (apt-get install chromium chromium-driver)"
-            );
-            None
+            let missing: Vec<&str> = [("chromium", chromium), ("chromedriver", driver)]
+                .into_iter()
+                .filter(|(_, found)| found.is_none())
+                .map(|(name, _)| name)
+                .collect();
+            Err(Missing {
+                what: format!("{} on PATH", missing.join(" and ")),
+                how: "apt-get install chromium chromium-driver".to_owned(),
+            })
         }
     }
 }
@@ -94,6 +97,9 @@ impl ChromeDriver {
         let port = free_port();
         let log = std::fs::File::create(dir.path().join("chromedriver.log")).expect("log file");
         let child = Command::new(program)
+            // Local time far from UTC: a time shown in local time instead
+            // of the page's one UTC format is caught.
+            .env("TZ", BROWSER_TZ)
             .arg(format!("--port={port}"))
             .arg("--allowed-ips=127.0.0.1")
             .arg(format!(
@@ -326,6 +332,8 @@ async fn log_in(client: &Client, token: &str) {
 
 struct Expected {
     dashboard_url: String,
+    /// A follower's dashboard.
+    follower_url: String,
     token: String,
     ids: Vec<u64>,
     leader: u64,
@@ -344,6 +352,7 @@ async fn drive(client: &Client, expected: &Expected, deadline: Deadline) {
         !shown(client, "views").await,
         "data shown before logging in"
     );
+    check_login_help(client).await;
 
     // A wrong token: the form stays, with a clear message.
     log_in(client, "not-an-admin-token").await;
@@ -390,12 +399,12 @@ async fn drive(client: &Client, expected: &Expected, deadline: Deadline) {
         .await
         .expect("the key's row text");
     assert!(
-        key_row.contains("key requests:") && key_row.contains("/ 600"),
-        "the key's live quota is not shown: {key_row:?}"
+        key_row.contains("whole key: 600 requests a minute; 600 left"),
+        "the key's live quota is not in words: {key_row:?}"
     );
     assert!(
-        key_row.contains("$0.000000"),
-        "the key's spend is not shown: {key_row:?}"
+        key_row.contains("$0.00 this month (UTC), no budget"),
+        "the key's spend is not in dollars: {key_row:?}"
     );
     let errors = visible_errors(client).await;
     assert!(errors.is_empty(), "the page shows errors: {errors:?}");
@@ -404,6 +413,170 @@ async fn drive(client: &Client, expected: &Expected, deadline: Deadline) {
         .find(Locator::Css("#chart-requests svg"))
         .await
         .expect("the requests chart");
+    check_times(client).await;
+    follower_page(client, expected, deadline).await;
+    // Back on the leader's page: still logged in there.
+    client
+        .goto(&expected.dashboard_url)
+        .await
+        .expect("opening the leader's dashboard again");
+    assert!(
+        shown(client, "views").await,
+        "the leader's page forgot its login"
+    );
+}
+
+/// The login form's placeholder fits its field, and the page says where the
+/// admin token is.
+async fn check_login_help(client: &Client) {
+    let measured = client
+        .execute(
+            r#"const i = document.getElementById("token");
+               const st = getComputedStyle(i);
+               const ctx = document.createElement("canvas").getContext("2d");
+               ctx.font = `${st.fontStyle} ${st.fontWeight} ${st.fontSize} ${st.fontFamily}`;
+               return {
+                 text: ctx.measureText(i.placeholder).width,
+                 room: i.clientWidth - parseFloat(st.paddingLeft) - parseFloat(st.paddingRight),
+                 placeholder: i.placeholder,
+               };"#,
+            vec![],
+        )
+        .await
+        .expect("measuring the token field");
+    let text = measured["text"].as_f64().unwrap_or(f64::MAX);
+    let room = measured["room"].as_f64().unwrap_or(0.0);
+    assert!(
+        text > 0.0 && text <= room,
+        "the token field's placeholder does not fit: {measured}"
+    );
+    let help = element(client, "token-where")
+        .await
+        .text()
+        .await
+        .expect("the token's whereabouts");
+    assert!(
+        help.contains(".sluice-dev/admin-token") && help.contains("admin-token file"),
+        "the login form does not say where the token is: {help:?}"
+    );
+}
+
+/// Every time on the page is a 24-hour UTC clock: `updated HH:MM:SS UTC`,
+/// and chart labels `HH:MM` of the last hour in UTC (the browser's own
+/// zone is 5 h 30 min away).
+async fn check_times(client: &Client) {
+    let refreshed = element(client, "refreshed")
+        .await
+        .text()
+        .await
+        .expect("the refresh time");
+    let clock = refreshed
+        .strip_prefix("updated ")
+        .and_then(|t| t.strip_suffix(" UTC"))
+        .unwrap_or_else(|| panic!("not `updated HH:MM:SS UTC`: {refreshed:?}"));
+    let shown = minutes_of_day(clock)
+        .unwrap_or_else(|| panic!("not `updated HH:MM:SS UTC`: {refreshed:?}"));
+    let now = utc_minutes_now();
+    assert!(
+        (now + 1440 - shown) % 1440 <= 2,
+        "`{refreshed}` is not the UTC time (now {}:{:02} UTC)",
+        now / 60,
+        now % 60
+    );
+    let mut labels = Vec::new();
+    for text in client
+        .find_all(Locator::Css("#chart-requests svg > text"))
+        .await
+        .expect("the chart's labels")
+    {
+        let label = text.text().await.unwrap_or_default();
+        if label.contains(':') {
+            labels.push(label);
+        }
+    }
+    assert!(!labels.is_empty(), "the chart has no time labels");
+    for label in &labels {
+        let minute =
+            minutes_of_day(label).unwrap_or_else(|| panic!("chart label {label:?} is not HH:MM"));
+        let ago = (now + 1440 - minute) % 1440;
+        assert!(
+            ago <= 62,
+            "chart label {label} is not a UTC time of the last hour (now {}:{:02} UTC; labels {labels:?})",
+            now / 60,
+            now % 60
+        );
+    }
+    let body = element(client, "views")
+        .await
+        .text()
+        .await
+        .expect("the page's text");
+    for word in [" AM", " PM", "GMT"] {
+        assert!(!body.contains(word), "a time in another format: {body}");
+    }
+}
+
+/// `HH:MM` or `HH:MM:SS` as minutes since midnight.
+fn minutes_of_day(clock: &str) -> Option<u64> {
+    let mut parts = clock.split(':');
+    let hours: u64 = parts.next()?.parse().ok()?;
+    let minutes: u64 = parts.next()?.parse().ok()?;
+    let well_formed = clock.len() == 5 || clock.len() == 8;
+    (well_formed && hours < 24 && minutes < 60).then_some(hours * 60 + minutes)
+}
+
+/// The current UTC time of day, in minutes.
+fn utc_minutes_now() -> u64 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs();
+    secs % 86_400 / 60
+}
+
+/// A follower's page lists every member and the leader, and points to the
+/// leader's page for the replication only the leader knows.
+async fn follower_page(client: &Client, expected: &Expected, deadline: Deadline) {
+    client
+        .goto(&expected.follower_url)
+        .await
+        .expect("opening a follower's dashboard");
+    // Another address, another login.
+    log_in(client, &expected.token).await;
+    let page = wait_page(client, deadline, "the follower's members", |page| {
+        (page.node_ids == expected.ids && page.leader == Some(expected.leader))
+            .then(|| format!("{page:?}"))
+    })
+    .await;
+    assert!(shown(client, "members-note").await, "{page}");
+    let note = element(client, "members-note")
+        .await
+        .text()
+        .await
+        .expect("the note");
+    assert!(
+        note.contains("follower") && note.contains(&format!("node {}", expected.leader)),
+        "the note does not say where replication is known: {note:?}"
+    );
+    let link = element(client, "leader-dashboard")
+        .await
+        .attr("href")
+        .await
+        .expect("the link")
+        .unwrap_or_default();
+    assert_eq!(link, expected.dashboard_url, "{note}");
+    let health = wait_page(client, deadline, "every member's health cell", |page| {
+        (page.health.len() == expected.ids.len()).then(|| page.health.clone())
+    })
+    .await;
+    assert_eq!(
+        health
+            .iter()
+            .filter(|h| h.contains(&format!("node {}'s page", expected.leader)))
+            .count(),
+        expected.ids.len() - 1,
+        "each other member points to the leader's page: {health:?}"
+    );
 }
 
 /// Runs one phase of the page, bounded by the test's deadline.
@@ -444,11 +617,7 @@ async fn after_traffic(client: &Client, deadline: Deadline) {
     assert!(!shown(client, "views").await);
 }
 
-#[test]
-fn dashboard_logs_in_and_shows_the_cluster() {
-    let Some((chromium, chromedriver)) = browser_programs() else {
-        return;
-    };
+fn dashboard_logs_in_and_shows_the_cluster((chromium, chromedriver): (PathBuf, PathBuf)) {
     let plane = DataPlane::start(
         Cluster::builder()
             .nodes(3)
@@ -465,8 +634,14 @@ fn dashboard_logs_in_and_shows_the_cluster() {
     let key_id = key["id"].as_str().expect("key id").to_string();
     plane.wait_served(&plane.key, &[ROUTE]);
     let leader = cluster.leader();
+    let follower = cluster
+        .ids()
+        .into_iter()
+        .find(|&id| id != leader)
+        .expect("a follower");
     let expected = Expected {
         dashboard_url: format!("{}/dashboard", cluster.admin_url(leader)),
+        follower_url: format!("{}/dashboard", cluster.admin_url(follower)),
         token: cluster.token().to_string(),
         ids: cluster.ids(),
         leader,

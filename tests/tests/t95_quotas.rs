@@ -10,8 +10,13 @@
 //! key came before, and the bucket holds at most its capacity) to the end
 //! of the last answer. Every run prints its accuracy line
 //! (`ACCURACY …`), the figures of the accuracy table in docs/quotas.md.
+//!
+//! The SDK test needs the SDK virtualenv (see t90): without it, it is
+//! reported `ignored` with a note, except under CI, where it fails (see
+//! `sluice_e2e::needs`).
 
 use sluice_e2e::dataplane::{DataPlane, ProxyClient, Reply, GPT};
+use sluice_e2e::needs::{sdk_python, Suite};
 use sluice_e2e::{json, Cluster, ClusterBuilder, Value};
 use std::path::PathBuf;
 use std::process::Command;
@@ -29,6 +34,44 @@ lease_ttl_ms = 1000
 /// accuracy is measured, not just asserted: two at once on a 2-core
 /// machine would measure the machine.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn main() -> std::process::ExitCode {
+    Suite::new()
+        .test(
+            "a_request_limit_holds_across_the_cluster",
+            a_request_limit_holds_across_the_cluster,
+        )
+        .test(
+            "a_token_limit_holds_for_streamed_answers",
+            a_token_limit_holds_for_streamed_answers,
+        )
+        .test(
+            "the_bound_holds_while_the_leader_is_killed",
+            the_bound_holds_while_the_leader_is_killed,
+        )
+        .test(
+            "a_cut_off_node_denies_or_spends_its_local_share",
+            a_cut_off_node_denies_or_spends_its_local_share,
+        )
+        .test(
+            "a_budget_is_charged_from_usage_and_reservations_bound_a_burst",
+            a_budget_is_charged_from_usage_and_reservations_bound_a_burst,
+        )
+        .test(
+            "a_client_that_leaves_mid_stream_is_still_charged",
+            a_client_that_leaves_mid_stream_is_still_charged,
+        )
+        .test(
+            "answers_carry_the_rate_limit_headers",
+            answers_carry_the_rate_limit_headers,
+        )
+        .needing(
+            "the_official_sdks_see_rate_limit_errors",
+            sdk_python(),
+            the_official_sdks_see_rate_limit_errors,
+        )
+        .run()
+}
 
 fn start() -> (MutexGuard<'static, ()>, DataPlane) {
     start_with(Cluster::builder())
@@ -226,7 +269,6 @@ fn report(what: &str, limit: u64, admitted: u64, sum: &Tally) {
 /// admits no more than the bucket's bound, and at least 95% of it. (A
 /// refused request may first wait up to two lease rounds, which slows
 /// these closed-loop clients: hence more of them.)
-#[test]
 fn a_request_limit_holds_across_the_cluster() {
     let (_turn, plane) = start();
     let (capacity, per_second) = (60, 30);
@@ -247,6 +289,14 @@ fn a_request_limit_holds_across_the_cluster() {
     let sum = total(&tallies);
     let limit = bound(capacity, per_second, from, to);
     report("requests, steady", limit, sum.ok, &sum);
+    println!(
+        "PER NODE {:?} leader {}",
+        tallies
+            .iter()
+            .map(|t| (t.ok, t.limited))
+            .collect::<Vec<_>>(),
+        plane.cluster.leader()
+    );
     assert!(sum.odd.is_empty(), "unexpected answers: {:?}", sum.odd);
     assert!(sum.ok <= limit, "admitted {} > bound {limit}", sum.ok);
     assert!(
@@ -254,8 +304,16 @@ fn a_request_limit_holds_across_the_cluster() {
         "admitted {} < 95% of {limit}",
         sum.ok
     );
+    // Offered 8× the refill, the key was held to its bound (above). Excess
+    // requests wait for a round before they are refused, which slows these
+    // closed-loop clients to about the refill: a run may see no 429 at all.
+    // The nodes offered the same load, and each got close to its third:
+    // the ledger keeps a node's part of the refill for it until its next
+    // round, whenever in the tick that falls (measured 30–36% each; the
+    // part taken just after the refill used to go to whichever node came
+    // first, 9% for one node in a CI run).
     for (i, t) in tallies.iter().enumerate() {
-        assert!(t.ok > 0 && t.limited > 0, "node {}: {t:?}", i + 1);
+        assert!(t.ok * 5 >= sum.ok, "node {} starved: {tallies:?}", i + 1);
     }
     // The live view: every node's reported admissions, never more than
     // the clients saw admitted.
@@ -279,7 +337,6 @@ fn a_request_limit_holds_across_the_cluster() {
 
 /// A token limit with streamed answers: the tokens the upstream reported
 /// on admitted answers stay within the bound, and reach 95% of it.
-#[test]
 fn a_token_limit_holds_for_streamed_answers() {
     let (_turn, plane) = start();
     let (capacity, per_second) = (800, 400);
@@ -317,7 +374,6 @@ fn a_token_limit_holds_for_streamed_answers() {
 
 /// The leader is killed mid-run: the bound still holds, and admission
 /// resumes under the new leader.
-#[test]
 fn the_bound_holds_while_the_leader_is_killed() {
     let (_turn, mut plane) = start();
     let (capacity, per_second) = (60, 30);
@@ -366,7 +422,6 @@ fn the_bound_holds_while_the_leader_is_killed() {
 /// network heals, and the cluster stays within the exact bound; under
 /// `local_share` it keeps admitting, within the documented bound: capacity
 /// + rate × T, plus (capacity + rate × T_cut) / N for the cut-off node.
-#[test]
 fn a_cut_off_node_denies_or_spends_its_local_share() {
     let (_turn, plane) = start_with(Cluster::builder().with_relay());
     let (capacity, per_second) = (30, 15);
@@ -457,7 +512,6 @@ fn a_cut_off_node_denies_or_spends_its_local_share() {
 /// A budget: 50 concurrent first requests when the budget has room for 5
 /// reservations do not all pass; spend, charged from real usage, stops at
 /// the allowance; the refusal is `insufficient_quota` and says not to retry.
-#[test]
 fn a_budget_is_charged_from_usage_and_reservations_bound_a_burst() {
     let (_turn, plane) = start();
     // $100 per million tokens either way: 100 µUSD a token.
@@ -566,11 +620,10 @@ fn a_budget_is_charged_from_usage_and_reservations_bound_a_burst() {
 /// upstream could have produced, up to `max_tokens`), not refunded; a
 /// whole answer is charged its usage. Read from `remaining`, exact here: a
 /// bucket that practically does not refill, one node.
-#[test]
 fn a_client_that_leaves_mid_stream_is_still_charged() {
     let (_turn, plane) = start();
     let capacity = 100_000;
-    let (_, secret) = key_with(
+    let (id, secret) = key_with(
         &plane,
         "leaver",
         json!({"limits": [{"unit": "tokens", "capacity": capacity, "refill_amount": 1, "refill_every_ms": 3_600_000}]}),
@@ -580,6 +633,21 @@ fn a_client_that_leaves_mid_stream_is_still_charged() {
     plane.create_provider("slow-mock", "openai", json!({"x-mock-chunk-ms": "200"}));
     plane.create_route("slow", &[("slow-mock", "mock-gpt", 1)], &[]);
     plane.wait_served(&secret, &["slow"]);
+    // Every node has filled its standing reserve (a unit each here): the
+    // ledger's level moves only with this test's requests from now on.
+    plane.cluster.wait_until(
+        Duration::from_secs(10),
+        "every node's standing reserve",
+        || {
+            let (_, view) = plane
+                .cluster
+                .admin(1)
+                .get(&format!("/admin/v1/keys/{id}/quota"));
+            view["buckets"][0]["nodes"].as_array().is_some_and(|nodes| {
+                nodes.len() == 3 && nodes.iter().all(|n| n["standing"].as_u64() >= Some(1))
+            })
+        },
+    );
     let proxy = ProxyClient::new(plane.cluster.proxy_url(1), Some(&secret));
     let words: Vec<String> = (0..60).map(|i| format!("w{i}")).collect();
     let mut body = chat(&words.join(" "), 50);
@@ -615,20 +683,25 @@ fn a_client_that_leaves_mid_stream_is_still_charged() {
     body["model"] = json!(GPT);
     let whole = proxy.post("/v1/chat/completions", &body);
     assert_eq!(whole.status, 200, "{}", whole.text);
-    assert_eq!(remaining(&whole.headers), capacity - 2 * estimate);
     let used = whole.body["usage"]["total_tokens"].as_u64().unwrap();
     assert!(used < estimate, "the mock's count is below the estimate");
+    // A whole answer's headers are read once it is settled: what is left
+    // after its real usage, not after its reservation.
+    assert_eq!(
+        remaining(&whole.headers),
+        capacity - estimate - used,
+        "the stream kept its estimate; the whole answer was charged its usage ({used})"
+    );
     let next = proxy.post("/v1/chat/completions", &body);
+    let used_next = next.body["usage"]["total_tokens"].as_u64().unwrap();
     assert_eq!(
         remaining(&next.headers),
-        capacity - estimate - used - estimate,
-        "the stream kept its estimate; the whole answer was charged its usage ({used})"
+        capacity - estimate - used - used_next
     );
 }
 
 /// OpenAI's and Anthropic's headers on admitted answers and on refusals.
-#[test]
-fn answers_carry_the_rate_limit_headers_and_the_sdks_see_rate_limit_errors() {
+fn answers_carry_the_rate_limit_headers() {
     let (_turn, plane) = start();
     let (_, secret) = key_with(&plane, "rpm", json!({"rpm": 3, "tpm": 100000}));
     let proxy = ProxyClient::new(plane.cluster.proxy_url(2), Some(&secret));
@@ -677,12 +750,12 @@ fn answers_carry_the_rate_limit_headers_and_the_sdks_see_rate_limit_errors() {
     assert!(anthropic
         .header("anthropic-ratelimit-requests-reset")
         .is_some_and(|v| v.ends_with('Z')));
+}
 
-    // The official SDKs, when the SDK virtualenv is there (CI makes it).
-    let Some(python) = sdk_python() else {
-        println!("SKIPPED the SDK half: no SDK virtualenv (see t90_sdk_conformance)");
-        return;
-    };
+/// The official OpenAI and Anthropic SDKs see a refusal as their
+/// `RateLimitError`, with the rate-limit headers.
+fn the_official_sdks_see_rate_limit_errors(python: PathBuf) {
+    let (_turn, plane) = start();
     let (_, sdk_key) = key_with(&plane, "sdk", json!({"rpm": 2}));
     let output = Command::new(python)
         .arg("-c")
@@ -733,11 +806,3 @@ except anthropic.RateLimitError as e:
     assert e.body["error"]["type"] == "rate_limit_error", e.body
 print("SDK OK")
 "#;
-
-fn sdk_python() -> Option<PathBuf> {
-    let python = match std::env::var_os("SLUICE_SDK_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/sdk-venv/bin/python"),
-    };
-    python.exists().then_some(python)
-}

@@ -171,6 +171,17 @@ impl ProxyClient {
         SseStream::new(response, started)
     }
 
+    /// [`ProxyClient::stream`] for callers that count failures: no answer
+    /// is an `Err` saying why, not a panic.
+    pub fn try_stream(&self, path: &str, body: &Value) -> Result<SseStream, String> {
+        let started = Instant::now();
+        self.request(Method::POST, path)
+            .json(body)
+            .send()
+            .map(|response| SseStream::new(response, started))
+            .map_err(|e| format!("POST {}{path}: no answer: {e}", self.base))
+    }
+
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
         let request = self.http.request(method, format!("{}{path}", self.base));
         match &self.key {
