@@ -31,20 +31,20 @@
 //! each used is printed beside the figures.
 
 use serde_json::{json, Value};
-use sluice_benches::cluster::{self, KeyQuota, Nodes, Observed, Started, QUOTA_TICK_MS};
-use sluice_benches::env_count;
-use sluice_benches::load::{
-    probe, run_closed_loop, run_fixed_rate, ClosedLoop, Endpoint, FixedRate, Report, Workload,
+use sluice_benches::cluster::{
+    self, chat_workload, KeyQuota, Nodes, Observed, Started, CHAT_BODY as BODY, CHAT_PATH as PATH,
+    QUOTA_TICK_MS,
 };
-use sluice_e2e::process::{descendants_of, run_to_completion, Process};
-use sluice_e2e::{sluice_bin, Deadline};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
+use sluice_benches::host::{load_average, measure_cpu};
+use sluice_benches::load::{
+    self, probe, run_closed_loop, run_fixed_rate, ClosedLoop, Endpoint, FixedRate, Report, Workload,
+};
+use sluice_benches::mock::start_mock;
+use sluice_benches::nginx::{Nginx, UPSTREAM_KEEPALIVE};
+use sluice_benches::{env_count, write_results};
+use sluice_e2e::Deadline;
+use std::time::Duration;
 
-const BODY: &str = r#"{"model":"mock-gpt","messages":[{"role":"user","content":"hello"}]}"#;
-const PATH: &str = "/v1/chat/completions";
 /// Threads of the generator's runtime: one per core of the bench machine.
 const GENERATOR_THREADS: usize = 2;
 /// The `worker_processes` nginx runs with.
@@ -77,9 +77,7 @@ impl Settings {
             .filter(|rates| !rates.is_empty())
             .unwrap_or_else(|| vec![1000, 5000]);
         Settings {
-            load_average: std::fs::read_to_string("/proc/loadavg")
-                .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-                .unwrap_or_else(|_| "unknown".into()),
+            load_average: load_average(),
             rates,
             secs: env_count("SLUICE_BENCH_SECS", 10) as u64,
             warmup: Duration::from_secs(2),
@@ -163,11 +161,7 @@ const SLUICE_TARGETS: [(&str, u64, KeyQuota); 4] = [
 
 fn main() {
     let settings = Settings::from_env();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(GENERATOR_THREADS)
-        .enable_all()
-        .build()
-        .expect("starting the generator's runtime");
+    let runtime = load::runtime(GENERATOR_THREADS);
     let dir = tempfile::Builder::new()
         .prefix("sluice-bench-load-")
         .tempdir()
@@ -182,7 +176,7 @@ fn main() {
     };
 
     eprintln!("== direct: mock provider on {mock_addr}");
-    let direct = workload(vec![Endpoint {
+    let direct = chat_workload(vec![Endpoint {
         addr: mock_addr,
         authorization: None,
     }]);
@@ -205,7 +199,7 @@ fn main() {
 
     eprintln!("== nginx");
     let nginx = if wanted("nginx") {
-        Nginx::start(dir.path(), mock_addr).map(Some)
+        Nginx::start(dir.path(), &[mock_addr], NGINX_WORKERS).map(Some)
     } else {
         Ok(None)
     };
@@ -215,7 +209,7 @@ fn main() {
             "nginx".to_string(),
         ),
         Ok(Some(mut nginx)) => {
-            let load = workload(vec![Endpoint {
+            let load = chat_workload(vec![Endpoint {
                 addr: nginx.addr,
                 authorization: None,
             }]);
@@ -225,7 +219,7 @@ fn main() {
             });
             nginx.process.terminate(Duration::from_secs(10));
             let what = format!(
-                "{}, worker_processes {NGINX_WORKERS}, upstream keepalive 64",
+                "{}, worker_processes {NGINX_WORKERS}, upstream keepalive {UPSTREAM_KEEPALIVE}",
                 nginx.version
             );
             (measured, what)
@@ -258,7 +252,7 @@ fn main() {
                 .filter_map(|id| cluster.pid(*id))
                 .collect(),
         );
-        let load = workload(started.endpoints.clone());
+        let load = chat_workload(started.endpoints.clone());
         // A key or route just written may not have reached every node yet.
         wait_serving(&runtime, &load, Duration::from_secs(10));
         let measured = measure(&runtime, &settings, &load, &pids, Some(&observe), |s| {
@@ -293,15 +287,6 @@ fn main() {
 
     print_tables(&settings, &results);
     write_json(&settings, &results);
-}
-
-fn workload(endpoints: Vec<Endpoint>) -> Workload {
-    Workload {
-        endpoints,
-        path: PATH.into(),
-        body: BODY.into(),
-        request_timeout: Duration::from_secs(5),
-    }
 }
 
 /// Probes first: a target that does not answer 200 is skipped with
@@ -521,259 +506,18 @@ impl std::fmt::Display for Cpu {
 }
 
 fn with_cpu(watched: &Watched, run: impl FnOnce() -> Report) -> Run {
-    let tree = |pids: &[u32]| -> Vec<String> {
-        pids.iter()
-            .flat_map(|pid| std::iter::once(*pid).chain(descendants_of(*pid)))
-            .map(|pid| pid.to_string())
-            .collect()
-    };
-    let (mock, proxy) = (tree(&[watched.mock]), tree(&watched.proxy));
-    let ticks = |pids: &[String]| -> u64 { pids.iter().map(|pid| cpu_ticks(pid)).sum() };
-    let read = || {
-        [
-            ticks(&["self".into()]),
-            ticks(&mock),
-            ticks(&proxy),
-            machine_busy_ticks(),
-        ]
-    };
-    let before = read();
-    let started = Instant::now();
-    let report = run();
-    let wall = started.elapsed().as_secs_f64();
-    let after = read();
-    // USER_HZ is 100 on Linux: a tick is 10 ms.
-    let percent = |i: usize| after[i].saturating_sub(before[i]) as f64 / 100.0 / wall * 100.0;
-    let ours = percent(0) + percent(1) + percent(2);
+    let groups = [vec![watched.mock], watched.proxy.clone()];
+    let (report, cpu) = measure_cpu(&groups, run);
     Run {
         report,
         cpu: Cpu {
-            generator: percent(0),
-            mock: percent(1),
-            proxy: (!watched.proxy.is_empty()).then(|| percent(2)),
-            other: (percent(3) - ours).max(0.0),
+            generator: cpu.own,
+            mock: cpu.groups[0],
+            proxy: (!watched.proxy.is_empty()).then(|| cpu.groups[1]),
+            other: cpu.other,
         },
         observed: None,
     }
-}
-
-/// Busy time of the whole machine (`/proc/stat`'s `cpu` line: user, nice,
-/// system and steal), in clock ticks (0 if unreadable). Interrupt time is
-/// left out: it is mostly this bench's own loopback traffic, which no
-/// process's counters include.
-fn machine_busy_ticks() -> u64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
-        return 0;
-    };
-    let Some(cpu) = stat.lines().find_map(|l| l.strip_prefix("cpu ")) else {
-        return 0;
-    };
-    let fields: Vec<u64> = cpu
-        .split_whitespace()
-        .map(|f| f.parse().unwrap_or(0))
-        .collect();
-    // user nice system idle iowait irq softirq steal
-    [0, 1, 2, 7]
-        .iter()
-        .map(|&i| fields.get(i).copied().unwrap_or(0))
-        .sum()
-}
-
-/// User + system CPU of `/proc/<pid>`, in clock ticks (0 if unreadable).
-fn cpu_ticks(pid: &str) -> u64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0;
-    };
-    // Fields after the command name (which may contain spaces): state is
-    // field 3, utime 14, stime 15.
-    let Some(after) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
-        return 0;
-    };
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
-    field(14).unwrap_or(0) + field(15).unwrap_or(0)
-}
-
-// ----- the targets ------------------------------------------------------
-
-/// Starts `sluice mock-llm` on a free port and reads the port from its log.
-fn start_mock(dir: &Path) -> (Process, SocketAddr) {
-    let log = dir.join("mock-llm.log");
-    let mut command = Command::new(sluice_bin());
-    command.args(["mock-llm", "--listen", "127.0.0.1:0"]);
-    let mut mock = Process::spawn("mock-llm", command, &log);
-    let addr = Deadline::after(Duration::from_secs(20)).wait_for("the mock to listen", || {
-        assert!(mock.is_running(), "the mock exited\n{}", mock.log_tail(20));
-        mock.log_text()
-            .lines()
-            .find_map(|line| line.strip_prefix("mock model provider on http://"))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|addr| addr.parse().ok())
-    });
-    (mock, addr)
-}
-
-struct Nginx {
-    process: Process,
-    addr: SocketAddr,
-    version: String,
-}
-
-impl Nginx {
-    /// Installs nginx if needed (and allowed), writes its configuration
-    /// under `dir` and starts it in the foreground in front of `upstream`.
-    fn start(dir: &Path, upstream: SocketAddr) -> Result<Nginx, String> {
-        let bin = match find_nginx() {
-            Some(bin) => bin,
-            None => {
-                install_nginx()?;
-                find_nginx().ok_or("apt-get installed nginx, but it is not on PATH")?
-            }
-        };
-        let prefix = dir.join("nginx");
-        std::fs::create_dir_all(&prefix).map_err(|e| format!("creating {prefix:?}: {e}"))?;
-        // When started as root, nginx's workers run as `nobody`: they must be
-        // able to reach the temp paths below.
-        make_traversable(dir)?;
-        let addr = free_port()?;
-        let conf = prefix.join("nginx.conf");
-        std::fs::write(&conf, nginx_conf(&prefix, addr, upstream))
-            .map_err(|e| format!("writing {conf:?}: {e}"))?;
-        let version = run_to_completion(
-            {
-                let mut c = Command::new(&bin);
-                c.arg("-v");
-                c
-            },
-            Deadline::after(Duration::from_secs(10)),
-        )
-        .stderr
-        .trim()
-        .trim_start_matches("nginx version: ")
-        .to_string();
-        let mut command = Command::new(&bin);
-        command
-            .arg("-p")
-            .arg(&prefix)
-            .arg("-c")
-            .arg(&conf)
-            .arg("-e")
-            .arg(prefix.join("error.log"));
-        let mut process = Process::spawn("nginx", command, &dir.join("nginx.log"));
-        let listening = Deadline::after(Duration::from_secs(10)).poll("nginx", || {
-            process.is_running() && std::net::TcpStream::connect(addr).is_ok()
-        });
-        if listening.is_err() {
-            return Err(format!(
-                "nginx did not start listening on {addr}\n{}{}",
-                process.log_tail(20),
-                std::fs::read_to_string(prefix.join("error.log")).unwrap_or_default()
-            ));
-        }
-        Ok(Nginx {
-            process,
-            addr,
-            version,
-        })
-    }
-}
-
-/// A plain reverse proxy: no daemon, every path inside `prefix`.
-fn nginx_conf(prefix: &Path, listen: SocketAddr, upstream: SocketAddr) -> String {
-    let p = prefix.display();
-    format!(
-        "# Written by the Sluice load benchmark.
-worker_processes {NGINX_WORKERS};
-daemon off;
-pid {p}/nginx.pid;
-error_log {p}/error.log warn;
-events {{
-    worker_connections 4096;
-}}
-http {{
-    access_log off;
-    client_body_temp_path {p}/client_body;
-    proxy_temp_path {p}/proxy;
-    fastcgi_temp_path {p}/fastcgi;
-    uwsgi_temp_path {p}/uwsgi;
-    scgi_temp_path {p}/scgi;
-    keepalive_requests 1000000;
-    upstream mock {{
-        server {upstream};
-        keepalive 64;
-        keepalive_requests 1000000;
-    }}
-    server {{
-        listen {listen};
-        location / {{
-            proxy_pass http://mock;
-            proxy_http_version 1.1;
-            proxy_set_header Connection \"\";
-        }}
-    }}
-}}
-"
-    )
-}
-
-fn find_nginx() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/local/sbin"].map(PathBuf::from))
-        .map(|dir| dir.join("nginx"))
-        .find(|bin| bin.is_file())
-}
-
-fn install_nginx() -> Result<(), String> {
-    if !is_root() {
-        return Err(
-            "nginx is not installed and this is not root: skipping nginx \
-             (apt-get install nginx to include it)"
-                .into(),
-        );
-    }
-    eprintln!("nginx not found: apt-get install -y --no-install-recommends nginx");
-    let apt = |args: &[&str]| {
-        let mut command = Command::new("apt-get");
-        command.args(args).env("DEBIAN_FRONTEND", "noninteractive");
-        run_to_completion(command, Deadline::after(Duration::from_secs(300)))
-    };
-    let install = ["install", "-y", "--no-install-recommends", "nginx"];
-    if apt(&install).code() == 0 {
-        return Ok(());
-    }
-    // A stale or missing package list: refresh it once.
-    let _ = apt(&["update"]);
-    let done = apt(&install);
-    if done.code() == 0 {
-        Ok(())
-    } else {
-        Err(format!("apt-get install nginx failed: {done}"))
-    }
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|uids| uids.split_whitespace().next().map(|uid| uid == "0"))
-        })
-        .unwrap_or(false)
-}
-
-fn make_traversable(dir: &Path) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
-        .map_err(|e| format!("chmod 755 {dir:?}: {e}"))
-}
-
-fn free_port() -> Result<SocketAddr, String> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| format!("picking a free port: {e}"))
 }
 
 // ----- results ----------------------------------------------------------
@@ -1148,31 +892,22 @@ fn print_on_off_pairs(settings: &Settings, results: &[TargetResult]) {
 }
 
 fn run_json(run: &Run) -> Value {
-    let r = &run.report;
-    json!({
-        "achieved_rps": r.rate,
-        "answered": r.answered,
-        "errors": r.errors,
-        "abandoned": r.abandoned,
-        "p50_us": r.p50_us,
-        "p99_us": r.p99_us,
-        "p999_us": r.p999_us,
-        "max_us": r.max_us,
-        "cpu_generator_pct": run.cpu.generator,
-        "cpu_mock_pct": run.cpu.mock,
-        "cpu_proxy_pct": run.cpu.proxy,
-        "cpu_other_pct": run.cpu.other,
-        "raft_log": run.observed.as_ref().map(|o| json!({
-            "entries_per_s": o.log.per_second(),
-            "nodes": o.log.nodes.iter().map(|n| json!({
-                "id": n.id, "entries": n.entries, "secs": n.secs,
-            })).collect::<Vec<_>>(),
-        })),
-        "quota": run.observed.as_ref().map(|o| json!({
-            "decisions": o.quota.decisions,
-            "answers_429": o.quota.status_429,
-        })),
-    })
+    let mut v = run.report.json();
+    v["cpu_generator_pct"] = json!(run.cpu.generator);
+    v["cpu_mock_pct"] = json!(run.cpu.mock);
+    v["cpu_proxy_pct"] = json!(run.cpu.proxy);
+    v["cpu_other_pct"] = json!(run.cpu.other);
+    v["raft_log"] = json!(run.observed.as_ref().map(|o| json!({
+        "entries_per_s": o.log.per_second(),
+        "nodes": o.log.nodes.iter().map(|n| json!({
+            "id": n.id, "entries": n.entries, "secs": n.secs,
+        })).collect::<Vec<_>>(),
+    })));
+    v["quota"] = json!(run.observed.as_ref().map(|o| json!({
+        "decisions": o.quota.decisions,
+        "answers_429": o.quota.status_429,
+    })));
+    v
 }
 
 fn write_json(settings: &Settings, results: &[TargetResult]) {
@@ -1237,20 +972,5 @@ fn write_json(settings: &Settings, results: &[TargetResult]) {
             }))
         }).collect::<Vec<_>>(),
     });
-    let path = std::env::var_os("SLUICE_BENCH_JSON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| target_dir().join("bench-load.json"));
-    match std::fs::write(&path, serde_json::to_string_pretty(&doc).expect("JSON")) {
-        Ok(()) => println!("results written to {}", path.display()),
-        Err(e) => eprintln!("cannot write {}: {e}", path.display()),
-    }
-}
-
-/// The cargo target directory this bench runs from
-/// (`<target>/release/deps/load-<hash>`), else `target`.
-fn target_dir() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.to_path_buf()))
-        .unwrap_or_else(|| PathBuf::from("target"))
+    write_results("bench-load.json", &doc);
 }

@@ -1,7 +1,10 @@
-//! The Sluice targets of the `load` bench: a cluster of real processes in
-//! front of the mock provider, with or without a quota on the bench's key,
-//! and what the bench reads from its nodes around each run.
+//! The Sluice targets of the `load` and `scale_out` benches: a cluster of
+//! real processes in front of the mock provider, with or without a quota on
+//! the bench's key, and what the bench reads from its nodes around each run.
 //!
+//! * [`builder`] plans a cluster whose first nodes form it and whose others
+//!   join as learners ([`Started::add_learner`]), as an operator adds a node
+//!   for a peak.
 //! * [`start`] writes a provider on the mock, the route `mock-gpt` and a
 //!   virtual key; with [`KeyQuota::NeverRefusing`] the key gets `rpm` and
 //!   `tpm` far above any load this machine can offer, so every request goes
@@ -11,12 +14,29 @@
 //!   rounds' cost) and the proxies' quota counters before and after the run
 //!   ([`QuotaCounts`]: every decision, and every 429 answered).
 
-use crate::load::Endpoint;
+use crate::load::{Endpoint, Workload};
 use serde_json::{json, Value};
-use sluice_e2e::{Admin, Cluster, ProxyClient};
+use sluice_e2e::dataplane::Reply;
+use sluice_e2e::{Admin, Cluster, ClusterBuilder, ProxyClient};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+
+/// The request every load bench sends: a small non-streaming chat
+/// completion on the route [`start`] writes.
+pub const CHAT_BODY: &str =
+    r#"{"model":"mock-gpt","messages":[{"role":"user","content":"hello"}]}"#;
+pub const CHAT_PATH: &str = "/v1/chat/completions";
+
+/// [`CHAT_BODY`] to `endpoints` (round robin), 5 s per request.
+pub fn chat_workload(endpoints: Vec<Endpoint>) -> Workload {
+    Workload {
+        endpoints,
+        path: CHAT_PATH.into(),
+        body: CHAT_BODY.into(),
+        request_timeout: Duration::from_secs(5),
+    }
+}
 
 /// `[quotas] tick_ms` of every node: Sluice's default, written out so the
 /// bound on lease entries below follows the nodes' real setting.
@@ -52,14 +72,44 @@ pub struct Started {
     key: String,
 }
 
-/// A cluster of `nodes` with a provider on the mock, route `mock-gpt` and a
-/// virtual key with `quota`.
-pub fn start(nodes: u64, mock: SocketAddr, quota: KeyQuota) -> Started {
-    let cluster = Cluster::builder()
+/// What every bench cluster starts from: `nodes` planned, the first
+/// `voters` of them forming it (the others join as learners when started,
+/// [`Started::add_learner`]), the benches' budget and quota tick.
+pub fn builder(nodes: u64, voters: u64) -> ClusterBuilder {
+    Cluster::builder()
         .nodes(nodes)
+        .initial(voters)
         .budget(Duration::from_secs(900))
         .config_extra(format!("[quotas]\ntick_ms = {QUOTA_TICK_MS}\n"))
-        .start();
+}
+
+/// A cluster of `nodes` voters with a provider on the mock, route
+/// `mock-gpt` and a virtual key with `quota`.
+pub fn start(nodes: u64, mock: SocketAddr, quota: KeyQuota) -> Started {
+    start_with(builder(nodes, nodes), mock, quota)
+}
+
+/// [`start`], for a cluster whose every wait ends within `budget`, with
+/// `extra` TOML merged into every node's config.
+pub fn start_for(
+    nodes: u64,
+    mock: SocketAddr,
+    quota: KeyQuota,
+    budget: Duration,
+    extra: &str,
+) -> Started {
+    start_with(
+        builder(nodes, nodes).budget(budget).config_extra(extra),
+        mock,
+        quota,
+    )
+}
+
+/// Starts `builder`'s initial members and writes a provider on the mock,
+/// route `mock-gpt` and a virtual key with `quota`; the endpoints are the
+/// started nodes' proxies.
+pub fn start_with(builder: ClusterBuilder, mock: SocketAddr, quota: KeyQuota) -> Started {
+    let cluster = builder.start();
     let leader = cluster.leader();
     let write = |path: &str, body: Value| -> Value {
         let admin = cluster.admin(leader);
@@ -99,12 +149,9 @@ pub fn start(nodes: u64, mock: SocketAddr, quota: KeyQuota) -> Started {
     };
     let (key, key_id) = (field("key"), field("id"));
     let endpoints = cluster
-        .plans()
-        .iter()
-        .map(|plan| Endpoint {
-            addr: plan.proxy,
-            authorization: Some(format!("Bearer {key}")),
-        })
+        .running_ids()
+        .into_iter()
+        .map(|id| endpoint(&cluster, id, &key))
         .collect();
     Started {
         cluster,
@@ -114,7 +161,47 @@ pub fn start(nodes: u64, mock: SocketAddr, quota: KeyQuota) -> Started {
     }
 }
 
+fn endpoint(cluster: &Cluster, id: u64, key: &str) -> Endpoint {
+    Endpoint {
+        addr: cluster.plan(id).proxy,
+        authorization: Some(format!("Bearer {key}")),
+    }
+}
+
 impl Started {
+    /// Starts planned node `id` (not an initial member: it joins as a
+    /// learner), waits until the leader lists it as a learner and its proxy
+    /// answers the bench's request with 200, and adds it to the endpoints.
+    pub fn add_learner(&mut self, id: u64) {
+        self.cluster.start_node(id);
+        let leader = self.cluster.leader();
+        self.cluster.wait_until(
+            Duration::from_secs(60),
+            format!("node {id} to be a learner"),
+            || {
+                self.cluster.status(leader).is_some_and(|status| {
+                    Cluster::role_in(&status, id)
+                        .is_some_and(|role| role.eq_ignore_ascii_case("learner"))
+                })
+            },
+        );
+        self.wait_serving(id, |reply| reply.status == 200);
+        self.endpoints.push(endpoint(&self.cluster, id, &self.key));
+    }
+
+    /// Waits (at most 20 s) until node `id`'s proxy answers the bench's
+    /// request to the bench's key with a reply that is `ok`.
+    fn wait_serving(&self, id: u64, ok: impl Fn(&Reply) -> bool) {
+        let proxy = ProxyClient::new(self.cluster.proxy_url(id), Some(&self.key));
+        let request =
+            json!({"model": "mock-gpt", "messages": [{"role": "user", "content": "hello"}]});
+        self.cluster.wait_for(
+            Duration::from_secs(20),
+            format!("node {id}'s proxy to serve the bench's request"),
+            || ok(&proxy.post("/v1/chat/completions", &request)).then_some(()),
+        );
+    }
+
     /// Puts [`KeyQuota::NeverRefusing`] on the bench key, or removes the
     /// key's quota, and waits until every node's proxy answers accordingly
     /// (with or without `x-ratelimit-limit-requests`): the same cluster, the
@@ -137,19 +224,11 @@ impl Started {
             },
         );
         let want_headers = quota == KeyQuota::NeverRefusing;
-        for id in self.cluster.ids() {
-            let proxy = ProxyClient::new(self.cluster.proxy_url(id), Some(&self.key));
-            let request =
-                json!({"model": "mock-gpt", "messages": [{"role": "user", "content": "hello"}]});
-            self.cluster.wait_for(
-                Duration::from_secs(20),
-                format!("node {id} to apply the quota change"),
-                || {
-                    let reply = proxy.post("/v1/chat/completions", &request);
-                    let has = reply.header("x-ratelimit-limit-requests").is_some();
-                    (reply.status == 200 && has == want_headers).then_some(())
-                },
-            );
+        for id in self.cluster.running_ids() {
+            self.wait_serving(id, |reply| {
+                let has = reply.header("x-ratelimit-limit-requests").is_some();
+                reply.status == 200 && has == want_headers
+            });
         }
     }
 }
@@ -243,10 +322,11 @@ pub struct Observed {
 }
 
 impl Nodes {
+    /// The cluster's running nodes.
     pub fn of(cluster: &Cluster) -> Nodes {
         Nodes {
             nodes: cluster
-                .ids()
+                .running_ids()
                 .into_iter()
                 .map(|id| Node {
                     id,

@@ -6,6 +6,8 @@
 //! * `failover`: kill -9 the leader of a 3-node cluster with the election
 //!   settings Sluice ships; time to a new leader and to the next committed
 //!   write (median of several runs).
+//! * `soak`: every node of a 3-node cluster under full proxy load (quota
+//!   on) for ten minutes; the elections and leader changes that caused.
 //! * `admin_writes`: admin writes per second through a 3-node cluster, one
 //!   client and 32 concurrent clients.
 //! * `load`: the proxy under load: the mock provider directly, nginx in
@@ -14,6 +16,16 @@
 //!   and maximum throughput, and the Raft entries the lease rounds cost. The
 //!   generator is [`load`]; the clusters and what is read from them,
 //!   [`cluster`].
+//! * `quota_latency`: quota on against off on one running cluster, ABBA:
+//!   latency percentiles at fixed rates, and of bursts after the key was
+//!   idle for longer than a lease (with the requests that waited for a
+//!   lease round).
+//! * `scale_out`: horizontal scale-out: 1, 2, 3 and 5 nodes (learners
+//!   beyond 3), each node's process capped at a fraction of a CPU with the
+//!   cgroup cpu controller ([`cgroup`]), behind nginx round robin
+//!   ([`nginx`]): throughput, p99 and efficiency; and the idle cluster's
+//!   background cost per node (Raft entries, bytes between nodes, CPU) at
+//!   3, 5 and 9 nodes with quotas on 1 000 keys.
 //! * `core`: criterion micro-benchmarks of `State::apply` and the codec.
 //! * `quota`: criterion micro-benchmarks of admission against lease pools
 //!   and of the ledger's grant.
@@ -22,9 +34,14 @@
 //! `target/release/sluice`: `cargo build --release -p sluice` first; set
 //! `SLUICE_BIN` to use another build).
 
+pub mod cgroup;
 pub mod cluster;
+pub mod host;
 pub mod load;
+pub mod mock;
+pub mod nginx;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Summary of a sample of durations.
@@ -73,6 +90,27 @@ pub fn env_count(name: &str, default: usize) -> usize {
         .and_then(|v| v.parse().ok())
         .filter(|n| *n > 0)
         .unwrap_or(default)
+}
+
+/// Writes a bench's results as pretty JSON to `SLUICE_BENCH_JSON`, else to
+/// `<target dir>/<name>` (the cargo target directory the running bench was
+/// built in), and says where (or why not).
+pub fn write_results(name: &str, doc: &serde_json::Value) {
+    let path = std::env::var_os("SLUICE_BENCH_JSON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join(name));
+    match std::fs::write(&path, serde_json::to_string_pretty(doc).expect("JSON")) {
+        Ok(()) => println!("results written to {}", path.display()),
+        Err(e) => eprintln!("cannot write {}: {e}", path.display()),
+    }
+}
+
+/// `<target>` of `<target>/release/deps/<bench>-<hash>`, else `target`.
+fn target_dir() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.to_path_buf()))
+        .unwrap_or_else(|| PathBuf::from("target"))
 }
 
 #[cfg(test)]

@@ -161,6 +161,23 @@ pub struct Report {
     pub max_us: u64,
 }
 
+impl Report {
+    /// The figures as a JSON object (`achieved_rps`, `answered`, `errors`,
+    /// `abandoned`, `p50_us` … `max_us`) that a bench adds its own to.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "achieved_rps": self.rate,
+            "answered": self.answered,
+            "errors": self.errors,
+            "abandoned": self.abandoned,
+            "p50_us": self.p50_us,
+            "p99_us": self.p99_us,
+            "p999_us": self.p999_us,
+            "max_us": self.max_us,
+        })
+    }
+}
+
 impl Outcome {
     fn empty() -> Outcome {
         Outcome {
@@ -218,6 +235,16 @@ fn new_histogram() -> Histogram<u64> {
 
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
+}
+
+/// The runtime a bench drives the generator on: `threads` workers (one per
+/// core of the machine the bench runs on).
+pub fn runtime(threads: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .expect("starting the generator's runtime")
 }
 
 /// Sends one request to each endpoint and returns the answers' statuses
