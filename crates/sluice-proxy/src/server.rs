@@ -216,7 +216,10 @@ where
             let (handler, activity) = (handler.clone(), Arc::clone(&activity));
             service_fn(move |request| {
                 let busy = activity.begin();
-                let answer = handler(request);
+                // Boxed: hyper keeps room for the service's future for the
+                // connection's whole life (a streamed answer included), and
+                // a model call's future is kilobytes.
+                let answer = Box::pin(handler(request));
                 async move {
                     let response = answer.await;
                     // In flight until the answer's body is done or dropped.
