@@ -41,7 +41,7 @@ use sluice_benches::load::{
 };
 use sluice_benches::mock::start_mock;
 use sluice_benches::nginx::{Nginx, UPSTREAM_KEEPALIVE};
-use sluice_benches::{env_count, write_results};
+use sluice_benches::{env_count, env_list, write_results};
 use sluice_e2e::Deadline;
 use std::time::Duration;
 
@@ -66,16 +66,7 @@ struct Settings {
 
 impl Settings {
     fn from_env() -> Settings {
-        let rates = std::env::var("SLUICE_BENCH_RATES")
-            .ok()
-            .map(|v| {
-                v.split(',')
-                    .filter_map(|r| r.trim().parse().ok())
-                    .filter(|r| *r > 0)
-                    .collect::<Vec<u64>>()
-            })
-            .filter(|rates| !rates.is_empty())
-            .unwrap_or_else(|| vec![1000, 5000]);
+        let rates = env_list("SLUICE_BENCH_RATES", &[1000, 5000]);
         Settings {
             load_average: load_average(),
             rates,

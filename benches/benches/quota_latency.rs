@@ -19,9 +19,9 @@
 //! `SLUICE_BIN`).
 
 use sluice_benches::cluster::{self, KeyQuota, Started};
-use sluice_benches::env_count;
 use sluice_benches::load::{run_fixed_rate, Endpoint, FixedRate, Report, Workload};
 use sluice_benches::mock::start_mock;
+use sluice_benches::{env_count, env_list};
 use sluice_e2e::dataplane::metric_value;
 use sluice_e2e::ProxyClient;
 use std::time::Duration;
@@ -40,21 +40,9 @@ struct Settings {
 
 impl Settings {
     fn from_env() -> Settings {
-        let list = |name: &str, default: &[u64]| -> Vec<u64> {
-            std::env::var(name)
-                .ok()
-                .map(|v| {
-                    v.split(',')
-                        .filter_map(|r| r.trim().parse().ok())
-                        .filter(|r| *r > 0)
-                        .collect::<Vec<u64>>()
-                })
-                .filter(|v| !v.is_empty())
-                .unwrap_or_else(|| default.to_vec())
-        };
         Settings {
-            nodes: list("SLUICE_BENCH_NODES", &[1, 3]),
-            rates: list("SLUICE_BENCH_RATES", &[1000, 5000]),
+            nodes: env_list("SLUICE_BENCH_NODES", &[1, 3]),
+            rates: env_list("SLUICE_BENCH_RATES", &[1000, 5000]),
             secs: env_count("SLUICE_BENCH_SECS", 5) as u64,
             pairs: env_count("SLUICE_BENCH_QUOTA_PAIRS", 4),
             idle: Duration::from_millis(env_count("SLUICE_BENCH_IDLE_MS", 3_000) as u64),

@@ -48,7 +48,7 @@ use sluice_benches::load::{
 };
 use sluice_benches::mock::start_mock;
 use sluice_benches::nginx::Nginx;
-use sluice_benches::{env_count, write_results};
+use sluice_benches::{env_count, env_list, write_results};
 use sluice_e2e::{Cluster, Deadline};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -81,16 +81,7 @@ struct Settings {
 impl Settings {
     fn from_env() -> Settings {
         let list = |name: &str, default: &[u64]| -> Vec<u64> {
-            let mut list: Vec<u64> = std::env::var(name)
-                .ok()
-                .map(|v| {
-                    v.split(',')
-                        .filter_map(|n| n.trim().parse().ok())
-                        .filter(|n| *n > 0)
-                        .collect()
-                })
-                .filter(|list: &Vec<u64>| !list.is_empty())
-                .unwrap_or_else(|| default.to_vec());
+            let mut list = env_list(name, default);
             list.sort_unstable();
             list.dedup();
             list

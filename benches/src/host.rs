@@ -107,6 +107,29 @@ pub fn machine_busy_ticks() -> u64 {
         .sum()
 }
 
+/// Resident memory of `pid` in KiB (`VmRSS` of `/proc/<pid>/status`; 0 if
+/// unreadable).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status.lines().find_map(|l| {
+                l.strip_prefix("VmRSS:")
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+        })
+        .unwrap_or(0)
+}
+
+/// Resident memory of `pid` and every process below it (nginx's master and
+/// workers), in KiB.
+pub fn tree_rss_kib(pid: u32) -> u64 {
+    std::iter::once(pid)
+        .chain(descendants_of(pid))
+        .map(rss_kib)
+        .sum()
+}
+
 /// Whether this process runs as root (uid 0).
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
@@ -131,6 +154,13 @@ pub fn load_average() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn this_process_has_some_resident_memory() {
+        let own = rss_kib(std::process::id());
+        assert!(own > 100, "{own} KiB");
+        assert!(tree_rss_kib(std::process::id()) >= own);
+    }
 
     #[test]
     fn this_process_has_used_some_cpu_and_the_machine_more() {

@@ -92,6 +92,23 @@ pub fn env_count(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// Reads a comma-separated list of positive integers from the environment
+/// (`1000,5000`), or `default` when it is unset or holds none.
+pub fn env_list(name: &str, default: &[u64]) -> Vec<u64> {
+    std::env::var(name)
+        .ok()
+        .map(|v| parse_list(&v))
+        .filter(|list| !list.is_empty())
+        .unwrap_or_else(|| default.to_vec())
+}
+
+fn parse_list(text: &str) -> Vec<u64> {
+    text.split(',')
+        .filter_map(|n| n.trim().parse().ok())
+        .filter(|n| *n > 0)
+        .collect()
+}
+
 /// Writes a bench's results as pretty JSON to `SLUICE_BENCH_JSON`, else to
 /// `<target dir>/<name>` (the cargo target directory the running bench was
 /// built in), and says where (or why not).
@@ -116,6 +133,12 @@ fn target_dir() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_list_keeps_the_positive_numbers_in_order() {
+        assert_eq!(parse_list("1000, 5000,x,0,7"), vec![1000, 5000, 7]);
+        assert!(parse_list("").is_empty());
+    }
 
     #[test]
     fn summary_of_a_sample() {

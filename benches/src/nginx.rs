@@ -20,6 +20,18 @@ use std::time::Duration;
 /// Idle keep-alive connections each nginx worker keeps to its upstreams.
 pub const UPSTREAM_KEEPALIVE: usize = 64;
 
+/// Whether nginx buffers the upstream's answers (its default) or passes
+/// each piece on as it comes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Buffering {
+    On,
+    Off,
+}
+
+/// Connections each worker may hold, clients and upstreams together: a
+/// memory bench holds 10 000 streams, two connections each.
+pub const WORKER_CONNECTIONS: usize = 32_768;
+
 /// A running nginx.
 pub struct Nginx {
     pub process: Process,
@@ -34,6 +46,18 @@ impl Nginx {
     /// under `dir` and starts it in the foreground with `workers` worker
     /// processes (`auto`, or a number) in front of `upstreams`, round robin.
     pub fn start(dir: &Path, upstreams: &[SocketAddr], workers: &str) -> Result<Nginx, String> {
+        Self::start_with(dir, upstreams, workers, Buffering::On)
+    }
+
+    /// [`Nginx::start`], with the upstream's answers buffered or not
+    /// (`proxy_buffering off`: how nginx is set up in front of
+    /// server-sent events, each event passed on as it comes).
+    pub fn start_with(
+        dir: &Path,
+        upstreams: &[SocketAddr],
+        workers: &str,
+        buffering: Buffering,
+    ) -> Result<Nginx, String> {
         let bin = match find_nginx() {
             Some(bin) => bin,
             None => {
@@ -48,8 +72,11 @@ impl Nginx {
         make_traversable(dir)?;
         let addr = free_port()?;
         let conf = prefix.join("nginx.conf");
-        std::fs::write(&conf, nginx_conf(&prefix, addr, upstreams, workers))
-            .map_err(|e| format!("writing {conf:?}: {e}"))?;
+        std::fs::write(
+            &conf,
+            nginx_conf(&prefix, addr, upstreams, workers, buffering),
+        )
+        .map_err(|e| format!("writing {conf:?}: {e}"))?;
         let version = run_to_completion(
             {
                 let mut c = Command::new(&bin);
@@ -96,8 +123,13 @@ fn nginx_conf(
     listen: SocketAddr,
     upstreams: &[SocketAddr],
     workers: &str,
+    buffering: Buffering,
 ) -> String {
     let p = prefix.display();
+    let buffering = match buffering {
+        Buffering::On => "on",
+        Buffering::Off => "off",
+    };
     let servers: String = upstreams
         .iter()
         .map(|addr| format!("        server {addr};\n"))
@@ -105,11 +137,12 @@ fn nginx_conf(
     format!(
         "# Written by a Sluice benchmark.
 worker_processes {workers};
+worker_rlimit_nofile {files};
 daemon off;
 pid {p}/nginx.pid;
 error_log {p}/error.log warn;
 events {{
-    worker_connections 4096;
+    worker_connections {WORKER_CONNECTIONS};
 }}
 http {{
     access_log off;
@@ -129,10 +162,12 @@ http {{
             proxy_pass http://backends;
             proxy_http_version 1.1;
             proxy_set_header Connection \"\";
+            proxy_buffering {buffering};
         }}
     }}
 }}
-"
+",
+        files = 2 * WORKER_CONNECTIONS
     )
 }
 
@@ -199,8 +234,10 @@ mod tests {
             "127.0.0.1:9000".parse().unwrap(),
             &upstreams,
             "2",
+            Buffering::Off,
         );
         assert!(conf.contains("worker_processes 2;"));
+        assert!(conf.contains("proxy_buffering off;"));
         assert!(conf.contains("listen 127.0.0.1:9000;"));
         for addr in &upstreams {
             assert_eq!(conf.matches(&format!("server {addr};")).count(), 1);
