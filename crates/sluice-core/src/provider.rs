@@ -58,12 +58,27 @@ pub struct Provider {
     pub base_url: String,
     /// The credential, sealed under the cluster data key (never in clear).
     pub api_key: Option<SealedSecret>,
-    /// Extra request headers sent upstream (not secret: stored in clear).
+    /// Extra request headers sent upstream (not secret: stored in clear;
+    /// credential headers are refused, see [`CREDENTIAL_HEADERS`]).
     pub headers: BTreeMap<String, String>,
     pub timeouts: Timeouts,
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
 }
+
+/// Headers that carry a credential (lower case): refused in a provider's
+/// clear `headers`, which are stored in the log and the state as they are
+/// and returned by `GET`.
+pub const CREDENTIAL_HEADERS: [&str; 8] = [
+    "authorization",
+    "proxy-authorization",
+    "api-key",
+    "x-api-key",
+    "x-goog-api-key",
+    "ocp-apim-subscription-key",
+    "cookie",
+    "x-amz-security-token",
+];
 
 impl Provider {
     /// Checks every field that does not depend on the rest of the state.
@@ -90,6 +105,13 @@ impl Provider {
                 return Err(ApplyError::invalid(
                     field,
                     "is managed by the gateway and cannot be set",
+                ));
+            }
+            if CREDENTIAL_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+                return Err(ApplyError::invalid(
+                    field,
+                    "carries a credential, and headers are stored and shown in clear: \
+                     give the provider's key as `api_key` (sealed, never shown)",
                 ));
             }
             if value.len() > 4096 || value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
@@ -184,6 +206,16 @@ mod tests {
         let mut p = provider("ok");
         p.headers.insert("Host".into(), "v".into());
         assert_eq!(field_of(&p), "headers.Host");
+        for name in [
+            "Authorization",
+            "x-api-key",
+            "API-Key",
+            "Proxy-Authorization",
+        ] {
+            let mut p = provider("ok");
+            p.headers.insert(name.into(), "Bearer sk-secret".into());
+            assert_eq!(field_of(&p), format!("headers.{name}"));
+        }
         let mut p = provider("ok");
         p.timeouts.total_ms = 0;
         assert_eq!(

@@ -124,5 +124,22 @@ async fn invalid_fields_are_named() {
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_error(&body, "validation_error", Some("base_url"));
+    // A credential in clear headers is refused, and nothing of it is kept
+    // or echoed.
+    let (status, body) = f
+        .call(
+            Method::POST,
+            "/admin/v1/providers",
+            Some(json!({
+                "name": "leaky", "kind": "openai", "base_url": "https://api.openai.com/v1",
+                "headers": {"Authorization": "Bearer sk-live-secret"},
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_error(&body, "validation_error", Some("headers.Authorization"));
+    assert!(!body.to_string().contains("sk-live-secret"), "{body}");
+    let (status, _) = f.call(Method::GET, "/admin/v1/providers/leaky", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     f.stop().await;
 }
