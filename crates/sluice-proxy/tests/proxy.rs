@@ -531,7 +531,6 @@ async fn a_provider_behind_a_private_ca_is_trusted_through_its_extra_ca() {
         let b_port = tls_b.addr.port();
 
         // A: trusts B's CA for the provider `b` only.
-        let auth = format!("Bearer {KEY}");
         for (trusted, want) in [(false, 502), (true, 200)] {
             let mut upstream_ca = BTreeMap::new();
             if trusted {
@@ -543,11 +542,11 @@ async fn a_provider_behind_a_private_ca_is_trusted_through_its_extra_ca() {
                 ..config()
             })
             .await;
-            a.world.provider(
+            a.world.provider_with_key(
                 "b",
                 ProviderKind::OpenAi,
                 &format!("https://localhost:{b_port}/v1"),
-                &[("authorization", auth.as_str())],
+                KEY,
             );
             a.world.route("outer", &[("b", "inner")], &[]);
             let r = a.chat("outer", false).await;

@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use sluice_core::secret::NONCE_LEN;
 use sluice_core::{
     Command, DataKey, Deployment, Pricing, Proposal, Provider, ProviderKind, Route, State,
     Timeouts, VirtualKey,
@@ -21,6 +22,11 @@ use tokio_util::sync::CancellationToken;
 pub(crate) const KEY: &str = "sk-sluice-0123456789abcdef0123456789abcdef0123456789abcdef";
 /// Every test ends well inside this.
 pub(crate) const BUDGET: Duration = Duration::from_secs(30);
+
+/// The data key every test proxy opens provider credentials with.
+pub(crate) fn data_key() -> DataKey {
+    DataKey::from_bytes([7; 32])
+}
 
 /// A state the test edits and the proxy reads.
 #[derive(Clone, Default)]
@@ -38,6 +44,24 @@ impl World {
         next.apply(&Proposal { at_ms, command })
             .expect("command applies");
         *guard = Arc::new(next);
+    }
+
+    /// A provider whose upstream credential is `api_key`, sealed as the
+    /// admin API seals it.
+    pub(crate) fn provider_with_key(
+        &self,
+        name: &str,
+        kind: ProviderKind,
+        base_url: &str,
+        api_key: &str,
+    ) {
+        self.provider(name, kind, base_url, &[]);
+        let mut provider = self.state.read().unwrap().provider(name).unwrap().clone();
+        provider.api_key = Some(data_key().seal(name, api_key, [1; NONCE_LEN]));
+        self.apply(Command::UpdateProvider {
+            provider,
+            keep_api_key: false,
+        });
     }
 
     pub(crate) fn provider(
@@ -121,7 +145,7 @@ pub(crate) async fn listen_wired(
         Proxy::new(
             config,
             move || source.state.read().unwrap().clone(),
-            DataKey::from_bytes([7; 32]),
+            data_key(),
             ClientOptions::default(),
             Metrics::default(),
         )
