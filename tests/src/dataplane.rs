@@ -200,6 +200,21 @@ impl DataPlane {
         (id.to_string(), secret.to_string())
     }
 
+    /// A virtual key on every route with the quota fields of `quota`
+    /// (`{"rpm": 5}`, `{"limits": [...]}`, …), once every node serves it
+    /// on [`GPT`]; returns its id and its secret.
+    pub fn create_key_with(&self, name: &str, quota: Value) -> (String, String) {
+        let mut body = json!({"name": name});
+        for (k, v) in quota.as_object().expect("quota object") {
+            body[k] = v.clone();
+        }
+        let created = self.write("/admin/v1/keys", &body);
+        let id = created["id"].as_str().expect("created key has an id");
+        let secret = created["key"].as_str().expect("created key has its secret");
+        self.wait_served(secret, &[GPT]);
+        (id.to_string(), secret.to_string())
+    }
+
     /// POSTs `body` to `path` on node 1, retrying (within 20 s) while the
     /// cluster cannot take writes (no answer, 5xx). A 409 after a retry
     /// counts as done: the earlier attempt committed. Returns the body.

@@ -94,20 +94,6 @@ fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
-/// A key with `quota` (the body of `POST /admin/v1/keys`' quota fields),
-/// served by every node: its id and secret.
-fn key_with(plane: &DataPlane, name: &str, quota: Value) -> (String, String) {
-    let mut body = json!({"name": name});
-    for (k, v) in quota.as_object().expect("quota object") {
-        body[k] = v.clone();
-    }
-    let created = plane.write("/admin/v1/keys", &body);
-    let id = created["id"].as_str().expect("id").to_owned();
-    let secret = created["key"].as_str().expect("key").to_owned();
-    plane.wait_served(&secret, &[GPT]);
-    (id, secret)
-}
-
 /// A rate limit in the general form: `capacity` units, refilled by
 /// `per_second` every second.
 fn limit(unit: &str, capacity: u64, per_second: u64) -> Value {
@@ -272,8 +258,7 @@ fn report(what: &str, limit: u64, admitted: u64, sum: &Tally) {
 fn a_request_limit_holds_across_the_cluster() {
     let (_turn, plane) = start();
     let (capacity, per_second) = (60, 30);
-    let (id, secret) = key_with(
-        &plane,
+    let (id, secret) = plane.create_key_with(
         "rps",
         json!({"limits": [limit("requests", capacity, per_second)]}),
     );
@@ -340,8 +325,7 @@ fn a_request_limit_holds_across_the_cluster() {
 fn a_token_limit_holds_for_streamed_answers() {
     let (_turn, plane) = start();
     let (capacity, per_second) = (800, 400);
-    let (_, secret) = key_with(
-        &plane,
+    let (_, secret) = plane.create_key_with(
         "tps",
         json!({"limits": [limit("tokens", capacity, per_second)]}),
     );
@@ -377,8 +361,7 @@ fn a_token_limit_holds_for_streamed_answers() {
 fn the_bound_holds_while_the_leader_is_killed() {
     let (_turn, mut plane) = start();
     let (capacity, per_second) = (60, 30);
-    let (_, secret) = key_with(
-        &plane,
+    let (_, secret) = plane.create_key_with(
         "failover",
         json!({"limits": [limit("requests", capacity, per_second)]}),
     );
@@ -425,14 +408,13 @@ fn the_bound_holds_while_the_leader_is_killed() {
 fn a_cut_off_node_denies_or_spends_its_local_share() {
     let (_turn, plane) = start_with(Cluster::builder().with_relay());
     let (capacity, per_second) = (30, 15);
-    let deny = key_with(
-        &plane,
-        "deny",
-        json!({"limits": [limit("requests", capacity, per_second)], "on_no_quorum": "deny"}),
-    )
-    .1;
-    let share = key_with(
-        &plane,
+    let deny = plane
+        .create_key_with(
+            "deny",
+            json!({"limits": [limit("requests", capacity, per_second)], "on_no_quorum": "deny"}),
+        )
+        .1;
+    let share = plane.create_key_with(
         "share",
         json!({"limits": [limit("requests", capacity, per_second)], "on_no_quorum": "local_share"}),
     )
@@ -529,8 +511,7 @@ fn a_budget_is_charged_from_usage_and_reservations_bound_a_burst() {
     // µUSD. The gateway reserves more (tiktoken's count with OpenAI's
     // overhead, plus max_tokens): measured below from a first answer.
     let budget_micro = 8_000;
-    let (id, secret) = key_with(
-        &plane,
+    let (id, secret) = plane.create_key_with(
         "budget",
         json!({"budget_usd": budget_micro as f64 / 1e6, "budget_period": "day"}),
     );
@@ -623,8 +604,7 @@ fn a_budget_is_charged_from_usage_and_reservations_bound_a_burst() {
 fn a_client_that_leaves_mid_stream_is_still_charged() {
     let (_turn, plane) = start();
     let capacity = 100_000;
-    let (id, secret) = key_with(
-        &plane,
+    let (id, secret) = plane.create_key_with(
         "leaver",
         json!({"limits": [{"unit": "tokens", "capacity": capacity, "refill_amount": 1, "refill_every_ms": 3_600_000}]}),
     );
@@ -703,7 +683,7 @@ fn a_client_that_leaves_mid_stream_is_still_charged() {
 /// OpenAI's and Anthropic's headers on admitted answers and on refusals.
 fn answers_carry_the_rate_limit_headers() {
     let (_turn, plane) = start();
-    let (_, secret) = key_with(&plane, "rpm", json!({"rpm": 3, "tpm": 100000}));
+    let (_, secret) = plane.create_key_with("rpm", json!({"rpm": 3, "tpm": 100000}));
     let proxy = ProxyClient::new(plane.cluster.proxy_url(2), Some(&secret));
     let first = proxy.post("/v1/chat/completions", &chat("hi", 4));
     assert_eq!(first.status, 200, "{}", first.text);
@@ -756,7 +736,7 @@ fn answers_carry_the_rate_limit_headers() {
 /// `RateLimitError`, with the rate-limit headers.
 fn the_official_sdks_see_rate_limit_errors(python: PathBuf) {
     let (_turn, plane) = start();
-    let (_, sdk_key) = key_with(&plane, "sdk", json!({"rpm": 2}));
+    let (_, sdk_key) = plane.create_key_with("sdk", json!({"rpm": 2}));
     let output = Command::new(python)
         .arg("-c")
         .arg(SDK_SCRIPT)

@@ -28,20 +28,6 @@ fn start() -> (MutexGuard<'static, ()>, DataPlane) {
     (turn, DataPlane::start(builder))
 }
 
-/// A key with `quota` (the quota fields of `POST /admin/v1/keys`), served
-/// by every node: its id and secret.
-fn key_with(plane: &DataPlane, name: &str, quota: Value) -> (String, String) {
-    let mut body = json!({"name": name});
-    for (k, v) in quota.as_object().expect("quota object") {
-        body[k] = v.clone();
-    }
-    let created = plane.write("/admin/v1/keys", &body);
-    let id = created["id"].as_str().expect("id").to_owned();
-    let secret = created["key"].as_str().expect("key").to_owned();
-    plane.wait_served(&secret, &[GPT]);
-    (id, secret)
-}
-
 fn chat(max_tokens: u64) -> Value {
     json!({"model": GPT, "max_tokens": max_tokens, "messages": [{"role": "user", "content": "hello"}]})
 }
@@ -127,7 +113,7 @@ fn small_limits_at_a_slow_pace_get_every_unit_they_owe() {
     let count = 12;
     let mut threads = Vec::new();
     for run in &runs {
-        let (_, secret) = key_with(&plane, run.name, json!({"rpm": run.rpm}));
+        let (_, secret) = plane.create_key_with(run.name, json!({"rpm": run.rpm}));
         let created = Instant::now();
         let clients: Vec<ProxyClient> = run
             .nodes
@@ -194,7 +180,7 @@ fn small_limits_at_a_slow_pace_get_every_unit_they_owe() {
 #[test]
 fn a_burst_after_idle_waits_for_no_lease() {
     let (_turn, plane) = start();
-    let (_, secret) = key_with(&plane, "far-from-its-limit", json!({"rpm": 100_000_000u64}));
+    let (_, secret) = plane.create_key_with("far-from-its-limit", json!({"rpm": 100_000_000u64}));
     let url = plane.cluster.proxy_url(1);
     let warm = ProxyClient::new(url.clone(), Some(&secret)).post("/v1/chat/completions", &chat(4));
     assert_eq!(warm.status, 200, "{}", warm.text);
@@ -269,7 +255,7 @@ fn a_burst_after_idle_waits_for_no_lease() {
 #[test]
 fn killing_the_leader_refuses_no_request_under_its_limit() {
     let (_turn, mut plane) = start();
-    let (_, limited) = key_with(&plane, "under-its-limit", json!({"rpm": 10_000_000u64}));
+    let (_, limited) = plane.create_key_with("under-its-limit", json!({"rpm": 10_000_000u64}));
     let free = plane.key.clone();
     // The nodes the load may use: those expected to live through the
     // next kill. Updated between kills.

@@ -41,10 +41,18 @@ pub fn warm_up() {
         return;
     }
     let started = std::time::Instant::now();
-    let loaded = TOKENIZER.get_or_init(tiktoken_rs::o200k_base_singleton);
-    // Compile the pattern's matchers too: a first text pays for it otherwise.
-    loaded.encode_ordinary("warm up");
-    tracing::info!(took = ?started.elapsed(), "tokenizer loaded");
+    let mut here = false;
+    let loaded = TOKENIZER.get_or_init(|| {
+        here = true;
+        tiktoken_rs::o200k_base_singleton()
+    });
+    // Another caller loading it at the same time waited for this one.
+    if here {
+        // Compile the pattern's matchers too: a first text pays for it
+        // otherwise.
+        loaded.encode_ordinary("warm up");
+        tracing::info!(took = ?started.elapsed(), "tokenizer loaded");
+    }
 }
 
 /// Whether [`warm_up`] has loaded the tokenizer.
