@@ -18,6 +18,12 @@
 //! with `[DONE]` and as many chunks as the mock sent: a lost or cut stream
 //! is counted and printed.
 //!
+//! First, connections that send nothing: `SLUICE_BENCH_HELD` (default 3 000)
+//! on the proxy listener and 900 on the admin listener (its cap is 1 000),
+//! each sending one byte of a request head and then nothing. Sluice's memory
+//! at rest, with them held, and after; how long the node took to close them
+//! (its first-request deadline, 10 s by default) and how many it closed.
+//!
 //! nginx's memory is its master's and workers' together. The mock and the
 //! generator are not counted. Needs nginx (installed with apt-get when
 //! missing and root; otherwise its column is skipped with the reason) and,
@@ -55,6 +61,7 @@ const OPEN_FILES: u64 = 65_536;
 
 struct Settings {
     streams: Vec<u64>,
+    held: u64,
     open_rate: u64,
     stream_secs: u64,
 }
@@ -63,6 +70,7 @@ impl Settings {
     fn from_env() -> Settings {
         Settings {
             streams: env_list("SLUICE_BENCH_STREAMS", &[1_000, 10_000]),
+            held: env_count("SLUICE_BENCH_HELD", 3_000) as u64,
             open_rate: env_count("SLUICE_BENCH_OPEN_RATE", 2_000) as u64,
             stream_secs: env_count("SLUICE_BENCH_STREAM_SECS", 12) as u64,
         }
@@ -162,6 +170,38 @@ fn main() {
         settings.stream_secs,
         load_average()
     );
+    // Held connections first, on a node that has served nothing else: what
+    // they cost shows, and whether it comes back.
+    let node_rss = move || rss_kib(node_pid);
+    let admin_addr = started.cluster.plan(1).admin;
+    println!();
+    println!("| Sluice listener | connections held | at rest | held | after | per connection | closed by the node | last closed after |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    let mut held_rows = Vec::new();
+    for (listener, addr, count) in [
+        ("proxy", started.endpoints[0].addr, settings.held),
+        ("admin", admin_addr, 900.min(settings.held)),
+    ] {
+        let h = rt.block_on(hold_connections(&node_rss, addr, count));
+        let per = h.held.saturating_sub(h.rest) as f64 / count.max(1) as f64;
+        println!(
+            "| {listener} | {count} | {} | {} | {} | {per:.1} KiB | {} | {:.1} s |",
+            mib(h.rest),
+            mib(h.held),
+            mib(h.after),
+            h.closed,
+            h.last_closed.as_secs_f64()
+        );
+        held_rows.push(json!({
+            "listener": listener,
+            "connections": count,
+            "rest_kib": h.rest,
+            "held_kib": h.held,
+            "after_kib": h.after,
+            "closed": h.closed,
+            "last_closed_s": h.last_closed.as_secs_f64(),
+        }));
+    }
     let body = settings.body();
     let mut rows = Vec::new();
     println!();
@@ -198,6 +238,7 @@ fn main() {
     }
     let doc: Value = json!({
         "bench": "memory",
+        "held": held_rows,
         "load_average": load_average(),
         "chunk_ms": CHUNK_MS,
         "stream_secs": settings.stream_secs,
@@ -291,6 +332,56 @@ async fn measure(target: &Target, streams: u64, open_rate: u64, body: &Bytes) ->
     m.open_at_peak = open_at_peak;
     m.after = settle(&*target.rss).await;
     m
+}
+
+/// Connections held without a request, as the node saw them.
+struct Held {
+    rest: u64,
+    held: u64,
+    after: u64,
+    /// Connections the node closed (the rest were still open after 30 s).
+    closed: u64,
+    /// When the last of them was closed, from its opening.
+    last_closed: Duration,
+}
+
+/// Opens `count` connections to `addr`, each sending the first byte of a
+/// request head and nothing more, and waits until the node closes them
+/// (at most 30 s).
+async fn hold_connections(rss: &dyn Fn() -> u64, addr: SocketAddr, count: u64) -> Held {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = settle(rss).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..count {
+        tasks.spawn(async move {
+            let opened = Instant::now();
+            let mut stream = TcpStream::connect(addr).await.ok()?;
+            stream.write_all(b"P").await.ok()?;
+            let mut byte = [0u8; 1];
+            match tokio::time::timeout(Duration::from_secs(30), stream.read(&mut byte)).await {
+                // EOF or reset: the node closed it.
+                Ok(Ok(0) | Err(_)) => Some(opened.elapsed()),
+                _ => None,
+            }
+        });
+    }
+    // Every connection open (the first-request deadline is seconds away).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let held = rss();
+    let (mut closed, mut last_closed) = (0, Duration::ZERO);
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok(Some(after)) = joined {
+            closed += 1;
+            last_closed = last_closed.max(after);
+        }
+    }
+    Held {
+        rest,
+        held,
+        after: settle(rss).await,
+        closed,
+        last_closed,
+    }
 }
 
 /// Waits until `rss` has not moved by more than 1% over a second (at most
