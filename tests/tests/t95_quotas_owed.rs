@@ -311,6 +311,22 @@ fn killing_the_leader_refuses_no_request_under_its_limit() {
         std::thread::sleep(Duration::from_millis(1_500));
         plane.cluster.restart(leader);
         assert_ne!(next, leader);
+        // The restarted node gets traffic once it admits a request under
+        // the limit, as a balancer's health check would wait for it: in
+        // a CI run it reached the ledger only 1 s after its start, and the
+        // next kill came before its first lease round succeeded.
+        let restarted = ProxyClient::new(plane.cluster.proxy_url(leader), Some(&limited));
+        let serving = plane
+            .cluster
+            .deadline()
+            .within(Duration::from_secs(20))
+            .poll("the restarted node to admit", || {
+                restarted.post("/v1/chat/completions", &chat(4)).status == 200
+            });
+        assert!(
+            serving.is_ok(),
+            "node {leader} does not admit after its restart"
+        );
     }
     stop.store(true, Ordering::Relaxed);
     let answers: Vec<Reply> = load
