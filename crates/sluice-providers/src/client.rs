@@ -463,15 +463,28 @@ impl UpstreamBody {
     /// than `max` bytes.
     pub async fn collect(mut self, max: usize) -> Result<Bytes, UpstreamError> {
         use futures::StreamExt;
+        // A body that arrives in one frame (most small answers) is that
+        // frame, not a copy of it.
+        let mut first: Option<Bytes> = None;
         let mut buf = BytesMut::new();
+        let mut len = 0;
         while let Some(frame) = self.next().await {
             let frame = frame?;
-            if buf.len() + frame.len() > max {
+            len += frame.len();
+            if len > max {
                 return Err(UpstreamError::BodyTooLarge(max));
             }
-            buf.extend_from_slice(&frame);
+            match first.take() {
+                None if buf.is_empty() => first = Some(frame),
+                earlier => {
+                    if let Some(earlier) = earlier {
+                        buf.extend_from_slice(&earlier);
+                    }
+                    buf.extend_from_slice(&frame);
+                }
+            }
         }
-        Ok(buf.freeze())
+        Ok(first.unwrap_or_else(|| buf.freeze()))
     }
 }
 

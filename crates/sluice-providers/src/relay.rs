@@ -82,7 +82,7 @@ pub fn stream_relay(exchange: &Exchange, model: &str, created: u64) -> Box<dyn S
 /// usage.
 pub fn convert_response(
     exchange: &Exchange,
-    body: &[u8],
+    body: Bytes,
     model: &str,
     created: u64,
 ) -> Result<(Bytes, Option<TokenUsage>), RelayError> {
@@ -90,14 +90,15 @@ pub fn convert_response(
     match exchange.conversion {
         Conversion::Passthrough => {
             let usage = match exchange.kind {
-                ProviderKind::OpenAi => TokenUsage::from_openai_json(body),
-                ProviderKind::Anthropic => TokenUsage::from_anthropic_json(body),
+                ProviderKind::OpenAi => TokenUsage::from_openai_json(&body),
+                ProviderKind::Anthropic => TokenUsage::from_anthropic_json(&body),
             };
-            Ok((Bytes::copy_from_slice(body), usage))
+            // As received: no copy.
+            Ok((body, usage))
         }
         Conversion::ChatToMessages => {
             let response: anthropic::MessagesResponse =
-                serde_json::from_slice(body).map_err(unreadable)?;
+                serde_json::from_slice(&body).map_err(unreadable)?;
             let usage = TokenUsage::from(&response.usage);
             let chat = messages_to_chat_response(response, created);
             let bytes = serde_json::to_vec(&chat).map_err(unreadable)?;
@@ -105,7 +106,7 @@ pub fn convert_response(
         }
         Conversion::MessagesToChat => {
             let response: openai::ChatResponse =
-                serde_json::from_slice(body).map_err(unreadable)?;
+                serde_json::from_slice(&body).map_err(unreadable)?;
             let usage = response.usage.as_ref().map(TokenUsage::from);
             let messages = reverse::chat_response_to_messages(&response, model)
                 .map_err(|e| RelayError::Unreadable(e.to_string()))?;

@@ -25,12 +25,24 @@ impl TokenUsage {
     /// `data:`; `None` if the JSON has no usable `usage` object. Reads nothing
     /// else, so it works on bodies from any OpenAI-compatible server.
     pub fn from_openai_json(body: &[u8]) -> Option<Self> {
+        // The two counts only: `openai::Usage` keeps the details it does
+        // not know (a flattened map), which costs a buffered pass over the
+        // object on every answer.
+        #[derive(Deserialize)]
+        struct Counts {
+            prompt_tokens: u64,
+            #[serde(default)]
+            completion_tokens: u64,
+        }
         #[derive(Deserialize)]
         struct WithUsage {
-            usage: Option<openai::Usage>,
+            usage: Option<Counts>,
         }
         let parsed: WithUsage = serde_json::from_slice(body).ok()?;
-        parsed.usage.as_ref().map(Self::from)
+        parsed.usage.map(|usage| Self {
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+        })
     }
 
     /// The `usage` of an Anthropic response body; `None` if it has none.

@@ -243,7 +243,12 @@ async fn sequential_requests_reuse_one_connection() -> TestResult {
             response.body.collect(1 << 20).await?;
         }
         let stream = client.send(chat(&mock, true, &[]), GENEROUS).await?;
-        stream.body.collect(1 << 20).await?;
+        // Many frames, gathered whole and in order.
+        let events = stream.body.collect(1 << 20).await?;
+        let events = std::str::from_utf8(&events)?;
+        assert!(events.starts_with("data: {"), "{events}");
+        assert!(events.ends_with("data: [DONE]\n\n"), "{events}");
+        assert!(events.matches("data: ").count() > 2, "{events}");
         assert_eq!(mock.stats().requests_to(Endpoint::ChatCompletions), 3);
         assert_eq!(client.connections_opened(), 1);
         Ok(())

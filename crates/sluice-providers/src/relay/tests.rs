@@ -273,13 +273,13 @@ fn whole_responses_convert_with_usage() {
     let chat = r#"{"id":"c1","object":"chat.completion","created":1,"model":"gpt","choices":[{"index":0,"message":{"role":"assistant","content":"Hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":2,"completion_tokens":3,"total_tokens":5}}"#;
     let mut x = openai_passthrough(false);
     x.stream = false;
-    let (body, usage) = convert_response(&x, chat.as_bytes(), "m", 1).unwrap();
+    let (body, usage) = convert_response(&x, Bytes::from(chat), "m", 1).unwrap();
     assert_eq!(&body[..], chat.as_bytes());
     assert_eq!(usage.unwrap().total_tokens(), 5);
 
     x.conversion = Conversion::MessagesToChat;
     x.endpoint = Endpoint::Messages;
-    let (body, usage) = convert_response(&x, chat.as_bytes(), "public", 1).unwrap();
+    let (body, usage) = convert_response(&x, Bytes::from(chat), "public", 1).unwrap();
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["type"], "message");
     assert_eq!(v["model"], "public");
@@ -293,14 +293,14 @@ fn whole_responses_convert_with_usage() {
         Conversion::ChatToMessages,
         false,
     );
-    let (body, usage) = convert_response(&x, message.as_bytes(), "m", 77).unwrap();
+    let (body, usage) = convert_response(&x, Bytes::from(message), "m", 77).unwrap();
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["object"], "chat.completion");
     assert_eq!(v["created"], 77);
     assert_eq!(v["choices"][0]["message"]["content"], "Yo");
     assert_eq!(usage.unwrap().completion_tokens, 6);
     assert!(matches!(
-        convert_response(&x, b"<html>", "m", 1),
+        convert_response(&x, Bytes::from_static(b"<html>"), "m", 1),
         Err(RelayError::Unreadable(_))
     ));
 }
@@ -312,7 +312,7 @@ fn embeddings_usage_has_no_completion_tokens() {
     x.stream = false;
     let body =
         br#"{"object":"list","data":[],"model":"e","usage":{"prompt_tokens":8,"total_tokens":8}}"#;
-    let (_, usage) = convert_response(&x, body, "e", 1).unwrap();
+    let (_, usage) = convert_response(&x, Bytes::from_static(body), "e", 1).unwrap();
     assert_eq!(
         usage,
         Some(TokenUsage {
