@@ -401,10 +401,9 @@ impl Metrics {
     pub fn upstream_attempt(&self, provider: &str, outcome: AttemptOutcome) {
         let m = &self.inner;
         m.upstream_attempts
-            .with(&[provider, outcome.as_str()])
-            .inc();
+            .with(&[provider, outcome.as_str()], |m| m.inc());
         if let Some(class) = outcome.error_class() {
-            m.upstream_errors.with(&[provider, class]).inc();
+            m.upstream_errors.with(&[provider, class], |m| m.inc());
         }
     }
 
@@ -428,6 +427,8 @@ impl Metrics {
 
     /// Publishes a breaker's state (0 closed, 1 open, 2 half-open).
     pub fn breaker_state(&self, provider: &str, model: &str, state: i64) {
-        self.inner.breaker_state.with(&[provider, model]).set(state);
+        self.inner
+            .breaker_state
+            .with(&[provider, model], |m| m.set(state));
     }
 }

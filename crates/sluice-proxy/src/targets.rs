@@ -1,7 +1,8 @@
 //! Providers as the adapters need them: base URL, the API key opened from
 //! its sealed form, extra headers. Opening is cached per provider version
-//! (its `updated_at_ms`), so the hot path does no decryption; the clear key
-//! lives only in memory, in headers marked sensitive.
+//! (its `updated_at_ms`) by each worker thread, so the hot path does no
+//! decryption and takes no lock another core takes; the clear key lives
+//! only in memory, in headers marked sensitive.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};

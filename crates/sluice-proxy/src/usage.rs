@@ -7,11 +7,12 @@
 //! (only the flush, once per interval, visits every shard). A call that
 //! ends records one entry; nothing is sent per request.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
+use hashbrown::{Equivalent, HashMap};
 use sluice_core::usage::{minute_of, Rollup, RollupKey, Totals};
 use sluice_core::Pricing;
 use sluice_providers::TokenUsage;
@@ -34,9 +35,46 @@ impl UsageShard {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Adds one call's totals under `key`.
-    pub fn add(&self, key: RollupKey, totals: &Totals) {
-        self.lock().entry(key).or_default().add(totals);
+    /// Adds one call's totals under `key`: its names are copied only the
+    /// first time the series appears in this shard.
+    fn add(&self, key: SeriesRef<'_>, totals: &Totals) {
+        let mut shard = self.lock();
+        match shard.get_mut(&key) {
+            Some(sum) => sum.add(totals),
+            None => {
+                shard.insert(key.to_owned(), *totals);
+            }
+        }
+    }
+}
+
+/// A [`RollupKey`] borrowed from a finishing call. Its fields and their
+/// order are `RollupKey`'s, so the derived hashes agree.
+#[derive(Hash)]
+struct SeriesRef<'a> {
+    minute_ms: u64,
+    key_id: &'a str,
+    route: &'a str,
+    provider: &'a str,
+}
+
+impl SeriesRef<'_> {
+    fn to_owned(&self) -> RollupKey {
+        RollupKey {
+            minute_ms: self.minute_ms,
+            key_id: self.key_id.to_owned(),
+            route: self.route.to_owned(),
+            provider: self.provider.to_owned(),
+        }
+    }
+}
+
+impl Equivalent<RollupKey> for SeriesRef<'_> {
+    fn equivalent(&self, key: &RollupKey) -> bool {
+        self.minute_ms == key.minute_ms
+            && self.key_id == key.key_id
+            && self.route == key.route
+            && self.provider == key.provider
     }
 }
 
@@ -131,11 +169,11 @@ impl CallUsage {
             errors: u64::from(failed),
             latency_ms_sum: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
         };
-        let key = RollupKey {
+        let key = SeriesRef {
             minute_ms: minute_of(now_ms),
-            key_id: self.key_id,
-            route: self.route,
-            provider: self.provider,
+            key_id: &self.key_id,
+            route: &self.route,
+            provider: &self.provider,
         };
         shard.add(key, &totals);
     }
@@ -189,6 +227,29 @@ mod tests {
         assert_eq!(k2[0].totals.errors, 1);
         assert_eq!(k2[0].key.provider, "openai");
         assert!(meter.drain().is_empty());
+    }
+
+    #[test]
+    fn a_borrowed_series_hashes_and_compares_as_its_key() {
+        use std::hash::BuildHasher;
+        let hasher = hashbrown::DefaultHashBuilder::default();
+        let series = SeriesRef {
+            minute_ms: 60_000,
+            key_id: "key_1",
+            route: "gpt",
+            provider: "openai",
+        };
+        let key = series.to_owned();
+        assert_eq!(hasher.hash_one(&series), hasher.hash_one(&key));
+        assert!(series.equivalent(&key));
+        // Names that only concatenate alike are other series.
+        let shifted = SeriesRef {
+            key_id: "key_1g",
+            route: "pt",
+            ..series
+        };
+        assert!(!shifted.equivalent(&key));
+        assert_ne!(hasher.hash_one(&shifted), hasher.hash_one(&key));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! [`Worker`]: one worker thread's proxy. The parts every worker shares
 //! ([`Shared`]: settings, state, breakers, metrics, quotas, the usage
-//! meter), and what a worker owns alone: its upstream connection pools and
-//! its shard of the usage meter, so a request and its upstream connection
+//! meter), and what a worker owns alone: its upstream connection pools,
+//! its cache of opened provider targets and its shard of the usage meter,
+//! so a request and its upstream connection
 //! are served by one thread and its bookkeeping touches that thread's
 //! memory.
 
@@ -24,7 +25,8 @@ use crate::{ProxyConfig, StateSource};
 pub(crate) struct Shared {
     pub(crate) config: ProxyConfig,
     pub(crate) state: Box<dyn StateSource>,
-    pub(crate) targets: Targets,
+    /// Opens providers' sealed secrets (each worker caches its own).
+    data_key: DataKey,
     client_options: ClientOptions,
     pub(crate) metrics: Metrics,
     pub(crate) breakers: Breakers,
@@ -35,10 +37,14 @@ pub(crate) struct Shared {
 }
 
 /// One worker thread's proxy: the shared parts, and upstream clients
-/// (connection pools) and a usage shard of its own.
+/// (connection pools), opened provider targets and a usage shard of its
+/// own.
 pub(crate) struct Worker {
     shared: Arc<Shared>,
     clients: Clients,
+    /// Providers as requests need them, cached for this worker only: the
+    /// lock it takes on every attempt is never taken on another core.
+    pub(crate) targets: Targets,
     /// This worker's shard of the usage meter (`None`: no metering).
     pub(crate) usage_shard: Option<Arc<UsageShard>>,
 }
@@ -89,10 +95,11 @@ impl Worker {
             metrics.clone(),
         );
         let clients = Clients::new(&config, &client_options)?;
+        let targets = Targets::new(data_key.clone());
         let shared = Shared {
             config,
             state,
-            targets: Targets::new(data_key),
+            data_key,
             client_options,
             metrics,
             breakers,
@@ -102,6 +109,7 @@ impl Worker {
         Ok(Self {
             shared: Arc::new(shared),
             clients,
+            targets,
             usage_shard: None,
         })
     }
@@ -130,12 +138,13 @@ impl Worker {
         }
     }
 
-    /// Another worker: the same shared parts, a connection pool and a
-    /// usage shard of its own.
+    /// Another worker: the same shared parts, a connection pool, a target
+    /// cache and a usage shard of its own.
     pub(crate) fn worker(&self) -> Result<Self, ClientBuildError> {
         Ok(Self {
             shared: Arc::clone(&self.shared),
             clients: Clients::new(&self.shared.config, &self.shared.client_options)?,
+            targets: Targets::new(self.shared.data_key.clone()),
             usage_shard: self.shared.usage.as_ref().map(|m| m.claim_shard()),
         })
     }

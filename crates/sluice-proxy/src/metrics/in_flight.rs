@@ -118,8 +118,9 @@ impl InFlight {
         let elapsed = self.started.elapsed();
         let m = &metrics.inner;
         m.time_to_first_byte
-            .with(&[self.endpoint, &self.route])
-            .observe(elapsed.as_secs_f64());
+            .with(&[self.endpoint, &self.route], |m| {
+                m.observe(elapsed.as_secs_f64())
+            });
         m.overhead
             .observe(elapsed.saturating_sub(self.upstream_wait).as_secs_f64());
     }
@@ -132,8 +133,9 @@ impl InFlight {
         metrics
             .inner
             .time_to_first_token
-            .with(&[self.endpoint, &self.route])
-            .observe(self.started.elapsed().as_secs_f64());
+            .with(&[self.endpoint, &self.route], |m| {
+                m.observe(self.started.elapsed().as_secs_f64())
+            });
     }
 
     /// A whole answer has gone out.
@@ -153,7 +155,7 @@ impl InFlight {
             }
         };
         self.span.record("stream_end", outcome);
-        metrics.inner.stream_ends.with(&[outcome]).inc();
+        metrics.inner.stream_ends.with(&[outcome], |m| m.inc());
         self.record(metrics, usage);
     }
 
@@ -178,25 +180,26 @@ impl InFlight {
         };
         let (endpoint, route, deployment) = (self.endpoint, &*self.route, &*self.deployment);
         m.requests
-            .with(&[endpoint, route, deployment, status_label])
-            .inc();
+            .with(&[endpoint, route, deployment, status_label], |m| m.inc());
         if let Some(class) = error_class(status, self.stream_failed) {
-            m.errors.with(&[endpoint, route, deployment, class]).inc();
+            m.errors
+                .with(&[endpoint, route, deployment, class], |m| m.inc());
         }
-        m.duration
-            .with(&[endpoint, route, deployment])
-            .observe(self.started.elapsed().as_secs_f64());
+        m.duration.with(&[endpoint, route, deployment], |m| {
+            m.observe(self.started.elapsed().as_secs_f64())
+        });
         if let Some(usage) = usage {
             m.tokens
-                .with(&[route, "prompt"])
-                .inc_by(usage.prompt_tokens);
-            m.tokens
-                .with(&[route, "completion"])
-                .inc_by(usage.completion_tokens);
-            m.cost.with(&[route]).inc_by(
-                self.pricing
-                    .cost_micro_usd(usage.prompt_tokens, usage.completion_tokens),
-            );
+                .with(&[route, "prompt"], |m| m.inc_by(usage.prompt_tokens));
+            m.tokens.with(&[route, "completion"], |m| {
+                m.inc_by(usage.completion_tokens)
+            });
+            m.cost.with(&[route], |m| {
+                m.inc_by(
+                    self.pricing
+                        .cost_micro_usd(usage.prompt_tokens, usage.completion_tokens),
+                )
+            });
         }
     }
 }

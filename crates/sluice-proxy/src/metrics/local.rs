@@ -17,26 +17,20 @@
 use std::any::Any;
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use hashbrown::Equivalent;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 
 /// Tells the families apart in the per-thread maps (tests make many).
 static NEXT_FAMILY: AtomicU64 = AtomicU64::new(0);
 
-/// One child a thread has resolved: its family, its labels, the child.
-struct Resolved {
-    family: u64,
-    labels: Box<[Box<str>]>,
-    metric: Box<dyn Any>,
-}
-
 thread_local! {
-    /// Resolved children by the hash of (family, labels).
-    static RESOLVED: RefCell<HashMap<u64, Vec<Resolved>>> = RefCell::new(HashMap::new());
+    /// The children this thread has resolved, by family and labels.
+    static RESOLVED: RefCell<hashbrown::HashMap<Series, Box<dyn Any>>> =
+        RefCell::new(hashbrown::HashMap::new());
 }
 
 /// Makes the child of one label set: the family's metric with those labels
@@ -87,40 +81,60 @@ impl<M: Collector + Clone + 'static> Labelled<M> {
         })
     }
 
-    /// The child for `labels`, in the family's label order.
+    /// Runs `f` on the child for `labels` (in the family's label order),
+    /// which this thread looks up in its own map; the child's handle is
+    /// not cloned, so the request touches only the child's atomics.
     ///
     /// # Panics
     /// If `labels` does not have one value per label name.
-    pub(crate) fn with(&self, labels: &[&str]) -> M {
+    pub(crate) fn with<R>(&self, labels: &[&str], f: impl FnOnce(&M) -> R) -> R {
         let family = self.shared.id;
-        let mut hasher = std::hash::DefaultHasher::new();
-        family.hash(&mut hasher);
-        labels.hash(&mut hasher);
-        let hash = hasher.finish();
+        let series = SeriesRef { family, labels };
         RESOLVED.with(|resolved| {
             let mut resolved = resolved.borrow_mut();
-            let bucket = resolved.entry(hash).or_default();
-            let found = bucket
-                .iter()
-                .find(|r| r.family == family && same(&r.labels, labels))
-                .and_then(|r| r.metric.downcast_ref::<M>());
-            if let Some(metric) = found {
-                return metric.clone();
+            if let Some(metric) = resolved
+                .get(&series)
+                .and_then(|metric| metric.downcast_ref::<M>())
+            {
+                return f(metric);
             }
             let key: Box<[Box<str>]> = labels.iter().map(|l| Box::from(*l)).collect();
             let metric = self.shared.child(&key);
-            bucket.push(Resolved {
-                family,
-                labels: key,
-                metric: Box::new(metric.clone()),
-            });
-            metric
+            let answer = f(&metric);
+            resolved.insert(
+                Series {
+                    family,
+                    labels: key,
+                },
+                Box::new(metric),
+            );
+            answer
         })
     }
 }
 
-fn same(key: &[Box<str>], labels: &[&str]) -> bool {
-    key.len() == labels.len() && key.iter().zip(labels).all(|(a, b)| **a == **b)
+/// A thread's key for a resolved child: its family and its labels.
+#[derive(PartialEq, Eq, Hash)]
+struct Series {
+    family: u64,
+    labels: Box<[Box<str>]>,
+}
+
+/// A [`Series`] borrowed from a request. Its fields and their order are
+/// `Series`', and a slice of `&str` hashes as a slice of `Box<str>`, so the
+/// derived hashes agree.
+#[derive(Hash)]
+struct SeriesRef<'a> {
+    family: u64,
+    labels: &'a [&'a str],
+}
+
+impl Equivalent<Series> for SeriesRef<'_> {
+    fn equivalent(&self, key: &Series) -> bool {
+        self.family == key.family
+            && self.labels.len() == key.labels.len()
+            && key.labels.iter().zip(self.labels).all(|(a, b)| **a == **b)
+    }
 }
 
 impl<M: Collector + Clone> Shared<M> {
@@ -203,12 +217,34 @@ mod tests {
     }
 
     #[test]
+    fn a_borrowed_series_hashes_as_its_key() {
+        use std::hash::BuildHasher;
+        let hasher = hashbrown::DefaultHashBuilder::default();
+        let labels = ["chat_completions", "gpt", "openai/gpt-4o"];
+        let series = SeriesRef {
+            family: 7,
+            labels: &labels,
+        };
+        let key = Series {
+            family: 7,
+            labels: labels.iter().map(|l| Box::from(*l)).collect(),
+        };
+        assert_eq!(hasher.hash_one(&series), hasher.hash_one(&key));
+        assert!(series.equivalent(&key));
+        assert!(!SeriesRef {
+            family: 8,
+            labels: &labels
+        }
+        .equivalent(&key));
+    }
+
+    #[test]
     fn label_sets_that_concatenate_alike_are_different_series() {
         let registry = Registry::new();
         let family = counters(&registry);
-        family.with(&["a", "b/c"]).inc();
-        family.with(&["a", "b/c"]).inc();
-        family.with(&["ab", "/c"]).inc();
+        family.with(&["a", "b/c"], |m| m.inc());
+        family.with(&["a", "b/c"], |m| m.inc());
+        family.with(&["ab", "/c"], |m| m.inc());
         let text = text(&registry);
         assert!(text.contains("c_total{a=\"a\",b=\"b/c\"} 2"), "{text}");
         assert!(text.contains("c_total{a=\"ab\",b=\"/c\"} 1"), "{text}");
@@ -219,10 +255,10 @@ mod tests {
     fn threads_share_the_series_and_families_stay_apart() {
         let (one, two) = (Registry::new(), Registry::new());
         let (first, second) = (counters(&one), counters(&two));
-        first.with(&["x", "y"]).inc();
-        second.with(&["x", "y"]).inc();
+        first.with(&["x", "y"], |m| m.inc());
+        second.with(&["x", "y"], |m| m.inc());
         let on_other_thread = first.clone();
-        std::thread::spawn(move || on_other_thread.with(&["x", "y"]).inc())
+        std::thread::spawn(move || on_other_thread.with(&["x", "y"], |m| m.inc()))
             .join()
             .expect("thread ran");
         assert!(text(&one).contains("c_total{a=\"x\",b=\"y\"} 2"));

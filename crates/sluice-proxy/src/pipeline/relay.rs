@@ -77,7 +77,7 @@ pub(crate) async fn answer(
     ctx.add_upstream_wait(read_at.elapsed());
     // A broken or unreadable answer is tried elsewhere, whatever broke it.
     let body = body.map_err(|e| Unrelayable::new(e, true))?;
-    let (body, usage) = convert_response(&exchange, &body, &request.model, created)
+    let (body, usage) = convert_response(&exchange, body, &request.model, created)
         .map_err(|e| Unrelayable::new(e, true))?;
     Ok(Answer::Whole { body, usage })
 }
