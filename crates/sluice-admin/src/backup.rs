@@ -162,19 +162,18 @@ pub async fn restore_snapshot(
     let backup = Backup::from_bytes(&request.file).map_err(|e| bad_file(e.to_string()))?;
     let key = ctx.data_key();
     for (i, provider) in backup.config.providers.iter().enumerate() {
-        let Some(sealed) = &provider.api_key else {
-            continue;
-        };
-        if let Err(e) = key.open(&provider.name, sealed) {
-            return Err(ApiError::validation(
-                format!("providers[{i}].api_key"),
-                format!(
-                    "provider {:?}'s credential cannot be opened with this cluster's data key ({e}); \
+        for secret in provider.sealed() {
+            if let Err(e) = key.open(&secret.context, secret.sealed) {
+                return Err(ApiError::validation(
+                    format!("providers[{i}].{}", secret.field),
+                    format!(
+                        "provider {:?}'s {} cannot be opened with this cluster's data key ({e}); \
                      start the cluster with the source cluster's data key (`sluice init --data-key-from`) \
-                     or re-seal the file (`sluice cluster snapshot reseal`)",
-                    provider.name
-                ),
-            ));
+                         or re-seal the file (`sluice cluster snapshot reseal`)",
+                        provider.name, secret.field
+                    ),
+                ));
+            }
         }
     }
     let command = Command::RestoreConfig {

@@ -1,8 +1,9 @@
 //! `/admin/v1/providers`: the upstream model APIs.
 //!
-//! The credential (`api_key`) is write-only: it is sealed under the data key
-//! with a fresh random nonce before the command is proposed, and responses
-//! only say whether one is set.
+//! The credential (`api_key`) and the secret headers (`secret_headers`) are
+//! write-only: each is sealed under the data key with a fresh random nonce
+//! before the command is proposed, and responses only say whether a
+//! credential is set and which secret headers there are.
 
 use crate::context::{unexpected, AdminContext};
 use crate::error::{ApiError, ErrorBody};
@@ -13,6 +14,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use rand::RngCore;
 use serde::{Deserialize, Deserializer, Serialize};
+use sluice_core::provider::secret_header_context;
 use sluice_core::secret::NONCE_LEN;
 use sluice_core::{Applied, Command, Provider, ProviderKind, SealedSecret, Timeouts};
 use std::collections::BTreeMap;
@@ -20,6 +22,9 @@ use utoipa::ToSchema;
 
 /// Longest provider credential accepted.
 const MAX_API_KEY_LEN: usize = 8 * 1024;
+
+/// Longest secret header value accepted (as for clear headers).
+const MAX_SECRET_HEADER_LEN: usize = 4096;
 
 /// Which wire protocol a provider speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -104,12 +109,19 @@ pub struct CreateProvider {
     /// Extra headers sent upstream with every request (stored in clear: not for secrets).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Extra headers whose values are secrets (a second credential, an
+    /// `Authorization` of another scheme). Sealed; write-only: only their
+    /// names are ever returned.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_headers: BTreeMap<String, String>,
     #[serde(default)]
     pub timeouts: TimeoutsBody,
 }
 
 /// Body of `PUT /admin/v1/providers/{name}`: the provider's new configuration.
 /// `api_key` left out keeps the current credential; `null` removes it.
+/// `secret_headers` left out keeps the current ones; an object replaces
+/// them all (`{}` removes them).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProvider {
@@ -125,6 +137,10 @@ pub struct UpdateProvider {
     pub api_key: Option<Option<String>>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// New secret headers, replacing all the current ones; omit to keep
+    /// them. Write-only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_headers: Option<BTreeMap<String, String>>,
     #[serde(default)]
     pub timeouts: TimeoutsBody,
 }
@@ -143,6 +159,9 @@ pub struct ProviderView {
     /// Whether a credential is stored (the credential itself is never shown).
     pub api_key_set: bool,
     pub headers: BTreeMap<String, String>,
+    /// The names of the secret headers stored (their values are never shown).
+    #[serde(default)]
+    pub secret_header_names: Vec<String>,
     pub timeouts: TimeoutsBody,
     /// Milliseconds since the Unix epoch.
     pub created_at_ms: u64,
@@ -158,6 +177,7 @@ impl From<&Provider> for ProviderView {
             base_url: p.base_url.clone(),
             api_key_set: p.api_key.is_some(),
             headers: p.headers.clone(),
+            secret_header_names: p.secret_headers.keys().cloned().collect(),
             timeouts: p.timeouts.into(),
             created_at_ms: p.created_at_ms,
             updated_at_ms: p.updated_at_ms,
@@ -171,22 +191,33 @@ pub struct ProviderList {
     pub providers: Vec<ProviderView>,
 }
 
-/// A provider without credentials from the API's fields, checked with the
-/// core rules before anything is proposed.
-fn checked_provider(
+/// A provider from the API's fields, its secret headers sealed and without
+/// its credential, checked with the core rules before anything is proposed.
+struct Fields {
     name: String,
     kind: ProviderKindBody,
     base_url: String,
     headers: BTreeMap<String, String>,
+    secret_headers: BTreeMap<String, String>,
     timeouts: TimeoutsBody,
-) -> Result<Provider, ApiError> {
+}
+
+fn checked_provider(ctx: &AdminContext, fields: Fields) -> Result<Provider, ApiError> {
+    let mut secret_headers = BTreeMap::new();
+    for (header, value) in &fields.secret_headers {
+        let context = secret_header_context(&fields.name, header);
+        let field = format!("secret_headers.{header}");
+        let sealed = seal(ctx, &field, &context, value, MAX_SECRET_HEADER_LEN)?;
+        secret_headers.insert(header.clone(), sealed);
+    }
     let provider = Provider {
-        name,
-        kind: kind.into(),
-        base_url,
+        name: fields.name,
+        kind: fields.kind.into(),
+        base_url: fields.base_url,
         api_key: None,
-        headers,
-        timeouts: timeouts.into(),
+        headers: fields.headers,
+        secret_headers,
+        timeouts: fields.timeouts.into(),
         created_at_ms: 0,
         updated_at_ms: 0,
     };
@@ -194,22 +225,29 @@ fn checked_provider(
     Ok(provider)
 }
 
-fn seal(ctx: &AdminContext, name: &str, api_key: &str) -> Result<SealedSecret, ApiError> {
-    if api_key.is_empty() || api_key.len() > MAX_API_KEY_LEN {
+/// Seals `secret` (the value of `field`, at most `max` bytes) in `context`.
+fn seal(
+    ctx: &AdminContext,
+    field: &str,
+    context: &str,
+    secret: &str,
+    max: usize,
+) -> Result<SealedSecret, ApiError> {
+    if secret.is_empty() || secret.len() > max {
         return Err(ApiError::validation(
-            "api_key",
-            format!("must be 1-{MAX_API_KEY_LEN} bytes"),
+            field,
+            format!("must be 1-{max} bytes"),
         ));
     }
-    if api_key.chars().any(char::is_control) {
+    if secret.chars().any(char::is_control) {
         return Err(ApiError::validation(
-            "api_key",
+            field,
             "must not contain control characters",
         ));
     }
     let mut nonce = [0u8; NONCE_LEN];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
-    Ok(ctx.data_key().seal(name, api_key, nonce))
+    Ok(ctx.data_key().seal(context, secret, nonce))
 }
 
 fn applied_provider(applied: Applied) -> Result<Json<ProviderView>, ApiError> {
@@ -249,14 +287,19 @@ pub async fn create_provider(
     AdminJson(body): AdminJson<CreateProvider>,
 ) -> Result<(StatusCode, Json<ProviderView>), ApiError> {
     let mut provider = checked_provider(
-        body.name,
-        body.kind,
-        body.base_url,
-        body.headers,
-        body.timeouts,
+        &ctx,
+        Fields {
+            name: body.name,
+            kind: body.kind,
+            base_url: body.base_url,
+            headers: body.headers,
+            secret_headers: body.secret_headers,
+            timeouts: body.timeouts,
+        },
     )?;
     if let Some(api_key) = &body.api_key {
-        provider.api_key = Some(seal(&ctx, &provider.name, api_key)?);
+        let sealed = seal(&ctx, "api_key", &provider.name, api_key, MAX_API_KEY_LEN)?;
+        provider.api_key = Some(sealed);
     }
     let view = applied_provider(
         ctx.write(&idempotency, Command::CreateProvider(provider))
@@ -298,11 +341,27 @@ pub async fn update_provider(
     idempotency: Idempotency,
     AdminJson(body): AdminJson<UpdateProvider>,
 ) -> Result<Json<ProviderView>, ApiError> {
-    let mut provider =
-        checked_provider(name, body.kind, body.base_url, body.headers, body.timeouts)?;
+    let keep_secret_headers = body.secret_headers.is_none();
+    let mut provider = checked_provider(
+        &ctx,
+        Fields {
+            name,
+            kind: body.kind,
+            base_url: body.base_url,
+            headers: body.headers,
+            secret_headers: body.secret_headers.unwrap_or_default(),
+            timeouts: body.timeouts,
+        },
+    )?;
     let keep_api_key = body.api_key.is_none();
     provider.api_key = match body.api_key {
-        Some(Some(api_key)) => Some(seal(&ctx, &provider.name, &api_key)?),
+        Some(Some(api_key)) => Some(seal(
+            &ctx,
+            "api_key",
+            &provider.name,
+            &api_key,
+            MAX_API_KEY_LEN,
+        )?),
         Some(None) | None => None,
     };
     applied_provider(
@@ -311,6 +370,7 @@ pub async fn update_provider(
             Command::UpdateProvider {
                 provider,
                 keep_api_key,
+                keep_secret_headers,
             },
         )
         .await?,
@@ -362,6 +422,7 @@ mod tests {
             base_url: "https://api.anthropic.com".into(),
             api_key: Some(key.seal("p", "sk-ant-secret", [0; NONCE_LEN])),
             headers: BTreeMap::new(),
+            secret_headers: Default::default(),
             timeouts: Timeouts::default(),
             created_at_ms: 1,
             updated_at_ms: 2,

@@ -59,13 +59,15 @@ impl ConfigSnapshot {
         }
     }
 
-    /// Ids of the data keys the provider credentials are sealed under, each
+    /// Ids of the data keys the provider secrets are sealed under, each
     /// once, in the order first seen.
     pub fn data_key_ids(&self) -> Vec<[u8; 8]> {
         let mut ids: Vec<[u8; 8]> = Vec::new();
-        for sealed in self.providers.iter().filter_map(|p| p.api_key.as_ref()) {
-            if !ids.contains(&sealed.key_id) {
-                ids.push(sealed.key_id);
+        for provider in &self.providers {
+            for secret in provider.sealed() {
+                if !ids.contains(&secret.sealed.key_id) {
+                    ids.push(secret.sealed.key_id);
+                }
             }
         }
         ids
@@ -201,6 +203,7 @@ mod tests {
                     base_url: "https://api.openai.com/v1".into(),
                     api_key: Some(key.seal("openai", "sk-upstream", [1; 12])),
                     headers: Default::default(),
+                    secret_headers: Default::default(),
                     timeouts: Timeouts::default(),
                     created_at_ms: 1,
                     updated_at_ms: 2,

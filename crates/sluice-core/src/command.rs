@@ -15,11 +15,14 @@ pub enum Command {
     CreateProvider(Provider),
     /// Replaces a provider by name (keeps its creation time). With
     /// `keep_api_key` the stored credential stays, whatever `provider.api_key`
-    /// says: decided when the command applies, so a concurrent credential
-    /// change is never overwritten with a stale copy.
+    /// says, and with `keep_secret_headers` the stored secret headers stay,
+    /// whatever `provider.secret_headers` says: decided when the command
+    /// applies, so a concurrent credential change is never overwritten with
+    /// a stale copy.
     UpdateProvider {
         provider: Provider,
         keep_api_key: bool,
+        keep_secret_headers: bool,
     },
     DeleteProvider {
         name: String,

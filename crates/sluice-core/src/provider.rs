@@ -61,6 +61,11 @@ pub struct Provider {
     /// Extra request headers sent upstream (not secret: stored in clear;
     /// credential headers are refused, see [`CREDENTIAL_HEADERS`]).
     pub headers: BTreeMap<String, String>,
+    /// Extra request headers whose values are secrets (a second credential,
+    /// an `Authorization` of another scheme), each sealed under the cluster
+    /// data key in the context [`secret_header_context`]. Write-only: the
+    /// API shows their names.
+    pub secret_headers: BTreeMap<String, SealedSecret>,
     pub timeouts: Timeouts,
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
@@ -80,38 +85,104 @@ pub const CREDENTIAL_HEADERS: [&str; 8] = [
     "x-amz-security-token",
 ];
 
+/// The most secret headers a provider has.
+pub const MAX_SECRET_HEADERS: usize = 16;
+
+/// The context a provider's secret header is sealed in: bound to the
+/// provider and the header, so a sealed value cannot be moved to another.
+/// (Provider names are identifiers, without `/`, so this never equals a
+/// provider name, the context of `api_key`.)
+pub fn secret_header_context(provider: &str, header: &str) -> String {
+    format!("{provider}/headers/{}", header.to_ascii_lowercase())
+}
+
+/// Checks an extra header's name: an HTTP token that the gateway does not
+/// manage itself. `field` names it in the error.
+fn check_header_name(field: &str, name: &str) -> Result<(), ApplyError> {
+    let token_ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if !token_ok {
+        return Err(ApplyError::invalid(
+            field,
+            "is not a valid HTTP header name",
+        ));
+    }
+    if matches!(
+        name.to_ascii_lowercase().as_str(),
+        "host" | "content-length" | "transfer-encoding" | "connection"
+    ) {
+        return Err(ApplyError::invalid(
+            field,
+            "is managed by the gateway and cannot be set",
+        ));
+    }
+    Ok(())
+}
+
+/// One secret a provider holds sealed.
+pub struct SealedField<S> {
+    /// Where it is given: `api_key` or `secret_headers.<name>`.
+    pub field: String,
+    /// The context it is sealed in.
+    pub context: String,
+    pub sealed: S,
+}
+
 impl Provider {
+    /// Every secret the provider holds sealed: its credential, then its
+    /// secret headers.
+    pub fn sealed(&self) -> Vec<SealedField<&SealedSecret>> {
+        let credential = self.api_key.as_ref().map(|sealed| SealedField {
+            field: "api_key".to_owned(),
+            context: self.name.clone(),
+            sealed,
+        });
+        let headers = self
+            .secret_headers
+            .iter()
+            .map(|(header, sealed)| SealedField {
+                field: format!("secret_headers.{header}"),
+                context: secret_header_context(&self.name, header),
+                sealed,
+            });
+        credential.into_iter().chain(headers).collect()
+    }
+
+    /// [`Provider::sealed`], to seal again (under another data key).
+    pub fn sealed_mut(&mut self) -> Vec<SealedField<&mut SealedSecret>> {
+        let name = &self.name;
+        let credential = self.api_key.as_mut().map(|sealed| SealedField {
+            field: "api_key".to_owned(),
+            context: name.clone(),
+            sealed,
+        });
+        let headers = self
+            .secret_headers
+            .iter_mut()
+            .map(|(header, sealed)| SealedField {
+                field: format!("secret_headers.{header}"),
+                context: secret_header_context(name, header),
+                sealed,
+            });
+        credential.into_iter().chain(headers).collect()
+    }
+
     /// Checks every field that does not depend on the rest of the state.
     pub fn validate(&self) -> Result<(), ApplyError> {
         check_ident("name", &self.name)?;
         validate_base_url(&self.base_url)?;
         for (name, value) in &self.headers {
             let field = format!("headers.{name}");
-            let token_ok = !name.is_empty()
-                && name.len() <= 128
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-            if !token_ok {
-                return Err(ApplyError::invalid(
-                    field,
-                    "is not a valid HTTP header name",
-                ));
-            }
-            if matches!(
-                name.to_ascii_lowercase().as_str(),
-                "host" | "content-length" | "transfer-encoding" | "connection"
-            ) {
-                return Err(ApplyError::invalid(
-                    field,
-                    "is managed by the gateway and cannot be set",
-                ));
-            }
+            check_header_name(&field, name)?;
             if CREDENTIAL_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
                 return Err(ApplyError::invalid(
                     field,
                     "carries a credential, and headers are stored and shown in clear: \
-                     give the provider's key as `api_key` (sealed, never shown)",
+                     give it in `secret_headers` (sealed, never shown), or the provider's \
+                     key as `api_key`",
                 ));
             }
             if value.len() > 4096 || value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
@@ -123,6 +194,31 @@ impl Provider {
         }
         if self.headers.len() > 32 {
             return Err(ApplyError::invalid("headers", "at most 32 extra headers"));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for name in self.headers.keys() {
+            if !seen.insert(name.to_ascii_lowercase()) {
+                return Err(ApplyError::invalid(
+                    format!("headers.{name}"),
+                    "is given twice (header names are case-insensitive)",
+                ));
+            }
+        }
+        for name in self.secret_headers.keys() {
+            let field = format!("secret_headers.{name}");
+            check_header_name(&field, name)?;
+            if !seen.insert(name.to_ascii_lowercase()) {
+                return Err(ApplyError::invalid(
+                    field,
+                    "is given twice, or also in `headers` (header names are case-insensitive)",
+                ));
+            }
+        }
+        if self.secret_headers.len() > MAX_SECRET_HEADERS {
+            return Err(ApplyError::invalid(
+                "secret_headers",
+                format!("at most {MAX_SECRET_HEADERS} secret headers"),
+            ));
         }
         let t = &self.timeouts;
         for (field, value) in [
@@ -179,6 +275,7 @@ mod tests {
             base_url: "http://127.0.0.1:9/v1".into(),
             api_key: None,
             headers: BTreeMap::new(),
+            secret_headers: Default::default(),
             timeouts: Timeouts::default(),
             created_at_ms: 0,
             updated_at_ms: 0,

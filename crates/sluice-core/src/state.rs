@@ -93,8 +93,8 @@ impl State {
             Command::UpdateProvider {
                 provider: p,
                 keep_api_key,
+                keep_secret_headers,
             } => {
-                p.validate()?;
                 let existing = self
                     .providers
                     .get(&p.name)
@@ -103,6 +103,12 @@ impl State {
                 if *keep_api_key {
                     p.api_key = existing.api_key.clone();
                 }
+                if *keep_secret_headers {
+                    p.secret_headers = existing.secret_headers.clone();
+                }
+                // Checked as it will be stored: kept secret headers must
+                // not clash with the new clear ones.
+                p.validate()?;
                 p.created_at_ms = existing.created_at_ms;
                 p.updated_at_ms = now;
                 self.providers.insert(p.name.clone(), p.clone());

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use http::header::{InvalidHeaderName, InvalidHeaderValue};
 use http::{HeaderMap, HeaderName, HeaderValue};
+use sluice_core::provider::secret_header_context;
 use sluice_core::secret::SecretError;
 use sluice_core::{DataKey, Provider};
 use sluice_providers::{Target, Timeouts};
@@ -17,10 +18,13 @@ use sluice_providers::{Target, Timeouts};
 /// Why a provider's settings cannot make an upstream request.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum TargetError {
-    /// Its API key is sealed under another data key, or damaged.
-    #[error("cannot open the API key of provider `{provider}`: {source}")]
+    /// Its API key or a secret header is sealed under another data key,
+    /// or damaged.
+    #[error("cannot open the {what} of provider `{provider}`: {source}")]
     Sealed {
         provider: String,
+        /// `API key`, or `secret header <name>`.
+        what: String,
         #[source]
         source: SecretError,
     },
@@ -88,6 +92,7 @@ impl Targets {
                     .open(&provider.name, sealed)
                     .map_err(|source| TargetError::Sealed {
                         provider: provider.name.clone(),
+                        what: "API key".into(),
                         source,
                     })?
                     .expose()
@@ -108,6 +113,32 @@ impl Targets {
                     name: name.clone(),
                     source,
                 })?;
+            extra_headers.insert(name, value);
+        }
+        for (name, sealed) in &provider.secret_headers {
+            let clear = self
+                .data_key
+                .open(&secret_header_context(&provider.name, name), sealed)
+                .map_err(|source| TargetError::Sealed {
+                    provider: provider.name.clone(),
+                    what: format!("secret header {name}"),
+                    source,
+                })?;
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|source| {
+                TargetError::HeaderName {
+                    provider: provider.name.clone(),
+                    source,
+                }
+            })?;
+            let mut value = HeaderValue::from_str(clear.expose()).map_err(|source| {
+                TargetError::HeaderValue {
+                    provider: provider.name.clone(),
+                    name: name.clone(),
+                    source,
+                }
+            })?;
+            // Never indexed by HPACK, never printed by `Debug`.
+            value.set_sensitive(true);
             extra_headers.insert(name, value);
         }
         Ok(Target {

@@ -561,3 +561,47 @@ async fn a_provider_behind_a_private_ca_is_trusted_through_its_extra_ca() {
     })
     .await;
 }
+
+/// A provider's secret header is opened from its sealed form and sent
+/// upstream: proxy A reaches proxy B with B's virtual key in a secret
+/// `Authorization` header, and without one B refuses it.
+#[tokio::test]
+async fn a_secret_header_is_opened_and_sent_upstream() {
+    within(async {
+        let b = Setup::start(config()).await;
+        b.world
+            .provider("good", ProviderKind::OpenAi, &b.mock_v1(), &[]);
+        b.world.route("inner", &[("good", "mock-gpt")], &[]);
+        let plain_b = listen(&b.world, config(), None).await;
+        let b_v1 = format!("http://{}/v1", plain_b.addr);
+        let bearer = format!("Bearer {KEY}");
+        for secret in [None, Some(bearer.as_str())] {
+            let a = Setup::start(ProxyConfig {
+                retries: 0,
+                ..config()
+            })
+            .await;
+            match secret {
+                Some(value) => a.world.provider_with_secret_header(
+                    "b",
+                    ProviderKind::OpenAi,
+                    &b_v1,
+                    ("Authorization", value),
+                ),
+                None => a.world.provider("b", ProviderKind::OpenAi, &b_v1, &[]),
+            }
+            a.world.route("outer", &[("b", "inner")], &[]);
+            let r = a.chat("outer", false).await;
+            if secret.is_some() {
+                assert_eq!(r.status(), 200);
+                let v: Value = r.json().await.unwrap();
+                assert_eq!(v["object"], "chat.completion");
+            } else {
+                assert_ne!(r.status(), 200, "B must refuse a call without its key");
+            }
+        }
+        plain_b.stop.cancel();
+        plain_b.served.await.unwrap().unwrap();
+    })
+    .await;
+}

@@ -3,6 +3,7 @@
 use super::{assert_error, create_provider, create_route, Fixture};
 use axum::http::{Method, StatusCode};
 use serde_json::{json, Value};
+use sluice_core::DataKey;
 
 #[tokio::test]
 async fn providers_are_created_read_replaced_and_deleted_without_echoing_the_key() {
@@ -73,6 +74,97 @@ async fn providers_are_created_read_replaced_and_deleted_without_echoing_the_key
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_error(&body, "not_found", None);
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn secret_headers_are_sealed_write_only_and_kept_or_replaced() {
+    let f = Fixture::start().await;
+    let (status, body) = f
+        .call(
+            Method::POST,
+            "/admin/v1/providers",
+            Some(json!({"name": "corp", "kind": "openai", "base_url": "https://llm.corp.example/v1",
+                        "headers": {"X-Team": "ml"},
+                        "secret_headers": {"Authorization": "Basic c2VjcmV0LXZhbHVl", "X-Org-Token": "org-secret"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        body["secret_header_names"],
+        json!(["Authorization", "X-Org-Token"])
+    );
+    assert!(body.get("secret_headers").is_none(), "{body}");
+    let shown = body.to_string();
+    assert!(
+        !shown.contains("c2VjcmV0") && !shown.contains("org-secret"),
+        "{shown}"
+    );
+
+    // Stored sealed, in the provider's and the header's context.
+    let state = f.node.local_state();
+    let stored = &state.provider("corp").expect("stored").secret_headers;
+    let key = DataKey::from_bytes([42; 32]);
+    let context = sluice_core::provider::secret_header_context("corp", "X-Org-Token");
+    assert_eq!(
+        key.open(&context, &stored["X-Org-Token"]).unwrap().0,
+        "org-secret"
+    );
+    assert!(key.open("corp", &stored["X-Org-Token"]).is_err());
+    let encoded = format!("{:?}", state.provider("corp"));
+    assert!(!encoded.contains("org-secret"), "{encoded}");
+
+    // A PUT without them keeps them; an object replaces them all.
+    let put = |secret: Option<Value>| {
+        let mut body = json!({"kind": "openai", "base_url": "https://llm.corp.example/v1"});
+        if let Some(secret) = secret {
+            body["secret_headers"] = secret;
+        }
+        f.call(Method::PUT, "/admin/v1/providers/corp", Some(body))
+    };
+    let (status, kept) = put(None).await;
+    assert_eq!(status, StatusCode::OK, "{kept}");
+    assert_eq!(
+        kept["secret_header_names"],
+        json!(["Authorization", "X-Org-Token"])
+    );
+    let (_, replaced) = put(Some(json!({"X-Org-Token": "rotated"}))).await;
+    assert_eq!(replaced["secret_header_names"], json!(["X-Org-Token"]));
+    let (_, cleared) = put(Some(json!({}))).await;
+    assert_eq!(cleared["secret_header_names"], json!([]));
+
+    // Bad ones are refused naming the field, and nothing is echoed.
+    for (secret, headers, field) in [
+        (json!({"Host": "x"}), json!({}), "secret_headers.Host"),
+        (
+            json!({"bad name": "x"}),
+            json!({}),
+            "secret_headers.bad name",
+        ),
+        (json!({"X-Key": "a\nb"}), json!({}), "secret_headers.X-Key"),
+        (json!({"X-Key": ""}), json!({}), "secret_headers.X-Key"),
+        (
+            json!({"x-team": "leak-me"}),
+            json!({"X-Team": "ml"}),
+            "secret_headers.x-team",
+        ),
+    ] {
+        let (status, body) = f
+            .call(
+                Method::POST,
+                "/admin/v1/providers",
+                Some(
+                    json!({"name": "bad", "kind": "openai", "base_url": "http://x",
+                            "headers": headers, "secret_headers": secret}),
+                ),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_error(&body, "validation_error", Some(field));
+        assert!(!body.to_string().contains("leak-me"), "{body}");
+    }
+    let (status, _) = f.call(Method::GET, "/admin/v1/providers/bad", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     f.stop().await;
 }
 

@@ -10,6 +10,7 @@ pub(crate) fn provider(name: &str) -> Provider {
         base_url: "http://127.0.0.1:9/v1".into(),
         api_key: None,
         headers: Default::default(),
+        secret_headers: Default::default(),
         timeouts: Timeouts::default(),
         created_at_ms: 0,
         updated_at_ms: 0,
@@ -55,6 +56,7 @@ fn create_stamps_time_from_the_proposal() {
             Command::UpdateProvider {
                 provider: provider("p"),
                 keep_api_key: false,
+                keep_secret_headers: false,
             },
         ))
         .unwrap()
@@ -203,6 +205,7 @@ fn arb_plain_command() -> impl Strategy<Value = Command> {
             Command::UpdateProvider {
                 provider,
                 keep_api_key,
+                keep_secret_headers: false,
             }
         }),
         arb_name().prop_map(|name| Command::DeleteProvider { name }),
@@ -425,6 +428,7 @@ fn update_can_keep_or_replace_the_stored_credential() {
     let update = |keep_api_key| Command::UpdateProvider {
         provider: provider("p"),
         keep_api_key,
+        keep_secret_headers: false,
     };
     s.apply(&at(2, update(true))).unwrap();
     let kept = s.provider("p").unwrap().api_key.as_ref().unwrap();

@@ -61,6 +61,28 @@ impl World {
         self.apply(Command::UpdateProvider {
             provider,
             keep_api_key: false,
+            keep_secret_headers: false,
+        });
+    }
+
+    /// A provider that sends the secret header `header: value`, sealed as
+    /// the admin API seals it.
+    pub(crate) fn provider_with_secret_header(
+        &self,
+        name: &str,
+        kind: ProviderKind,
+        base_url: &str,
+        (header, value): (&str, &str),
+    ) {
+        self.provider(name, kind, base_url, &[]);
+        let mut provider = self.state.read().unwrap().provider(name).unwrap().clone();
+        let context = sluice_core::provider::secret_header_context(name, header);
+        let sealed = data_key().seal(&context, value, [2; NONCE_LEN]);
+        provider.secret_headers.insert(header.to_owned(), sealed);
+        self.apply(Command::UpdateProvider {
+            provider,
+            keep_api_key: false,
+            keep_secret_headers: false,
         });
     }
 
@@ -80,6 +102,7 @@ impl World {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect::<BTreeMap<_, _>>(),
+            secret_headers: BTreeMap::new(),
             timeouts: Timeouts {
                 connect_ms: 1_000,
                 first_byte_ms: 5_000,

@@ -207,6 +207,7 @@ pub fn provider(name: &str) -> Command {
         base_url: "http://127.0.0.1:1/v1".into(),
         api_key: None,
         headers: Default::default(),
+        secret_headers: Default::default(),
         timeouts: Timeouts::default(),
         created_at_ms: 0,
         updated_at_ms: 0,

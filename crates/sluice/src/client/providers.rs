@@ -38,6 +38,10 @@ pub enum ProvidersCommand {
         /// Extra upstream header, `NAME=VALUE` (repeatable; not for secrets).
         #[arg(long = "header", value_name = "NAME=VALUE", value_parser = parse::key_value)]
         headers: Vec<(String, String)>,
+        /// Extra upstream header whose value is a secret, read from the
+        /// environment variable VAR (repeatable): sealed, never shown.
+        #[arg(long = "secret-header-env", value_name = "NAME=VAR", value_parser = parse::key_value)]
+        secret_headers: Vec<(String, String)>,
     },
     /// List providers.
     List,
@@ -64,6 +68,7 @@ pub(super) async fn run(
             base_url,
             api_key_env,
             headers,
+            secret_headers,
         } => {
             let api_key = match api_key_env {
                 Some(var) => Some(std::env::var(&var).with_context(|| {
@@ -71,6 +76,15 @@ pub(super) async fn run(
                 })?),
                 None => None,
             };
+            let secret_headers = secret_headers
+                .into_iter()
+                .map(|(header, var)| {
+                    let value = std::env::var(&var).with_context(|| {
+                        format!("reading secret header {header} from environment variable {var}")
+                    })?;
+                    Ok((header, value))
+                })
+                .collect::<anyhow::Result<_>>()?;
             let body = CreateProvider {
                 name,
                 kind: match kind {
@@ -80,6 +94,7 @@ pub(super) async fn run(
                 base_url,
                 api_key,
                 headers: headers.into_iter().collect(),
+                secret_headers,
                 timeouts: TimeoutsBody::default(),
             };
             let value = client.post(&path(&["providers"]), &body).await?;
@@ -131,6 +146,7 @@ fn print_provider(p: ProviderView) {
             if p.api_key_set { "set" } else { "not set" }.to_string(),
         ),
         ("headers", join_or_dash(&headers)),
+        ("secret headers", join_or_dash(&p.secret_header_names)),
         (
             "timeouts",
             format!(

@@ -144,21 +144,21 @@ pub fn reseal(out: Output, command: SnapshotCommand) -> anyhow::Result<()> {
     let from = read_data_key(&from_data_key)?;
     let to = read_data_key(&to_data_key)?;
     for provider in &mut backup.config.providers {
-        let Some(sealed) = &provider.api_key else {
-            continue;
-        };
-        let clear = from.open(&provider.name, sealed).with_context(|| {
-            format!(
-                "provider {:?}'s credential does not open with {}",
-                provider.name,
-                from_data_key.display()
-            )
-        })?;
-        let mut nonce = [0u8; sluice_core::secret::NONCE_LEN];
-        rand::rngs::OsRng
-            .try_fill_bytes(&mut nonce)
-            .context("reading the operating system's random number generator")?;
-        provider.api_key = Some(to.seal(&provider.name, &clear.0, nonce));
+        let name = provider.name.clone();
+        for secret in provider.sealed_mut() {
+            let clear = from.open(&secret.context, secret.sealed).with_context(|| {
+                format!(
+                    "provider {name:?}'s {} does not open with {}",
+                    secret.field,
+                    from_data_key.display()
+                )
+            })?;
+            let mut nonce = [0u8; sluice_core::secret::NONCE_LEN];
+            rand::rngs::OsRng
+                .try_fill_bytes(&mut nonce)
+                .context("reading the operating system's random number generator")?;
+            *secret.sealed = to.seal(&secret.context, &clear.0, nonce);
+        }
     }
     backup.data_key_id = to.id();
     let bytes = backup.to_bytes().context("encoding the backup")?;
@@ -305,6 +305,15 @@ mod tests {
                     base_url: "http://127.0.0.1:1/v1".into(),
                     api_key: Some(old.seal("up", "sk-up", [5; 12])),
                     headers: Default::default(),
+                    secret_headers: [(
+                        "X-Org-Token".to_owned(),
+                        old.seal(
+                            &sluice_core::provider::secret_header_context("up", "X-Org-Token"),
+                            "org-secret",
+                            [6; 12],
+                        ),
+                    )]
+                    .into(),
                     timeouts: Default::default(),
                     created_at_ms: 1,
                     updated_at_ms: 1,
@@ -326,6 +335,10 @@ mod tests {
         assert_eq!(resealed.data_key_id, new.id());
         let sealed = resealed.config.providers[0].api_key.as_ref().unwrap();
         assert_eq!(new.open("up", sealed).unwrap().0, "sk-up");
+        let header = &resealed.config.providers[0].secret_headers["X-Org-Token"];
+        let context = sluice_core::provider::secret_header_context("up", "X-Org-Token");
+        assert_eq!(new.open(&context, header).unwrap().0, "org-secret");
+        assert!(old.open(&context, header).is_err());
         // The wrong source key is an error naming the provider.
         let err = reseal(Output { json: true }, command("new.key")).unwrap_err();
         assert!(format!("{err:#}").contains("\"up\""), "{err:#}");
