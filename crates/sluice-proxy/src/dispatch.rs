@@ -43,7 +43,11 @@ impl Worker {
                 let error = ProxyError::method_not_allowed(method, path);
                 return respond(error, endpoint.dialect(), version);
             }
-            return self.model_call(endpoint, request).await;
+            // Boxed: a model call's future is kilobytes, and every future
+            // that holds it inline (this one, the span's, the service's) is
+            // moved whole at each await that creates it; boxed here it is
+            // written once, and what wraps it stays small.
+            return Box::pin(self.model_call(endpoint, request)).await;
         }
         let dialect = dialect_of(path, request.headers());
         match (method, path) {

@@ -218,7 +218,8 @@ where
                 let busy = activity.begin();
                 // Boxed: hyper keeps room for the service's future for the
                 // connection's whole life (a streamed answer included), and
-                // a model call's future is kilobytes.
+                // the admin API's futures are kilobytes (the proxy boxes
+                // its model calls itself).
                 let answer = Box::pin(handler(request));
                 async move {
                     let response = answer.await;
