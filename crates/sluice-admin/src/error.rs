@@ -34,6 +34,8 @@ pub enum ErrorKind {
     Conflict,
     /// 409: a membership change the cluster refused.
     InvalidMembership,
+    /// 408: the body did not arrive in time.
+    RequestTimeout,
     /// 413: the body is larger than the admin API accepts.
     PayloadTooLarge,
     /// 422: well-formed JSON with a field that is wrong.
@@ -55,6 +57,7 @@ impl ErrorKind {
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorKind::Conflict | ErrorKind::InvalidMembership => StatusCode::CONFLICT,
+            ErrorKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::Validation => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -72,6 +75,7 @@ impl ErrorKind {
             ErrorKind::MethodNotAllowed => "method_not_allowed",
             ErrorKind::Conflict => "conflict",
             ErrorKind::InvalidMembership => "invalid_membership",
+            ErrorKind::RequestTimeout => "request_timeout",
             ErrorKind::PayloadTooLarge => "payload_too_large",
             ErrorKind::Validation => "validation_error",
             ErrorKind::Internal => "internal_error",

@@ -5,11 +5,12 @@
 //! for every validation error, so handlers use these instead.
 
 use crate::error::{ApiError, ErrorKind};
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::{header, request::Parts, StatusCode};
+use axum::http::{header, request::Parts};
 use serde::de::DeserializeOwned;
 use sluice_raft::Consistency;
+use std::time::Duration;
 
 /// Largest request body the admin API accepts.
 pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
@@ -38,24 +39,51 @@ where
     }
 }
 
-/// The whole body of `req`, which the route limits to `limit` bytes; a
-/// larger one is a 413, any other failure to read it a 400.
+/// The whole body of `req`, at most `limit` bytes (a larger one is a 413),
+/// within [`body_deadline`] (a slower one is a 408 and the connection is
+/// not reused); any other failure to read it is a 400.
 pub(crate) async fn read_body<S: Send + Sync>(
     req: Request,
-    state: &S,
+    _state: &S,
     limit: usize,
 ) -> Result<Bytes, ApiError> {
-    Bytes::from_request(req, state).await.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+    read_whole(req.into_body(), limit, body_deadline(limit)).await
+}
+
+/// How long a body of up to `limit` bytes may take to arrive: 30 s, plus a
+/// second per MiB of the limit (31 s for JSON, under 5 min for a backup),
+/// so a client that trickles a body cannot hold a connection for long.
+pub(crate) fn body_deadline(limit: usize) -> Duration {
+    Duration::from_secs(30 + (limit / (1024 * 1024)) as u64)
+}
+
+/// `body`, read whole: at most `limit` bytes, within `deadline`.
+pub(crate) async fn read_whole(
+    body: Body,
+    limit: usize,
+    deadline: Duration,
+) -> Result<Bytes, ApiError> {
+    let read = axum::body::to_bytes(body, limit);
+    let Ok(read) = tokio::time::timeout(deadline, read).await else {
+        return Err(ApiError::new(
+            ErrorKind::RequestTimeout,
+            format!(
+                "the request body did not arrive within {} s",
+                deadline.as_secs()
+            ),
+        ));
+    };
+    read.map_err(|e| {
+        let e = e.into_inner();
+        if e.downcast_ref::<http_body_util::LengthLimitError>()
+            .is_some()
+        {
             ApiError::new(
                 ErrorKind::PayloadTooLarge,
                 format!("request body is larger than {limit} bytes"),
             )
         } else {
-            ApiError::invalid_request(format!(
-                "cannot read request body: {}",
-                rejection.body_text()
-            ))
+            ApiError::invalid_request(format!("cannot read request body: {e}"))
         }
     })
 }
@@ -223,6 +251,43 @@ impl<S: Send + Sync> FromRequestParts<S> for ReadParams {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use futures::StreamExt;
+
+    /// A body that sends `first` and then nothing, never ending.
+    fn trickle(first: &'static [u8]) -> axum::body::Body {
+        let chunks = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(first))])
+            .chain(futures::stream::pending());
+        axum::body::Body::from_stream(chunks)
+    }
+
+    #[tokio::test]
+    async fn a_body_that_stops_arriving_is_a_408_by_its_deadline() {
+        let deadline = Duration::from_millis(100);
+        let started = std::time::Instant::now();
+        let err = read_whole(trickle(b"{\"name\":"), 1024, deadline)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::RequestTimeout, "{err:?}");
+        assert_eq!(err.kind.status(), axum::http::StatusCode::REQUEST_TIMEOUT);
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // Too large is still a 413, and a whole body is read.
+        let err = read_whole(axum::body::Body::from(vec![b'x'; 2048]), 1024, deadline)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::PayloadTooLarge);
+        let ok = read_whole(axum::body::Body::from("{}"), 1024, deadline)
+            .await
+            .unwrap();
+        assert_eq!(&ok[..], b"{}");
+    }
+
+    #[test]
+    fn body_deadlines_grow_with_the_limit() {
+        assert_eq!(body_deadline(BODY_LIMIT_BYTES), Duration::from_secs(31));
+        let backup = body_deadline(crate::backup::BACKUP_LIMIT_BYTES);
+        assert!(backup > Duration::from_secs(60) && backup < Duration::from_secs(300));
+    }
     use serde::Deserialize;
 
     #[derive(Debug, Deserialize)]

@@ -20,6 +20,7 @@
 //! succeed without change when sent again.
 
 use crate::error::{ApiError, ErrorKind};
+use crate::extract::{body_deadline, read_whole};
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Request};
 use axum::http::{request::Parts, HeaderValue, Method};
@@ -115,7 +116,8 @@ pub(crate) async fn fingerprint(request: Request, next: Next) -> Result<Response
     // The body is read whole here (under the largest limit of any route)
     // and handed on as it was; the route's own limit still applies when the
     // handler reads it.
-    let bytes = read_whole(body, crate::backup::BACKUP_LIMIT_BYTES).await?;
+    let limit = crate::backup::BACKUP_LIMIT_BYTES;
+    let bytes = read_whole(body, limit, body_deadline(limit)).await?;
     let request_key = Arc::new(RequestKey {
         key,
         fingerprint: request_hash(&method, &target, &bytes),
@@ -131,22 +133,6 @@ pub(crate) async fn fingerprint(request: Request, next: Next) -> Result<Response
             .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
     }
     Ok(response)
-}
-
-async fn read_whole(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let e = e.into_inner();
-        if e.downcast_ref::<http_body_util::LengthLimitError>()
-            .is_some()
-        {
-            ApiError::new(
-                ErrorKind::PayloadTooLarge,
-                format!("request body is larger than {limit} bytes"),
-            )
-        } else {
-            ApiError::invalid_request(format!("cannot read request body: {e}"))
-        }
-    })
 }
 
 /// The header's value, checked: 1-255 printable ASCII characters.
