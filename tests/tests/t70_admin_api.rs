@@ -147,3 +147,47 @@ fn unknown_provider_or_model_is_404() {
         assert_eq!(error_type(status, &body), "not_found", "{body}");
     }
 }
+
+/// Admin token roles hold on every node of a 3-node cluster: a token made
+/// on node 1 carries its role to node 3, which enforces it locally.
+#[test]
+fn token_roles_are_enforced_on_every_node() {
+    let cluster = Cluster::builder().nodes(3).fast_elections().start();
+    let admin = cluster.admin(1);
+    let mut tokens = std::collections::BTreeMap::new();
+    for role in ["viewer", "keys", "operator"] {
+        let (status, body) = admin.post(
+            "/admin/v1/tokens",
+            &json!({"name": format!("{role}-e2e"), "role": role}),
+        );
+        assert_eq!(status, 201, "{body}");
+        tokens.insert(role, body["token"].as_str().expect("token").to_owned());
+    }
+    let on_node_3 = |role: &str| cluster.admin(3).with_token(Some(&tokens[role]));
+    cluster.wait_until(
+        std::time::Duration::from_secs(10),
+        "node 3 knows the new tokens",
+        || {
+            tokens
+                .keys()
+                .all(|role| on_node_3(role).get("/admin/v1/routes").0 == 200)
+        },
+    );
+    let viewer = on_node_3("viewer");
+    assert_eq!(viewer.get("/admin/v1/providers").0, 200);
+    for (status, body) in [
+        viewer.post("/admin/v1/providers", &provider_body("p")),
+        viewer.get("/admin/v1/cluster/snapshot"),
+        on_node_3("keys").post("/admin/v1/providers", &provider_body("p")),
+        on_node_3("operator").post("/admin/v1/tokens", &json!({"name": "escalate"})),
+    ] {
+        assert_eq!(status, 403, "{body}");
+        assert_eq!(error_type(status, &body), "forbidden");
+    }
+    // What a role may do, it does on any node.
+    let (status, body) =
+        on_node_3("keys").post("/admin/v1/keys", &json!({"name": "made-by-keys-role"}));
+    assert_eq!(status, 201, "{body}");
+    // Nothing refused was written.
+    assert_eq!(cluster.admin(1).provider_names(), Some(vec![]));
+}

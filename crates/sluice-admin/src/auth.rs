@@ -1,39 +1,55 @@
-//! Admin authentication: `Authorization: Bearer <token>` on everything under
-//! `/admin/v1/` except the OpenAPI document.
+//! Admin authentication and authorisation: `Authorization: Bearer <token>`
+//! on everything under `/admin/v1/` except the OpenAPI document, and the
+//! token's role allowed on the endpoint ([`crate::roles`]).
 //!
 //! A token is accepted when its SHA-256 is one of the bootstrap hashes from
-//! this node's configuration (compared in constant time) or belongs to an
-//! admin token in the replicated state. The state is read locally, without a
+//! this node's configuration (compared in constant time; role `admin`) or
+//! belongs to an admin token in the replicated state (its own role). The state is read locally, without a
 //! cluster round trip: authentication must keep working during an election,
 //! and a deleted token stops working as soon as this node applies the delete.
 
-use crate::{context::AdminContext, error::ApiError};
-use axum::extract::{Request, State};
+use crate::{context::AdminContext, error::ApiError, roles};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
 use axum::response::Response;
 use sluice_core::secret::hash_secret;
+use sluice_core::Role;
 use subtle::{Choice, ConstantTimeEq};
 
-/// Middleware: lets the request through only with a valid admin token.
+/// Middleware: lets the request through only with a valid admin token
+/// whose role may call the endpoint (else 401, or 403 naming the roles that
+/// may). The role goes on in the request's extensions.
 pub(crate) async fn require_admin_token(
     State(ctx): State<AdminContext>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
     let token = bearer_token(request.headers())?;
     let hash = hash_secret(token);
-    if matches_bootstrap(&hash, ctx.bootstrap_token_hashes())
-        || ctx
-            .node()
-            .local_state()
-            .admin_token_by_hash(&hash)
-            .is_some()
-    {
-        Ok(next.run(request).await)
+    let role = if matches_bootstrap(&hash, ctx.bootstrap_token_hashes()) {
+        Role::Admin
     } else {
-        Err(ApiError::unauthorized("the admin token is not valid"))
+        match ctx.node().local_state().admin_token_by_hash(&hash) {
+            Some(token) => token.role,
+            None => return Err(ApiError::unauthorized("the admin token is not valid")),
+        }
+    };
+    let path = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| request.uri().path(), MatchedPath::as_str);
+    let allowed = roles::allowed(request.method(), path);
+    if !allowed.contains(&role) {
+        return Err(ApiError::forbidden(format!(
+            "this admin token's role is `{role}`; {} {} needs {}",
+            request.method(),
+            request.uri().path(),
+            roles::describe(allowed)
+        )));
     }
+    request.extensions_mut().insert(role);
+    Ok(next.run(request).await)
 }
 
 /// The token of an `Authorization: Bearer <token>` header.

@@ -49,6 +49,7 @@ pub mod openapi;
 pub mod pricing;
 pub mod providers;
 pub mod quotas;
+pub mod roles;
 pub mod routes;
 pub mod spend;
 pub mod tokens;

@@ -6,11 +6,11 @@ use crate::context::AdminContext;
 use crate::error::{method_not_allowed_fallback, not_found_fallback, ErrorBody};
 use crate::extract::BODY_LIMIT_BYTES;
 use crate::{
-    auth, backup, cluster, dashboard, health, idempotency, keys, node, providers, quotas, routes,
-    spend, tokens, usage,
+    auth, backup, cluster, dashboard, health, idempotency, keys, node, providers, quotas, roles,
+    routes, spend, tokens, usage,
 };
 use axum::extract::DefaultBodyLimit;
-use axum::http::header;
+use axum::http::{header, Method};
 use axum::response::IntoResponse;
 use axum::{middleware, Extension, Router};
 use std::sync::Arc;
@@ -135,6 +135,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         .merge(public())
         .into_openapi();
     document_idempotency(&mut doc);
+    document_roles(&mut doc);
     doc
 }
 
@@ -180,6 +181,33 @@ fn document_idempotency(doc: &mut utoipa::openapi::OpenApi) {
     }
 }
 
+/// States on every operation under `/admin/v1/` that needs a token which
+/// roles may call it (the table [`roles::allowed`] enforces).
+fn document_roles(doc: &mut utoipa::openapi::OpenApi) {
+    for (path, item) in doc.paths.paths.iter_mut() {
+        if !path.starts_with("/admin/v1/") || path == "/admin/v1/openapi.json" {
+            continue;
+        }
+        for (method, operation) in [
+            (Method::GET, &mut item.get),
+            (Method::POST, &mut item.post),
+            (Method::PUT, &mut item.put),
+            (Method::PATCH, &mut item.patch),
+            (Method::DELETE, &mut item.delete),
+        ] {
+            let Some(operation) = operation else {
+                continue;
+            };
+            let roles = roles::describe(roles::allowed(&method, path));
+            let text = format!("Admin token roles: {roles}.");
+            operation.description = Some(match operation.description.take() {
+                Some(before) if !before.is_empty() => format!("{before}\n\n{text}"),
+                _ => text,
+            });
+        }
+    }
+}
+
 /// The admin API: `/admin/v1/…`, `/healthz` and `/readyz`, and the
 /// dashboard at `/dashboard` (not in the document: it is no API), ready to
 /// serve.
@@ -197,6 +225,7 @@ pub fn router(ctx: AdminContext) -> Router {
         .merge(public())
         .split_for_parts();
     document_idempotency(&mut doc);
+    document_roles(&mut doc);
     // Serializing a document built from our own types cannot fail; if it
     // ever did, serve the error rather than refuse to start the API.
     let doc = doc

@@ -25,6 +25,7 @@ mod errors;
 mod idempotency;
 mod meta;
 mod resources;
+mod roles;
 mod usage;
 
 pub(crate) const TOKEN: &str = "sluice-admin-bootstrap-for-tests";

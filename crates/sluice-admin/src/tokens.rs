@@ -14,7 +14,7 @@ use axum::Json;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sluice_core::admin_token::{format_token, TOKEN_RANDOM_LEN};
-use sluice_core::{AdminToken, Applied, Command};
+use sluice_core::{AdminToken, Applied, Command, Role};
 use utoipa::ToSchema;
 
 /// Body of `POST /admin/v1/tokens`.
@@ -24,6 +24,49 @@ pub struct CreateToken {
     /// Label (1-64 of letters, digits, `-_.`).
     #[schema(example = "ops-alice")]
     pub name: String,
+    /// What the token may do; `admin` when left out.
+    #[serde(default = "admin_role")]
+    pub role: RoleBody,
+}
+
+fn admin_role() -> RoleBody {
+    RoleBody::Admin
+}
+
+/// What an admin token may do (see the admin API guide's "Roles").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RoleBody {
+    /// Everything.
+    Admin,
+    /// The cluster and its membership, snapshots, and reading everything.
+    Operator,
+    /// Virtual keys and their quotas, and reading keys, routes and usage.
+    Keys,
+    /// Reading, never a snapshot.
+    Viewer,
+}
+
+impl From<RoleBody> for Role {
+    fn from(role: RoleBody) -> Self {
+        match role {
+            RoleBody::Admin => Role::Admin,
+            RoleBody::Operator => Role::Operator,
+            RoleBody::Keys => Role::Keys,
+            RoleBody::Viewer => Role::Viewer,
+        }
+    }
+}
+
+impl From<Role> for RoleBody {
+    fn from(role: Role) -> Self {
+        match role {
+            Role::Admin => RoleBody::Admin,
+            Role::Operator => RoleBody::Operator,
+            Role::Keys => RoleBody::Keys,
+            Role::Viewer => RoleBody::Viewer,
+        }
+    }
 }
 
 /// An admin token as the API shows it (never the token or its hash).
@@ -34,6 +77,7 @@ pub struct TokenView {
     pub name: String,
     /// The first characters of the token, to recognise it.
     pub prefix: String,
+    pub role: RoleBody,
     /// Milliseconds since the Unix epoch.
     pub created_at_ms: u64,
 }
@@ -44,6 +88,7 @@ impl From<&AdminToken> for TokenView {
             id: t.id.clone(),
             name: t.name.clone(),
             prefix: t.prefix.clone(),
+            role: t.role.into(),
             created_at_ms: t.created_at_ms,
         }
     }
@@ -95,7 +140,7 @@ pub async fn create_token(
     let mut random = [0u8; TOKEN_RANDOM_LEN];
     rand::rngs::OsRng.fill_bytes(&mut random);
     let token = format_token(&random);
-    let record = AdminToken::new(body.name, &token, now_ms());
+    let record = AdminToken::new(body.name, &token, body.role.into(), now_ms());
     record.validate()?;
     // With an Idempotency-Key, a retry answers the token made the first
     // time, and its secret.

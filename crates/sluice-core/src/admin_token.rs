@@ -12,6 +12,45 @@ pub const TOKEN_PREFIX: &str = "sluice-admin-";
 /// Bytes of randomness in a token.
 pub const TOKEN_RANDOM_LEN: usize = 24;
 
+/// What an admin token may do. The bootstrap token is [`Role::Admin`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// The cluster and its membership, snapshots (export and restore), and
+    /// reading everything.
+    Operator,
+    /// Virtual keys (create, change, revoke, enable, disable, delete) and
+    /// their quotas, and reading keys, routes and usage.
+    Keys,
+    /// Reading, never a secret: no snapshot export.
+    Viewer,
+}
+
+impl Role {
+    /// Every role, most powerful first.
+    pub const ALL: [Role; 4] = [Role::Admin, Role::Operator, Role::Keys, Role::Viewer];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Operator => "operator",
+            Role::Keys => "keys",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Role::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A replicated admin token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdminToken {
@@ -20,17 +59,19 @@ pub struct AdminToken {
     pub name: String,
     pub hash: [u8; 32],
     pub prefix: String,
+    pub role: Role,
     pub created_at_ms: u64,
 }
 
 impl AdminToken {
-    pub fn new(name: String, secret: &str, created_at_ms: u64) -> Self {
+    pub fn new(name: String, secret: &str, role: Role, created_at_ms: u64) -> Self {
         let hash = hash_secret(secret);
         AdminToken {
             id: token_id(&hash),
             name,
             hash,
             prefix: secret.chars().take(TOKEN_PREFIX.len() + 6).collect(),
+            role,
             created_at_ms,
         }
     }

@@ -29,9 +29,9 @@ use serde::{de::DeserializeOwned, Serialize};
 ///   `Replayed` result, the `IdempotencyKeyReused` refusal and the records
 ///   of keyed writes in the state. Version 5 was never released; it is
 ///   refused the same way.
-/// * 7: providers' sealed secret headers, and `keep_secret_headers` in
-///   `UpdateProvider`. Version 6 was never released; it is refused the
-///   same way.
+/// * 7: providers' sealed secret headers, `keep_secret_headers` in
+///   `UpdateProvider`, and each admin token's role. Version 6 was never
+///   released; it is refused the same way.
 pub const FORMAT_VERSION: u8 = 7;
 
 /// Why bytes could not be turned back into a value.

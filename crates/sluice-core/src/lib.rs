@@ -44,7 +44,7 @@ pub mod secret;
 pub mod state;
 pub mod usage;
 
-pub use admin_token::AdminToken;
+pub use admin_token::{AdminToken, Role};
 pub use command::{Applied, Command, Proposal};
 pub use error::ApplyError;
 pub use key::VirtualKey;

@@ -48,7 +48,12 @@ fn populated() -> State {
     apply(&mut s, 13, Command::CreateKey(k1.clone())).unwrap();
     apply(&mut s, 14, Command::CreateKey(k2.clone())).unwrap();
     apply(&mut s, 15, Command::RevokeKey { id: k2.id.clone() }).unwrap();
-    let token = AdminToken::new("ops".into(), "sluice-admin-xyz", 0);
+    let token = AdminToken::new(
+        "ops".into(),
+        "sluice-admin-xyz",
+        crate::admin_token::Role::Admin,
+        0,
+    );
     apply(&mut s, 16, Command::CreateAdminToken(token)).unwrap();
     let scope = Scope::KeyRoute {
         key_id: k1.id.clone(),
