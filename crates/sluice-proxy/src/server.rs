@@ -8,8 +8,11 @@
 //! owns its upstream connection pool, the way nginx runs one event loop per
 //! worker: a request, its upstream connection and its answer stay on one
 //! thread, so no request pays for waking another thread (on a loaded 2-core
-//! machine that cross-thread wake-up was most of the p99 latency).
+//! machine that cross-thread wake-up was most of the p99 latency). New
+//! connections are spread evenly over the workers ([`balance`]): a worker
+//! that accepts one while holding more than another hands it over.
 
+mod balance;
 mod connections;
 
 use std::convert::Infallible;
@@ -28,15 +31,17 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::TcpListener;
+use std::net::SocketAddr;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::ListenerGauges;
 use crate::Proxy;
+use balance::{Balance, Handoff, Held, Seat};
 pub use connections::ConnectionLimits;
-use connections::{Activity, Admission, Closed};
+use connections::{Activity, Admission, Admitted, Closed};
 
 /// PEM files for TLS on the listener.
 #[derive(Debug, Clone)]
@@ -90,7 +95,7 @@ pub async fn serve(
     .with_tls(tls);
     let listener = listener.into_std()?;
     let mut workers = Vec::with_capacity(threads);
-    for i in 0..threads {
+    for (i, seat) in Balance::seats(threads).into_iter().enumerate() {
         let listener = listener.try_clone()?;
         let proxy = proxy.worker().map_err(std::io::Error::other)?;
         let (listening, stop) = (listening.clone(), stop.clone());
@@ -108,7 +113,8 @@ pub async fn serve(
                                 let proxy = proxy.clone();
                                 async move { proxy.handle(request).await }
                             };
-                            serve_with(listener, handler, listening, stop, drain).await
+                            let seat = Some(seat);
+                            serve_seated(listener, handler, listening, seat, stop, drain).await
                         })
                     });
                 let _ = done.send(served);
@@ -126,6 +132,43 @@ pub async fn serve(
         }
     }
     result
+}
+
+/// Hands `stream` to the worker `held` counts it against; gives it back
+/// (uncounted) when that worker has stopped or the socket cannot move.
+fn hand_over(
+    balance: &Balance,
+    stream: TcpStream,
+    peer: SocketAddr,
+    admitted: Admitted,
+    held: Held,
+) -> Option<Taken> {
+    let stream = match stream.into_std() {
+        Ok(stream) => stream,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "connection lost while handing it over");
+            return None;
+        }
+    };
+    let handoff = Handoff {
+        stream,
+        peer,
+        admitted,
+        held,
+    };
+    let Handoff {
+        stream,
+        peer,
+        admitted,
+        ..
+    } = balance.hand_off(handoff).err()?;
+    let stream = TcpStream::from_std(stream).ok()?;
+    Some(Taken {
+        stream,
+        peer,
+        admitted,
+        held: None,
+    })
 }
 
 /// How a listener serves its connections: its name (the metrics' label),
@@ -158,7 +201,8 @@ impl Listening {
 
 /// Serves `handler` on `listener` (on the calling runtime) as `listening`
 /// says, until `stop` is cancelled, then waits up to `drain` for in-flight
-/// requests. Each proxy worker runs one; so does the admin API.
+/// requests. The admin API runs one; each proxy worker runs one with its
+/// [`Seat`] in the listener's [`Balance`].
 pub async fn serve_with<H, Fut, B>(
     listener: TcpListener,
     handler: H,
@@ -172,6 +216,58 @@ where
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    serve_seated(listener, handler, listening, None, stop, drain).await
+}
+
+/// What a worker's accept loop waits for.
+enum Next {
+    Accepted(std::io::Result<(TcpStream, SocketAddr)>),
+    Handed(Option<Handoff>),
+    Stop,
+}
+
+/// The next connection another worker hands over (never, without a seat).
+async fn handed(
+    inbox: Option<&mut tokio::sync::mpsc::UnboundedReceiver<Handoff>>,
+) -> Option<Handoff> {
+    match inbox {
+        Some(inbox) => inbox.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A connection this worker serves: accepted here and kept, or handed over.
+struct Taken {
+    stream: TcpStream,
+    peer: SocketAddr,
+    admitted: Admitted,
+    held: Option<Held>,
+}
+
+/// [`serve_with`], balanced over the listener's workers when `seat` is
+/// given.
+async fn serve_seated<H, Fut, B>(
+    listener: TcpListener,
+    handler: H,
+    listening: Listening,
+    seat: Option<Seat>,
+    stop: CancellationToken,
+    drain: Duration,
+) -> std::io::Result<()>
+where
+    H: Fn(Request<Incoming>) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (place, mut inbox) = match seat {
+        Some(Seat {
+            balance,
+            index,
+            inbox,
+        }) => (Some((balance, index)), Some(inbox)),
+        None => (None, None),
+    };
     let Listening {
         name,
         tls,
@@ -193,23 +289,81 @@ where
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
+        let next = tokio::select! {
+            accepted = listener.accept() => Next::Accepted(accepted),
+            handoff = handed(inbox.as_mut()) => Next::Handed(handoff),
+            _ = stop.cancelled() => Next::Stop,
+        };
+        let taken = match next {
+            Next::Stop => break,
+            Next::Handed(None) => {
+                // No worker can hand over any more (never while this one
+                // holds its seat): stop waiting for it.
+                inbox = None;
+                continue;
+            }
+            Next::Handed(Some(Handoff {
+                stream,
+                peer,
+                admitted,
+                held,
+            })) => match TcpStream::from_std(stream) {
+                Ok(stream) => Taken {
+                    stream,
+                    peer,
+                    admitted,
+                    held: Some(held),
+                },
                 Err(e) => {
-                    // Out of file descriptors and the like: back off, keep serving.
-                    tracing::warn!(listener = name, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    tracing::debug!(listener = name, %peer, error = %e, "handed-over connection lost");
                     continue;
                 }
             },
-            _ = stop.cancelled() => break,
+            Next::Accepted(Err(e)) => {
+                // Out of file descriptors and the like: back off, keep serving.
+                tracing::warn!(listener = name, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            Next::Accepted(Ok((stream, peer))) => {
+                // Full: closed at once (dropping the stream), counted.
+                let Some(admitted) = admission.admit() else {
+                    tracing::debug!(listener = name, %peer, "connection refused: listener full");
+                    continue;
+                };
+                match &place {
+                    None => Taken {
+                        stream,
+                        peer,
+                        admitted,
+                        held: None,
+                    },
+                    Some((balance, me)) => {
+                        let held = balance.claim(*me);
+                        if held.worker() == *me {
+                            Taken {
+                                stream,
+                                peer,
+                                admitted,
+                                held: Some(held),
+                            }
+                        } else {
+                            match hand_over(balance, stream, peer, admitted, held) {
+                                None => continue,
+                                // Its worker has stopped: served here.
+                                Some(taken) => taken,
+                            }
+                        }
+                    }
+                }
+            }
         };
-        // Full: closed at once (dropping the stream), counted.
-        let Some(admitted) = admission.admit() else {
-            tracing::debug!(listener = name, %peer, "connection refused: listener full");
-            continue;
-        };
+        let Taken {
+            stream,
+            peer,
+            admitted,
+            held,
+        } = taken;
         let _ = stream.set_nodelay(true);
         let activity = Activity::new();
         let service = {
@@ -253,7 +407,7 @@ where
             }
         };
         tokio::spawn(async move {
-            let _admitted = admitted;
+            let (_admitted, _held) = (admitted, held);
             tokio::select! {
                 () = connection => {}
                 closed = activity.watchdog(&limits) => match closed {
