@@ -98,6 +98,9 @@ pub(crate) struct Inner {
     stopping: AtomicBool,
     /// Set while the process warms up (see [`ClusterNode::set_warming_up`]).
     warming_up: AtomicBool,
+    /// Set once a call through the leader has succeeded (see
+    /// [`Inner::reach_leader`]).
+    leader_reached: AtomicBool,
     tasks: TaskTracker,
     stop: CancellationToken,
 }
@@ -236,12 +239,14 @@ impl ClusterNode {
             elections: Elections::new(Instant::now(), options.timing.detector_step()),
             stopping: AtomicBool::new(false),
             warming_up: AtomicBool::new(false),
+            leader_reached: AtomicBool::new(false),
             tasks: TaskTracker::new(),
             stop: CancellationToken::new(),
         });
         inner.tasks.spawn(inner.clone().keep_watermark());
         inner.tasks.spawn(inner.clone().send_heartbeats());
         inner.tasks.spawn(inner.clone().watch_leader());
+        inner.tasks.spawn(inner.clone().reach_leader());
         inner.tasks.spawn(crate::server::serve(
             endpoint.clone(),
             inner.clone(),
@@ -455,6 +460,31 @@ impl Inner {
             .map_err(|e| {
                 ClusterError::Timeout(format!("waiting for this node to apply index {index}: {e}"))
             })
+    }
+
+    /// Calls the leader (a read index) until one call gets through, then
+    /// marks the leader reached. Until then `/readyz` says 503: a node
+    /// that has just started hears the leader's heartbeats, and so looks
+    /// caught up, before its own calls to the leader get through (about a
+    /// second was seen after a restart), and quota admission needs them.
+    async fn reach_leader(self: Arc<Self>) {
+        loop {
+            if self.stop.is_cancelled() {
+                return;
+            }
+            match self.call_leader(LeaderRequest::ReadIndex).await {
+                Ok(_) => {
+                    self.leader_reached.store(true, Ordering::Release);
+                    tracing::debug!("reached the leader");
+                    return;
+                }
+                Err(e) => tracing::debug!(error = %e, "the leader is not reached yet"),
+            }
+            tokio::select! {
+                () = self.stop.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+        }
     }
 
     /// Runs `request` on the leader: here if this node leads, else over QUIC.

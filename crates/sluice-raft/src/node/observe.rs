@@ -115,6 +115,8 @@ impl Inner {
             Some("has not heard a commit index yet".to_string())
         } else if applied < commit {
             Some(format!("applied {applied:?} of committed {commit:?}"))
+        } else if !self.leader_reached.load(Ordering::Acquire) {
+            Some("has not yet reached the leader with a call of its own".to_string())
         } else {
             None
         };
