@@ -335,6 +335,23 @@ impl ClusterNode {
         }
     }
 
+    /// Asks node `id` at `raft_addr` whether it serves this node (a ping
+    /// over the peer protocol): `Err` names why not, e.g. that this node's
+    /// certificate names no current member. For diagnostics.
+    pub async fn probe_peer(&self, raft_addr: &str, id: NodeId) -> Result<(), ClusterError> {
+        let timeout = Duration::from_millis(self.inner.timing.rpc_timeout_ms);
+        match self
+            .inner
+            .peers
+            .call(raft_addr, &node_server_name(id), &Request::Ping, timeout)
+            .await
+        {
+            Ok(Response::Ack) => Ok(()),
+            Ok(other) => Err(internal(format!("unexpected answer to a ping: {other:?}"))),
+            Err(e) => Err(ClusterError::Unavailable(e.to_string())),
+        }
+    }
+
     pub async fn status(&self) -> ClusterStatus {
         self.inner.status()
     }
@@ -422,6 +439,25 @@ impl Inner {
 
     fn metrics(&self) -> openraft::RaftMetrics<NodeId, Member> {
         self.raft.metrics().borrow().clone()
+    }
+
+    /// The nodes a peer request may come from: the current voters and
+    /// learners, and the leader this node follows even when the latest
+    /// configuration has removed it (a leader that removes itself leads
+    /// until that change commits). And whether this node is a member.
+    pub(crate) fn member_ids(&self) -> (Vec<NodeId>, bool) {
+        let m = self.metrics();
+        let mut ids: Vec<NodeId> = m
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, _)| *id)
+            .collect();
+        let member = ids.contains(&self.id);
+        if let Some(leader) = m.current_leader.filter(|l| !ids.contains(l)) {
+            ids.push(leader);
+        }
+        (ids, member)
     }
 
     fn is_member(&self) -> bool {

@@ -116,6 +116,44 @@ async fn a_joining_node_is_learner_then_voter_and_a_member_can_be_removed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_nodes_certificate_is_refused() {
+    let plan = Plan::new(&[1, 2, 3]);
+    let (nodes, _) = plan.start_all().await;
+    write_settled(&nodes[0], provider("before")).await;
+    let leader = leader_of(&nodes.iter().collect::<Vec<_>>()).await;
+    let removed = (1..=3).find(|id| *id != leader).unwrap();
+    let leader_node = &nodes[usize::try_from(leader).unwrap() - 1];
+    let status = leader_node.remove(removed).await.unwrap();
+    assert!(
+        !status.members.iter().any(|m| m.id == removed),
+        "{status:?}"
+    );
+    // The removed node still runs with its certificate, signed by the
+    // cluster's CA: the handshake passes, its requests do not.
+    let node = &nodes[usize::try_from(removed).unwrap() - 1];
+    let leader_addr = plan.addrs[&leader].to_string();
+    let refused = node
+        .probe_peer(&leader_addr, leader)
+        .await
+        .expect_err("the leader serves no removed node");
+    assert!(
+        refused.to_string().contains("no current member"),
+        "refused for another reason: {refused}"
+    );
+    // A member is served.
+    let member = (1..=3).find(|id| *id != leader && *id != removed).unwrap();
+    let member_node = &nodes[usize::try_from(member).unwrap() - 1];
+    member_node.probe_peer(&leader_addr, leader).await.unwrap();
+    write_settled(leader_node, provider("after")).await;
+    let state = leader_node.read(Consistency::Linearizable).await.unwrap();
+    assert!(state.provider("after").is_some());
+    assert!(state.provider("from-removed").is_none());
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_with_another_cas_certificate_cannot_join() {
     let plan = Plan::new(&[1]);
     let node = plan.start(1).await;
