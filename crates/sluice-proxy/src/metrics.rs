@@ -84,6 +84,8 @@ struct Families {
     connections_refused: IntCounterVec,
     /// `sluice_listener_connections_open`, by listener.
     connections_open: IntGaugeVec,
+    /// `sluice_proxy_worker_connections`, by proxy worker thread.
+    worker_connections: IntGaugeVec,
 }
 
 /// One listener's connection figures (see [`Metrics::listener`]).
@@ -350,6 +352,17 @@ impl Metrics {
             )
             .expect("valid metric"),
         );
+        let worker_connections = register(
+            r,
+            IntGaugeVec::new(
+                Opts::new(
+                    "sluice_proxy_worker_connections",
+                    "Client connections open now on the proxy listener, by worker thread (0, 1, …): new connections go to the worker holding the fewest.",
+                ),
+                &["worker"],
+            )
+            .expect("valid metric"),
+        );
         Self {
             inner: Arc::new(Families {
                 registry,
@@ -371,6 +384,7 @@ impl Metrics {
                 quota_waits: ["admitted", "refused"].map(|o| quota_waits.with_label_values(&[o])),
                 connections_refused,
                 connections_open,
+                worker_connections,
             }),
         }
     }
@@ -423,6 +437,13 @@ impl Metrics {
             refused: self.inner.connections_refused.with_label_values(&[name]),
             open: self.inner.connections_open.with_label_values(&[name]),
         }
+    }
+
+    /// The open connections gauge of proxy worker `index`.
+    pub fn worker_connections(&self, index: usize) -> IntGauge {
+        self.inner
+            .worker_connections
+            .with_label_values(&[&index.to_string()])
     }
 
     /// Publishes a breaker's state (0 closed, 1 open, 2 half-open).

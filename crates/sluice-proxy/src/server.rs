@@ -95,7 +95,8 @@ pub async fn serve(
     .with_tls(tls);
     let listener = listener.into_std()?;
     let mut workers = Vec::with_capacity(threads);
-    for (i, seat) in Balance::seats(threads).into_iter().enumerate() {
+    let seats = Balance::seats(threads, |i| proxy.metrics().worker_connections(i));
+    for (i, seat) in seats.into_iter().enumerate() {
         let listener = listener.try_clone()?;
         let proxy = proxy.worker().map_err(std::io::Error::other)?;
         let (listening, stop) = (listening.clone(), stop.clone());

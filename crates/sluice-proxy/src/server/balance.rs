@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use prometheus::IntGauge;
 use tokio::sync::mpsc;
 
 use super::connections::Admitted;
@@ -30,6 +31,8 @@ pub(crate) struct Handoff {
 /// The open connection counts of a listener's workers, and their inboxes.
 pub(crate) struct Balance {
     open: Box<[AtomicUsize]>,
+    /// The same counts, published (`sluice_proxy_worker_connections`).
+    gauges: Box<[IntGauge]>,
     inboxes: Box<[mpsc::UnboundedSender<Handoff>]>,
 }
 
@@ -56,17 +59,20 @@ impl Held {
 impl Drop for Held {
     fn drop(&mut self) {
         self.balance.open[self.index].fetch_sub(1, Ordering::AcqRel);
+        self.balance.gauges[self.index].dec();
     }
 }
 
 impl Balance {
-    /// A balance over `workers` workers, and each worker's seat.
-    pub(crate) fn seats(workers: usize) -> Vec<Seat> {
+    /// A balance over `workers` workers, and each worker's seat; `gauge`
+    /// gives worker `i`'s published count.
+    pub(crate) fn seats(workers: usize, gauge: impl Fn(usize) -> IntGauge) -> Vec<Seat> {
         let (senders, receivers): (Vec<_>, Vec<_>) = (0..workers.max(1))
             .map(|_| mpsc::unbounded_channel())
             .unzip();
         let balance = Arc::new(Balance {
             open: (0..senders.len()).map(|_| AtomicUsize::new(0)).collect(),
+            gauges: (0..senders.len()).map(gauge).collect(),
             inboxes: senders.into_boxed_slice(),
         });
         receivers
@@ -98,6 +104,7 @@ impl Balance {
                 .compare_exchange(fewest, fewest + 1, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
             {
+                self.gauges[target].inc();
                 return Held {
                     balance: Arc::clone(self),
                     index: target,
@@ -136,7 +143,7 @@ mod tests {
             workers in 1usize..6,
             steps in proptest::collection::vec((any::<bool>(), 0usize..6, 0usize..64), 1..300),
         ) {
-            let seats = Balance::seats(workers);
+            let seats = Balance::seats(workers, |_| IntGauge::new("g", "g").unwrap());
             let balance = Arc::clone(&seats[0].balance);
             let mut held: Vec<Held> = Vec::new();
             for (accept, who, pick) in steps {
@@ -160,7 +167,7 @@ mod tests {
 
     #[test]
     fn a_tie_stays_with_the_worker_that_accepted() {
-        let seats = Balance::seats(3);
+        let seats = Balance::seats(3, |_| IntGauge::new("g", "g").unwrap());
         let balance = Arc::clone(&seats[0].balance);
         let a = balance.claim(2);
         assert_eq!(a.worker(), 2);
@@ -172,7 +179,7 @@ mod tests {
 
     #[test]
     fn many_accepts_by_one_worker_spread_evenly() {
-        let seats = Balance::seats(2);
+        let seats = Balance::seats(2, |_| IntGauge::new("g", "g").unwrap());
         let balance = Arc::clone(&seats[0].balance);
         let held: Vec<Held> = (0..64).map(|_| balance.claim(0)).collect();
         assert_eq!(balance.open(), vec![32, 32]);

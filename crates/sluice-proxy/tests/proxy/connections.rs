@@ -50,3 +50,54 @@ async fn a_stalled_tls_handshake_is_closed_at_the_first_request_deadline() {
     })
     .await;
 }
+
+/// The open connections of worker thread `worker`, as the proxy publishes
+/// them.
+fn worker_connections(listening: &Listening, worker: usize) -> Option<i64> {
+    let text = listening.proxy.metrics().encode();
+    let series = format!("sluice_proxy_worker_connections{{worker=\"{worker}\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(series.as_str()))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+/// Waits until workers 0 and 1 hold `want` connections (before the
+/// first-request deadline closes them).
+async fn wait_for_workers(listening: &Listening, want: [i64; 2], deadline: Instant) {
+    loop {
+        let counts = [0, 1].map(|w| worker_connections(listening, w));
+        if counts == want.map(Some) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "workers hold {counts:?}, not {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn connections_are_spread_evenly_over_the_worker_threads() {
+    within(async {
+        let world = World::default();
+        let config = ProxyConfig {
+            threads: 2,
+            ..config()
+        };
+        let listening = listen(&world, config, None).await;
+        // Opened one after another: the kernel would hand most of them to
+        // whichever worker is waiting in accept.
+        let mut open = Vec::new();
+        for _ in 0..10 {
+            open.push(TcpStream::connect(listening.addr).await.unwrap());
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        wait_for_workers(&listening, [5, 5], deadline).await;
+        // Closed, they are counted out.
+        drop(open);
+        wait_for_workers(&listening, [0, 0], deadline).await;
+        listening.stop.cancel();
+    })
+    .await;
+}
