@@ -491,3 +491,89 @@ proptest! {
         none_refused(&run_with_outages(limit, nodes, &arrivals, &[outage], config))?;
     }
 }
+
+/// Known failures of the lower bound, found by the properties above with
+/// more cases than CI runs (`PROPTEST_CASES=3000`). Kept as tests so they
+/// are fixed, not forgotten: `cargo test -p sluice-quota -- --ignored`.
+mod known_failures {
+    use super::*;
+
+    /// A bucket that holds little more than two rounds of its refill
+    /// (capacity 1, 3.5 a second), under sustained demand on two nodes:
+    /// the cluster admits one unit every 400 ms (2.5 a second) where one
+    /// bucket admits 3.5, so the shortfall grows with time instead of
+    /// staying under the slack (36 admitted, 41 owed, slack 4). The level
+    /// sits at its capacity between rounds and the refill above it is lost.
+    #[test]
+    #[ignore = "known failure: the lower bound of tiny buckets (see the doc)"]
+    fn a_bucket_of_one_under_sustained_demand() {
+        let limit = Limit {
+            unit: Unit::Requests,
+            capacity: 1,
+            refill: Refill::Rate {
+                amount: 14,
+                every_ms: 4000,
+            },
+        };
+        let stretches = [
+            Stretch::Steady {
+                every_ms: 2196,
+                node: Some(1),
+                count: 12,
+            },
+            Stretch::Idle { ms: 1378 },
+            Stretch::Steady {
+                every_ms: 145,
+                node: None,
+                count: 35,
+            },
+            Stretch::Steady {
+                every_ms: 164,
+                node: Some(3),
+                count: 8,
+            },
+            Stretch::Steady {
+                every_ms: 176,
+                node: Some(0),
+                count: 14,
+            },
+        ];
+        let config = QuotaConfig::default();
+        let arrivals = arrivals(&stretches, 2);
+        let got = admitted(&run(limit, 2, &arrivals, config)).len() as u64;
+        let owed = ideal(&limit, &arrivals).iter().filter(|ok| **ok).count() as u64;
+        let slack = slack(&limit, 2, &config);
+        assert!(
+            got + slack >= owed,
+            "admitted {got}, owed {owed}, slack {slack}"
+        );
+    }
+
+    /// A burst of 20 on two nodes 200 ms before a 100 ms ledger outage, on
+    /// a key whose capacity is made just large enough for it: one of the
+    /// 20 (the 19th) is refused.
+    #[test]
+    #[ignore = "known failure: a burst just before an outage (see the doc)"]
+    fn a_burst_just_before_an_outage() {
+        let refill = Limit {
+            unit: Unit::Requests,
+            capacity: 1,
+            refill: Refill::Rate {
+                amount: 1,
+                every_ms: 1000,
+            },
+        };
+        let stretches = [
+            Stretch::Idle { ms: 3000 },
+            Stretch::Burst {
+                size: 20,
+                node: None,
+            },
+        ];
+        let config = QuotaConfig::default();
+        let arrivals = arrivals(&stretches, 2);
+        let limit = under_limit(&refill, &arrivals, 2, 8, &config);
+        let fates = run_with_outages(limit, 2, &arrivals, &[(3201, 100)], config);
+        none_refused(&fates).expect("none refused");
+    }
+}
