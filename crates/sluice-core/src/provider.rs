@@ -131,43 +131,44 @@ pub struct SealedField<S> {
     pub sealed: S,
 }
 
+/// Names and contexts for provider `name`'s sealed `credential` and
+/// `headers`, by shared or exclusive reference alike.
+fn sealed_fields<'a, S>(
+    name: &str,
+    credential: Option<S>,
+    headers: impl Iterator<Item = (&'a String, S)>,
+) -> Vec<SealedField<S>> {
+    let credential = credential.map(|sealed| SealedField {
+        field: "api_key".to_owned(),
+        context: name.to_owned(),
+        sealed,
+    });
+    let headers = headers.map(|(header, sealed)| SealedField {
+        field: format!("secret_headers.{header}"),
+        context: secret_header_context(name, header),
+        sealed,
+    });
+    credential.into_iter().chain(headers).collect()
+}
+
 impl Provider {
     /// Every secret the provider holds sealed: its credential, then its
     /// secret headers.
     pub fn sealed(&self) -> Vec<SealedField<&SealedSecret>> {
-        let credential = self.api_key.as_ref().map(|sealed| SealedField {
-            field: "api_key".to_owned(),
-            context: self.name.clone(),
-            sealed,
-        });
-        let headers = self
-            .secret_headers
-            .iter()
-            .map(|(header, sealed)| SealedField {
-                field: format!("secret_headers.{header}"),
-                context: secret_header_context(&self.name, header),
-                sealed,
-            });
-        credential.into_iter().chain(headers).collect()
+        sealed_fields(
+            &self.name,
+            self.api_key.as_ref(),
+            self.secret_headers.iter(),
+        )
     }
 
     /// [`Provider::sealed`], to seal again (under another data key).
     pub fn sealed_mut(&mut self) -> Vec<SealedField<&mut SealedSecret>> {
-        let name = &self.name;
-        let credential = self.api_key.as_mut().map(|sealed| SealedField {
-            field: "api_key".to_owned(),
-            context: name.clone(),
-            sealed,
-        });
-        let headers = self
-            .secret_headers
-            .iter_mut()
-            .map(|(header, sealed)| SealedField {
-                field: format!("secret_headers.{header}"),
-                context: secret_header_context(name, header),
-                sealed,
-            });
-        credential.into_iter().chain(headers).collect()
+        sealed_fields(
+            &self.name,
+            self.api_key.as_mut(),
+            self.secret_headers.iter_mut(),
+        )
     }
 
     /// Checks every field that does not depend on the rest of the state.
