@@ -15,7 +15,7 @@ use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Deserializer, Serialize};
 use sluice_core::quota::{
-    Bucket, Limit, OnNoQuorum, Period, QuotaPolicy, Refill, Reserve, Scope, Unit,
+    Bucket, Limit, OnNoQuorum, Period, QuotaPolicy, Refill, Reserve, Scope, Unit, MIN_CAPACITY_MS,
 };
 use sluice_core::{Applied, Command, State as ClusterState};
 use utoipa::ToSchema;
@@ -244,14 +244,23 @@ pub fn merge(
                 "this unit is set twice",
             ));
         }
-        set(
+        let limit = Limit {
             unit,
-            Some(Limit {
-                unit,
-                capacity: l.capacity,
-                refill,
-            }),
-        );
+            capacity: l.capacity,
+            refill,
+        };
+        let least = limit.least_capacity();
+        if l.capacity < least {
+            return Err(ApiError::validation(
+                format!("{field}.capacity"),
+                format!(
+                    "must hold at least {MIN_CAPACITY_MS} ms of the refill ({least}): \
+                     the cluster moves units in lease rounds, and a smaller bucket \
+                     would refuse requests under its rate"
+                ),
+            ));
+        }
+        set(unit, Some(limit));
     }
     if let Some(n) = spec.on_no_quorum {
         on_no_quorum = match n {
@@ -588,6 +597,39 @@ mod tests {
             Some("limits[0]")
         );
         assert!(serde_json::from_str::<QuotaSpec>(r#"{"rpn": 5}"#).is_err());
+    }
+
+    /// A rate limit must hold a second of its refill; one unit of a slow
+    /// refill is enough, and a budget has no least.
+    #[test]
+    fn a_rate_limit_holds_a_second_of_its_refill() {
+        let general = |capacity: u64, amount: u64, every_ms: u64| {
+            spec(&format!(
+                r#"{{"limits": [{{"unit": "requests", "capacity": {capacity}, "refill_amount": {amount}, "refill_every_ms": {every_ms}}}]}}"#
+            ))
+        };
+        let refused = merge(None, &general(3, 14, 4000)).unwrap_err();
+        assert_eq!(refused.field.as_deref(), Some("limits[0].capacity"));
+        assert!(refused.message.contains("(4)"), "{}", refused.message);
+        assert!(merge(None, &general(4, 14, 4000)).unwrap().is_some());
+        assert!(merge(None, &general(1, 1, 10_000)).unwrap().is_some());
+        assert!(merge(None, &general(10, 10, 1000)).unwrap().is_some());
+        assert!(merge(None, &general(9, 10, 1000)).is_err());
+        let budget = spec(r#"{"limits": [{"unit": "micro_usd", "capacity": 1, "period": "day"}]}"#);
+        assert!(merge(None, &budget).unwrap().is_some());
+        // A policy made before the check still takes unrelated changes.
+        let tiny = QuotaPolicy {
+            limits: vec![Limit {
+                unit: Unit::Requests,
+                capacity: 1,
+                refill: Refill::Rate {
+                    amount: 14,
+                    every_ms: 4000,
+                },
+            }],
+            ..QuotaPolicy::default()
+        };
+        assert!(merge(Some(&tiny), &spec(r#"{"tpm": 1000}"#)).is_ok());
     }
 
     #[test]

@@ -36,7 +36,7 @@ mod limit;
 pub use bucket::{Bucket, NodeShare};
 pub use limit::{
     next_period_start, period_start, Limit, OnNoQuorum, Period, QuotaPolicy, Refill, Reserve,
-    Scope, Unit,
+    Scope, Unit, MIN_CAPACITY_MS,
 };
 
 use imbl::OrdMap;

@@ -46,25 +46,26 @@ enum Fate {
 }
 
 /// The limits the model is run with: tiny, small, ordinary and huge. A
-/// bucket holds at least two ticks of its refill (what a lease round can
-/// follow; every `rpm` limit holds a minute's).
+/// bucket holds at least a second of its refill (`Limit::least_capacity`,
+/// what the admin API accepts; every `rpm` limit holds a minute's).
 fn limit() -> impl Strategy<Value = Limit> {
     prop_oneof![
         prop::sample::select(vec![1u64, 2, 5, 60, 600, 6_000, 100_000_000])
             .prop_map(|rpm| Limit::per_minute(Unit::Requests, rpm)),
         (1u64..20, 1u64..5)
             .prop_flat_map(|(amount, secs)| {
-                let least = (amount * 200).div_ceil(secs * 1_000).max(1);
-                (least..least + 50, Just(amount), Just(secs))
+                let limit = Limit {
+                    unit: Unit::Requests,
+                    capacity: 1,
+                    refill: Refill::Rate {
+                        amount,
+                        every_ms: secs * 1_000,
+                    },
+                };
+                let least = limit.least_capacity();
+                (least..least + 50, Just(limit))
             })
-            .prop_map(|(capacity, amount, secs)| Limit {
-                unit: Unit::Requests,
-                capacity,
-                refill: Refill::Rate {
-                    amount,
-                    every_ms: secs * 1_000,
-                },
-            }),
+            .prop_map(|(capacity, limit)| Limit { capacity, ..limit }),
     ]
 }
 
@@ -340,6 +341,22 @@ fn under_limit(
     limit
 }
 
+/// Outages (`(from_ms, for_ms)`), each `gap` after the end of the one
+/// before it and at least a request's longest wait (`max_wait_ms`) apart:
+/// two elections closer than that are one long election to the request
+/// that waits through both (a case with two outages 30 ms apart, 700 ms
+/// together, found by an earlier version of this generator).
+fn separate(gaps: &[(u64, u64)], config: &QuotaConfig) -> Vec<(u64, u64)> {
+    let mut end = 0;
+    gaps.iter()
+        .map(|&(gap, len)| {
+            let from = end + gap.max(config.max_wait_ms);
+            end = from + len;
+            (from, len)
+        })
+        .collect()
+}
+
 /// Fails the case when any request was refused, naming them.
 fn none_refused(fates: &[Fate]) -> Result<(), TestCaseError> {
     let refused: Vec<usize> = (0..fates.len())
@@ -453,11 +470,12 @@ proptest! {
         refill in limit(),
         nodes in 1usize..=5,
         stretches in proptest::collection::vec(stretch(), 1..8),
-        outages in proptest::collection::vec((1_000u64..20_000, 100u64..400), 1..4),
+        gaps in proptest::collection::vec((1_000u64..8_000, 100u64..400), 1..4),
     ) {
         let config = QuotaConfig::default();
         let arrivals = arrivals(&stretches, nodes);
         let limit = under_limit(&refill, &arrivals, nodes, 4 * nodes as u64, &config);
+        let outages = separate(&gaps, &config);
         none_refused(&run_with_outages(limit, nodes, &arrivals, &outages, config))?;
     }
 
@@ -492,29 +510,27 @@ proptest! {
     }
 }
 
-/// Known failures of the lower bound, found by the properties above with
-/// more cases than CI runs (`PROPTEST_CASES=3000`). Kept as tests so they
-/// are fixed, not forgotten: `cargo test -p sluice-quota -- --ignored`.
-mod known_failures {
+/// Cases the properties above found with more cases than CI runs
+/// (`PROPTEST_CASES=3000`), kept as they were found.
+mod found {
     use super::*;
 
-    /// A bucket that holds little more than two rounds of its refill
-    /// (capacity 1, 3.5 a second), under sustained demand on two nodes:
-    /// the cluster admits one unit every 400 ms (2.5 a second) where one
-    /// bucket admits 3.5, so the shortfall grows with time instead of
-    /// staying under the slack (36 admitted, 41 owed, slack 4). The level
-    /// sits at its capacity between rounds and the refill above it is lost.
+    /// Capacity 4, refilled 14 every 4 s (the least the admin API accepts
+    /// for that refill), on two nodes under sustained demand. With a
+    /// capacity of 1 (less than a second of refill; refused since) the
+    /// bucket sat full between rounds and lost the refill above it: 36
+    /// admitted of 41 owed, the shortfall growing with time.
     #[test]
-    #[ignore = "known failure: the lower bound of tiny buckets (see the doc)"]
-    fn a_bucket_of_one_under_sustained_demand() {
+    fn a_bucket_of_a_second_of_refill_under_sustained_demand() {
         let limit = Limit {
             unit: Unit::Requests,
-            capacity: 1,
+            capacity: 4,
             refill: Refill::Rate {
                 amount: 14,
                 every_ms: 4000,
             },
         };
+        assert_eq!(limit.least_capacity(), 4);
         let stretches = [
             Stretch::Steady {
                 every_ms: 2196,
@@ -550,10 +566,13 @@ mod known_failures {
     }
 
     /// A burst of 20 on two nodes 200 ms before a 100 ms ledger outage, on
-    /// a key whose capacity is made just large enough for it: one of the
-    /// 20 (the 19th) is refused.
+    /// a key whose capacity is made just large enough for it. The node
+    /// that served its half withdrew its demand in a round the outage
+    /// lost, and never said it again: the ledger kept the rest of the
+    /// level promised to it until its demand aged out, past the other
+    /// node's last waiting request (refused). A want that may not have
+    /// arrived is now stated again.
     #[test]
-    #[ignore = "known failure: a burst just before an outage (see the doc)"]
     fn a_burst_just_before_an_outage() {
         let refill = Limit {
             unit: Unit::Requests,
@@ -575,5 +594,53 @@ mod known_failures {
         let limit = under_limit(&refill, &arrivals, 2, 8, &config);
         let fates = run_with_outages(limit, 2, &arrivals, &[(3201, 100)], config);
         none_refused(&fates).expect("none refused");
+    }
+
+    /// A burst of 127 on three nodes 165 ms before a 336 ms ledger outage,
+    /// on a key whose capacity is just large enough for it: the last 3 of
+    /// node 3's 64 requests are refused when their wait ends, 500 ms after
+    /// the outage. The nodes that served their part of the burst first
+    /// keep stating their recent rate, so after the outage the ledger
+    /// still promises them most of the level, a little less each round,
+    /// while node 3 waits. Found once in 100 000 generated cases
+    /// (`PROPTEST_CASES=100000`); two attempts at a fix (asking only for
+    /// the tick's demand when contended; withdrawing an idle node's
+    /// demand) each broke other cases of the model, so it stays open.
+    #[test]
+    #[ignore = "known failure: a large burst just before an outage (docs/quotas.md)"]
+    fn a_large_burst_just_before_an_outage() {
+        let refill = Limit {
+            unit: Unit::Requests,
+            capacity: 1,
+            refill: Refill::Rate {
+                amount: 1,
+                every_ms: 60_000,
+            },
+        };
+        let stretches = [
+            Stretch::Idle { ms: 3900 },
+            Stretch::Burst {
+                size: 22,
+                node: Some(1),
+            },
+            Stretch::Burst {
+                size: 58,
+                node: None,
+            },
+            Stretch::Burst {
+                size: 45,
+                node: Some(2),
+            },
+            Stretch::Burst {
+                size: 2,
+                node: Some(1),
+            },
+        ];
+        let config = QuotaConfig::default();
+        let arrivals = arrivals(&stretches, 3);
+        let limit = under_limit(&refill, &arrivals, 3, 12, &config);
+        let outages = separate(&[(2114, 142), (1809, 336)], &config);
+        none_refused(&run_with_outages(limit, 3, &arrivals, &outages, config))
+            .expect("none refused");
     }
 }

@@ -604,7 +604,12 @@ impl Quotas {
                         round.reached = Some(true);
                     }
                 }
-                Err(_) => round.reached = Some(false),
+                Err(_) => {
+                    for (pool, _) in asking {
+                        pool.unstate();
+                    }
+                    round.reached = Some(false);
+                }
             }
         }
         round

@@ -476,6 +476,14 @@ impl Pool {
         self.stated.swap(amount, Ordering::AcqRel)
     }
 
+    /// A want that may not have reached the ledger: the ledger may hold
+    /// any demand of this node's, so the next round states it again (a
+    /// withdrawal lost in an election would otherwise keep the other
+    /// nodes' shares promised to this one until it ages out).
+    pub fn unstate(&self) {
+        self.stated.store(u64::MAX, Ordering::Release);
+    }
+
     /// Whether the pool has anything for a lease round to do at `now_ms`:
     /// demand since the last round, a lease (or debt) to renew or return, a
     /// stated demand to withdraw, or a reserve below its target.

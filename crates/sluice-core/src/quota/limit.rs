@@ -5,6 +5,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::ApplyError;
 
+/// A rate limit's capacity must hold this much of its refill (see
+/// [`Limit::least_capacity`]). Checked where an operator writes a limit,
+/// not when the log is applied: a limit committed before the check keeps
+/// applying as it did.
+pub const MIN_CAPACITY_MS: u64 = 1_000;
+
 /// What a bucket counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Unit {
@@ -108,6 +114,22 @@ impl Limit {
                 u64::try_from(ms).unwrap_or(u64::MAX)
             }
             Refill::Calendar(period) => next_period_start(period, now_ms).saturating_sub(now_ms),
+        }
+    }
+
+    /// The least capacity a rate limit may be given: what it refills in
+    /// [`MIN_CAPACITY_MS`], at least one unit. A smaller bucket fills up
+    /// between lease rounds and loses the refill above it, so the cluster
+    /// would refuse traffic one bucket of that limit admits (a budget has
+    /// no least).
+    pub fn least_capacity(&self) -> u64 {
+        match self.refill {
+            Refill::Rate { amount, every_ms } => {
+                let units = (u128::from(amount) * u128::from(MIN_CAPACITY_MS))
+                    .div_ceil(u128::from(every_ms.max(1)));
+                u64::try_from(units).unwrap_or(u64::MAX).max(1)
+            }
+            Refill::Calendar(_) => 1,
         }
     }
 
