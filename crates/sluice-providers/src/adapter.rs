@@ -3,7 +3,9 @@
 //! touches a socket (the [`UpstreamClient`](crate::UpstreamClient) sends).
 //!
 //! A request is parsed once into a [`ClientRequest`], then [`prepare`]d for
-//! each deployment the router tries, which picks one of three
+//! each deployment the router tries: the request line and the headers every
+//! provider takes are written here, the rest by the deployment's
+//! [`Provider`](crate::provider::Provider), which picks one of three
 //! [`Conversion`]s:
 //! * passthrough when the provider speaks the client's API: the body goes
 //!   as sent except `model` (and, for streams, OpenAI's
@@ -14,13 +16,13 @@
 //! The [`crate::relay`] module turns the answers back.
 
 use bytes::Bytes;
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use serde_json::{Map, Value};
 use sluice_core::ProviderKind;
 
-use crate::translate::{self, reverse};
-use crate::{anthropic, body, openai};
+use crate::provider::{self, Service};
+use crate::{body, translate};
 
 /// The `anthropic-version` sent when the client did not choose one.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -88,10 +90,7 @@ pub enum Dialect {
 impl Dialect {
     /// The dialect a provider of `kind` speaks.
     pub fn of(kind: ProviderKind) -> Self {
-        match kind {
-            ProviderKind::OpenAi => Dialect::OpenAi,
-            ProviderKind::Anthropic => Dialect::Anthropic,
-        }
+        provider::of(kind).dialect()
     }
 }
 
@@ -216,6 +215,11 @@ impl ClientRequest {
         &self.body
     }
 
+    /// The client's headers passed on to a provider that speaks its API.
+    pub(crate) fn forwarded(&self) -> &HeaderMap {
+        &self.forwarded
+    }
+
     /// `max_tokens` (or OpenAI's `max_completion_tokens`), when set.
     pub fn max_tokens(&self) -> Option<u64> {
         ["max_completion_tokens", "max_tokens"]
@@ -283,59 +287,12 @@ pub fn prepare(
     upstream_model: &str,
     default_max_tokens: u32,
 ) -> Result<Prepared, PrepareError> {
+    let provider = provider::of(kind);
     let endpoint = request.endpoint;
-    let (conversion, path) = match (endpoint, kind) {
-        (Endpoint::ChatCompletions, ProviderKind::OpenAi) => {
-            (Conversion::Passthrough, "/chat/completions")
-        }
-        (Endpoint::Completions, ProviderKind::OpenAi) => (Conversion::Passthrough, "/completions"),
-        (Endpoint::Embeddings, ProviderKind::OpenAi) => (Conversion::Passthrough, "/embeddings"),
-        (Endpoint::Messages, ProviderKind::Anthropic) => (Conversion::Passthrough, "/messages"),
-        (Endpoint::ChatCompletions, ProviderKind::Anthropic) => {
-            (Conversion::ChatToMessages, "/messages")
-        }
-        (Endpoint::Messages, ProviderKind::OpenAi) => {
-            (Conversion::MessagesToChat, "/chat/completions")
-        }
-        (Endpoint::Completions | Endpoint::Embeddings, ProviderKind::Anthropic) => {
-            return Err(PrepareError::Unsupported { kind, endpoint })
-        }
-    };
-    let mut client_wants_usage = false;
-    let body = match conversion {
-        Conversion::Passthrough if !(request.stream && kind == ProviderKind::OpenAi) => {
-            // The hot path: written straight from the parsed body, no copy.
-            encode(&WithModel {
-                body: &request.body,
-                model: upstream_model,
-            })?
-        }
-        Conversion::Passthrough => {
-            let mut body = request.body.clone();
-            body.insert("model".into(), Value::String(upstream_model.to_owned()));
-            if request.stream && kind == ProviderKind::OpenAi {
-                client_wants_usage = ask_for_stream_usage(&mut body);
-            }
-            encode(&body)?
-        }
-        Conversion::ChatToMessages => {
-            let mut chat: openai::ChatRequest = parse_typed(&request.body)?;
-            client_wants_usage = chat.request_stream_usage();
-            let mut messages =
-                translate::chat_to_messages(chat, default_max_tokens).map_err(|e| {
-                    InvalidRequest::new(e.path(), format!("Cannot be sent to this model: {e}"))
-                })?;
-            upstream_model.clone_into(&mut messages.model);
-            encode(&messages)?
-        }
-        Conversion::MessagesToChat => {
-            let messages: anthropic::MessagesRequest = parse_typed(&request.body)?;
-            let chat = reverse::messages_to_chat(&messages, upstream_model).map_err(|e| {
-                InvalidRequest::new(e.path(), format!("Cannot be sent to this model: {e}"))
-            })?;
-            encode(&chat)?
-        }
-    };
+    let Service { conversion, path } = provider
+        .serves(endpoint)
+        .ok_or(PrepareError::Unsupported { kind, endpoint })?;
+    let body = provider.body(request, conversion, upstream_model, default_max_tokens)?;
     let stream = request.stream;
     let mut builder = http::Request::builder()
         .method(Method::POST)
@@ -352,19 +309,7 @@ pub fn prepare(
     let headers = builder
         .headers_mut()
         .ok_or_else(|| PrepareError::Target("invalid base URL".into()))?;
-    if kind == ProviderKind::Anthropic {
-        if conversion == Conversion::Passthrough {
-            for (name, value) in &request.forwarded {
-                headers.append(name, value.clone());
-            }
-        }
-        if !headers.contains_key("anthropic-version") {
-            headers.insert(
-                "anthropic-version",
-                HeaderValue::from_static(ANTHROPIC_VERSION),
-            );
-        }
-    }
+    provider.headers(request, conversion, headers);
     for name in target.extra_headers.keys() {
         headers.remove(name);
     }
@@ -372,17 +317,10 @@ pub fn prepare(
         headers.append(name, value.clone());
     }
     if let Some(key) = &target.api_key {
-        match kind {
-            ProviderKind::OpenAi => {
-                headers.insert(AUTHORIZATION, secret(&format!("Bearer {key}"))?);
-            }
-            ProviderKind::Anthropic => {
-                headers.insert("x-api-key", secret(key)?);
-            }
-        }
+        provider.authenticate(key, headers)?;
     }
     let request = builder
-        .body(Bytes::from(body))
+        .body(Bytes::from(body.bytes))
         .map_err(|e| PrepareError::Target(e.to_string()))?;
     Ok(Prepared {
         request,
@@ -391,9 +329,23 @@ pub fn prepare(
             kind,
             conversion,
             stream,
-            client_wants_usage,
+            client_wants_usage: body.client_wants_usage,
         },
     })
+}
+
+/// The body as sent with `model` replaced: written straight from the
+/// parsed body, no copy (the hot path).
+pub(crate) fn passthrough(request: &ClientRequest, model: &str) -> Result<Vec<u8>, PrepareError> {
+    encode(&WithModel {
+        body: &request.body,
+        model,
+    })
+}
+
+/// A request that cannot be translated for a provider: the client's fault.
+pub(crate) fn invalid_translation(e: translate::TranslateError) -> InvalidRequest {
+    InvalidRequest::new(e.path(), format!("Cannot be sent to this model: {e}"))
 }
 
 /// A body as sent with its `model` (which [`ClientRequest::parse`] made
@@ -419,7 +371,7 @@ impl serde::Serialize for WithModel<'_> {
 }
 
 /// Sets `stream_options.include_usage`; returns whether the client had.
-fn ask_for_stream_usage(body: &mut Map<String, Value>) -> bool {
+pub(crate) fn ask_for_stream_usage(body: &mut Map<String, Value>) -> bool {
     let options = body
         .entry("stream_options")
         .or_insert_with(|| Value::Object(Map::new()));
@@ -434,7 +386,7 @@ fn ask_for_stream_usage(body: &mut Map<String, Value>) -> bool {
     wanted
 }
 
-fn parse_typed<T: serde::de::DeserializeOwned>(
+pub(crate) fn parse_typed<T: serde::de::DeserializeOwned>(
     body: &Map<String, Value>,
 ) -> Result<T, InvalidRequest> {
     // Re-encoding the parsed map is cheap next to a model call, and lets
@@ -449,7 +401,7 @@ fn parse_typed<T: serde::de::DeserializeOwned>(
     })
 }
 
-fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, PrepareError> {
+pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, PrepareError> {
     serde_json::to_vec(value).map_err(|e| PrepareError::Target(format!("cannot encode: {e}")))
 }
 
@@ -463,7 +415,7 @@ fn join(base: &str, path: &str) -> String {
 }
 
 /// A header value that holds a secret.
-fn secret(value: &str) -> Result<HeaderValue, PrepareError> {
+pub(crate) fn secret(value: &str) -> Result<HeaderValue, PrepareError> {
     let mut value = HeaderValue::from_str(value)
         .map_err(|_| PrepareError::Target("API key is not a valid header value".into()))?;
     value.set_sensitive(true);

@@ -27,6 +27,10 @@
 //! * [`client`]: the one networked part, the pooled upstream
 //!   [`UpstreamClient`] (HTTP/1.1 + HTTP/2 over rustls, connect / first-byte /
 //!   total timeouts); the modules above stay pure.
+//! * [`provider`]: one module per upstream API behind one [`Provider`]
+//!   trait: which endpoints it serves and how, its body, headers and
+//!   authentication, and its answers back; [`provider::of`] is the one
+//!   place a provider kind is matched.
 //! * [`adapter`]: a client's request, parsed once ([`ClientRequest`]), made
 //!   into the HTTP request one provider understands ([`prepare`]):
 //!   passthrough when both speak the same API, translated when not.
@@ -39,6 +43,7 @@ pub mod anthropic;
 pub mod body;
 pub mod client;
 pub mod openai;
+pub mod provider;
 pub mod relay;
 pub mod sse;
 pub mod translate;
@@ -52,6 +57,7 @@ pub use body::InvalidBody;
 pub use client::{
     ClientOptions, Timeouts, UpstreamBody, UpstreamClient, UpstreamError, UpstreamResponse,
 };
+pub use provider::Provider;
 pub use relay::{convert_response, error_event, stream_relay, RelayError, StreamRelay};
 pub use sse::{SseError, SseEvent, SseParser};
 pub use translate::reverse::{

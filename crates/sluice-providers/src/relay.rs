@@ -12,14 +12,14 @@
 use bytes::Bytes;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
-use sluice_core::ProviderKind;
 
-use crate::adapter::{Conversion, Dialect, Exchange};
-use crate::anthropic::{self, StreamEvent};
+use crate::adapter::{Dialect, Exchange};
+use crate::anthropic::StreamEvent;
 use crate::openai::{self, ChatChunk};
+use crate::provider;
 use crate::sse::{SseError, SseEvent, SseParser};
-use crate::translate::reverse::{self, ChatToMessagesStream};
-use crate::translate::{messages_to_chat_response, StreamTranslator};
+use crate::translate::reverse::ChatToMessagesStream;
+use crate::translate::StreamTranslator;
 use crate::usage::{AnthropicStreamUsage, TokenUsage};
 
 /// Why an answer cannot be relayed.
@@ -66,16 +66,7 @@ pub trait StreamRelay: Send {
 /// The relay for a streamed answer to `exchange`. `model` is the name the
 /// client asked for, `created` the Unix time for made-up chunks.
 pub fn stream_relay(exchange: &Exchange, model: &str, created: u64) -> Box<dyn StreamRelay> {
-    match exchange.conversion {
-        Conversion::Passthrough => match exchange.kind {
-            ProviderKind::OpenAi => Box::new(OpenAiPassthrough::new(!exchange.client_wants_usage)),
-            ProviderKind::Anthropic => Box::new(AnthropicPassthrough::default()),
-        },
-        Conversion::ChatToMessages => {
-            Box::new(AnthropicToChat::new(created, exchange.client_wants_usage))
-        }
-        Conversion::MessagesToChat => Box::new(ChatToAnthropic::new(model)),
-    }
+    provider::of(exchange.kind).stream_relay(exchange, model, created)
 }
 
 /// A whole (non-streamed) successful answer in the client's API, and its
@@ -86,34 +77,7 @@ pub fn convert_response(
     model: &str,
     created: u64,
 ) -> Result<(Bytes, Option<TokenUsage>), RelayError> {
-    let unreadable = |e: serde_json::Error| RelayError::Unreadable(e.to_string());
-    match exchange.conversion {
-        Conversion::Passthrough => {
-            let usage = match exchange.kind {
-                ProviderKind::OpenAi => TokenUsage::from_openai_json(&body),
-                ProviderKind::Anthropic => TokenUsage::from_anthropic_json(&body),
-            };
-            // As received: no copy.
-            Ok((body, usage))
-        }
-        Conversion::ChatToMessages => {
-            let response: anthropic::MessagesResponse =
-                serde_json::from_slice(&body).map_err(unreadable)?;
-            let usage = TokenUsage::from(&response.usage);
-            let chat = messages_to_chat_response(response, created);
-            let bytes = serde_json::to_vec(&chat).map_err(unreadable)?;
-            Ok((Bytes::from(bytes), Some(usage)))
-        }
-        Conversion::MessagesToChat => {
-            let response: openai::ChatResponse =
-                serde_json::from_slice(&body).map_err(unreadable)?;
-            let usage = response.usage.as_ref().map(TokenUsage::from);
-            let messages = reverse::chat_response_to_messages(&response, model)
-                .map_err(|e| RelayError::Unreadable(e.to_string()))?;
-            let bytes = serde_json::to_vec(&messages).map_err(unreadable)?;
-            Ok((Bytes::from(bytes), usage))
-        }
-    }
+    provider::of(exchange.kind).convert_response(exchange, body, model, created)
 }
 
 /// The in-stream error event that ends a failed stream, in `dialect`'s
@@ -172,7 +136,7 @@ fn openai_stream_error(data: &str) -> Option<RelayError> {
 
 /// OpenAI to OpenAI: events go through as sent; usage is read from the
 /// usage chunk, which is dropped when only the gateway asked for it.
-struct OpenAiPassthrough {
+pub(crate) struct OpenAiPassthrough {
     parser: SseParser,
     hide_usage: bool,
     done: bool,
@@ -180,7 +144,7 @@ struct OpenAiPassthrough {
 }
 
 impl OpenAiPassthrough {
-    fn new(hide_usage: bool) -> Self {
+    pub(crate) fn new(hide_usage: bool) -> Self {
         Self {
             parser: SseParser::new(),
             hide_usage,
@@ -256,7 +220,7 @@ impl StreamRelay for OpenAiPassthrough {
 /// Anthropic to Anthropic: events go through as sent; usage is read from
 /// `message_start` and `message_delta`.
 #[derive(Default)]
-struct AnthropicPassthrough {
+pub(crate) struct AnthropicPassthrough {
     parser: SseParser,
     usage: AnthropicStreamUsage,
     done: bool,
@@ -298,7 +262,7 @@ impl StreamRelay for AnthropicPassthrough {
 }
 
 /// An Anthropic stream to an OpenAI chat client.
-struct AnthropicToChat {
+pub(crate) struct AnthropicToChat {
     parser: SseParser,
     translator: StreamTranslator,
     client_wants_usage: bool,
@@ -306,7 +270,7 @@ struct AnthropicToChat {
 }
 
 impl AnthropicToChat {
-    fn new(created: u64, client_wants_usage: bool) -> Self {
+    pub(crate) fn new(created: u64, client_wants_usage: bool) -> Self {
         Self {
             parser: SseParser::new(),
             translator: StreamTranslator::new(created),
@@ -358,14 +322,14 @@ impl StreamRelay for AnthropicToChat {
 }
 
 /// An OpenAI chat stream to an Anthropic Messages client.
-struct ChatToAnthropic {
+pub(crate) struct ChatToAnthropic {
     parser: SseParser,
     translator: ChatToMessagesStream,
     done: bool,
 }
 
 impl ChatToAnthropic {
-    fn new(model: &str) -> Self {
+    pub(crate) fn new(model: &str) -> Self {
         Self {
             parser: SseParser::new(),
             translator: ChatToMessagesStream::new(model),

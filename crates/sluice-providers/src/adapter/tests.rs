@@ -1,4 +1,5 @@
 use super::*;
+use http::header::AUTHORIZATION;
 
 fn headers() -> HeaderMap {
     let mut h = HeaderMap::new();

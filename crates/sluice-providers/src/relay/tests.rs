@@ -1,6 +1,9 @@
 use super::*;
+use crate::adapter::Conversion;
 use crate::adapter::Endpoint;
+use crate::anthropic;
 use proptest::prelude::*;
+use sluice_core::ProviderKind;
 
 fn exchange(
     endpoint: Endpoint,

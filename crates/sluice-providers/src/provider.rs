@@ -1,0 +1,118 @@
+//! One provider, one module, behind one trait: everything that differs
+//! between the upstream APIs Sluice speaks.
+//!
+//! A [`Provider`] says which client endpoints it serves and how
+//! ([`Provider::serves`]: passthrough or a translation, and the upstream
+//! path), writes the upstream body and its own headers, authenticates the
+//! request, and turns its answers, whole or streamed, back into the
+//! client's API with the usage read on the way. What is the same for every
+//! provider (the request line, `Content-Type`/`Accept`, the provider's
+//! configured headers) is in [`crate::adapter::prepare`], which asks the
+//! provider for the rest.
+//!
+//! Adding a provider is adding a module here with its tests, and one arm to
+//! [`of`], the only place that maps a [`ProviderKind`] to its code.
+
+mod anthropic;
+mod openai;
+
+use bytes::Bytes;
+use http::HeaderMap;
+use sluice_core::ProviderKind;
+
+use crate::adapter::{ClientRequest, Conversion, Dialect, Endpoint, Exchange, PrepareError};
+use crate::relay::{RelayError, StreamRelay};
+use crate::usage::TokenUsage;
+
+/// The body a provider sends upstream for one request.
+pub struct UpstreamBody {
+    pub bytes: Vec<u8>,
+    /// For a stream: whether the client asked for the usage chunk itself
+    /// (when not, the gateway asked on its own behalf and the relay hides
+    /// it).
+    pub client_wants_usage: bool,
+}
+
+/// How a request goes to a provider: its conversion and the path under the
+/// provider's base URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Service {
+    pub conversion: Conversion,
+    pub path: &'static str,
+}
+
+/// One upstream API.
+pub trait Provider: Sync {
+    fn kind(&self) -> ProviderKind;
+
+    /// The API family of its answers and errors.
+    fn dialect(&self) -> Dialect;
+
+    /// How it serves `endpoint`, or `None` when its API has no such thing
+    /// (the router then tries another deployment).
+    fn serves(&self, endpoint: Endpoint) -> Option<Service>;
+
+    /// The upstream body for `request`, carried by `conversion` (one
+    /// [`Provider::serves`] gave), for the deployment that knows the model
+    /// as `model`. `default_max_tokens` fills a mandatory `max_tokens` the
+    /// client did not set.
+    fn body(
+        &self,
+        request: &ClientRequest,
+        conversion: Conversion,
+        model: &str,
+        default_max_tokens: u32,
+    ) -> Result<UpstreamBody, PrepareError>;
+
+    /// Headers of its API (versions, the client's headers it passes on);
+    /// the provider's configured headers are added after them and win.
+    fn headers(&self, _request: &ClientRequest, _conversion: Conversion, _headers: &mut HeaderMap) {
+    }
+
+    /// Sends `key` the way its API takes it, marked sensitive.
+    fn authenticate(&self, key: &str, headers: &mut HeaderMap) -> Result<(), PrepareError>;
+
+    /// The relay for a streamed answer to `exchange`. `model` is the name
+    /// the client asked for, `created` the Unix time for made-up chunks.
+    fn stream_relay(&self, exchange: &Exchange, model: &str, created: u64) -> Box<dyn StreamRelay>;
+
+    /// A whole successful answer in the client's API, and its usage.
+    fn convert_response(
+        &self,
+        exchange: &Exchange,
+        body: Bytes,
+        model: &str,
+        created: u64,
+    ) -> Result<(Bytes, Option<TokenUsage>), RelayError>;
+}
+
+/// The provider of `kind`.
+pub fn of(kind: ProviderKind) -> &'static dyn Provider {
+    match kind {
+        ProviderKind::OpenAi => &openai::OpenAi,
+        ProviderKind::Anthropic => &anthropic::Anthropic,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every kind's provider says it is that kind, and serves the
+    /// endpoints of its own API as passthrough.
+    #[test]
+    fn every_kind_has_its_provider() {
+        for kind in [ProviderKind::OpenAi, ProviderKind::Anthropic] {
+            let provider = of(kind);
+            assert_eq!(provider.kind(), kind);
+            let native = match provider.dialect() {
+                Dialect::OpenAi => Endpoint::ChatCompletions,
+                Dialect::Anthropic => Endpoint::Messages,
+            };
+            assert_eq!(
+                provider.serves(native).map(|s| s.conversion),
+                Some(Conversion::Passthrough)
+            );
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! Anthropic (`kind = "anthropic"`): Messages as sent, with the client's
+//! `anthropic-version`/`anthropic-beta`; OpenAI chat clients translated to
+//! Messages and back. It has no legacy completions or embeddings.
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue};
+use sluice_core::ProviderKind;
+
+use super::{Provider, Service, UpstreamBody};
+use crate::adapter::{
+    encode, invalid_translation, parse_typed, passthrough, secret, ClientRequest, Conversion,
+    Dialect, Endpoint, Exchange, PrepareError, ANTHROPIC_VERSION,
+};
+use crate::anthropic;
+use crate::openai;
+use crate::relay::{AnthropicPassthrough, AnthropicToChat, RelayError, StreamRelay};
+use crate::translate::{self, messages_to_chat_response};
+use crate::usage::TokenUsage;
+
+pub(super) struct Anthropic;
+
+impl Provider for Anthropic {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Anthropic
+    }
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Anthropic
+    }
+
+    fn serves(&self, endpoint: Endpoint) -> Option<Service> {
+        let conversion = match endpoint {
+            Endpoint::Messages => Conversion::Passthrough,
+            Endpoint::ChatCompletions => Conversion::ChatToMessages,
+            Endpoint::Completions | Endpoint::Embeddings => return None,
+        };
+        Some(Service {
+            conversion,
+            path: "/messages",
+        })
+    }
+
+    fn body(
+        &self,
+        request: &ClientRequest,
+        conversion: Conversion,
+        model: &str,
+        default_max_tokens: u32,
+    ) -> Result<UpstreamBody, PrepareError> {
+        if conversion == Conversion::Passthrough {
+            return Ok(UpstreamBody {
+                bytes: passthrough(request, model)?,
+                client_wants_usage: false,
+            });
+        }
+        let mut chat: openai::ChatRequest = parse_typed(request.body())?;
+        let client_wants_usage = chat.request_stream_usage();
+        let mut messages =
+            translate::chat_to_messages(chat, default_max_tokens).map_err(invalid_translation)?;
+        model.clone_into(&mut messages.model);
+        Ok(UpstreamBody {
+            bytes: encode(&messages)?,
+            client_wants_usage,
+        })
+    }
+
+    fn headers(&self, request: &ClientRequest, conversion: Conversion, headers: &mut HeaderMap) {
+        if conversion == Conversion::Passthrough {
+            for (name, value) in request.forwarded() {
+                headers.append(name, value.clone());
+            }
+        }
+        if !headers.contains_key("anthropic-version") {
+            headers.insert(
+                "anthropic-version",
+                HeaderValue::from_static(ANTHROPIC_VERSION),
+            );
+        }
+    }
+
+    fn authenticate(&self, key: &str, headers: &mut HeaderMap) -> Result<(), PrepareError> {
+        headers.insert("x-api-key", secret(key)?);
+        Ok(())
+    }
+
+    fn stream_relay(
+        &self,
+        exchange: &Exchange,
+        _model: &str,
+        created: u64,
+    ) -> Box<dyn StreamRelay> {
+        match exchange.conversion {
+            Conversion::Passthrough => Box::<AnthropicPassthrough>::default(),
+            _ => Box::new(AnthropicToChat::new(created, exchange.client_wants_usage)),
+        }
+    }
+
+    fn convert_response(
+        &self,
+        exchange: &Exchange,
+        body: Bytes,
+        _model: &str,
+        created: u64,
+    ) -> Result<(Bytes, Option<TokenUsage>), RelayError> {
+        if exchange.conversion == Conversion::Passthrough {
+            let usage = TokenUsage::from_anthropic_json(&body);
+            // As received: no copy.
+            return Ok((body, usage));
+        }
+        let unreadable = |e: serde_json::Error| RelayError::Unreadable(e.to_string());
+        let response: anthropic::MessagesResponse =
+            serde_json::from_slice(&body).map_err(unreadable)?;
+        let usage = TokenUsage::from(&response.usage);
+        let chat = messages_to_chat_response(response, created);
+        let bytes = serde_json::to_vec(&chat).map_err(unreadable)?;
+        Ok((Bytes::from(bytes), Some(usage)))
+    }
+}
