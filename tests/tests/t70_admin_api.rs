@@ -191,3 +191,75 @@ fn token_roles_are_enforced_on_every_node() {
     // Nothing refused was written.
     assert_eq!(cluster.admin(1).provider_names(), Some(vec![]));
 }
+
+/// The audit log is the same on every node: writes made through node 1 by
+/// the bootstrap token and through node 2 by a `keys` token are listed,
+/// with their actors and their callers' loopback addresses, identically by
+/// all three nodes; a refused write is not.
+#[test]
+fn the_audit_log_is_the_same_on_every_node() {
+    let cluster = Cluster::builder().nodes(3).fast_elections().start();
+    let (status, body) = cluster
+        .admin(1)
+        .post("/admin/v1/providers", &provider_body("up"));
+    assert_eq!(status, 201, "{body}");
+    let (status, made) = cluster.admin(1).post(
+        "/admin/v1/tokens",
+        &json!({"name": "keeper", "role": "keys"}),
+    );
+    assert_eq!(status, 201, "{made}");
+    let keeper = made["token"].as_str().expect("token").to_owned();
+    let keeper_id = made["id"].as_str().expect("id").to_owned();
+    let on_node_2 = cluster.admin(2).with_token(Some(&keeper));
+    cluster.wait_until(
+        std::time::Duration::from_secs(10),
+        "node 2 knows the new token",
+        || on_node_2.get("/admin/v1/routes").0 == 200,
+    );
+    let (status, key) = on_node_2.post("/admin/v1/keys", &json!({"name": "audited"}));
+    assert_eq!(status, 201, "{key}");
+    // Refused (a `keys` token may not touch providers): not recorded.
+    assert_eq!(
+        on_node_2
+            .post("/admin/v1/providers", &provider_body("p2"))
+            .0,
+        403
+    );
+
+    let pages: Vec<Value> = (1..=3)
+        .map(|node| {
+            let (status, page) = cluster.admin(node).get("/admin/v1/audit");
+            assert_eq!(status, 200, "node {node}: {page}");
+            page
+        })
+        .collect();
+    assert_eq!(pages[0], pages[1], "nodes 1 and 2 differ");
+    assert_eq!(pages[0], pages[2], "nodes 1 and 3 differ");
+    let entries = pages[0]["entries"].as_array().expect("entries");
+    let seen: Vec<(&str, &str)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap(),
+                e["actor"]["token_id"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("create_provider", "bootstrap"),
+            ("create_admin_token", "bootstrap"),
+            ("create_key", keeper_id.as_str()),
+        ]
+    );
+    for e in entries {
+        let address = e["actor"]["address"].as_str().expect("address");
+        assert!(address.starts_with("127.0.0.1:"), "{address}");
+    }
+    assert_eq!(entries[2]["after"]["id"], key["id"]);
+    assert!(
+        !pages[0].to_string().contains(&keeper),
+        "a token in the log"
+    );
+}

@@ -824,4 +824,35 @@ fn the_cli_finds_keys_by_name_and_points_at_what_to_fix() {
         tokens.stdout.contains("bootstrap token") && tokens.stdout.contains("node configs"),
         "{tokens}"
     );
+
+    // The audit log: who made the keys, from where, page by page.
+    let audit = ok(&["audit", "--since", "1h", "--action", "create_key"]);
+    assert!(
+        audit.stdout.contains("create_key")
+            && audit.stdout.contains("bootstrap (bootstrap)")
+            && audit.stdout.contains("127.0.0.1:"),
+        "{audit}"
+    );
+    let paged = ok(&["audit", "--limit", "1"]);
+    assert!(
+        paged.stdout.contains("more: sluice audit --after 1"),
+        "{paged}"
+    );
+    let all: Value =
+        serde_json::from_str(&ok(&["audit", "--all", "--limit", "1", "--json"]).stdout)
+            .expect("JSON");
+    let entries = all["entries"].as_array().expect("entries");
+    assert!(entries.len() >= 3, "{all}");
+    assert!(
+        entries
+            .windows(2)
+            .all(|w| w[0]["seq"].as_u64() < w[1]["seq"].as_u64()),
+        "{all}"
+    );
+    assert!(
+        !all.to_string().contains(&secret),
+        "a key secret in the log"
+    );
+    let bad = cluster.cli(1, &["audit", "--since", "yesterday"]);
+    assert_eq!(bad.code(), 2, "{bad}");
 }

@@ -9,17 +9,24 @@
 //! and a deleted token stops working as soon as this node applies the delete.
 
 use crate::{context::AdminContext, error::ApiError, roles};
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
 use axum::response::Response;
+use sluice_core::audit::Actor;
 use sluice_core::secret::hash_secret;
 use sluice_core::Role;
+use std::net::SocketAddr;
 use subtle::{Choice, ConstantTimeEq};
+
+/// The audit log's name for a bootstrap token of a node's configuration
+/// (its id and its name).
+pub const BOOTSTRAP: &str = "bootstrap";
 
 /// Middleware: lets the request through only with a valid admin token
 /// whose role may call the endpoint (else 401, or 403 naming the roles that
-/// may). The role goes on in the request's extensions.
+/// may). The role and the [`Actor`] (the token and the caller's address,
+/// for the audit log) go on in the request's extensions.
 pub(crate) async fn require_admin_token(
     State(ctx): State<AdminContext>,
     mut request: Request,
@@ -27,14 +34,32 @@ pub(crate) async fn require_admin_token(
 ) -> Result<Response, ApiError> {
     let token = bearer_token(request.headers())?;
     let hash = hash_secret(token);
-    let role = if matches_bootstrap(&hash, ctx.bootstrap_token_hashes()) {
-        Role::Admin
+    let address = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(
+            || "unknown".to_owned(),
+            |ConnectInfo(peer)| peer.to_string(),
+        );
+    let actor = if matches_bootstrap(&hash, ctx.bootstrap_token_hashes()) {
+        Actor {
+            token_id: BOOTSTRAP.to_owned(),
+            token_name: BOOTSTRAP.to_owned(),
+            role: Role::Admin,
+            address,
+        }
     } else {
         match ctx.node().local_state().admin_token_by_hash(&hash) {
-            Some(token) => token.role,
+            Some(token) => Actor {
+                token_id: token.id.clone(),
+                token_name: token.name.clone(),
+                role: token.role,
+                address,
+            },
             None => return Err(ApiError::unauthorized("the admin token is not valid")),
         }
     };
+    let role = actor.role;
     let path = request
         .extensions()
         .get::<MatchedPath>()
@@ -49,6 +74,7 @@ pub(crate) async fn require_admin_token(
         )));
     }
     request.extensions_mut().insert(role);
+    request.extensions_mut().insert(actor);
     Ok(next.run(request).await)
 }
 

@@ -5,6 +5,7 @@ use crate::error::ApiError;
 use crate::idempotency::Idempotency;
 use crate::node::CertificateExpiry;
 use rand::RngCore;
+use sluice_core::audit::Audited;
 use sluice_core::idempotency::Idempotent;
 use sluice_core::secret::NONCE_LEN;
 use sluice_core::{Applied, ApplyError, Command, DataKey, State};
@@ -119,11 +120,18 @@ impl AdminContext {
         secret: Option<&str>,
     ) -> Result<(Applied, Option<String>), ApiError> {
         let kind = command.kind();
+        let audited = |command: Command| match request.actor() {
+            Some(actor) => Command::Audited(Box::new(Audited {
+                actor: actor.clone(),
+                command,
+            })),
+            None => command,
+        };
         let Some(key) = request.key() else {
             let applied = self
                 .inner
                 .node
-                .write(command)
+                .write(audited(command))
                 .await
                 .map_err(|e| written(e, false))?;
             tracing::info!(command = kind, "admin write applied");
@@ -146,7 +154,7 @@ impl AdminContext {
         match self
             .inner
             .node
-            .write(keyed)
+            .write(audited(keyed))
             .await
             .map_err(|e| written(e, true))?
         {
@@ -223,6 +231,7 @@ pub(crate) fn unexpected(applied: &Applied) -> ApiError {
             Applied::Leases(_) => "leases",
             Applied::UsageRecorded { .. } => "usage recorded",
             Applied::UsageCompacted { .. } => "usage compacted",
+            Applied::AuditCompacted { .. } => "audit compacted",
             Applied::Restored(_) => "restored",
             Applied::Replayed(_) => "replayed",
         }

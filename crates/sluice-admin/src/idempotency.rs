@@ -27,6 +27,7 @@ use axum::http::{request::Parts, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 use sha2::{Digest, Sha256};
+use sluice_core::audit::Actor;
 use sluice_core::idempotency::{check_key, MAX_KEY_LEN};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
@@ -65,19 +66,29 @@ impl RequestKey {
     }
 }
 
-/// What a write handler is told about its request's key: `None` without
-/// the header.
+/// What a write handler is told about its request, for the proposals it
+/// makes: its key (`None` without the header) and who sent it (the admin
+/// token the request was authenticated with, for the audit log).
 #[derive(Debug, Clone, Default)]
-pub struct Idempotency(pub Option<Arc<RequestKey>>);
+pub struct Idempotency {
+    key: Option<Arc<RequestKey>>,
+    actor: Option<Actor>,
+}
 
 impl Idempotency {
-    /// No key: every write is proposed as it is.
+    /// No key and no actor: every write is proposed as it is, unaudited
+    /// (a node's own writes).
     pub fn none() -> Self {
-        Idempotency(None)
+        Idempotency::default()
     }
 
     pub fn key(&self) -> Option<&Arc<RequestKey>> {
-        self.0.as_ref()
+        self.key.as_ref()
+    }
+
+    /// Who sent the request.
+    pub fn actor(&self) -> Option<&Actor> {
+        self.actor.as_ref()
     }
 }
 
@@ -85,13 +96,17 @@ impl<S: Send + Sync> FromRequestParts<S> for Idempotency {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let actor = parts.extensions.get::<Actor>().cloned();
         match parts.extensions.get::<Arc<RequestKey>>() {
-            Some(key) => Ok(Idempotency(Some(key.clone()))),
+            Some(key) => Ok(Idempotency {
+                key: Some(key.clone()),
+                actor,
+            }),
             // A key the middleware did not see would be silently ignored.
             None if parts.headers.contains_key(HEADER) => Err(ApiError::internal(
                 "this endpoint does not read the Idempotency-Key header",
             )),
-            None => Ok(Idempotency(None)),
+            None => Ok(Idempotency { key: None, actor }),
         }
     }
 }

@@ -34,6 +34,7 @@
 //! * [`dashboard`]: the web dashboard's static files at `/dashboard`.
 //! * [`openapi`]: the OpenAPI document and the router assembly.
 
+pub mod audit;
 pub mod auth;
 pub mod backup;
 pub mod cluster;

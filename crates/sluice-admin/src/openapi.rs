@@ -6,8 +6,8 @@ use crate::context::AdminContext;
 use crate::error::{method_not_allowed_fallback, not_found_fallback, ErrorBody};
 use crate::extract::BODY_LIMIT_BYTES;
 use crate::{
-    auth, backup, cluster, dashboard, health, idempotency, keys, node, providers, quotas, roles,
-    routes, spend, tokens, usage,
+    audit, auth, backup, cluster, dashboard, health, idempotency, keys, node, providers, quotas,
+    roles, routes, spend, tokens, usage,
 };
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, Method};
@@ -36,6 +36,7 @@ pub const SECURITY_SCHEME: &str = "admin_token";
         (name = "routes", description = "Public model names and their deployments"),
         (name = "keys", description = "Virtual API keys"),
         (name = "tokens", description = "Admin tokens"),
+        (name = "audit", description = "Who changed what, when"),
         (name = "usage", description = "Usage and spend over time"),
         (name = "cluster", description = "Membership and leadership"),
         (name = "health", description = "Liveness and readiness"),
@@ -104,6 +105,7 @@ fn protected() -> OpenApiRouter<AdminContext> {
         .routes(routes!(keys::disable_key))
         .routes(routes!(tokens::list_tokens, tokens::create_token))
         .routes(routes!(tokens::delete_token))
+        .routes(routes!(audit::list_audit))
         .routes(routes!(cluster::cluster_status))
         .routes(routes!(cluster::add_learner))
         .routes(routes!(cluster::promote))

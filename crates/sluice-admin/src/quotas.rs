@@ -95,6 +95,15 @@ pub enum NoQuorumName {
     LocalShare,
 }
 
+impl From<OnNoQuorum> for NoQuorumName {
+    fn from(n: OnNoQuorum) -> Self {
+        match n {
+            OnNoQuorum::Deny => NoQuorumName::Deny,
+            OnNoQuorum::LocalShare => NoQuorumName::LocalShare,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ReserveName {

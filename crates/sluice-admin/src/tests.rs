@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceExt;
 
+mod audit;
 mod backup;
 mod dashboard;
 mod errors;

@@ -1,6 +1,7 @@
 //! What goes into the Raft log: a [`Proposal`] is a [`Command`] stamped with the
 //! leader's clock, and [`Applied`] is what applying it produced.
 
+use crate::audit::Audited;
 use crate::backup::{ConfigCounts, ConfigSnapshot};
 use crate::idempotency::{Idempotent, Replay};
 use crate::quota::{Grant, QuotaPolicy, Return, Scope, Want};
@@ -92,6 +93,15 @@ pub enum Command {
     /// once per key and step, answered from its record after that (see
     /// [`crate::idempotency`]).
     Idempotent(Box<Idempotent>),
+    /// Drops the audit entries made before `before_ms` (the leader proposes
+    /// it with its clock minus the configured retention).
+    CompactAudit {
+        before_ms: u64,
+    },
+    /// An admin write (plain or keyed) with who made it: applied as its
+    /// command, and recorded in the audit log if it changed something
+    /// (see [`crate::audit`]).
+    Audited(Box<Audited>),
 }
 
 impl Command {
@@ -117,6 +127,8 @@ impl Command {
             Command::CompactUsage { .. } => "compact_usage",
             Command::RestoreConfig { .. } => "restore_config",
             Command::Idempotent(write) => write.command.kind(),
+            Command::CompactAudit { .. } => "compact_audit",
+            Command::Audited(write) => write.command.kind(),
         }
     }
 }
@@ -156,6 +168,10 @@ pub enum Applied {
     },
     /// What a `RestoreConfig` put in place.
     Restored(ConfigCounts),
+    /// A `CompactAudit`: how many entries were dropped.
+    AuditCompacted {
+        removed: u64,
+    },
     /// A `Command::Idempotent` whose key and step had applied before:
     /// nothing changed, and this is what the first application answered.
     Replayed(Box<Replay>),

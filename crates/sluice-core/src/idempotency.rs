@@ -62,7 +62,7 @@ impl Idempotent {
     /// Checks the key and that the wrapped command is a plain one.
     pub fn validate(&self) -> Result<(), ApplyError> {
         check_key(&self.key)?;
-        if matches!(self.command, Command::Idempotent(_)) {
+        if matches!(self.command, Command::Idempotent(_) | Command::Audited(_)) {
             return Err(ApplyError::invalid(
                 "command",
                 "an idempotent write cannot wrap another one",

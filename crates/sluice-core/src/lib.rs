@@ -29,6 +29,7 @@
 //! * [`error`]: [`ApplyError`], why a command was refused.
 
 pub mod admin_token;
+pub mod audit;
 pub mod backup;
 pub mod codec;
 pub mod command;

@@ -1,5 +1,6 @@
 //! The replicated state and its deterministic `apply`.
 
+use crate::audit::{self, AuditLog, Audited, Subject};
 use crate::idempotency::{Idempotent, Replays};
 use crate::quota::{Ledger, Scope};
 use crate::usage::Rollups;
@@ -35,6 +36,8 @@ pub struct State {
     usage: Rollups,
     /// What each keyed write produced, within the idempotency window.
     replays: Replays,
+    /// Who changed what (admin writes), within the retention.
+    audit: AuditLog,
     /// Derived: key id by secret hash, for the proxy's auth look-up.
     /// Rebuilt on decode, never stored.
     #[serde(skip)]
@@ -47,6 +50,7 @@ impl State {
         let now = proposal.at_ms;
         let applied = match &proposal.command {
             Command::Idempotent(write) => self.apply_idempotent(write, now)?,
+            Command::Audited(write) => self.apply_audited(write, now)?,
             command => self.run(command, now)?,
         };
         self.last_at_ms = self.last_at_ms.max(now);
@@ -70,6 +74,69 @@ impl State {
         let applied = self.run(&write.command, now)?;
         self.replays.record(write, applied.clone(), now);
         Ok(applied)
+    }
+
+    /// An admin write with its actor: applied, then recorded if it
+    /// changed something (a replay of a keyed write changed nothing).
+    fn apply_audited(&mut self, write: &Audited, now: u64) -> Result<Applied, ApplyError> {
+        write.actor.validate()?;
+        let target = audit::target(&write.command)?;
+        let before = self.subject(audit::unwrap(&write.command));
+        let applied = match &write.command {
+            Command::Idempotent(keyed) => self.apply_idempotent(keyed, now)?,
+            command => self.run(command, now)?,
+        };
+        if !matches!(applied, Applied::Replayed(_)) {
+            let after = audit::after(&write.command, &applied);
+            self.audit.record(
+                now,
+                &write.actor,
+                write.command.kind(),
+                target,
+                before,
+                after,
+            );
+        }
+        Ok(applied)
+    }
+
+    /// The object an admin command acts on, as it is now.
+    fn subject(&self, command: &Command) -> Option<Subject> {
+        match command {
+            Command::CreateProvider(p) | Command::UpdateProvider { provider: p, .. } => {
+                self.providers.get(&p.name).cloned().map(Subject::Provider)
+            }
+            Command::DeleteProvider { name } => {
+                self.providers.get(name).cloned().map(Subject::Provider)
+            }
+            Command::CreateRoute(r) | Command::UpdateRoute(r) => {
+                self.routes.get(&r.name).cloned().map(Subject::Route)
+            }
+            Command::DeleteRoute { name } => self.routes.get(name).cloned().map(Subject::Route),
+            Command::CreateKey(k) => self.keys.get(&k.id).cloned().map(Subject::Key),
+            Command::SetKeyEnabled { id, .. }
+            | Command::RevokeKey { id }
+            | Command::DeleteKey { id } => self.keys.get(id).cloned().map(Subject::Key),
+            Command::CreateAdminToken(t) => self
+                .admin_tokens
+                .get(&t.id)
+                .cloned()
+                .map(Subject::AdminToken),
+            Command::DeleteAdminToken { id } => {
+                self.admin_tokens.get(id).cloned().map(Subject::AdminToken)
+            }
+            Command::SetQuota { scope, .. } => Some(Subject::Quota {
+                scope: scope.clone(),
+                policy: self.ledger.policy(scope).cloned(),
+            }),
+            Command::RestoreConfig { .. } => Some(Subject::Config(self.config_counts())),
+            _ => None,
+        }
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
     }
 
     /// Runs one plain command (never `Idempotent`: [`Idempotent::validate`]
@@ -288,10 +355,13 @@ impl State {
             Command::RestoreConfig { config, force } => {
                 Applied::Restored(self.restore(config, *force, now)?)
             }
-            Command::Idempotent(_) => {
+            Command::CompactAudit { before_ms } => Applied::AuditCompacted {
+                removed: self.audit.compact(*before_ms),
+            },
+            Command::Idempotent(_) | Command::Audited(_) => {
                 return Err(ApplyError::invalid(
                     "command",
-                    "an idempotent write cannot wrap another one",
+                    "an idempotent or audited write cannot be wrapped in another one",
                 ))
             }
         };

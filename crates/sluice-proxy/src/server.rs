@@ -110,7 +110,7 @@ pub async fn serve(
                     .and_then(|runtime| {
                         runtime.block_on(async move {
                             let listener = TcpListener::from_std(listener)?;
-                            let handler = move |request| {
+                            let handler = move |request, _peer| {
                                 let proxy = proxy.clone();
                                 async move { proxy.handle(request).await }
                             };
@@ -201,7 +201,8 @@ impl Listening {
 }
 
 /// Serves `handler` on `listener` (on the calling runtime) as `listening`
-/// says, until `stop` is cancelled, then waits up to `drain` for in-flight
+/// says (the handler is given each request with its connection's peer
+/// address), until `stop` is cancelled, then waits up to `drain` for in-flight
 /// requests. The admin API runs one; each proxy worker runs one with its
 /// [`Seat`] in the listener's [`Balance`].
 pub async fn serve_with<H, Fut, B>(
@@ -212,7 +213,7 @@ pub async fn serve_with<H, Fut, B>(
     drain: Duration,
 ) -> std::io::Result<()>
 where
-    H: Fn(Request<Incoming>) -> Fut + Clone + Send + 'static,
+    H: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Response<B>> + Send + 'static,
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -256,7 +257,7 @@ async fn serve_seated<H, Fut, B>(
     drain: Duration,
 ) -> std::io::Result<()>
 where
-    H: Fn(Request<Incoming>) -> Fut + Clone + Send + 'static,
+    H: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Response<B>> + Send + 'static,
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -375,7 +376,7 @@ where
                 // connection's whole life (a streamed answer included), and
                 // the admin API's futures are kilobytes (the proxy boxes
                 // its model calls itself).
-                let answer = Box::pin(handler(request));
+                let answer = Box::pin(handler(request, peer));
                 async move {
                     let response = answer.await;
                     // In flight until the answer's body is done or dropped.

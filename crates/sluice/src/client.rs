@@ -30,6 +30,7 @@
 //! * `parse`: the compact flag forms (`provider:model[:weight]`, `K=V`, `30d`).
 //! * `resolve`: a key named by its id or its unique name.
 
+mod audit;
 mod cluster;
 mod doctor;
 mod error;
@@ -45,6 +46,7 @@ mod snapshot;
 mod tokens;
 mod usage;
 
+pub use audit::AuditArgs;
 pub use cluster::ClusterCommand;
 pub use error::{clap_error_json, print_error, UsageError, EXIT_USAGE};
 pub use http::ApiFailure;
@@ -141,6 +143,10 @@ pub enum ClientCommand {
     /// Usage and cost over a time range, by key, route or provider.
     #[command(after_help = examples::USAGE)]
     Usage(UsageArgs),
+    /// Who changed what, when: every admin write, with the object before
+    /// and after (no secrets).
+    #[command(after_help = examples::AUDIT)]
+    Audit(AuditArgs),
 }
 
 impl ClientCommand {
@@ -153,6 +159,7 @@ impl ClientCommand {
             | ClientCommand::Keys { global, .. }
             | ClientCommand::Tokens { global, .. } => global,
             ClientCommand::Usage(args) => &args.global,
+            ClientCommand::Audit(args) => &args.global,
         }
     }
 }
@@ -200,6 +207,7 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Keys { command, .. } => keys::run(&client, out, command).await,
         ClientCommand::Tokens { command, .. } => tokens::run(&client, out, command).await,
         ClientCommand::Usage(args) => usage::run(&client, out, args).await,
+        ClientCommand::Audit(args) => audit::run(&client, out, args).await,
     }
 }
 

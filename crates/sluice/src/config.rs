@@ -26,6 +26,9 @@ mod usage;
 
 pub use usage::UsageSettings;
 
+/// Default `[admin] audit_retention_days`: a year.
+pub const DEFAULT_AUDIT_RETENTION_DAYS: u64 = 365;
+
 pub use raw::{
     LogFormat, RawAdmin, RawAdvertise, RawCluster, RawConfig, RawLimits, RawListen, RawLog,
     RawMember, RawRaft, RawSecrets, RawTls, RawTracing, RawUsage, DEFAULT_LOG_LEVEL,
@@ -84,6 +87,9 @@ pub struct Config {
     pub admin_token_hashes: Vec<[u8; 32]>,
     /// The admin listener's connection limits (`[admin]`).
     pub admin_connections: sluice_proxy::ConnectionLimits,
+    /// `[admin] audit_retention_days`: audit entries older than this are
+    /// compacted away while this node leads.
+    pub audit_retention_days: u64,
     /// `[cluster]`: `initial_members` or `join`.
     pub bootstrap: Bootstrap,
     pub raft: RaftTiming,
@@ -288,6 +294,14 @@ pub fn validate(raw: RawConfig, config_dir: &Path) -> Result<Config, Vec<ConfigE
         },
         connections::admin_defaults(),
     );
+    let audit_retention_days = match raw.admin.audit_retention_days {
+        None => DEFAULT_AUDIT_RETENTION_DAYS,
+        Some(days) if (1..=3_650).contains(&days) => days,
+        Some(_) => {
+            p.push("admin.audit_retention_days", "must be between 1 and 3650");
+            DEFAULT_AUDIT_RETENTION_DAYS
+        }
+    };
     let bootstrap = bootstrap(&mut p, raw.cluster, raw.node_id, advertise.as_ref());
     let timing = raft_timing(&mut p, &raw.raft);
 
@@ -336,6 +350,7 @@ pub fn validate(raw: RawConfig, config_dir: &Path) -> Result<Config, Vec<ConfigE
             data_key,
             admin_token_hashes,
             admin_connections,
+            audit_retention_days,
             bootstrap,
             raft: timing,
             log: LogSettings {

@@ -97,8 +97,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
     let admin_server = sluice_proxy::serve_with(
         admin_listener,
-        move |request| {
+        move |mut request: axum::http::Request<_>, peer| {
             use tower_service::Service;
+            // The caller's address, for the audit log.
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
             let answer = admin.clone().call(request);
             async move { answer.await.unwrap_or_else(|never| match never {}) }
         },
@@ -130,6 +134,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             node.clone(),
             config.usage.retention_ms(),
             config.usage.minute_retention_ms(),
+            config.audit_retention_days.saturating_mul(86_400_000),
         )
         .run(config.usage.flush_interval, flushes_stop.clone()),
     );

@@ -72,6 +72,7 @@ fn openapi_document_lists_every_endpoint() {
         "/admin/v1/keys/{id}/routes/{route}/quota",
         "/admin/v1/tokens",
         "/admin/v1/tokens/{id}",
+        "/admin/v1/audit",
         "/admin/v1/cluster",
         "/admin/v1/cluster/learners",
         "/admin/v1/cluster/voters/{id}",

@@ -59,6 +59,7 @@ impl State {
             last_at_ms: self.last_at_ms,
             usage: self.usage.clone(),
             replays: self.replays.clone(),
+            audit: self.audit.clone(),
             ..State::default()
         };
         for (i, p) in config.providers.iter().enumerate() {

@@ -54,6 +54,12 @@ pub const USAGE: &str = examples!(
     "  sluice usage --by provider --key team-a --since 24h"
 );
 
+pub const AUDIT: &str = examples!(
+    "  sluice audit --since 24h"
+    "  sluice audit --target provider: --all"
+    "  sluice audit --token-id tok_0123456789abcdef --json"
+);
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -65,6 +71,7 @@ mod tests {
             ("keys", super::KEYS),
             ("tokens", super::TOKENS),
             ("usage", super::USAGE),
+            ("audit", super::AUDIT),
         ] {
             assert!(text.starts_with("Examples:\n"), "{text}");
             assert!(

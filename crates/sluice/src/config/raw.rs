@@ -118,6 +118,9 @@ pub struct RawAdmin {
     /// Most open connections on the admin listener.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<u64>,
+    /// Days of audit entries the cluster keeps (the leader's setting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_retention_days: Option<u64>,
 }
 
 /// `[cluster]`: how a fresh node becomes a member. Exactly one of the two.

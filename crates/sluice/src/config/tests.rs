@@ -367,6 +367,31 @@ fn usage_settings_are_checked_and_applied() {
 }
 
 #[test]
+fn the_audit_retention_is_checked_and_applied() {
+    let (_dir, path, text) = fixture();
+    let config_dir = path.parent().expect("dir");
+    let config = validate(parse(&text).expect("parse"), config_dir).expect("valid");
+    assert_eq!(
+        config.audit_retention_days,
+        super::DEFAULT_AUDIT_RETENTION_DAYS
+    );
+    for bad in [0, 3_651] {
+        let mut raw = parse(&text).expect("parse");
+        raw.admin.audit_retention_days = Some(bad);
+        let errors = validate(raw, config_dir).expect_err("must fail");
+        assert_eq!(fields_of(&errors), vec!["admin.audit_retention_days"]);
+    }
+    let mut raw = parse(&text).expect("parse");
+    raw.admin.audit_retention_days = Some(30);
+    assert_eq!(
+        validate(raw, config_dir)
+            .expect("valid")
+            .audit_retention_days,
+        30
+    );
+}
+
+#[test]
 fn connection_limits_of_both_listeners_are_checked_and_named() {
     let (_dir, path, text) = fixture();
     let config_dir = path.parent().expect("dir");

@@ -107,6 +107,7 @@ pub(crate) struct UsageFlusher {
     pending: PendingBatches,
     retention_ms: u64,
     minute_retention_ms: u64,
+    audit_retention_ms: u64,
 }
 
 impl UsageFlusher {
@@ -115,6 +116,7 @@ impl UsageFlusher {
         node: Arc<ClusterNode>,
         retention_ms: u64,
         minute_retention_ms: u64,
+        audit_retention_ms: u64,
     ) -> Self {
         let pending = PendingBatches::new(node.node_id(), rand::random(), MAX_PENDING_ROLLUPS);
         Self {
@@ -123,6 +125,7 @@ impl UsageFlusher {
             pending,
             retention_ms,
             minute_retention_ms,
+            audit_retention_ms,
         }
     }
 
@@ -178,33 +181,48 @@ impl UsageFlusher {
     }
 
     /// On the leader: drops roll-ups older than the retention and merges
-    /// minutes older than the minute retention into hours, when there is
-    /// any such (no log entry otherwise: at most about one an hour).
+    /// minutes older than the minute retention into hours, and drops audit
+    /// entries older than theirs, when there is any such (no log entry
+    /// otherwise: the cutoffs move by the minute and the hour, so at most
+    /// about one an hour each).
     async fn compact_if_due(&self) {
+        let now = now_ms();
         let (before_ms, hourly_before_ms) =
-            compaction_cutoffs(now_ms(), self.retention_ms, self.minute_retention_ms);
-        if !self
-            .node
-            .local_state()
-            .usage()
-            .compaction_due(before_ms, hourly_before_ms)
-        {
+            compaction_cutoffs(now, self.retention_ms, self.minute_retention_ms);
+        let audit_before_ms = hour_of(now.saturating_sub(self.audit_retention_ms));
+        let state = self.node.local_state();
+        let usage_due = state.usage().compaction_due(before_ms, hourly_before_ms);
+        let audit_due = state
+            .audit()
+            .oldest_at_ms()
+            .is_some_and(|oldest| oldest < audit_before_ms);
+        drop(state);
+        if !usage_due && !audit_due {
             return;
         }
         let status = self.node.status().await;
         if status.leader_id != Some(status.node_id) {
             return;
         }
-        let command = Command::CompactUsage {
-            before_ms,
-            hourly_before_ms,
-        };
-        match tokio::time::timeout(WRITE_TIMEOUT, self.node.write(command)).await {
-            Ok(Ok(applied)) => {
-                tracing::info!(?applied, before_ms, hourly_before_ms, "usage compacted")
+        let mut commands = Vec::with_capacity(2);
+        if usage_due {
+            commands.push(Command::CompactUsage {
+                before_ms,
+                hourly_before_ms,
+            });
+        }
+        if audit_due {
+            commands.push(Command::CompactAudit {
+                before_ms: audit_before_ms,
+            });
+        }
+        for command in commands {
+            let kind = command.kind();
+            match tokio::time::timeout(WRITE_TIMEOUT, self.node.write(command)).await {
+                Ok(Ok(applied)) => tracing::info!(?applied, command = kind, "compacted"),
+                Ok(Err(e)) => tracing::warn!(error = %e, command = kind, "compaction failed"),
+                Err(_) => tracing::warn!(command = kind, "compaction timed out"),
             }
-            Ok(Err(e)) => tracing::warn!(error = %e, "usage compaction failed"),
-            Err(_) => tracing::warn!("usage compaction timed out"),
         }
     }
 
