@@ -73,6 +73,32 @@ fn fourth_node_joins_as_learner_is_promoted_and_a_member_is_removed() {
     for &id in &remaining {
         cluster.wait_has_providers(id, &["after-remove".to_string()], Duration::from_secs(10));
     }
+
+    // Who changed the membership, in the audit log of every member.
+    let (status, page) = cluster
+        .admin(4)
+        .get("/admin/v1/audit?target=node%3A&consistency=linearizable");
+    assert_eq!(status, 200, "{page}");
+    let noted: Vec<(String, String)> = page["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["action"] != "add_learner")
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["target"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        noted,
+        [
+            ("promote_voter".to_owned(), "node:4".to_owned()),
+            ("remove_member".to_owned(), format!("node:{removed}")),
+        ],
+        "{page}"
+    );
 }
 
 #[test]

@@ -13,7 +13,7 @@ use axum::http::request::Parts;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sluice_core::audit::{AuditEntry, AuditQuery, Subject};
+use sluice_core::audit::{AuditEntry, AuditQuery, ClusterChange, Subject};
 use sluice_core::quota::{QuotaPolicy, Scope};
 use sluice_core::Provider;
 use utoipa::{IntoParams, ToSchema};
@@ -180,7 +180,8 @@ pub struct AuditEntryView {
     pub actor: ActorView,
     pub action: String,
     /// `provider:<name>`, `route:<name>`, `key:<id>`, `admin_token:<id>`,
-    /// `quota:key:<id>`, `quota:key:<id>:route:<name>` or `config`.
+    /// `quota:key:<id>`, `quota:key:<id>:route:<name>`, `config` or
+    /// `node:<id>` (a membership or leadership change).
     pub target: String,
     /// The object before the change, as its endpoint shows it (`null`: it
     /// did not exist).
@@ -207,6 +208,38 @@ pub struct AuditPage {
     /// retention), absent when there is none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oldest_at_ms: Option<u64>,
+}
+
+/// A membership or leadership change as an entry shows it (its `after`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ClusterChangeView {
+    /// `add_learner`, `promote_voter`, `remove_member` or `transfer_leader`.
+    pub action: String,
+    /// The node (the new leader for a transfer).
+    pub node: u64,
+    /// A new learner's addresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raft_addr: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_url: Option<String>,
+}
+
+impl From<&ClusterChange> for ClusterChangeView {
+    fn from(c: &ClusterChange) -> Self {
+        let [raft_addr, admin_url, proxy_url] = c
+            .addresses
+            .clone()
+            .map_or([None, None, None], |a| a.map(Some));
+        ClusterChangeView {
+            action: c.action.as_str().to_owned(),
+            node: c.node,
+            raft_addr,
+            admin_url,
+            proxy_url,
+        }
+    }
 }
 
 /// A quota policy as an entry shows it.
@@ -248,6 +281,7 @@ fn subject_view(subject: &Subject, at_ms: u64) -> Value {
         Subject::AdminToken(t) => show(TokenView::from(t)),
         Subject::Quota { scope, policy } => show(policy_view(scope, policy.as_ref())),
         Subject::Config(counts) => show(CountsView::from(*counts)),
+        Subject::Cluster(change) => show(ClusterChangeView::from(change)),
     }
 }
 

@@ -6,9 +6,11 @@
 use crate::context::AdminContext;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{AdminJson, AdminPath};
+use crate::idempotency::Idempotency;
 use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use sluice_core::audit::{ClusterAction, ClusterChange};
 use sluice_raft::{ClusterStatus, Member, MemberRole, MemberStatus};
 use utoipa::ToSchema;
 
@@ -165,9 +167,15 @@ pub async fn cluster_status(State(ctx): State<AdminContext>) -> Json<ClusterStat
     ))]
 pub async fn add_learner(
     State(ctx): State<AdminContext>,
+    idempotency: Idempotency,
     AdminJson(body): AdminJson<AddLearner>,
 ) -> Result<Json<ClusterStatusView>, ApiError> {
     body.validate()?;
+    let addresses = [
+        body.raft_addr.clone(),
+        body.admin_url.clone(),
+        body.proxy_url.clone(),
+    ];
     let member = Member {
         raft_addr: body.raft_addr,
         admin_url: body.admin_url,
@@ -175,7 +183,22 @@ pub async fn add_learner(
     };
     let status = ctx.node().add_learner(body.id, member).await?;
     tracing::info!(node = body.id, "learner added");
+    let change = ClusterChange {
+        action: ClusterAction::AddLearner,
+        node: body.id,
+        addresses: Some(addresses),
+    };
+    ctx.note_cluster_change(&idempotency, change).await;
     Ok(Json(status.into()))
+}
+
+/// The audit log's note of `action` on `node`.
+fn change(action: ClusterAction, node: u64) -> ClusterChange {
+    ClusterChange {
+        action,
+        node,
+        addresses: None,
+    }
 }
 
 /// Promote a learner to voter.
@@ -188,10 +211,13 @@ pub async fn add_learner(
     ))]
 pub async fn promote(
     State(ctx): State<AdminContext>,
+    idempotency: Idempotency,
     AdminPath(id): AdminPath<u64>,
 ) -> Result<Json<ClusterStatusView>, ApiError> {
     let status = ctx.node().promote(id).await?;
     tracing::info!(node = id, "member promoted to voter");
+    ctx.note_cluster_change(&idempotency, change(ClusterAction::PromoteVoter, id))
+        .await;
     Ok(Json(status.into()))
 }
 
@@ -205,10 +231,13 @@ pub async fn promote(
     ))]
 pub async fn remove_member(
     State(ctx): State<AdminContext>,
+    idempotency: Idempotency,
     AdminPath(id): AdminPath<u64>,
 ) -> Result<Json<ClusterStatusView>, ApiError> {
     let status = ctx.node().remove(id).await?;
     tracing::info!(node = id, "member removed");
+    ctx.note_cluster_change(&idempotency, change(ClusterAction::RemoveMember, id))
+        .await;
     Ok(Json(status.into()))
 }
 
@@ -221,10 +250,13 @@ pub async fn remove_member(
     ))]
 pub async fn transfer_leader(
     State(ctx): State<AdminContext>,
+    idempotency: Idempotency,
     AdminJson(body): AdminJson<TransferLeader>,
 ) -> Result<Json<ClusterStatusView>, ApiError> {
     let status = ctx.node().transfer_leader(body.to).await?;
     tracing::info!(to = body.to, "leadership transfer requested");
+    let note = change(ClusterAction::TransferLeader, body.to);
+    ctx.note_cluster_change(&idempotency, note).await;
     Ok(Json(status.into()))
 }
 

@@ -5,7 +5,7 @@ use crate::error::ApiError;
 use crate::idempotency::Idempotency;
 use crate::node::CertificateExpiry;
 use rand::RngCore;
-use sluice_core::audit::Audited;
+use sluice_core::audit::{Audited, ClusterChange};
 use sluice_core::idempotency::Idempotent;
 use sluice_core::secret::NONCE_LEN;
 use sluice_core::{Applied, ApplyError, Command, DataKey, State};
@@ -91,6 +91,23 @@ impl AdminContext {
         command: Command,
     ) -> Result<Applied, ApiError> {
         Ok(self.propose(request, command, None).await?.0)
+    }
+
+    /// Records a membership or leadership change the request made (already
+    /// done by openraft) in the audit log. Best effort: the change stands
+    /// whatever happens here, so a note that cannot be written is logged,
+    /// not answered as a failure.
+    pub async fn note_cluster_change(&self, request: &Idempotency, change: ClusterChange) {
+        if request.actor().is_none() {
+            return;
+        }
+        let action = change.action.as_str();
+        if let Err(e) = self
+            .write(request, Command::NoteClusterChange(change))
+            .await
+        {
+            tracing::warn!(action, error = %e.message, "cluster change done, but not written to the audit log");
+        }
     }
 
     /// [`AdminContext::write`] for a write whose response shows a secret
@@ -232,6 +249,7 @@ pub(crate) fn unexpected(applied: &Applied) -> ApiError {
             Applied::UsageRecorded { .. } => "usage recorded",
             Applied::UsageCompacted { .. } => "usage compacted",
             Applied::AuditCompacted { .. } => "audit compacted",
+            Applied::Noted => "noted",
             Applied::Restored(_) => "restored",
             Applied::Replayed(_) => "replayed",
         }

@@ -62,6 +62,37 @@ pub struct Audited {
     pub command: Command,
 }
 
+/// A change of the cluster's membership or leadership made through the
+/// admin API. Openraft applies the change itself; this note, proposed
+/// (audited) once it is done, puts it in the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterChange {
+    pub action: ClusterAction,
+    /// The node it concerns (the new leader for a transfer).
+    pub node: u64,
+    /// A new learner's addresses: Raft, admin API, proxy.
+    pub addresses: Option<[String; 3]>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClusterAction {
+    AddLearner,
+    PromoteVoter,
+    RemoveMember,
+    TransferLeader,
+}
+
+impl ClusterAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClusterAction::AddLearner => "add_learner",
+            ClusterAction::PromoteVoter => "promote_voter",
+            ClusterAction::RemoveMember => "remove_member",
+            ClusterAction::TransferLeader => "transfer_leader",
+        }
+    }
+}
+
 /// The object a write changed, as an entry keeps it (secrets out).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Subject {
@@ -76,6 +107,8 @@ pub enum Subject {
     },
     /// The size of the configuration (a restore's before and after).
     Config(ConfigCounts),
+    /// A membership or leadership change (its after).
+    Cluster(ClusterChange),
 }
 
 impl Subject {
@@ -243,6 +276,7 @@ pub(crate) fn target(command: &Command) -> Result<String, ApplyError> {
         Command::DeleteAdminToken { id } => format!("admin_token:{id}"),
         Command::SetQuota { scope, .. } => quota_target(scope),
         Command::RestoreConfig { .. } => "config".to_owned(),
+        Command::NoteClusterChange(change) => format!("node:{}", change.node),
         Command::Idempotent(write) => target(&write.command)?,
         Command::GrantLeases { .. }
         | Command::ReturnLeases { .. }
@@ -280,6 +314,10 @@ pub(crate) fn after(command: &Command, applied: &Applied) -> Option<Subject> {
             _ => None,
         },
         Applied::Restored(counts) => Some(Subject::Config(*counts)),
+        Applied::Noted => match unwrap(command) {
+            Command::NoteClusterChange(change) => Some(Subject::Cluster(change.clone())),
+            _ => None,
+        },
         _ => None,
     }
 }

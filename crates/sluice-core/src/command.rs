@@ -1,7 +1,7 @@
 //! What goes into the Raft log: a [`Proposal`] is a [`Command`] stamped with the
 //! leader's clock, and [`Applied`] is what applying it produced.
 
-use crate::audit::Audited;
+use crate::audit::{Audited, ClusterChange};
 use crate::backup::{ConfigCounts, ConfigSnapshot};
 use crate::idempotency::{Idempotent, Replay};
 use crate::quota::{Grant, QuotaPolicy, Return, Scope, Want};
@@ -102,6 +102,9 @@ pub enum Command {
     /// command, and recorded in the audit log if it changed something
     /// (see [`crate::audit`]).
     Audited(Box<Audited>),
+    /// A membership or leadership change the admin API made, for the audit
+    /// log: changes nothing else, and is accepted only inside `Audited`.
+    NoteClusterChange(ClusterChange),
 }
 
 impl Command {
@@ -129,6 +132,7 @@ impl Command {
             Command::Idempotent(write) => write.command.kind(),
             Command::CompactAudit { .. } => "compact_audit",
             Command::Audited(write) => write.command.kind(),
+            Command::NoteClusterChange(change) => change.action.as_str(),
         }
     }
 }
@@ -168,6 +172,8 @@ pub enum Applied {
     },
     /// What a `RestoreConfig` put in place.
     Restored(ConfigCounts),
+    /// A `NoteClusterChange`, recorded.
+    Noted,
     /// A `CompactAudit`: how many entries were dropped.
     AuditCompacted {
         removed: u64,

@@ -49,9 +49,9 @@ impl State {
     pub fn apply(&mut self, proposal: &Proposal) -> Result<Applied, ApplyError> {
         let now = proposal.at_ms;
         let applied = match &proposal.command {
-            Command::Idempotent(write) => self.apply_idempotent(write, now)?,
+            Command::Idempotent(write) => self.apply_idempotent(write, now, false)?,
             Command::Audited(write) => self.apply_audited(write, now)?,
-            command => self.run(command, now)?,
+            command => self.run(command, now, false)?,
         };
         self.last_at_ms = self.last_at_ms.max(now);
         self.replays.expire(self.last_at_ms);
@@ -60,7 +60,12 @@ impl State {
 
     /// A keyed write: its record if it applied before, else applied and
     /// recorded (a refusal leaves no record: nothing was applied).
-    fn apply_idempotent(&mut self, write: &Idempotent, now: u64) -> Result<Applied, ApplyError> {
+    fn apply_idempotent(
+        &mut self,
+        write: &Idempotent,
+        now: u64,
+        audited: bool,
+    ) -> Result<Applied, ApplyError> {
         write.validate()?;
         let clock = self.last_at_ms.max(now);
         if let Some(replay) = self.replays.find(&write.key, write.step, clock) {
@@ -71,7 +76,7 @@ impl State {
             }
             return Ok(Applied::Replayed(Box::new(replay.clone())));
         }
-        let applied = self.run(&write.command, now)?;
+        let applied = self.run(&write.command, now, audited)?;
         self.replays.record(write, applied.clone(), now);
         Ok(applied)
     }
@@ -83,8 +88,8 @@ impl State {
         let target = audit::target(&write.command)?;
         let before = self.subject(audit::unwrap(&write.command));
         let applied = match &write.command {
-            Command::Idempotent(keyed) => self.apply_idempotent(keyed, now)?,
-            command => self.run(command, now)?,
+            Command::Idempotent(keyed) => self.apply_idempotent(keyed, now, true)?,
+            command => self.run(command, now, true)?,
         };
         if !matches!(applied, Applied::Replayed(_)) {
             let after = audit::after(&write.command, &applied);
@@ -141,7 +146,8 @@ impl State {
 
     /// Runs one plain command (never `Idempotent`: [`Idempotent::validate`]
     /// refuses nesting before this is reached).
-    fn run(&mut self, command: &Command, now: u64) -> Result<Applied, ApplyError> {
+    /// `audited`: the command came with its actor.
+    fn run(&mut self, command: &Command, now: u64, audited: bool) -> Result<Applied, ApplyError> {
         let applied = match command {
             Command::CreateProvider(p) => {
                 p.validate()?;
@@ -354,6 +360,20 @@ impl State {
             }
             Command::RestoreConfig { config, force } => {
                 Applied::Restored(self.restore(config, *force, now)?)
+            }
+            Command::NoteClusterChange(change) => {
+                if !audited {
+                    return Err(ApplyError::invalid(
+                        "command",
+                        "a cluster change note is only accepted with its actor",
+                    ));
+                }
+                if let Some(addresses) = &change.addresses {
+                    if addresses.iter().any(|a| a.len() > 256) {
+                        return Err(ApplyError::invalid("addresses", "at most 256 bytes each"));
+                    }
+                }
+                Applied::Noted
             }
             Command::CompactAudit { before_ms } => Applied::AuditCompacted {
                 removed: self.audit.compact(*before_ms),

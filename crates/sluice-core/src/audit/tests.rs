@@ -280,3 +280,29 @@ proptest! {
         prop_assert_eq!(back.audit(), s.audit());
     }
 }
+
+#[test]
+fn a_cluster_change_is_noted_only_with_its_actor() {
+    let note = ClusterChange {
+        action: ClusterAction::AddLearner,
+        node: 4,
+        addresses: Some([
+            "127.0.0.1:7400".into(),
+            "http://127.0.0.1:7401".into(),
+            "http://127.0.0.1:7402".into(),
+        ]),
+    };
+    let mut s = State::default();
+    assert!(s
+        .apply(&Proposal {
+            at_ms: 1,
+            command: Command::NoteClusterChange(note.clone()),
+        })
+        .is_err());
+    s.apply(&audited(2, "ops", Command::NoteClusterChange(note.clone())))
+        .unwrap();
+    let entry = entries(&s)[0];
+    assert_eq!(entry.action, "add_learner");
+    assert_eq!(entry.target, "node:4");
+    assert_eq!(entry.after, Some(Subject::Cluster(note)));
+}
