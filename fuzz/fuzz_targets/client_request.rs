@@ -10,6 +10,7 @@ use sluice_providers::{prepare, ClientRequest, Endpoint, Target};
 
 fuzz_target!(|data: &[u8]| {
     let target = Target {
+        name: "fuzzed".into(),
         base_url: "http://127.0.0.1:1/v1".into(),
         api_key: Some("sk-fuzz".into()),
         extra_headers: HeaderMap::new(),
@@ -19,6 +20,7 @@ fuzz_target!(|data: &[u8]| {
         Endpoint::Completions,
         Endpoint::Embeddings,
         Endpoint::Messages,
+        Endpoint::Responses,
     ] {
         let Ok(request) = ClientRequest::parse(endpoint, data, &HeaderMap::new()) else {
             continue;

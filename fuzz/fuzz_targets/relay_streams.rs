@@ -1,5 +1,6 @@
 //! An upstream's stream bytes through every relay the proxy runs (OpenAI
-//! and Anthropic passthrough, both translations), cut at a fuzzer-chosen
+//! and Anthropic passthrough, both translations, the Responses API's typed
+//! events with their ids rewritten), cut at a fuzzer-chosen
 //! point: errors are reported, never a panic, and what a relay writes is
 //! always whole SSE events.
 #![no_main]
@@ -19,10 +20,12 @@ fuzz_target!(|data: &[u8]| {
         (Endpoint::Messages, ProviderKind::Anthropic, Conversion::Passthrough),
         (Endpoint::ChatCompletions, ProviderKind::Anthropic, Conversion::ChatToMessages),
         (Endpoint::Messages, ProviderKind::OpenAi, Conversion::MessagesToChat),
+        (Endpoint::Responses, ProviderKind::OpenAi, Conversion::Passthrough),
     ];
     for (endpoint, kind, conversion) in exchanges {
         for client_wants_usage in [false, true] {
             let exchange = Exchange {
+                provider: "fuzzed".into(),
                 endpoint,
                 kind,
                 conversion,

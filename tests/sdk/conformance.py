@@ -199,6 +199,70 @@ class OpenAIOtherEndpoints(unittest.TestCase):
                 self.assertEqual(model.object, "model")
 
 
+RESPONSES_TOOLS = [
+    {
+        "type": "function",
+        "name": "get_weather",
+        "description": "The weather in a city.",
+        "parameters": WEATHER_SCHEMA,
+    }
+]
+
+
+class OpenAIResponses(unittest.TestCase):
+    """The Responses API, passed through to OpenAI-kind providers."""
+
+    def test_create_and_follow_up_through_another_node(self):
+        for i, url in enumerate(URLS):
+            with self.subTest(node=url):
+                client = openai_client(url)
+                reply = client.responses.create(model=GPT, input="hello from the responses api")
+                self.assertEqual(reply.object, "response")
+                self.assertEqual(reply.status, "completed")
+                self.assertIn("hello from the responses api", reply.output_text)
+                self.assertGreater(reply.usage.input_tokens, 0)
+                self.assertEqual(
+                    reply.usage.total_tokens, reply.usage.input_tokens + reply.usage.output_tokens
+                )
+                other = openai_client(URLS[(i + 1) % len(URLS)])
+                follow = other.responses.create(
+                    model=GPT, input="and then", previous_response_id=reply.id
+                )
+                self.assertEqual(follow.status, "completed")
+                self.assertEqual(other.responses.retrieve(reply.id).id, reply.id)
+
+    def test_stream_helper(self):
+        for url in URLS:
+            with self.subTest(node=url):
+                client = openai_client(url)
+                with client.responses.stream(model=GPT, input="stream these words") as stream:
+                    deltas = "".join(
+                        e.delta for e in stream if e.type == "response.output_text.delta"
+                    )
+                    final = stream.get_final_response()
+                self.assertIn("stream these words", deltas)
+                self.assertEqual(final.output_text, deltas)
+                self.assertGreater(final.usage.output_tokens, 0)
+
+    def test_function_call(self):
+        for url in URLS:
+            with self.subTest(node=url):
+                reply = openai_client(url).responses.create(
+                    model=GPT, input="Paris", tools=RESPONSES_TOOLS
+                )
+                calls = [o for o in reply.output if o.type == "function_call"]
+                self.assertEqual(len(calls), 1)
+                self.assertEqual(calls[0].name, "get_weather")
+                self.assertEqual(json.loads(calls[0].arguments), {"city": "Paris"})
+
+    def test_delete(self):
+        client = openai_client(URLS[0])
+        reply = client.responses.create(model=GPT, input="forget me")
+        openai_client(URLS[-1]).responses.delete(reply.id)
+        with self.assertRaises(openai.NotFoundError):
+            openai_client(URLS[0], retries=0).responses.retrieve(reply.id)
+
+
 class AnthropicMessages(unittest.TestCase):
     def test_create(self):
         for url in URLS:

@@ -1187,3 +1187,171 @@ fn node_stopped_with_sigterm_finishes_its_streams_then_exits_0() {
         .post("/v1/chat/completions", &chat(GPT, "still here"));
     assert_eq!(reply.status, 200, "{}", reply.text);
 }
+
+/// The Responses API through every node: answers whole and streamed, a
+/// follow-up reaches the upstream that made the response it follows
+/// whichever node it lands on (two accounts behind one route, each
+/// knowing only its own responses), stored responses are read and deleted
+/// through any node, a key reads only what its routes reach, a route of
+/// Anthropic providers says it cannot serve it, and quotas apply.
+#[test]
+fn the_responses_api_answers_on_every_node_and_follows_up_where_it_began() {
+    let plane = start();
+    let other = sluice_e2e::dataplane::MockLlm::start(
+        &plane.cluster.root().join("mock-llm-2.log"),
+        plane.cluster.deadline(),
+    );
+    plane.create_provider_at("second-account", "openai", &other.v1(), json!({}));
+    plane.create_route(
+        "gpt-two",
+        &[
+            (OPENAI_PROVIDER, "mock-gpt", 1),
+            ("second-account", "mock-gpt", 1),
+        ],
+        &[],
+    );
+    plane.wait_served(&plane.key, &["gpt-two"]);
+
+    let mut made = Vec::new();
+    for id in plane.cluster.ids() {
+        let reply = plane.proxy(id).post(
+            "/v1/responses",
+            &json!({"model": "gpt-two", "input": "hello from the responses api", "instructions": "be brief"}),
+        );
+        assert_json_ok(&reply, &format!("node {id}, responses"));
+        assert_eq!(reply.body["object"], "response", "{}", reply.text);
+        let response_id = reply.body["id"].as_str().expect("id").to_owned();
+        assert!(response_id.starts_with("resp_"), "{response_id}");
+        let text = reply.body["output"][0]["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            text.contains("hello from the responses api"),
+            "{}",
+            reply.text
+        );
+        assert!(
+            reply.body["usage"]["input_tokens"].as_u64() > Some(0),
+            "{}",
+            reply.text
+        );
+        made.push(response_id);
+    }
+    // Follow-ups through every other node: each goes where its first
+    // response was made (the other account answers 404 for it).
+    for (i, previous) in made.iter().enumerate() {
+        for id in plane.cluster.ids() {
+            let reply = plane.proxy(id).post(
+                "/v1/responses",
+                &json!({"model": "gpt-two", "input": format!("and then {i}"), "previous_response_id": previous}),
+            );
+            assert_json_ok(&reply, &format!("node {id}, follow-up of {previous}"));
+            // The upstream saw its own id.
+            assert!(
+                reply.body["previous_response_id"]
+                    .as_str()
+                    .is_some_and(|p| p.starts_with("resp_mock")),
+                "{}",
+                reply.text
+            );
+        }
+    }
+    assert!(
+        plane.mock.requests_to("/v1/responses") > 0 && other.requests_to("/v1/responses") > 0,
+        "both accounts served"
+    );
+
+    // Streamed: typed events, the id wrapped in every event that carries
+    // the response, usage in the last one.
+    let stream = read_stream(
+        plane.proxy(2).stream(
+            "/v1/responses",
+            &json!({"model": GPT, "input": "stream these words please", "stream": true}),
+        ),
+        "node 2, responses stream",
+    );
+    let names = stream.names();
+    assert_eq!(
+        names.first(),
+        Some(&"response.created"),
+        "{}",
+        stream.dump()
+    );
+    assert_eq!(
+        names.last(),
+        Some(&"response.completed"),
+        "{}",
+        stream.dump()
+    );
+    let events = stream.chunks();
+    let created = &events[0]["response"]["id"];
+    let completed = &events[events.len() - 1]["response"];
+    assert_eq!(&completed["id"], created);
+    assert!(created.as_str().is_some_and(|id| id.starts_with("resp_")));
+    let deltas: String = events
+        .iter()
+        .filter(|e| e["type"] == "response.output_text.delta")
+        .filter_map(|e| e["delta"].as_str())
+        .collect();
+    assert_eq!(
+        Some(deltas.as_str()),
+        completed["output"][0]["content"][0]["text"].as_str()
+    );
+    assert!(completed["usage"]["output_tokens"].as_u64() > Some(0));
+
+    // Stored responses, through any node; then gone.
+    let first = &made[0];
+    let got = plane.proxy(3).get(&format!("/v1/responses/{first}"));
+    assert_json_ok(&got, "get a stored response");
+    assert_eq!(got.body["id"], first.as_str());
+    let deleted = plane.proxy(1).delete(&format!("/v1/responses/{first}"));
+    assert_json_ok(&deleted, "delete a stored response");
+    assert_eq!(deleted.body["deleted"], true, "{}", deleted.text);
+    let gone = plane.proxy(2).get(&format!("/v1/responses/{first}"));
+    assert_eq!(gone.status, 404, "{}", gone.text);
+    gone.openai_error();
+    let unknown = plane.proxy(1).get("/v1/responses/resp_not_ours");
+    assert_eq!(unknown.status, 404, "{}", unknown.text);
+    // A key whose routes do not reach the second account cannot read its
+    // responses.
+    plane.create_route("gpt-second", &[("second-account", "mock-gpt", 1)], &[]);
+    plane.wait_served(&plane.key, &["gpt-second"]);
+    let made_at = |route: &str| {
+        let reply = plane.proxy(1).post(
+            "/v1/responses",
+            &json!({"model": route, "input": "where am I"}),
+        );
+        assert_json_ok(&reply, route);
+        reply.body["id"].as_str().expect("id").to_owned()
+    };
+    let (at_first, at_second) = (made_at(GPT), made_at("gpt-second"));
+    let (_, gpt_only) = plane.create_key("responses-gpt-only", &[GPT]);
+    plane.wait_served(&gpt_only, &[GPT]);
+    let restricted = plane.proxy(3).with_key(Some(&gpt_only));
+    assert_eq!(
+        restricted.get(&format!("/v1/responses/{at_first}")).status,
+        200
+    );
+    let hidden = restricted.get(&format!("/v1/responses/{at_second}"));
+    assert_eq!(hidden.status, 404, "{}", hidden.text);
+
+    // An Anthropic-only route cannot serve it.
+    let reply = plane
+        .proxy(1)
+        .post("/v1/responses", &json!({"model": CLAUDE, "input": "hi"}));
+    assert_eq!(reply.status, 400, "{}", reply.text);
+    reply.openai_error();
+
+    // Quotas apply as on chat completions.
+    let (_, limited) = plane.create_key_with("responses-rpm", json!({"rpm": 2}));
+    plane.wait_served(&limited, &[GPT]);
+    let proxy = plane.proxy(1).with_key(Some(&limited));
+    let statuses: Vec<u16> = (0..3)
+        .map(|_| {
+            proxy
+                .post("/v1/responses", &json!({"model": GPT, "input": "count me"}))
+                .status
+        })
+        .collect();
+    assert_eq!(statuses, [200, 200, 429], "rpm 2");
+}

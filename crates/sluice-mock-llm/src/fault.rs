@@ -18,6 +18,11 @@ pub(crate) enum Fault {
     WrongKey,
     /// The model is not in `MockConfig::models`.
     ModelNotFound { model: String },
+    /// A stored object (a response) that is not there.
+    NotFound {
+        message: String,
+        param: Option<String>,
+    },
     /// Failure injected by `fail_status` / `x-mock-status`.
     Injected { status: u16, retry_after_ms: u64 },
 }
@@ -27,7 +32,7 @@ impl Fault {
         match self {
             Fault::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Fault::MissingKey | Fault::WrongKey => StatusCode::UNAUTHORIZED,
-            Fault::ModelNotFound { .. } => StatusCode::NOT_FOUND,
+            Fault::ModelNotFound { .. } | Fault::NotFound { .. } => StatusCode::NOT_FOUND,
             Fault::Injected { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             }

@@ -5,6 +5,7 @@ pub(crate) mod completions;
 pub(crate) mod embeddings;
 pub(crate) mod error;
 pub(crate) mod models;
+pub(crate) mod responses;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -25,6 +25,8 @@ pub(crate) struct Mock {
     pub counters: Arc<Counters>,
     /// Numbers response ids (`chatcmpl-mock7`), unique per instance.
     seq: AtomicU64,
+    /// The Responses API's stored responses.
+    pub responses: openai::responses::Shared,
 }
 
 impl Mock {
@@ -54,6 +56,7 @@ impl MockServer {
             config,
             counters: Arc::new(Counters::new()),
             seq: AtomicU64::new(1),
+            responses: Default::default(),
         });
         let stop = CancellationToken::new();
         let app = router(Arc::clone(&mock));
@@ -79,6 +82,11 @@ fn router(mock: Arc<Mock>) -> Router {
         .route("/v1/embeddings", post(openai::embeddings::handle))
         .route("/v1/models", get(openai::models::handle))
         .route("/v1/messages", post(anthropic::handle))
+        .route("/v1/responses", post(openai::responses::create))
+        .route(
+            "/v1/responses/{id}",
+            get(openai::responses::get).delete(openai::responses::delete),
+        )
         .route(
             "/_mock/behavior",
             put(control::set_behavior).get(control::behavior),

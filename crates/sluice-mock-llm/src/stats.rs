@@ -19,15 +19,17 @@ pub enum Endpoint {
     Embeddings,
     Models,
     Messages,
+    Responses,
 }
 
 impl Endpoint {
-    const ALL: [Endpoint; 5] = [
+    const ALL: [Endpoint; 6] = [
         Endpoint::ChatCompletions,
         Endpoint::Completions,
         Endpoint::Embeddings,
         Endpoint::Models,
         Endpoint::Messages,
+        Endpoint::Responses,
     ];
 
     /// The request path, also the key in [`Stats::requests`].
@@ -38,6 +40,7 @@ impl Endpoint {
             Endpoint::Embeddings => "/v1/embeddings",
             Endpoint::Models => "/v1/models",
             Endpoint::Messages => "/v1/messages",
+            Endpoint::Responses => "/v1/responses",
         }
     }
 }

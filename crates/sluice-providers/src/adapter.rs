@@ -22,7 +22,8 @@ use serde_json::{Map, Value};
 use sluice_core::ProviderKind;
 
 use crate::provider::{self, Service};
-use crate::{body, translate};
+use crate::{body, responses, translate};
+use std::sync::Arc;
 
 /// The `anthropic-version` sent when the client did not choose one.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -42,6 +43,8 @@ pub enum Endpoint {
     Embeddings,
     /// `POST /v1/messages` (Anthropic)
     Messages,
+    /// `POST /v1/responses` (OpenAI's Responses API)
+    Responses,
 }
 
 impl Endpoint {
@@ -52,6 +55,7 @@ impl Endpoint {
             "/v1/completions" => Some(Self::Completions),
             "/v1/embeddings" => Some(Self::Embeddings),
             "/v1/messages" => Some(Self::Messages),
+            "/v1/responses" => Some(Self::Responses),
             _ => None,
         }
     }
@@ -71,6 +75,7 @@ impl Endpoint {
             Self::Completions => "completions",
             Self::Embeddings => "embeddings",
             Self::Messages => "messages",
+            Self::Responses => "responses",
         }
     }
 
@@ -97,6 +102,8 @@ impl Dialect {
 /// Where and as whom an adapter sends: one provider's address and secrets.
 #[derive(Clone, Default)]
 pub struct Target {
+    /// The provider's name (response ids of the Responses API carry it).
+    pub name: Arc<str>,
     /// The API root, e.g. `https://api.openai.com/v1`; a trailing `/` is
     /// ignored.
     pub base_url: String,
@@ -113,6 +120,7 @@ impl std::fmt::Debug for Target {
         // Never the key nor header values.
         let names: Vec<&str> = self.extra_headers.keys().map(|k| k.as_str()).collect();
         f.debug_struct("Target")
+            .field("name", &self.name)
             .field("base_url", &self.base_url)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("extra_header_names", &names)
@@ -150,6 +158,9 @@ pub struct ClientRequest {
     pub stream: bool,
     /// Headers passed on to a provider that speaks the client's API.
     forwarded: HeaderMap,
+    /// A Responses API follow-up of a response the gateway relayed: the
+    /// provider that made it and its id there (see [`crate::responses`]).
+    previous: Option<(String, String)>,
 }
 
 impl ClientRequest {
@@ -193,6 +204,10 @@ impl ClientRequest {
                 "This endpoint does not support streaming.",
             ));
         }
+        let previous = match (endpoint, body.get("previous_response_id")) {
+            (Endpoint::Responses, Some(Value::String(id))) => responses::upstream_of(id),
+            _ => None,
+        };
         let mut forwarded = HeaderMap::new();
         if endpoint.dialect() == Dialect::Anthropic {
             for name in ANTHROPIC_FORWARDED {
@@ -207,6 +222,7 @@ impl ClientRequest {
             model,
             stream,
             forwarded,
+            previous,
         })
     }
 
@@ -220,9 +236,23 @@ impl ClientRequest {
         &self.forwarded
     }
 
-    /// `max_tokens` (or OpenAI's `max_completion_tokens`), when set.
+    /// The provider a Responses API follow-up must go to: the one that
+    /// made its `previous_response_id`.
+    pub fn pinned_provider(&self) -> Option<&str> {
+        self.previous
+            .as_ref()
+            .map(|(provider, _)| provider.as_str())
+    }
+
+    /// The upstream's id of the response this one follows.
+    pub(crate) fn previous_upstream_id(&self) -> Option<&str> {
+        self.previous.as_ref().map(|(_, id)| id.as_str())
+    }
+
+    /// `max_tokens` (or OpenAI's `max_completion_tokens`, or the Responses
+    /// API's `max_output_tokens`), when set.
     pub fn max_tokens(&self) -> Option<u64> {
-        ["max_completion_tokens", "max_tokens"]
+        ["max_completion_tokens", "max_tokens", "max_output_tokens"]
             .iter()
             .find_map(|field| self.body.get(*field).and_then(Value::as_u64))
     }
@@ -240,8 +270,10 @@ pub enum Conversion {
 }
 
 /// What the relay of the answer needs to know about the request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exchange {
+    /// The provider's name.
+    pub provider: Arc<str>,
     pub endpoint: Endpoint,
     pub kind: ProviderKind,
     pub conversion: Conversion,
@@ -310,6 +342,30 @@ pub fn prepare(
         .headers_mut()
         .ok_or_else(|| PrepareError::Target("invalid base URL".into()))?;
     provider.headers(request, conversion, headers);
+    authorize(provider, target, headers)?;
+    let request = builder
+        .body(Bytes::from(body.bytes))
+        .map_err(|e| PrepareError::Target(e.to_string()))?;
+    Ok(Prepared {
+        request,
+        exchange: Exchange {
+            provider: Arc::clone(&target.name),
+            endpoint,
+            kind,
+            conversion,
+            stream,
+            client_wants_usage: body.client_wants_usage,
+        },
+    })
+}
+
+/// The provider's configured headers (they win over the API's own), then
+/// its credential.
+fn authorize(
+    provider: &dyn provider::Provider,
+    target: &Target,
+    headers: &mut HeaderMap,
+) -> Result<(), PrepareError> {
     for name in target.extra_headers.keys() {
         headers.remove(name);
     }
@@ -319,19 +375,48 @@ pub fn prepare(
     if let Some(key) = &target.api_key {
         provider.authenticate(key, headers)?;
     }
-    let request = builder
-        .body(Bytes::from(body.bytes))
-        .map_err(|e| PrepareError::Target(e.to_string()))?;
-    Ok(Prepared {
-        request,
-        exchange: Exchange {
-            endpoint,
-            kind,
-            conversion,
-            stream,
-            client_wants_usage: body.client_wants_usage,
-        },
-    })
+    Ok(())
+}
+
+/// `GET` or `DELETE` of the stored response `upstream_id` at a `kind`
+/// provider at `target` (the Responses API; `Unsupported` for a provider
+/// without it).
+pub fn prepare_stored_response(
+    kind: ProviderKind,
+    target: &Target,
+    method: Method,
+    upstream_id: &str,
+) -> Result<http::Request<Bytes>, PrepareError> {
+    let provider = provider::of(kind);
+    let endpoint = Endpoint::Responses;
+    let service = provider
+        .serves(endpoint)
+        .filter(|s| s.conversion == Conversion::Passthrough)
+        .ok_or(PrepareError::Unsupported { kind, endpoint })?;
+    // Ids are opaque but URL-safe at every provider that has them; anything
+    // else would change the path.
+    if upstream_id.is_empty()
+        || !upstream_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(PrepareError::Invalid(InvalidRequest::new(
+            "response_id",
+            "Not a response id.",
+        )));
+    }
+    let path = format!("{}/{upstream_id}", service.path);
+    let mut builder = http::Request::builder()
+        .method(method)
+        .uri(join(&target.base_url, &path))
+        .header(ACCEPT, HeaderValue::from_static("application/json"));
+    let headers = builder
+        .headers_mut()
+        .ok_or_else(|| PrepareError::Target("invalid base URL".into()))?;
+    authorize(provider, target, headers)?;
+    builder
+        .body(Bytes::new())
+        .map_err(|e| PrepareError::Target(e.to_string()))
 }
 
 /// The body as sent with `model` replaced: written straight from the

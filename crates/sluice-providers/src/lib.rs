@@ -34,6 +34,8 @@
 //! * [`adapter`]: a client's request, parsed once ([`ClientRequest`]), made
 //!   into the HTTP request one provider understands ([`prepare`]):
 //!   passthrough when both speak the same API, translated when not.
+//! * [`responses`]: the Responses API's own part of the relay: response
+//!   ids that name their provider, its usage and its typed event stream.
 //! * [`relay`]: the answer back in the client's API, whole
 //!   ([`convert_response`]) or streamed event by event ([`StreamRelay`]),
 //!   with usage read on the way and truncated streams reported.
@@ -45,13 +47,14 @@ pub mod client;
 pub mod openai;
 pub mod provider;
 pub mod relay;
+pub mod responses;
 pub mod sse;
 pub mod translate;
 pub mod usage;
 
 pub use adapter::{
-    prepare, ClientRequest, Conversion, Dialect, Endpoint, Exchange, InvalidRequest, PrepareError,
-    Prepared, Target,
+    prepare, prepare_stored_response, ClientRequest, Conversion, Dialect, Endpoint, Exchange,
+    InvalidRequest, PrepareError, Prepared, Target,
 };
 pub use body::InvalidBody;
 pub use client::{

@@ -115,7 +115,7 @@ fn push_event(out: &mut Vec<u8>, name: Option<&str>, data: &str) {
     let _ = event.encode_into(out);
 }
 
-fn push_json<T: serde::Serialize>(
+pub(crate) fn push_json<T: serde::Serialize>(
     out: &mut Vec<u8>,
     name: Option<&str>,
     value: &T,

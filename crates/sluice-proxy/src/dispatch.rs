@@ -50,6 +50,20 @@ impl Worker {
             return Box::pin(self.model_call(endpoint, request)).await;
         }
         let dialect = dialect_of(path, request.headers());
+        if let Some(id) = path.strip_prefix("/v1/responses/") {
+            if method != Method::GET && method != Method::DELETE {
+                return respond(
+                    ProxyError::method_not_allowed(method, path),
+                    dialect,
+                    version,
+                );
+            }
+            let method = method.clone();
+            return match self.stored_response(method, id, request.headers()).await {
+                Ok(response) => response,
+                Err(error) => respond(error, dialect, version),
+            };
+        }
         match (method, path) {
             (&Method::GET, "/healthz") => json_response(StatusCode::OK, &json!({"status": "ok"})),
             (&Method::GET, "/readyz") => {

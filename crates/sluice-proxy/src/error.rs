@@ -174,6 +174,16 @@ impl ProxyError {
         .with_param(Some("model".into()))
     }
 
+    /// 404: a stored response that was not made through the gateway, or
+    /// not for this key's routes.
+    pub fn unknown_response(id: &str) -> Self {
+        Self::new(
+            ErrorKind::UnknownResponse,
+            format!("Response with id '{id}' not found."),
+        )
+        .with_param(Some("response_id".into()))
+    }
+
     /// 404: a path the proxy does not serve.
     pub fn unknown_url(method: &http::Method, path: &str) -> Self {
         Self::new(

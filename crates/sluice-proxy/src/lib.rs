@@ -40,6 +40,7 @@ pub mod metrics;
 mod models;
 pub(crate) mod pipeline;
 pub mod quota;
+mod responses;
 pub mod routing;
 pub mod server;
 mod targets;

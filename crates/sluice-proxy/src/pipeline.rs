@@ -95,7 +95,7 @@ impl Worker {
         if let Some(quotas) = &self.quotas {
             admit::admit(self, quotas, ctx, &state, &key.id, route, &request).await?;
         }
-        let mut plan = Plan::new(&state, route, &self.config);
+        let mut plan = Plan::new(&state, route, &self.config, request.pinned_provider());
         while let Some(candidate) = plan.next(&self.breakers) {
             match attempt::attempt(self, ctx, &request, &mut plan, candidate).await {
                 Verdict::Answered(answer) => return Ok(answer),

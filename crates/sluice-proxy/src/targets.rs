@@ -142,6 +142,7 @@ impl Targets {
             extra_headers.insert(name, value);
         }
         Ok(Target {
+            name: provider.name.as_str().into(),
             base_url: provider.base_url.clone(),
             api_key,
             extra_headers,

@@ -105,6 +105,10 @@ impl ProxyClient {
         self.send(self.request(Method::GET, path))
     }
 
+    pub fn delete(&self, path: &str) -> Reply {
+        self.send(self.request(Method::DELETE, path))
+    }
+
     /// GET with extra headers (e.g. `anthropic-version`).
     pub fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
         self.send(with_headers(self.request(Method::GET, path), headers))

@@ -16,6 +16,7 @@ pub(crate) fn render(fault: &Fault) -> Response {
         ),
         Fault::WrongKey => ("authentication_error", "invalid x-api-key".to_owned()),
         Fault::ModelNotFound { model } => ("not_found_error", format!("model: {model}")),
+        Fault::NotFound { message, .. } => ("not_found_error", message.clone()),
         Fault::Injected { status, .. } => {
             let kind = match status {
                 401 => "authentication_error",

@@ -30,6 +30,12 @@ pub(crate) fn render(fault: &Fault) -> Response {
             None,
             Some("model_not_found"),
         ),
+        Fault::NotFound { message, param } => (
+            message.clone(),
+            "invalid_request_error",
+            param.clone(),
+            None,
+        ),
         Fault::Injected { status, .. } => {
             let (kind, code) = match status {
                 429 => ("requests", Some("rate_limit_exceeded")),

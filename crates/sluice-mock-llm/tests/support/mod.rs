@@ -24,6 +24,13 @@ pub async fn start(config: MockConfig) -> MockHandle {
     MockServer::start(config, addr).await.expect("mock binds")
 }
 
+/// `GET url`, answered as `(status, JSON body or null)`.
+pub async fn get_json(url: &str) -> (u16, Value) {
+    let res = client().get(url).send().await.unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder().timeout(BOUND).build().unwrap()
 }

@@ -16,6 +16,7 @@ fn target() -> Target {
     let mut extra_headers = HeaderMap::new();
     extra_headers.insert("x-org", HeaderValue::from_static("acme"));
     Target {
+        name: "acct-a".into(),
         base_url: "https://api.example.com/v1/".into(),
         api_key: Some("sk-secret".into()),
         extra_headers,
@@ -211,4 +212,56 @@ fn keyless_targets_send_no_auth_and_the_key_never_prints() {
     let p = prepare(&r, ProviderKind::OpenAi, &t, "m", 1).unwrap();
     assert!(p.request.headers().get(AUTHORIZATION).is_none());
     assert!(!format!("{:?}", target()).contains("sk-secret"));
+}
+
+#[test]
+fn a_responses_follow_up_goes_with_the_upstreams_id() {
+    let wrapped = crate::responses::client_id("acct-a", "resp_up7");
+    let r = request(
+        Endpoint::Responses,
+        &format!(
+            r#"{{"model":"gpt","input":"more","previous_response_id":"{wrapped}","max_output_tokens":9}}"#
+        ),
+    );
+    assert_eq!(r.pinned_provider(), Some("acct-a"));
+    assert_eq!(r.max_tokens(), Some(9));
+    let p = prepare(&r, ProviderKind::OpenAi, &target(), "gpt-4.1", 1).unwrap();
+    assert_eq!(p.request.uri(), "https://api.example.com/v1/responses");
+    let body = sent(&p);
+    assert_eq!(body["previous_response_id"], "resp_up7");
+    assert_eq!(body["model"], "gpt-4.1");
+    assert_eq!(&*p.exchange.provider, "acct-a");
+    // A first request goes as sent; an id the gateway did not wrap too.
+    let r = request(
+        Endpoint::Responses,
+        r#"{"model":"gpt","input":"hi","previous_response_id":"resp_direct"}"#,
+    );
+    assert_eq!(r.pinned_provider(), None);
+    let p = prepare(&r, ProviderKind::OpenAi, &target(), "m", 1).unwrap();
+    assert_eq!(sent(&p)["previous_response_id"], "resp_direct");
+    // Anthropic has no Responses API (yet): another deployment is tried.
+    assert!(matches!(
+        prepare(&r, ProviderKind::Anthropic, &target(), "m", 1),
+        Err(PrepareError::Unsupported { .. })
+    ));
+}
+
+#[test]
+fn a_stored_response_is_asked_of_its_provider_with_its_credential() {
+    let get =
+        prepare_stored_response(ProviderKind::OpenAi, &target(), Method::GET, "resp_up7").unwrap();
+    assert_eq!(get.uri(), "https://api.example.com/v1/responses/resp_up7");
+    assert_eq!(get.method(), Method::GET);
+    assert_eq!(get.headers()[AUTHORIZATION], "Bearer sk-secret");
+    assert_eq!(get.headers()["x-org"], "acme");
+    for bad in ["", "resp/../x", "resp?x=1", "resp up"] {
+        assert!(
+            prepare_stored_response(ProviderKind::OpenAi, &target(), Method::DELETE, bad).is_err(),
+            "{bad:?}"
+        );
+    }
+    assert!(matches!(
+        prepare_stored_response(ProviderKind::Anthropic, &target(), Method::GET, "resp_1"),
+        Err(PrepareError::Unsupported { .. })
+    ));
 }

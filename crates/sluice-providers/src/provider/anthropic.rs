@@ -32,7 +32,8 @@ impl Provider for Anthropic {
         let conversion = match endpoint {
             Endpoint::Messages => Conversion::Passthrough,
             Endpoint::ChatCompletions => Conversion::ChatToMessages,
-            Endpoint::Completions | Endpoint::Embeddings => return None,
+            // The Responses API is not translated for Anthropic yet.
+            Endpoint::Completions | Endpoint::Embeddings | Endpoint::Responses => return None,
         };
         Some(Service {
             conversion,

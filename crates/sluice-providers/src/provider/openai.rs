@@ -1,6 +1,8 @@
 //! OpenAI and OpenAI-compatible servers (`kind = "openai"`): chat
-//! completions, legacy completions and embeddings as sent; Anthropic
-//! Messages clients translated to chat completions and back.
+//! completions, legacy completions, embeddings and the Responses API as
+//! sent (response ids wrapped with the provider's name, see
+//! [`crate::responses`]); Anthropic Messages clients translated to chat
+//! completions and back.
 
 use bytes::Bytes;
 use http::header::AUTHORIZATION;
@@ -16,6 +18,7 @@ use crate::adapter::{
 use crate::anthropic;
 use crate::openai;
 use crate::relay::{ChatToAnthropic, OpenAiPassthrough, RelayError, StreamRelay};
+use crate::responses::{self, ResponsesPassthrough};
 use crate::translate::reverse;
 use crate::usage::TokenUsage;
 
@@ -36,6 +39,7 @@ impl Provider for OpenAi {
             Endpoint::Completions => (Conversion::Passthrough, "/completions"),
             Endpoint::Embeddings => (Conversion::Passthrough, "/embeddings"),
             Endpoint::Messages => (Conversion::MessagesToChat, "/chat/completions"),
+            Endpoint::Responses => (Conversion::Passthrough, "/responses"),
         };
         Some(Service { conversion, path })
     }
@@ -48,6 +52,25 @@ impl Provider for OpenAi {
         _default_max_tokens: u32,
     ) -> Result<UpstreamBody, PrepareError> {
         match conversion {
+            Conversion::Passthrough if request.endpoint == Endpoint::Responses => {
+                // A follow-up names the response by the upstream's id.
+                let bytes = match request.previous_upstream_id() {
+                    Some(previous) => {
+                        let mut body = request.body().clone();
+                        body.insert("model".into(), Value::String(model.to_owned()));
+                        body.insert(
+                            "previous_response_id".into(),
+                            Value::String(previous.to_owned()),
+                        );
+                        encode(&body)?
+                    }
+                    None => passthrough(request, model)?,
+                };
+                Ok(UpstreamBody {
+                    bytes,
+                    client_wants_usage: false,
+                })
+            }
             Conversion::Passthrough if request.stream => {
                 // Usage is read from every stream: asked for if the client
                 // did not.
@@ -87,6 +110,9 @@ impl Provider for OpenAi {
         _created: u64,
     ) -> Box<dyn StreamRelay> {
         match exchange.conversion {
+            Conversion::Passthrough if exchange.endpoint == Endpoint::Responses => {
+                Box::new(ResponsesPassthrough::new(&exchange.provider))
+            }
             Conversion::Passthrough => {
                 Box::new(OpenAiPassthrough::new(!exchange.client_wants_usage))
             }
@@ -101,6 +127,10 @@ impl Provider for OpenAi {
         model: &str,
         _created: u64,
     ) -> Result<(Bytes, Option<TokenUsage>), RelayError> {
+        if exchange.endpoint == Endpoint::Responses {
+            let (bytes, usage) = responses::convert(&body, &exchange.provider)?;
+            return Ok((Bytes::from(bytes), usage));
+        }
         if exchange.conversion == Conversion::Passthrough {
             let usage = TokenUsage::from_openai_json(&body);
             // As received: no copy.

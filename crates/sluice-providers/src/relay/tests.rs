@@ -12,6 +12,7 @@ fn exchange(
     client_wants_usage: bool,
 ) -> Exchange {
     Exchange {
+        provider: "p".into(),
         endpoint,
         kind,
         conversion,

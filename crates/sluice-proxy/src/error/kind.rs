@@ -39,6 +39,9 @@ pub enum ErrorKind {
     UnknownModel,
     /// 404: the proxy serves no such path.
     UnknownUrl,
+    /// 404: no response with that id was made through the gateway for
+    /// this key.
+    UnknownResponse,
     /// 405: the path does not take the method.
     MethodNotAllowed,
     /// 408: the body came too slowly.
@@ -71,6 +74,7 @@ impl ErrorKind {
             ErrorKind::ModelNotAllowed => "model_not_allowed",
             ErrorKind::UnknownModel => "unknown_model",
             ErrorKind::UnknownUrl => "unknown_url",
+            ErrorKind::UnknownResponse => "unknown_response",
             ErrorKind::MethodNotAllowed => "method_not_allowed",
             ErrorKind::BodyTimeout => "body_timeout",
             ErrorKind::BodyTooLarge => "body_too_large",
@@ -91,7 +95,9 @@ impl ErrorKind {
             ErrorKind::InvalidRequest => StatusCode::BAD_REQUEST,
             ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
             ErrorKind::ModelNotAllowed => StatusCode::FORBIDDEN,
-            ErrorKind::UnknownModel | ErrorKind::UnknownUrl => StatusCode::NOT_FOUND,
+            ErrorKind::UnknownModel | ErrorKind::UnknownUrl | ErrorKind::UnknownResponse => {
+                StatusCode::NOT_FOUND
+            }
             ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorKind::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorKind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -114,6 +120,7 @@ impl ErrorKind {
             | ErrorKind::ModelNotAllowed
             | ErrorKind::UnknownModel
             | ErrorKind::UnknownUrl
+            | ErrorKind::UnknownResponse
             | ErrorKind::MethodNotAllowed
             | ErrorKind::BodyTimeout
             | ErrorKind::BodyTooLarge
@@ -143,9 +150,10 @@ impl ErrorKind {
             ErrorKind::UpstreamFailed => "upstream_error",
             ErrorKind::UpstreamTimeout => "upstream_timeout",
             ErrorKind::NoHealthyDeployment => "service_unavailable",
-            ErrorKind::InvalidRequest | ErrorKind::BodyTimeout | ErrorKind::UpstreamAnswer => {
-                return None
-            }
+            ErrorKind::InvalidRequest
+            | ErrorKind::BodyTimeout
+            | ErrorKind::UpstreamAnswer
+            | ErrorKind::UnknownResponse => return None,
         })
     }
 }

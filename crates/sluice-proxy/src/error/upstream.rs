@@ -47,14 +47,39 @@ impl UpstreamAnswer {
     /// the client's, so 502.
     pub fn status_out(&self) -> StatusCode {
         match self.status.as_u16() {
+            404 if self.names_a_missing_response() => self.status,
             401 | 403 | 404 => StatusCode::BAD_GATEWAY,
             _ => self.status,
         }
     }
 
+    /// A 404 for a response the client named (`previous_response_id`, or
+    /// a stored response it asked for): the client's fault, passed on.
+    pub fn names_a_missing_response(&self) -> bool {
+        #[derive(serde::Deserialize)]
+        struct Body {
+            error: Detail,
+        }
+        #[derive(serde::Deserialize)]
+        struct Detail {
+            #[serde(default)]
+            param: Option<String>,
+            #[serde(default)]
+            code: Option<String>,
+        }
+        self.status == StatusCode::NOT_FOUND
+            && serde_json::from_slice::<Body>(&self.body).is_ok_and(|b| {
+                b.error.param.as_deref() == Some("previous_response_id")
+                    || b.error.code.as_deref() == Some("previous_response_not_found")
+            })
+    }
+
     /// Whose fault: the client's request (a 4xx passed on as is), the
     /// gateway's configuration (401/403/404), or the upstream's (429, 5xx).
     pub fn fault(&self) -> Fault {
+        if self.names_a_missing_response() {
+            return Fault::Client;
+        }
         match self.status.as_u16() {
             401 | 403 | 404 => Fault::Gateway,
             408 | 429 => Fault::Upstream,

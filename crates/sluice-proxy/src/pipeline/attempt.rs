@@ -138,8 +138,15 @@ pub(crate) async fn attempt<'s>(
             }
         };
     }
-    let status = response.status.as_u16();
-    let error = ProxyError::upstream_answer(error_answer(response, provider).await);
+    let answer = error_answer(response, provider).await;
+    // A follow-up of a response the upstream no longer has: the client's
+    // to know, not a broken deployment.
+    let status = if answer.names_a_missing_response() {
+        400
+    } else {
+        answer.status.as_u16()
+    };
+    let error = ProxyError::upstream_answer(answer);
     match status {
         429 => {
             worker

@@ -5,7 +5,9 @@
 //! while the route allows more attempts (`[proxy] retries` + 1) than it has
 //! deployments, then each fallback route the same way. A deployment whose
 //! breaker is open is skipped; one whose provider cannot make a request
-//! counts as an attempt without being sent. Every send after the first
+//! counts as an attempt without being sent. A Responses API follow-up
+//! tries only the deployments of the provider that made the response it
+//! follows. Every send after the first
 //! waits a jittered backoff, and at least what the same deployment's last
 //! answer asked for (`retry-after`, within `[proxy] backoff_max`). When
 //! nothing is left, the last failure is the answer, or why nothing could be
@@ -49,6 +51,11 @@ pub(crate) struct Plan<'s> {
     skipped_open: Vec<(&'s str, &'s str)>,
     /// Whether a deployment could not serve the endpoint.
     unsupported: bool,
+    /// The only provider the request may go to (a Responses API follow-up
+    /// goes where its first response was made), and whether a deployment
+    /// was passed over for another provider.
+    pinned: Option<&'s str>,
+    passed_over: bool,
     /// The latest failure: the answer if nothing better comes.
     last: Option<ProxyError>,
     backoff_base: Duration,
@@ -57,7 +64,12 @@ pub(crate) struct Plan<'s> {
 
 impl<'s> Plan<'s> {
     /// The attempts on `route` (then its fallbacks) in `state`.
-    pub(crate) fn new(state: &'s State, route: &'s Route, config: &ProxyConfig) -> Self {
+    pub(crate) fn new(
+        state: &'s State,
+        route: &'s Route,
+        config: &ProxyConfig,
+        pinned: Option<&'s str>,
+    ) -> Self {
         Self {
             state,
             routes: routing::chain(state, route),
@@ -70,6 +82,8 @@ impl<'s> Plan<'s> {
             previous: None,
             skipped_open: Vec::new(),
             unsupported: false,
+            pinned,
+            passed_over: false,
             last: None,
             backoff_base: config.backoff_base,
             backoff_max: config.backoff_max,
@@ -103,6 +117,10 @@ impl<'s> Plan<'s> {
             let Some(provider) = self.state.provider(&deployment.provider) else {
                 continue;
             };
+            if self.pinned.is_some_and(|p| p != provider.name) {
+                self.passed_over = true;
+                continue;
+            }
             let this = (provider.name.as_str(), deployment.model.as_str());
             let Some(permit) = breakers.acquire(this.0, this.1, Instant::now()) else {
                 if !self.skipped_open.contains(&this) {
@@ -170,6 +188,17 @@ impl<'s> Plan<'s> {
     pub(crate) fn exhausted(self, breakers: &Breakers, request: &ClientRequest) -> ProxyError {
         match self.last {
             Some(error) => error,
+            None if self.passed_over && self.skipped_open.is_empty() && !self.unsupported => {
+                ProxyError::invalid_request(
+                    format!(
+                        "previous_response_id names a response made through provider `{}`, \
+                         which the model `{}` does not use.",
+                        self.pinned.unwrap_or_default(),
+                        request.model
+                    ),
+                    Some("previous_response_id".into()),
+                )
+            }
             None if self.unsupported => {
                 ProxyError::cannot_serve(&request.model, request.endpoint.as_str())
             }

@@ -119,7 +119,14 @@ fn count_with(tokenizer: Option<&tiktoken_rs::CoreBPE>, text: &str) -> u64 {
 pub fn prompt_tokens(body: &serde_json::Map<String, Value>) -> u64 {
     let mut total = PER_PROMPT;
     let mut add = |text: &str| total += count(text);
-    for field in ["system", "prompt", "input", "tools", "functions"] {
+    for field in [
+        "system",
+        "instructions",
+        "prompt",
+        "input",
+        "tools",
+        "functions",
+    ] {
         if let Some(value) = body.get(field) {
             walk(value, &mut add, &mut || {});
         }
