@@ -278,6 +278,11 @@ fn subject_view(subject: &Subject, at_ms: u64) -> Value {
         Subject::Route(r) => show(RouteView::from(r)),
         // As it was when the entry was made.
         Subject::Key(k) => show(KeyView::new(k, at_ms)),
+        Subject::KeyWithQuota(k, policy) => show(KeyView {
+            limits: policy.limits.iter().map(describe_limit).collect(),
+            reserve: Some(policy.reserve.into()),
+            ..KeyView::new(k, at_ms)
+        }),
         Subject::AdminToken(t) => show(TokenView::from(t)),
         Subject::Quota { scope, policy } => show(policy_view(scope, policy.as_ref())),
         Subject::Config(counts) => show(CountsView::from(*counts)),

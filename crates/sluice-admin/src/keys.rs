@@ -234,7 +234,7 @@ pub async fn create_key(
     let expires_at_ms = expiry(&body, now)?;
     // Checked before the key exists, so a bad quota creates nothing.
     let quota = body.quota();
-    quotas::merge(None, &quota)?;
+    let policy = quotas::merge(None, &quota)?;
     let mut random = [0u8; SECRET_RANDOM_LEN];
     rand::rngs::OsRng.fill_bytes(&mut random);
     let secret = format_secret(&random);
@@ -245,19 +245,22 @@ pub async fn create_key(
     key.validate(now).map_err(api_field)?;
     // With an Idempotency-Key, a retry answers the key made the first time,
     // and its secret.
+    // The key and its limits in one command: no node serves it unlimited.
+    let command = match &policy {
+        Some(policy) => Command::CreateKeyWithQuota {
+            key,
+            policy: policy.clone(),
+        },
+        None => Command::CreateKey(key),
+    };
     let (applied, secret) = ctx
-        .write_revealing(&idempotency, Command::CreateKey(key), secret)
+        .write_revealing(&idempotency, command, secret)
         .await
         .map_err(api_field)?;
     let Json(mut view) = applied_key(&ctx, applied)?;
-    if !quota.is_empty() {
-        let scope = Scope::Key {
-            key_id: view.id.clone(),
-        };
-        if let Some(policy) = quotas::apply(&ctx, &idempotency, scope, &quota).await? {
-            view.limits = policy.limits.iter().map(quotas::describe_limit).collect();
-            view.reserve = Some(policy.reserve.into());
-        }
+    if let Some(policy) = policy {
+        view.limits = policy.limits.iter().map(quotas::describe_limit).collect();
+        view.reserve = Some(policy.reserve.into());
     }
     Ok((StatusCode::CREATED, Json(CreatedKey { view, key: secret })))
 }

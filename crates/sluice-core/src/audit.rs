@@ -99,6 +99,8 @@ pub enum Subject {
     Provider(Provider),
     Route(Route),
     Key(VirtualKey),
+    /// A key created with its own quota policy.
+    KeyWithQuota(VirtualKey, QuotaPolicy),
     AdminToken(AdminToken),
     /// A scope's quota policy (`None`: none).
     Quota {
@@ -266,7 +268,9 @@ pub(crate) fn target(command: &Command) -> Result<String, ApplyError> {
         Command::DeleteProvider { name } => format!("provider:{name}"),
         Command::CreateRoute(r) | Command::UpdateRoute(r) => format!("route:{}", r.name),
         Command::DeleteRoute { name } => format!("route:{name}"),
-        Command::CreateKey(k) => format!("key:{}", k.id),
+        Command::CreateKey(k) | Command::CreateKeyWithQuota { key: k, .. } => {
+            format!("key:{}", k.id)
+        }
         Command::SetKeyEnabled { id, .. }
         | Command::RevokeKey { id }
         | Command::DeleteKey { id } => {
@@ -304,7 +308,12 @@ pub(crate) fn after(command: &Command, applied: &Applied) -> Option<Subject> {
     match applied {
         Applied::Provider(p) => Some(Subject::Provider(p.clone())),
         Applied::Route(r) => Some(Subject::Route(r.clone())),
-        Applied::Key(k) => Some(Subject::Key(k.clone())),
+        Applied::Key(k) => Some(match unwrap(command) {
+            Command::CreateKeyWithQuota { policy, .. } => {
+                Subject::KeyWithQuota(k.clone(), policy.clone())
+            }
+            _ => Subject::Key(k.clone()),
+        }),
         Applied::AdminToken(t) => Some(Subject::AdminToken(t.clone())),
         Applied::Quota(policy) => match unwrap(command) {
             Command::SetQuota { scope, .. } => Some(Subject::Quota {

@@ -32,9 +32,10 @@ use serde::{de::DeserializeOwned, Serialize};
 /// * 7: providers' sealed secret headers, `keep_secret_headers` in
 ///   `UpdateProvider`, and each admin token's role. Version 6 was never
 ///   released; it is refused the same way.
-/// * 8: the audit log: the `Audited` and `CompactAudit` commands, the
-///   `AuditCompacted` result and the log in the state. Version 7 was never
-///   released; it is refused the same way.
+/// * 8: the audit log: the `Audited`, `CompactAudit` and
+///   `NoteClusterChange` commands, the `AuditCompacted` and `Noted`
+///   results and the log in the state; `CreateKeyWithQuota`. Version 7 was
+///   never released; it is refused the same way.
 pub const FORMAT_VERSION: u8 = 8;
 
 /// Why bytes could not be turned back into a value.

@@ -102,6 +102,13 @@ pub enum Command {
     /// command, and recorded in the audit log if it changed something
     /// (see [`crate::audit`]).
     Audited(Box<Audited>),
+    /// A key and its own quota policy, created at once: no node ever
+    /// serves the key without its limits (two commands left a moment, on a
+    /// node that had applied the first, when the key was unlimited).
+    CreateKeyWithQuota {
+        key: VirtualKey,
+        policy: QuotaPolicy,
+    },
     /// A membership or leadership change the admin API made, for the audit
     /// log: changes nothing else, and is accepted only inside `Audited`.
     NoteClusterChange(ClusterChange),
@@ -133,6 +140,7 @@ impl Command {
             Command::CompactAudit { .. } => "compact_audit",
             Command::Audited(write) => write.command.kind(),
             Command::NoteClusterChange(change) => change.action.as_str(),
+            Command::CreateKeyWithQuota { .. } => "create_key",
         }
     }
 }

@@ -118,7 +118,9 @@ impl State {
                 self.routes.get(&r.name).cloned().map(Subject::Route)
             }
             Command::DeleteRoute { name } => self.routes.get(name).cloned().map(Subject::Route),
-            Command::CreateKey(k) => self.keys.get(&k.id).cloned().map(Subject::Key),
+            Command::CreateKey(k) | Command::CreateKeyWithQuota { key: k, .. } => {
+                self.keys.get(&k.id).cloned().map(Subject::Key)
+            }
             Command::SetKeyEnabled { id, .. }
             | Command::RevokeKey { id }
             | Command::DeleteKey { id } => self.keys.get(id).cloned().map(Subject::Key),
@@ -137,6 +139,32 @@ impl State {
             Command::RestoreConfig { .. } => Some(Subject::Config(self.config_counts())),
             _ => None,
         }
+    }
+
+    /// Adds key `k`, stamped `now`; refused if a route it allows does not
+    /// exist or the key (or its secret) does.
+    fn create_key(&mut self, k: &VirtualKey, now: u64) -> Result<VirtualKey, ApplyError> {
+        k.validate(now)?;
+        for (i, route) in k.allowed_routes.iter().enumerate() {
+            if !self.routes.contains_key(route) {
+                return Err(ApplyError::invalid(
+                    format!("allowed_routes[{i}]"),
+                    format!("route {route:?} does not exist"),
+                ));
+            }
+        }
+        if self.keys.contains_key(&k.id) || self.key_ids_by_hash.contains_key(&k.hash) {
+            return Err(ApplyError::conflict(format!(
+                "key {:?} already exists",
+                k.id
+            )));
+        }
+        let mut k = k.clone();
+        k.created_at_ms = now;
+        k.revoked_at_ms = None;
+        self.key_ids_by_hash.insert(k.hash, k.id.clone());
+        self.keys.insert(k.id.clone(), k.clone());
+        Ok(k)
     }
 
     /// The audit log.
@@ -244,27 +272,19 @@ impl State {
                 self.ledger.remove_route(name);
                 Applied::Deleted
             }
-            Command::CreateKey(k) => {
-                k.validate(now)?;
-                for (i, route) in k.allowed_routes.iter().enumerate() {
-                    if !self.routes.contains_key(route) {
-                        return Err(ApplyError::invalid(
-                            format!("allowed_routes[{i}]"),
-                            format!("route {route:?} does not exist"),
-                        ));
-                    }
+            Command::CreateKey(k) => Applied::Key(self.create_key(k, now)?),
+            Command::CreateKeyWithQuota { key, policy } => {
+                // Validated before anything changes: all or nothing.
+                policy.validate()?;
+                let k = self.create_key(key, now)?;
+                let scope = Scope::Key {
+                    key_id: k.id.clone(),
+                };
+                if let Err(e) = self.ledger.set_policy(&scope, Some(policy), now) {
+                    self.key_ids_by_hash.remove(&k.hash);
+                    self.keys.remove(&k.id);
+                    return Err(e);
                 }
-                if self.keys.contains_key(&k.id) || self.key_ids_by_hash.contains_key(&k.hash) {
-                    return Err(ApplyError::conflict(format!(
-                        "key {:?} already exists",
-                        k.id
-                    )));
-                }
-                let mut k = k.clone();
-                k.created_at_ms = now;
-                k.revoked_at_ms = None;
-                self.key_ids_by_hash.insert(k.hash, k.id.clone());
-                self.keys.insert(k.id.clone(), k.clone());
                 Applied::Key(k)
             }
             Command::SetKeyEnabled { id, enabled } => {

@@ -306,3 +306,49 @@ fn a_cluster_change_is_noted_only_with_its_actor() {
     assert_eq!(entry.target, "node:4");
     assert_eq!(entry.after, Some(Subject::Cluster(note)));
 }
+
+#[test]
+fn a_key_made_with_its_quota_is_one_change_and_never_without_it() {
+    let mut s = State::default();
+    let secret = crate::key::format_secret(&[6; crate::key::SECRET_RANDOM_LEN]);
+    let key = crate::VirtualKey::new("k".into(), &secret, 0);
+    let policy = QuotaPolicy {
+        limits: vec![Limit::per_minute(Unit::Requests, 60)],
+        ..QuotaPolicy::default()
+    };
+    // A bad policy creates nothing.
+    let bad = QuotaPolicy {
+        limits: vec![Limit::per_minute(Unit::Requests, 0)],
+        ..QuotaPolicy::default()
+    };
+    assert!(s
+        .apply(&audited(
+            1,
+            "t",
+            Command::CreateKeyWithQuota {
+                key: key.clone(),
+                policy: bad
+            }
+        ))
+        .is_err());
+    assert_eq!(s.keys().count(), 0);
+    s.apply(&audited(
+        2,
+        "t",
+        Command::CreateKeyWithQuota {
+            key: key.clone(),
+            policy: policy.clone(),
+        },
+    ))
+    .unwrap();
+    let scope = Scope::Key {
+        key_id: key.id.clone(),
+    };
+    assert_eq!(s.ledger().policy(&scope), Some(&policy));
+    assert_eq!(entries(&s).len(), 1);
+    assert_eq!(entries(&s)[0].action, "create_key");
+    assert!(matches!(
+        &entries(&s)[0].after,
+        Some(Subject::KeyWithQuota(k, p)) if k.id == key.id && *p == policy
+    ));
+}
