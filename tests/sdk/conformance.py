@@ -318,6 +318,16 @@ class AnthropicMessages(unittest.TestCase):
                     uses = [b for b in final.content if b.type == "tool_use"]
                     self.assertEqual([u.input for u in uses], [{"city": "Paris"}])
 
+    def test_count_tokens(self):
+        for url in URLS:
+            for route, counted_by in ((CLAUDE, "upstream"), (GPT, "estimate")):
+                with self.subTest(node=url, route=route):
+                    raw = anthropic_client(url).messages.with_raw_response.count_tokens(
+                        model=route, system="be brief", messages=user("hello there")
+                    )
+                    self.assertEqual(raw.headers.get("x-sluice-token-count"), counted_by)
+                    self.assertGreater(raw.parse().input_tokens, 2)
+
     def test_models(self):
         for url in URLS:
             with self.subTest(node=url):

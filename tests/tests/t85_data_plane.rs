@@ -1355,3 +1355,50 @@ fn the_responses_api_answers_on_every_node_and_follows_up_where_it_began() {
         .collect();
     assert_eq!(statuses, [200, 200, 429], "rpm 2");
 }
+
+/// Anthropic's token counting through every node: forwarded to an
+/// Anthropic provider, estimated for a route without one, and the
+/// response says which.
+#[test]
+fn count_tokens_is_forwarded_or_estimated_and_says_which() {
+    let plane = start();
+    let before = plane.mock.requests_to("/v1/messages/count_tokens");
+    let count = |route: &str| {
+        json!({"model": route, "system": "be brief",
+               "messages": [{"role": "user", "content": "hello there"}]})
+    };
+    for id in plane.cluster.ids() {
+        let proxy = plane.proxy(id);
+        let headers = anthropic_headers(&plane.key);
+        let upstream = proxy.post_with("/v1/messages/count_tokens", &count(CLAUDE), &headers);
+        assert_eq!(upstream.status, 200, "node {id}: {}", upstream.text);
+        // The mock's rule: two messages of two words.
+        assert_eq!(
+            upstream.body,
+            json!({"input_tokens": 6}),
+            "{}",
+            upstream.text
+        );
+        assert_eq!(upstream.header("x-sluice-token-count"), Some("upstream"));
+        let estimated = proxy.post_with("/v1/messages/count_tokens", &count(GPT), &headers);
+        assert_eq!(estimated.status, 200, "node {id}: {}", estimated.text);
+        assert!(
+            estimated.body["input_tokens"].as_u64() > Some(2),
+            "{}",
+            estimated.text
+        );
+        assert_eq!(estimated.header("x-sluice-token-count"), Some("estimate"));
+        let bad = proxy.post_with(
+            "/v1/messages/count_tokens",
+            &json!({"messages": [{"role": "user", "content": "x"}]}),
+            &headers,
+        );
+        assert_eq!(bad.status, 400, "{}", bad.text);
+        assert_eq!(bad.anthropic_error_type(), "invalid_request_error");
+    }
+    assert_eq!(
+        plane.mock.requests_to("/v1/messages/count_tokens") - before,
+        3,
+        "one upstream count per node"
+    );
+}

@@ -1,5 +1,5 @@
 //! The Anthropic Messages API, `POST /v1/messages`, streaming and not, with
-//! tool use. `anthropic-version` is accepted but not required; `max_tokens`
+//! tool use, and `POST /v1/messages/count_tokens`. `anthropic-version` is accepted but not required; `max_tokens`
 //! is required, as Anthropic does.
 
 mod error;
@@ -70,14 +70,7 @@ async fn respond(mock: &Mock, headers: &HeaderMap, body: &[u8]) -> Result<Respon
         Some(0) => return Err(invalid("max_tokens: must be greater than or equal to 1")),
         Some(n) => n,
     };
-    if req.messages.is_empty() {
-        return Err(invalid("messages: at least one message is required"));
-    }
-    mock.check_model(&req.model)?;
-
-    let texts: Vec<String> = req.messages.iter().map(|m| text_of(&m.content)).collect();
-    let system = req.system.as_ref().map(text_of);
-    let prompt_tokens = reply::prompt_tokens(system.iter().chain(&texts).map(String::as_str));
+    let (texts, prompt_tokens) = prompt(mock, &req)?;
     let last_user = req
         .messages
         .iter()
@@ -105,6 +98,38 @@ async fn respond(mock: &Mock, headers: &HeaderMap, body: &[u8]) -> Result<Respon
     } else {
         shape.complete(call, &reply)
     })
+}
+
+/// `POST /v1/messages/count_tokens`: the prompt's tokens by the mock's
+/// rule, as `{"input_tokens": N}`; `max_tokens` is not needed.
+pub(crate) async fn count_tokens(
+    State(mock): State<Arc<Mock>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let counted = async {
+        let call = mock.admit(Endpoint::CountTokens, &headers).await?;
+        let req: MessagesRequest = parse(&body)?;
+        let (_, input_tokens) = prompt(&mock, &req)?;
+        Ok(body::json(call, &json!({"input_tokens": input_tokens})))
+    };
+    match counted.await {
+        Ok(response) => response,
+        Err(fault) => error::render(&fault),
+    }
+}
+
+/// The messages' texts and the prompt's tokens (the system prompt
+/// counted), once the request names a served model and has a message.
+fn prompt(mock: &Mock, req: &MessagesRequest) -> Result<(Vec<String>, u32), Fault> {
+    if req.messages.is_empty() {
+        return Err(invalid("messages: at least one message is required"));
+    }
+    mock.check_model(&req.model)?;
+    let texts: Vec<String> = req.messages.iter().map(|m| text_of(&m.content)).collect();
+    let system = req.system.as_ref().map(text_of);
+    let tokens = reply::prompt_tokens(system.iter().chain(&texts).map(String::as_str));
+    Ok((texts, tokens))
 }
 
 fn invalid(message: &str) -> Fault {

@@ -1,7 +1,8 @@
 //! `sluice-mock-llm` plays a model provider: an HTTP server that speaks the
 //! OpenAI API (`/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`,
 //! `/v1/models`, the Responses API `/v1/responses` with its stored
-//! responses) and the Anthropic Messages API (`/v1/messages`) with the
+//! responses) and the Anthropic Messages API (`/v1/messages`,
+//! `/v1/messages/count_tokens`) with the
 //! exact wire shapes of the real services, streaming and not.
 //!
 //! It owns deterministic replies and token counts, pacing (slow headers,

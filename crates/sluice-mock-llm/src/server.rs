@@ -82,6 +82,7 @@ fn router(mock: Arc<Mock>) -> Router {
         .route("/v1/embeddings", post(openai::embeddings::handle))
         .route("/v1/models", get(openai::models::handle))
         .route("/v1/messages", post(anthropic::handle))
+        .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
         .route("/v1/responses", post(openai::responses::create))
         .route(
             "/v1/responses/{id}",

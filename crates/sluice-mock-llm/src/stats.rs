@@ -20,16 +20,18 @@ pub enum Endpoint {
     Models,
     Messages,
     Responses,
+    CountTokens,
 }
 
 impl Endpoint {
-    const ALL: [Endpoint; 6] = [
+    const ALL: [Endpoint; 7] = [
         Endpoint::ChatCompletions,
         Endpoint::Completions,
         Endpoint::Embeddings,
         Endpoint::Models,
         Endpoint::Messages,
         Endpoint::Responses,
+        Endpoint::CountTokens,
     ];
 
     /// The request path, also the key in [`Stats::requests`].
@@ -41,6 +43,7 @@ impl Endpoint {
             Endpoint::Models => "/v1/models",
             Endpoint::Messages => "/v1/messages",
             Endpoint::Responses => "/v1/responses",
+            Endpoint::CountTokens => "/v1/messages/count_tokens",
         }
     }
 }

@@ -185,3 +185,31 @@ async fn errors_use_the_anthropic_shape() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn count_tokens_counts_the_prompt_by_the_mock_rule() {
+    bounded(async {
+        let mock = start(MockConfig::default()).await;
+        let res = post(
+            &mock,
+            "/v1/messages/count_tokens",
+            json!({"model": "mock-claude", "system": "be brief",
+                   "messages": [{"role": "user", "content": "hello there"}]}),
+            &[VERSION],
+        )
+        .await;
+        assert_eq!(res.status(), 200);
+        let body: Value = res.json().await.unwrap();
+        // Two messages (system and user) of two words each.
+        assert_eq!(body, json!({"input_tokens": 6}));
+        let unknown = post(
+            &mock,
+            "/v1/messages/count_tokens",
+            json!({"model": "nope", "messages": [{"role": "user", "content": "x"}]}),
+            &[VERSION],
+        )
+        .await;
+        assert_eq!(unknown.status(), 404);
+    })
+    .await;
+}

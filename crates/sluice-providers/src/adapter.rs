@@ -45,6 +45,8 @@ pub enum Endpoint {
     Messages,
     /// `POST /v1/responses` (OpenAI's Responses API)
     Responses,
+    /// `POST /v1/messages/count_tokens` (Anthropic)
+    CountTokens,
 }
 
 impl Endpoint {
@@ -56,6 +58,7 @@ impl Endpoint {
             "/v1/embeddings" => Some(Self::Embeddings),
             "/v1/messages" => Some(Self::Messages),
             "/v1/responses" => Some(Self::Responses),
+            "/v1/messages/count_tokens" => Some(Self::CountTokens),
             _ => None,
         }
     }
@@ -63,7 +66,7 @@ impl Endpoint {
     /// The API family the client speaks on this endpoint.
     pub fn dialect(self) -> Dialect {
         match self {
-            Self::Messages => Dialect::Anthropic,
+            Self::Messages | Self::CountTokens => Dialect::Anthropic,
             _ => Dialect::OpenAi,
         }
     }
@@ -76,12 +79,13 @@ impl Endpoint {
             Self::Embeddings => "embeddings",
             Self::Messages => "messages",
             Self::Responses => "responses",
+            Self::CountTokens => "count_tokens",
         }
     }
 
     /// Whether responses of this endpoint can stream.
     fn can_stream(self) -> bool {
-        !matches!(self, Self::Embeddings)
+        !matches!(self, Self::Embeddings | Self::CountTokens)
     }
 }
 

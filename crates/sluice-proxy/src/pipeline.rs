@@ -64,6 +64,9 @@ pub(crate) enum Answer {
     Whole {
         body: Bytes,
         usage: Option<TokenUsage>,
+        /// For a token count: who counted (`upstream` or `estimate`), sent
+        /// as `x-sluice-token-count`.
+        counted_by: Option<&'static str>,
     },
     /// A stream whose first events are in.
     Stream(Box<RelayBody>),
@@ -102,6 +105,17 @@ impl Worker {
                 Verdict::Failed(error) => return Err(error),
                 Verdict::Next => {}
             }
+        }
+        if request.endpoint == Endpoint::CountTokens && plan.none_served_it() {
+            // No deployment counts upstream (none is Anthropic's): counted
+            // here, with the tokenizer quotas use.
+            let input_tokens = crate::quota::prompt_tokens(request.body());
+            let body = serde_json::json!({ "input_tokens": input_tokens }).to_string();
+            return Ok(Answer::Whole {
+                body: Bytes::from(body),
+                usage: None,
+                counted_by: Some("estimate"),
+            });
         }
         Err(plan.exhausted(&self.breakers, &request))
     }

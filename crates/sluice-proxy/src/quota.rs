@@ -41,7 +41,8 @@ pub fn estimate(
     completion_estimate_tokens: u64,
     recent_completion: Option<u64>,
 ) -> Ask {
-    if !counts_tokens {
+    // A token count uses no tokens: it is one request.
+    if !counts_tokens || request.endpoint == Endpoint::CountTokens {
         return Ask::exact(Cost {
             requests: 1,
             ..Cost::default()

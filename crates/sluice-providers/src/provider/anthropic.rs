@@ -1,6 +1,6 @@
-//! Anthropic (`kind = "anthropic"`): Messages as sent, with the client's
-//! `anthropic-version`/`anthropic-beta`; OpenAI chat clients translated to
-//! Messages and back. It has no legacy completions or embeddings.
+//! Anthropic (`kind = "anthropic"`): Messages and its token counting as
+//! sent, with the client's `anthropic-version`/`anthropic-beta`; OpenAI
+//! chat clients translated to Messages and back. It has no legacy completions or embeddings.
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
@@ -29,11 +29,18 @@ impl Provider for Anthropic {
     }
 
     fn serves(&self, endpoint: Endpoint) -> Option<Service> {
+        if endpoint == Endpoint::CountTokens {
+            return Some(Service {
+                conversion: Conversion::Passthrough,
+                path: "/messages/count_tokens",
+            });
+        }
         let conversion = match endpoint {
             Endpoint::Messages => Conversion::Passthrough,
             Endpoint::ChatCompletions => Conversion::ChatToMessages,
             // The Responses API is not translated for Anthropic yet.
             Endpoint::Completions | Endpoint::Embeddings | Endpoint::Responses => return None,
+            Endpoint::CountTokens => Conversion::Passthrough,
         };
         Some(Service {
             conversion,
@@ -103,6 +110,10 @@ impl Provider for Anthropic {
         _model: &str,
         created: u64,
     ) -> Result<(Bytes, Option<TokenUsage>), RelayError> {
+        if exchange.endpoint == Endpoint::CountTokens {
+            // A count, not a use: no tokens to record.
+            return Ok((body, None));
+        }
         if exchange.conversion == Conversion::Passthrough {
             let usage = TokenUsage::from_anthropic_json(&body);
             // As received: no copy.

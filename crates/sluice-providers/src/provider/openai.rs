@@ -40,6 +40,8 @@ impl Provider for OpenAi {
             Endpoint::Embeddings => (Conversion::Passthrough, "/embeddings"),
             Endpoint::Messages => (Conversion::MessagesToChat, "/chat/completions"),
             Endpoint::Responses => (Conversion::Passthrough, "/responses"),
+            // No token counting endpoint: the gateway estimates.
+            Endpoint::CountTokens => return None,
         };
         Some(Service { conversion, path })
     }

@@ -55,12 +55,22 @@ impl RequestCtx {
     pub(crate) fn respond(mut self, answer: Result<Answer, ProxyError>) -> Response<ProxyBody> {
         let dialect = self.endpoint.dialect();
         let (mut response, quota) = match answer {
-            Ok(Answer::Whole { body, usage }) => {
+            Ok(Answer::Whole {
+                body,
+                usage,
+                counted_by,
+            }) => {
                 self.settle(Outcome::Answered {
                     status: StatusCode::OK,
                     usage,
                 });
-                (whole(body), self.quota)
+                let mut response = whole(body);
+                if let Some(counted_by) = counted_by {
+                    response
+                        .headers_mut()
+                        .insert("x-sluice-token-count", HeaderValue::from_static(counted_by));
+                }
+                (response, self.quota)
             }
             Ok(Answer::Stream(relay)) => {
                 self.first_byte(StatusCode::OK.as_u16());

@@ -183,6 +183,12 @@ impl<'s> Plan<'s> {
         self.last = Some(error);
     }
 
+    /// Whether every deployment was passed over for not serving the
+    /// endpoint: nothing was sent, failed or found broken.
+    pub(crate) fn none_served_it(&self) -> bool {
+        self.unsupported && self.last.is_none() && self.skipped_open.is_empty()
+    }
+
     /// Nothing is left to try: the last failure, or why nothing could be
     /// tried (no deployment serves the endpoint, or every breaker is open).
     pub(crate) fn exhausted(self, breakers: &Breakers, request: &ClientRequest) -> ProxyError {

@@ -23,8 +23,8 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderValue, Response};
 use http_body::{Body, Frame};
 use sluice_providers::{
-    convert_response, error_event, stream_relay, ClientRequest, Dialect, Exchange, RelayError,
-    StreamRelay, UpstreamBody, UpstreamError, UpstreamResponse,
+    convert_response, error_event, stream_relay, ClientRequest, Dialect, Endpoint, Exchange,
+    RelayError, StreamRelay, UpstreamBody, UpstreamError, UpstreamResponse,
 };
 
 use super::finish::Outcome;
@@ -79,7 +79,12 @@ pub(crate) async fn answer(
     let body = body.map_err(|e| Unrelayable::new(e, true))?;
     let (body, usage) = convert_response(&exchange, body, &request.model, created)
         .map_err(|e| Unrelayable::new(e, true))?;
-    Ok(Answer::Whole { body, usage })
+    let counted_by = (exchange.endpoint == Endpoint::CountTokens).then_some("upstream");
+    Ok(Answer::Whole {
+        body,
+        usage,
+        counted_by,
+    })
 }
 
 /// An upstream stream on its way to the client.
