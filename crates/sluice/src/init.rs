@@ -168,19 +168,25 @@ pub fn generate(plan: &InitPlan) -> anyhow::Result<InitOutput> {
 
 /// Picks free ports on `host` for each id: TCP for admin and proxy, UDP for
 /// raft. Every socket is held until all are picked, so no port is handed out
-/// twice; another process may still take one before the node binds it.
+/// twice. Ports come from below the kernel's ephemeral range when there is
+/// room there: a port the kernel hands out itself (port 0) is free again the
+/// moment it is released, and the next outgoing connection of any process on
+/// the machine may take it before the node binds it (a node of one test
+/// failing to start because another test's client took its port). Another
+/// process may still bind one on purpose.
 pub fn free_port_plan(
     ids: impl IntoIterator<Item = u64>,
     host: IpAddr,
 ) -> anyhow::Result<Vec<NodePlan>> {
+    let range = quiet_ports();
     let mut held = Vec::new();
     let mut plans = Vec::new();
     for id in ids {
-        let admin = TcpListener::bind((host, 0))
+        let admin = bind_quiet(&range, |port| TcpListener::bind((host, port)))
             .with_context(|| format!("binding a free TCP port on {host}"))?;
-        let proxy = TcpListener::bind((host, 0))
+        let proxy = bind_quiet(&range, |port| TcpListener::bind((host, port)))
             .with_context(|| format!("binding a free TCP port on {host}"))?;
-        let raft = UdpSocket::bind((host, 0))
+        let raft = bind_quiet(&range, |port| UdpSocket::bind((host, port)))
             .with_context(|| format!("binding a free UDP port on {host}"))?;
         plans.push(NodePlan {
             id,
@@ -191,6 +197,35 @@ pub fn free_port_plan(
         held.push((admin, proxy, raft));
     }
     Ok(plans)
+}
+
+/// Ports below the kernel's ephemeral range (Linux:
+/// `/proc/sys/net/ipv4/ip_local_port_range`), from 10000; empty when the
+/// range starts lower.
+fn quiet_ports() -> std::ops::Range<u16> {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    10_000..ephemeral_low.max(10_000)
+}
+
+/// A socket `bind` made on a random port of `range` (a few tries), or on
+/// one the kernel picks when the range is empty or crowded.
+fn bind_quiet<S>(
+    range: &std::ops::Range<u16>,
+    bind: impl Fn(u16) -> std::io::Result<S>,
+) -> std::io::Result<S> {
+    use rand::Rng;
+    if !range.is_empty() {
+        let mut rng = rand::thread_rng();
+        for _ in 0..64 {
+            if let Ok(socket) = bind(rng.gen_range(range.clone())) {
+                return Ok(socket);
+            }
+        }
+    }
+    bind(0)
 }
 
 /// Ports for `sluice init --base-port`: node `id` gets `base + 10*(id-1)` for

@@ -198,3 +198,27 @@ fn an_adopted_data_key_is_kept_by_generate_and_never_replaced() {
         "{err:#}"
     );
 }
+
+/// Ports are picked below the kernel's ephemeral range (where an outgoing
+/// connection never lands on them), all different, and a crowded range
+/// falls back to a port the kernel picks.
+#[test]
+fn free_ports_come_from_outside_the_ephemeral_range() {
+    let range = quiet_ports();
+    let nodes = free_port_plan(1..=5, LOCALHOST).expect("ports");
+    let mut seen = std::collections::BTreeSet::new();
+    for n in &nodes {
+        for port in [n.admin.port(), n.proxy.port()] {
+            assert!(seen.insert(port), "port {port} handed out twice");
+            if !range.is_empty() {
+                assert!(range.contains(&port), "{port} outside {range:?}");
+            }
+        }
+    }
+    let taken = std::net::TcpListener::bind((LOCALHOST, 0)).expect("a port");
+    let port = taken.local_addr().expect("addr").port();
+    let only = port..port + 1;
+    let fallback = bind_quiet(&only, |p| std::net::TcpListener::bind((LOCALHOST, p)))
+        .expect("the kernel's pick");
+    assert_ne!(fallback.local_addr().expect("addr").port(), port);
+}
