@@ -1212,8 +1212,17 @@ fn the_responses_api_answers_on_every_node_and_follows_up_where_it_began() {
     );
     plane.wait_served(&plane.key, &["gpt-two"]);
 
+    // Responses through every node, until both accounts have made some
+    // (the route picks one at random each time): a follow-up then proves
+    // something for each.
+    let ids = plane.cluster.ids();
     let mut made = Vec::new();
-    for id in plane.cluster.ids() {
+    for id in ids.iter().copied().cycle().take(30) {
+        let both =
+            plane.mock.requests_to("/v1/responses") > 0 && other.requests_to("/v1/responses") > 0;
+        if made.len() >= ids.len() && both {
+            break;
+        }
         let reply = plane.proxy(id).post(
             "/v1/responses",
             &json!({"model": "gpt-two", "input": "hello from the responses api", "instructions": "be brief"}),
@@ -1237,6 +1246,10 @@ fn the_responses_api_answers_on_every_node_and_follows_up_where_it_began() {
         );
         made.push(response_id);
     }
+    assert!(
+        plane.mock.requests_to("/v1/responses") > 0 && other.requests_to("/v1/responses") > 0,
+        "both accounts served within 30 responses"
+    );
     // Follow-ups through every other node: each goes where its first
     // response was made (the other account answers 404 for it).
     for (i, previous) in made.iter().enumerate() {
@@ -1256,10 +1269,6 @@ fn the_responses_api_answers_on_every_node_and_follows_up_where_it_began() {
             );
         }
     }
-    assert!(
-        plane.mock.requests_to("/v1/responses") > 0 && other.requests_to("/v1/responses") > 0,
-        "both accounts served"
-    );
 
     // Streamed: typed events, the id wrapped in every event that carries
     // the response, usage in the last one.
