@@ -181,6 +181,23 @@ where
     }
 }
 
+/// A query string's pairs, percent-decoded, in order, as given (a query
+/// that is not `application/x-www-form-urlencoded` is a 400).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawQuery(pub Vec<(String, String)>);
+
+impl<S: Send + Sync> FromRequestParts<S> for RawQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
+            .map(|q| RawQuery(q.0))
+            .map_err(|e| {
+                ApiError::invalid_request(format!("invalid query string: {}", e.body_text()))
+            })
+    }
+}
+
 /// The query string of admin reads: `?consistency=linearizable|stale`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]

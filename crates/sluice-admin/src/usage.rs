@@ -13,11 +13,12 @@ pub mod params;
 
 use crate::context::{now_ms, AdminContext};
 use crate::error::{ApiError, ErrorBody};
+use crate::extract::RawQuery;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use params::{format_time, Format, GroupName, RawUsageQuery, UsageQuery};
+use params::{format_time, Format, GroupName, UsageQuery};
 use serde::{Deserialize, Serialize};
 use sluice_core::usage::{GroupBy, GroupTotals, UsageFilter};
 use std::fmt::Write as _;
@@ -210,7 +211,7 @@ fn csv_field(value: &str) -> String {
     ))]
 pub async fn get_usage(
     State(ctx): State<AdminContext>,
-    raw: RawUsageQuery,
+    raw: RawQuery,
 ) -> Result<Response, ApiError> {
     let query = UsageQuery::parse(&raw, now_ms())?;
     let state = ctx.read(query.consistency).await?;

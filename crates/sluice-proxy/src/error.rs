@@ -261,6 +261,15 @@ impl ProxyError {
         Self::upstream_broken(ErrorKind::UpstreamTimeout, cause.into())
     }
 
+    /// A call that got no answer: 504 when `error` is a timeout, else 502.
+    pub fn unanswered(error: sluice_providers::UpstreamError) -> Self {
+        if error.is_timeout() {
+            Self::upstream_timeout(error)
+        } else {
+            Self::upstream_failed(error)
+        }
+    }
+
     /// Names the provider and deployment whose upstream failed or timed
     /// out in the message the client reads (`... failed: provider
     /// \`openai\`, deployment \`gpt-4o\`: cannot connect ...`): where to

@@ -51,13 +51,7 @@ impl Worker {
             .client_for(&provider.name)
             .send(request, timeouts(provider))
             .await
-            .map_err(|e| {
-                if e.is_timeout() {
-                    ProxyError::upstream_timeout(e)
-                } else {
-                    ProxyError::upstream_failed(e)
-                }
-            })?;
+            .map_err(ProxyError::unanswered)?;
         let (status, upstream_headers) = (response.status, response.headers.clone());
         let body = response
             .body

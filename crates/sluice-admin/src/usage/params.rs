@@ -2,8 +2,7 @@
 //! value is a 422 naming its parameter.
 
 use crate::error::ApiError;
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
+use crate::extract::RawQuery;
 use sluice_core::usage::GroupBy;
 use sluice_raft::Consistency;
 use time::format_description::well_known::Rfc3339;
@@ -82,22 +81,6 @@ pub fn format_time(ms: u64) -> String {
         .unwrap_or_default()
 }
 
-/// The query of `GET /admin/v1/usage`, as given.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RawUsageQuery(pub Vec<(String, String)>);
-
-impl<S: Send + Sync> FromRequestParts<S> for RawUsageQuery {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
-            .map(|q| RawUsageQuery(q.0))
-            .map_err(|e| {
-                ApiError::invalid_request(format!("invalid query string: {}", e.body_text()))
-            })
-    }
-}
-
 /// The parsed query.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageQuery {
@@ -115,7 +98,7 @@ const DEFAULT_SPAN_MS: u64 = 86_400_000;
 
 impl UsageQuery {
     /// Parses `raw` at `now_ms`; the first bad parameter is named.
-    pub fn parse(raw: &RawUsageQuery, now_ms: u64) -> Result<Self, ApiError> {
+    pub fn parse(raw: &RawQuery, now_ms: u64) -> Result<Self, ApiError> {
         let (mut from, mut to) = (None, None);
         let mut query = UsageQuery {
             from_ms: 0,
@@ -196,7 +179,7 @@ mod tests {
     const NOW: u64 = 1_780_000_000_000;
 
     fn parse(q: &[(&str, &str)]) -> Result<UsageQuery, ApiError> {
-        let raw = RawUsageQuery(
+        let raw = RawQuery(
             q.iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),

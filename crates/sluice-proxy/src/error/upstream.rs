@@ -22,6 +22,10 @@ pub struct UpstreamAnswer {
     pub body: Bytes,
     /// The API the upstream speaks.
     pub dialect: Dialect,
+    /// A 404 for a response the client named (see
+    /// [`UpstreamAnswer::names_a_missing_response`]), read once from the
+    /// body.
+    missing_response: bool,
 }
 
 impl UpstreamAnswer {
@@ -34,11 +38,13 @@ impl UpstreamAnswer {
                 kept.insert(name, value.clone());
             }
         }
+        let missing_response = status == StatusCode::NOT_FOUND && names_a_response(&body);
         Self {
             status,
             headers: kept,
             body,
             dialect,
+            missing_response,
         }
     }
 
@@ -56,22 +62,7 @@ impl UpstreamAnswer {
     /// A 404 for a response the client named (`previous_response_id`, or
     /// a stored response it asked for): the client's fault, passed on.
     pub fn names_a_missing_response(&self) -> bool {
-        #[derive(serde::Deserialize)]
-        struct Body {
-            error: Detail,
-        }
-        #[derive(serde::Deserialize)]
-        struct Detail {
-            #[serde(default)]
-            param: Option<String>,
-            #[serde(default)]
-            code: Option<String>,
-        }
-        self.status == StatusCode::NOT_FOUND
-            && serde_json::from_slice::<Body>(&self.body).is_ok_and(|b| {
-                b.error.param.as_deref() == Some("previous_response_id")
-                    || b.error.code.as_deref() == Some("previous_response_not_found")
-            })
+        self.missing_response
     }
 
     /// Whose fault: the client's request (a 4xx passed on as is), the
@@ -121,6 +112,27 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     read("retry-after")
         .filter(|v| v.is_finite() && *v >= 0.0)
         .map(Duration::from_secs_f64)
+}
+
+/// Whether an error body names a response of the Responses API: its
+/// `param` is `previous_response_id`, or its code says the previous
+/// response was not found.
+fn names_a_response(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        error: Detail,
+    }
+    #[derive(serde::Deserialize)]
+    struct Detail {
+        #[serde(default)]
+        param: Option<String>,
+        #[serde(default)]
+        code: Option<String>,
+    }
+    serde_json::from_slice::<Body>(body).is_ok_and(|b| {
+        b.error.param.as_deref() == Some("previous_response_id")
+            || b.error.code.as_deref() == Some("previous_response_not_found")
+    })
 }
 
 #[cfg(test)]

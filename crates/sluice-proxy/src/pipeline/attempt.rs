@@ -110,12 +110,7 @@ pub(crate) async fn attempt<'s>(
             // unless the request's whole deadline is spent.
             let elsewhere = (e.retry_safe() || !e.received())
                 && !matches!(e, UpstreamError::TotalTimeout { .. });
-            let error = if e.is_timeout() {
-                ProxyError::upstream_timeout(e)
-            } else {
-                ProxyError::upstream_failed(e)
-            }
-            .at_deployment(&provider.name, &deployment.model);
+            let error = ProxyError::unanswered(e).at_deployment(&provider.name, &deployment.model);
             return retry_elsewhere(plan, error, elsewhere);
         }
     };
