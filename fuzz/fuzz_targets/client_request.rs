@@ -14,6 +14,7 @@ fuzz_target!(|data: &[u8]| {
         base_url: "http://127.0.0.1:1/v1".into(),
         api_key: Some("sk-fuzz".into()),
         extra_headers: HeaderMap::new(),
+        ..Target::default()
     };
     for endpoint in [
         Endpoint::ChatCompletions,

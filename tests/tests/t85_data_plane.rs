@@ -1411,3 +1411,6 @@ fn count_tokens_is_forwarded_or_estimated_and_says_which() {
         "one upstream count per node"
     );
 }
+
+#[path = "t85_data_plane/azure.rs"]
+mod azure;

@@ -15,6 +15,7 @@ use axum::Json;
 use rand::RngCore;
 use serde::{Deserialize, Deserializer, Serialize};
 use sluice_core::provider::secret_header_context;
+use sluice_core::provider::{AzureSettings, EntraSettings};
 use sluice_core::secret::NONCE_LEN;
 use sluice_core::{Applied, Command, Provider, ProviderKind, SealedSecret, Timeouts};
 use std::collections::BTreeMap;
@@ -34,6 +35,9 @@ pub enum ProviderKindBody {
     Openai,
     /// Anthropic's Messages API.
     Anthropic,
+    /// Azure OpenAI: OpenAI's API at an Azure resource (see `azure`).
+    #[serde(rename = "azure_openai")]
+    AzureOpenai,
 }
 
 impl From<ProviderKindBody> for ProviderKind {
@@ -41,6 +45,7 @@ impl From<ProviderKindBody> for ProviderKind {
         match kind {
             ProviderKindBody::Openai => ProviderKind::OpenAi,
             ProviderKindBody::Anthropic => ProviderKind::Anthropic,
+            ProviderKindBody::AzureOpenai => ProviderKind::AzureOpenAi,
         }
     }
 }
@@ -50,6 +55,7 @@ impl From<ProviderKind> for ProviderKindBody {
         match kind {
             ProviderKind::OpenAi => ProviderKindBody::Openai,
             ProviderKind::Anthropic => ProviderKindBody::Anthropic,
+            ProviderKind::AzureOpenAi => ProviderKindBody::AzureOpenai,
         }
     }
 }
@@ -92,6 +98,90 @@ impl From<TimeoutsBody> for Timeouts {
     }
 }
 
+/// An Azure OpenAI provider's settings (`kind = "azure_openai"` only; all
+/// defaults when left out).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AzureBody {
+    /// `v1` (the v1 API: `/openai/v1/...`, the deployment named by the
+    /// route's model) or a dated version (`/openai/deployments/{deployment}/...
+    /// ?api-version=...`). Default `2024-10-21`; the Responses API needs
+    /// `v1` or `2025-03-01-preview` and later.
+    #[serde(default = "default_api_version")]
+    #[schema(example = "2024-10-21")]
+    pub api_version: String,
+    /// Authenticate with Microsoft Entra ID instead of the resource key:
+    /// `api_key` is then the app registration's client secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entra: Option<EntraBody>,
+}
+
+impl Default for AzureBody {
+    fn default() -> Self {
+        AzureBody {
+            api_version: default_api_version(),
+            entra: None,
+        }
+    }
+}
+
+fn default_api_version() -> String {
+    sluice_core::provider::AZURE_DEFAULT_API_VERSION.to_owned()
+}
+
+/// A Microsoft Entra ID app registration (client credentials grant).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EntraBody {
+    /// The directory (tenant) id.
+    pub tenant_id: String,
+    /// The application (client) id.
+    pub client_id: String,
+    /// Where tokens come from (default `https://login.microsoftonline.com`).
+    #[serde(default = "default_authority")]
+    pub authority_url: String,
+    /// The scope asked for (default
+    /// `https://cognitiveservices.azure.com/.default`).
+    #[serde(default = "default_scope")]
+    pub scope: String,
+}
+
+fn default_authority() -> String {
+    sluice_core::provider::ENTRA_DEFAULT_AUTHORITY.to_owned()
+}
+
+fn default_scope() -> String {
+    sluice_core::provider::ENTRA_DEFAULT_SCOPE.to_owned()
+}
+
+impl From<AzureBody> for AzureSettings {
+    fn from(body: AzureBody) -> Self {
+        AzureSettings {
+            api_version: body.api_version,
+            entra: body.entra.map(|e| EntraSettings {
+                tenant_id: e.tenant_id,
+                client_id: e.client_id,
+                authority_url: e.authority_url,
+                scope: e.scope,
+            }),
+        }
+    }
+}
+
+impl From<&AzureSettings> for AzureBody {
+    fn from(settings: &AzureSettings) -> Self {
+        AzureBody {
+            api_version: settings.api_version.clone(),
+            entra: settings.entra.as_ref().map(|e| EntraBody {
+                tenant_id: e.tenant_id.clone(),
+                client_id: e.client_id.clone(),
+                authority_url: e.authority_url.clone(),
+                scope: e.scope.clone(),
+            }),
+        }
+    }
+}
+
 /// Body of `POST /admin/v1/providers`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -116,6 +206,10 @@ pub struct CreateProvider {
     pub secret_headers: BTreeMap<String, String>,
     #[serde(default)]
     pub timeouts: TimeoutsBody,
+    /// Azure OpenAI's settings (`azure_openai` providers only; defaults
+    /// when left out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure: Option<AzureBody>,
 }
 
 /// Body of `PUT /admin/v1/providers/{name}`: the provider's new configuration.
@@ -143,6 +237,10 @@ pub struct UpdateProvider {
     pub secret_headers: Option<BTreeMap<String, String>>,
     #[serde(default)]
     pub timeouts: TimeoutsBody,
+    /// Azure OpenAI's settings (`azure_openai` providers only; defaults
+    /// when left out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure: Option<AzureBody>,
 }
 
 /// Tells "field given as null" (`Some(None)`) from "field left out" (`None`).
@@ -163,6 +261,9 @@ pub struct ProviderView {
     #[serde(default)]
     pub secret_header_names: Vec<String>,
     pub timeouts: TimeoutsBody,
+    /// Azure OpenAI's settings, for `azure_openai` providers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure: Option<AzureBody>,
     /// Milliseconds since the Unix epoch.
     pub created_at_ms: u64,
     /// Milliseconds since the Unix epoch.
@@ -179,6 +280,7 @@ impl From<&Provider> for ProviderView {
             headers: p.headers.clone(),
             secret_header_names: p.secret_headers.keys().cloned().collect(),
             timeouts: p.timeouts.into(),
+            azure: p.azure.as_deref().map(AzureBody::from),
             created_at_ms: p.created_at_ms,
             updated_at_ms: p.updated_at_ms,
         }
@@ -200,6 +302,7 @@ struct Fields {
     headers: BTreeMap<String, String>,
     secret_headers: BTreeMap<String, String>,
     timeouts: TimeoutsBody,
+    azure: Option<AzureBody>,
 }
 
 fn checked_provider(ctx: &AdminContext, fields: Fields) -> Result<Provider, ApiError> {
@@ -210,6 +313,12 @@ fn checked_provider(ctx: &AdminContext, fields: Fields) -> Result<Provider, ApiE
         let sealed = seal(ctx, &field, &context, value, MAX_SECRET_HEADER_LEN)?;
         secret_headers.insert(header.clone(), sealed);
     }
+    // An Azure provider's settings default; another kind's are refused by
+    // the core rules.
+    let azure = match (fields.kind, fields.azure) {
+        (ProviderKindBody::AzureOpenai, azure) => Some(Box::new(azure.unwrap_or_default().into())),
+        (_, azure) => azure.map(|a| Box::new(AzureSettings::from(a))),
+    };
     let provider = Provider {
         name: fields.name,
         kind: fields.kind.into(),
@@ -218,6 +327,7 @@ fn checked_provider(ctx: &AdminContext, fields: Fields) -> Result<Provider, ApiE
         headers: fields.headers,
         secret_headers,
         timeouts: fields.timeouts.into(),
+        azure,
         created_at_ms: 0,
         updated_at_ms: 0,
     };
@@ -252,7 +362,7 @@ fn seal(
 
 fn applied_provider(applied: Applied) -> Result<Json<ProviderView>, ApiError> {
     match applied {
-        Applied::Provider(p) => Ok(Json(ProviderView::from(&p))),
+        Applied::Provider(p) => Ok(Json(ProviderView::from(&*p))),
         other => Err(unexpected(&other)),
     }
 }
@@ -295,6 +405,7 @@ pub async fn create_provider(
             headers: body.headers,
             secret_headers: body.secret_headers,
             timeouts: body.timeouts,
+            azure: body.azure,
         },
     )?;
     if let Some(api_key) = &body.api_key {
@@ -351,6 +462,7 @@ pub async fn update_provider(
             headers: body.headers,
             secret_headers: body.secret_headers.unwrap_or_default(),
             timeouts: body.timeouts,
+            azure: body.azure,
         },
     )?;
     let keep_api_key = body.api_key.is_none();
@@ -424,6 +536,7 @@ mod tests {
             headers: BTreeMap::new(),
             secret_headers: Default::default(),
             timeouts: Timeouts::default(),
+            azure: None,
             created_at_ms: 1,
             updated_at_ms: 2,
         };
@@ -439,7 +552,7 @@ mod tests {
     #[test]
     fn unknown_kind_is_a_validation_error_on_kind() {
         let err =
-            parse_json::<CreateProvider>(br#"{"name":"p","kind":"azure","base_url":"http://x"}"#)
+            parse_json::<CreateProvider>(br#"{"name":"p","kind":"bedrock","base_url":"http://x"}"#)
                 .unwrap_err();
         assert_eq!(err.field.as_deref(), Some("kind"));
     }

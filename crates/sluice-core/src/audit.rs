@@ -306,7 +306,7 @@ fn quota_target(scope: &Scope) -> String {
 /// The object an applied command left (`None`: deleted or none).
 pub(crate) fn after(command: &Command, applied: &Applied) -> Option<Subject> {
     match applied {
-        Applied::Provider(p) => Some(Subject::Provider(p.clone())),
+        Applied::Provider(p) => Some(Subject::Provider(Provider::clone(p))),
         Applied::Route(r) => Some(Subject::Route(r.clone())),
         Applied::Key(k) => Some(match unwrap(command) {
             Command::CreateKeyWithQuota { policy, .. } => {

@@ -205,6 +205,7 @@ mod tests {
                     headers: Default::default(),
                     secret_headers: Default::default(),
                     timeouts: Timeouts::default(),
+                    azure: None,
                     created_at_ms: 1,
                     updated_at_ms: 2,
                 }],

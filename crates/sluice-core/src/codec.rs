@@ -36,7 +36,9 @@ use serde::{de::DeserializeOwned, Serialize};
 ///   `NoteClusterChange` commands, the `AuditCompacted` and `Noted`
 ///   results and the log in the state; `CreateKeyWithQuota`. Version 7 was
 ///   never released; it is refused the same way.
-pub const FORMAT_VERSION: u8 = 8;
+/// * 9: the `azure_openai` provider kind and a provider's Azure settings.
+///   Version 8 was never released; it is refused the same way.
+pub const FORMAT_VERSION: u8 = 9;
 
 /// Why bytes could not be turned back into a value.
 #[derive(Debug, thiserror::Error)]
@@ -96,11 +98,13 @@ mod tests {
     #[test]
     fn refuses_unknown_version_and_garbage() {
         let mut bytes = encode(&42u64).unwrap();
-        bytes[0] = 9;
-        assert!(matches!(
-            decode::<u64>(&bytes),
-            Err(CodecError::UnknownVersion { found: 9 })
-        ));
+        for other in [FORMAT_VERSION - 1, FORMAT_VERSION + 1] {
+            bytes[0] = other;
+            assert!(matches!(
+                decode::<u64>(&bytes),
+                Err(CodecError::UnknownVersion { found }) if found == other
+            ));
+        }
         assert!(matches!(decode::<u64>(&[]), Err(CodecError::Empty)));
         assert!(decode::<String>(&[FORMAT_VERSION, 0xff, 0xff]).is_err());
         let mut long = encode(&1u8).unwrap();

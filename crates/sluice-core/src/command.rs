@@ -157,7 +157,7 @@ pub struct Proposal {
 /// for a deletion.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Applied {
-    Provider(Provider),
+    Provider(Box<Provider>),
     Route(Route),
     Key(VirtualKey),
     AdminToken(AdminToken),

@@ -11,6 +11,9 @@ pub enum ProviderKind {
     OpenAi,
     /// Anthropic's Messages API.
     Anthropic,
+    /// Azure OpenAI: OpenAI's API at an Azure resource, addressed by
+    /// deployment and `api-version` (see [`AzureSettings`]).
+    AzureOpenAi,
 }
 
 impl ProviderKind {
@@ -18,15 +21,119 @@ impl ProviderKind {
         match self {
             ProviderKind::OpenAi => "openai",
             ProviderKind::Anthropic => "anthropic",
+            ProviderKind::AzureOpenAi => "azure_openai",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "openai" => Some(ProviderKind::OpenAi),
-            "anthropic" => Some(ProviderKind::Anthropic),
-            _ => None,
+        Self::ALL.into_iter().find(|kind| kind.as_str() == text)
+    }
+
+    /// Every kind.
+    pub const ALL: [ProviderKind; 3] = [
+        ProviderKind::OpenAi,
+        ProviderKind::Anthropic,
+        ProviderKind::AzureOpenAi,
+    ];
+}
+
+/// The `api-version` an Azure OpenAI provider uses when none is given: the
+/// latest generally available dated version of the inference API.
+pub const AZURE_DEFAULT_API_VERSION: &str = "2024-10-21";
+
+/// The first dated Azure `api-version` with the Responses API.
+pub const AZURE_RESPONSES_API_VERSION: &str = "2025-03-01-preview";
+
+/// Microsoft Entra ID's authority for the public cloud.
+pub const ENTRA_DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";
+
+/// The scope of a token for Azure OpenAI (Cognitive Services).
+pub const ENTRA_DEFAULT_SCOPE: &str = "https://cognitiveservices.azure.com/.default";
+
+/// How an Azure OpenAI provider is addressed and authenticated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AzureSettings {
+    /// `v1` for the v1 API (`/openai/v1/...`, the deployment named by
+    /// `model`), or a dated version such as `2024-10-21`
+    /// (`/openai/deployments/{deployment}/...?api-version=...`).
+    pub api_version: String,
+    /// Microsoft Entra ID client credentials: when set, the provider's
+    /// `api_key` is the app registration's client secret, exchanged for
+    /// bearer tokens; when not, `api_key` is sent as `api-key`.
+    pub entra: Option<EntraSettings>,
+}
+
+/// An app registration that gets Entra ID tokens with the client
+/// credentials grant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntraSettings {
+    /// The directory (tenant) id.
+    pub tenant_id: String,
+    /// The application (client) id.
+    pub client_id: String,
+    /// The authority tokens come from, e.g.
+    /// `https://login.microsoftonline.com` (another for sovereign clouds).
+    pub authority_url: String,
+    /// The scope asked for.
+    pub scope: String,
+}
+
+impl AzureSettings {
+    /// Whether `api_version` is the v1 API rather than a dated version.
+    pub fn is_v1(&self) -> bool {
+        self.api_version == "v1"
+    }
+
+    fn validate(&self) -> Result<(), ApplyError> {
+        let dated = |v: &str| {
+            v.len() >= 10
+                && v.len() <= 32
+                && v.as_bytes()[..10].iter().enumerate().all(|(i, b)| {
+                    if i == 4 || i == 7 {
+                        *b == b'-'
+                    } else {
+                        b.is_ascii_digit()
+                    }
+                })
+                && v[10..]
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        };
+        if !(self.is_v1() || dated(&self.api_version)) {
+            return Err(ApplyError::invalid(
+                "azure.api_version",
+                "must be `v1` or a dated version such as `2024-10-21` or `2025-03-01-preview`",
+            ));
         }
+        if let Some(entra) = &self.entra {
+            for (field, value) in [
+                ("azure.entra.tenant_id", &entra.tenant_id),
+                ("azure.entra.client_id", &entra.client_id),
+            ] {
+                let ok = !value.is_empty()
+                    && value.len() <= 128
+                    && value
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
+                if !ok {
+                    return Err(ApplyError::invalid(
+                        field,
+                        "must be 1-128 of letters, digits, `-`, `.`, `_` (a GUID or a domain)",
+                    ));
+                }
+            }
+            validate_url("azure.entra.authority_url", &entra.authority_url)?;
+            if entra.scope.is_empty()
+                || entra.scope.len() > 512
+                || entra.scope.bytes().any(|b| b.is_ascii_control())
+            {
+                return Err(ApplyError::invalid(
+                    "azure.entra.scope",
+                    "must be 1-512 characters without control characters",
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -67,6 +174,9 @@ pub struct Provider {
     /// API shows their names.
     pub secret_headers: BTreeMap<String, SealedSecret>,
     pub timeouts: Timeouts,
+    /// Azure OpenAI's settings: set exactly for `azure_openai` providers
+    /// (boxed: every other provider, and every command, stays small).
+    pub azure: Option<Box<AzureSettings>>,
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
 }
@@ -174,7 +284,26 @@ impl Provider {
     /// Checks every field that does not depend on the rest of the state.
     pub fn validate(&self) -> Result<(), ApplyError> {
         check_ident("name", &self.name)?;
-        validate_base_url(&self.base_url)?;
+        validate_url("base_url", &self.base_url)?;
+        match (self.kind, &self.azure) {
+            (ProviderKind::AzureOpenAi, Some(azure)) => azure.validate()?,
+            (ProviderKind::AzureOpenAi, None) => {
+                return Err(ApplyError::invalid(
+                    "azure",
+                    "an azure_openai provider needs its settings (`api_version`)",
+                ))
+            }
+            (_, Some(_)) => {
+                return Err(ApplyError::invalid(
+                    "azure",
+                    format!(
+                        "is a setting of azure_openai providers, not of {}",
+                        self.kind.as_str()
+                    ),
+                ))
+            }
+            (_, None) => {}
+        }
         for (name, value) in &self.headers {
             let field = format!("headers.{name}");
             check_header_name(&field, name)?;
@@ -242,13 +371,30 @@ impl Provider {
         }
         Ok(())
     }
+
+    /// Checks what the provider needs to authenticate, once its credential
+    /// is known (an update may keep the stored one).
+    pub fn check_credential(&self) -> Result<(), ApplyError> {
+        if self.kind == ProviderKind::AzureOpenAi && self.api_key.is_none() {
+            let what = match self.azure.as_ref().and_then(|a| a.entra.as_ref()) {
+                Some(_) => "the Entra ID app registration's client secret",
+                None => "the resource's key (sent as `api-key`)",
+            };
+            return Err(ApplyError::invalid(
+                "api_key",
+                format!("an azure_openai provider needs a credential: {what}"),
+            ));
+        }
+        Ok(())
+    }
 }
 
-fn validate_base_url(url: &str) -> Result<(), ApplyError> {
+/// Checks an absolute http(s) URL without query or fragment.
+fn validate_url(field: &str, url: &str) -> Result<(), ApplyError> {
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))
-        .ok_or_else(|| ApplyError::invalid("base_url", "must start with http:// or https://"))?;
+        .ok_or_else(|| ApplyError::invalid(field, "must start with http:// or https://"))?;
     let host = rest.split(['/', '?', '#']).next().unwrap_or("");
     if host.is_empty()
         || url.len() > 2048
@@ -258,7 +404,7 @@ fn validate_base_url(url: &str) -> Result<(), ApplyError> {
         || url.contains(['?', '#'])
     {
         return Err(ApplyError::invalid(
-            "base_url",
+            field,
             "must be an absolute http(s) URL with a host and no query, fragment or whitespace",
         ));
     }
@@ -278,6 +424,7 @@ mod tests {
             headers: BTreeMap::new(),
             secret_headers: Default::default(),
             timeouts: Timeouts::default(),
+            azure: None,
             created_at_ms: 0,
             updated_at_ms: 0,
         }
@@ -322,9 +469,71 @@ mod tests {
         );
     }
 
+    fn azure(api_version: &str) -> Provider {
+        let mut p = provider("az");
+        p.kind = ProviderKind::AzureOpenAi;
+        p.azure = Some(Box::new(AzureSettings {
+            api_version: api_version.into(),
+            entra: None,
+        }));
+        p
+    }
+
+    #[test]
+    fn azure_settings_belong_to_azure_providers_only() {
+        assert!(azure("2024-10-21").validate().is_ok());
+        assert!(azure("2025-03-01-preview").validate().is_ok());
+        assert!(azure("v1").validate().is_ok());
+        for bad in [
+            "",
+            "latest",
+            "2024-1-21",
+            "2024-10-21 ",
+            "2024-10-21&x=1",
+            "V1",
+        ] {
+            assert_eq!(field_of(&azure(bad)), "azure.api_version", "{bad:?}");
+        }
+        let mut p = azure("v1");
+        p.azure = None;
+        assert_eq!(field_of(&p), "azure");
+        let mut p = azure("v1");
+        p.kind = ProviderKind::OpenAi;
+        assert_eq!(field_of(&p), "azure");
+        let mut p = azure("v1");
+        p.azure.as_mut().unwrap().entra = Some(EntraSettings {
+            tenant_id: "contoso.onmicrosoft.com".into(),
+            client_id: "0b9e3c43-84a1-4b5c-9d1e-5f7a2d6c8e01".into(),
+            authority_url: ENTRA_DEFAULT_AUTHORITY.into(),
+            scope: ENTRA_DEFAULT_SCOPE.into(),
+        });
+        assert!(p.validate().is_ok());
+        p.azure.as_mut().unwrap().entra.as_mut().unwrap().tenant_id = "a/b".into();
+        assert_eq!(field_of(&p), "azure.entra.tenant_id");
+        p.azure.as_mut().unwrap().entra.as_mut().unwrap().tenant_id = "t".into();
+        p.azure
+            .as_mut()
+            .unwrap()
+            .entra
+            .as_mut()
+            .unwrap()
+            .authority_url = "login".into();
+        assert_eq!(field_of(&p), "azure.entra.authority_url");
+    }
+
+    #[test]
+    fn an_azure_provider_needs_a_credential() {
+        let p = azure("v1");
+        match p.check_credential() {
+            Err(ApplyError::Invalid { field, .. }) => assert_eq!(field, "api_key"),
+            other => panic!("{other:?}"),
+        }
+        assert!(provider("keyless").check_credential().is_ok());
+    }
+
     #[test]
     fn kind_parses_its_own_names() {
-        for kind in [ProviderKind::OpenAi, ProviderKind::Anthropic] {
+        for kind in ProviderKind::ALL {
             assert_eq!(ProviderKind::parse(kind.as_str()), Some(kind));
         }
         assert_eq!(ProviderKind::parse("OpenAI"), None);

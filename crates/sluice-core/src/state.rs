@@ -179,6 +179,7 @@ impl State {
         let applied = match command {
             Command::CreateProvider(p) => {
                 p.validate()?;
+                p.check_credential()?;
                 if self.providers.contains_key(&p.name) {
                     return Err(ApplyError::conflict(format!(
                         "provider {:?} already exists",
@@ -189,7 +190,7 @@ impl State {
                 p.created_at_ms = now;
                 p.updated_at_ms = now;
                 self.providers.insert(p.name.clone(), p.clone());
-                Applied::Provider(p)
+                Applied::Provider(Box::new(p))
             }
             Command::UpdateProvider {
                 provider: p,
@@ -210,10 +211,11 @@ impl State {
                 // Checked as it will be stored: kept secret headers must
                 // not clash with the new clear ones.
                 p.validate()?;
+                p.check_credential()?;
                 p.created_at_ms = existing.created_at_ms;
                 p.updated_at_ms = now;
                 self.providers.insert(p.name.clone(), p.clone());
-                Applied::Provider(p)
+                Applied::Provider(Box::new(p))
             }
             Command::DeleteProvider { name } => {
                 if !self.providers.contains_key(name) {

@@ -28,12 +28,9 @@ impl Mock {
         if !plan.header_delay.is_zero() {
             tokio::time::sleep(plan.header_delay).await;
         }
-        if let Some(expected) = &self.config.require_api_key {
-            match presented_key(headers) {
-                None => return Err(Fault::MissingKey),
-                Some(key) if key != expected => return Err(Fault::WrongKey),
-                Some(_) => {}
-            }
+        if let Err(fault) = self.check_credential(headers) {
+            self.counters.bump(&self.counters.unauthorized);
+            return Err(fault);
         }
         if let Some(status) = plan.fail_status {
             return Err(Fault::Injected {
@@ -42,6 +39,20 @@ impl Mock {
             });
         }
         Ok(Call { plan, guard })
+    }
+
+    /// The request's credential, when the mock requires one: the
+    /// configured key, or a live token of its Entra ID.
+    fn check_credential(&self, headers: &HeaderMap) -> Result<(), Fault> {
+        if self.config.require_api_key.is_none() && self.config.entra.is_none() {
+            return Ok(());
+        }
+        let key = presented_key(headers).ok_or(Fault::MissingKey)?;
+        if self.config.require_api_key.as_deref() == Some(key) || self.entra.accepts(key) {
+            Ok(())
+        } else {
+            Err(Fault::WrongKey)
+        }
     }
 
     /// 404 unless the model is served.
@@ -56,7 +67,7 @@ impl Mock {
     }
 }
 
-/// `Authorization: Bearer KEY` or `x-api-key: KEY`.
+/// `Authorization: Bearer KEY`, `x-api-key: KEY` or `api-key: KEY`.
 fn presented_key(headers: &HeaderMap) -> Option<&str> {
     if let Some(bearer) = headers
         .get("authorization")
@@ -65,7 +76,9 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
     {
         return Some(bearer.trim());
     }
-    headers.get("x-api-key").and_then(|v| v.to_str().ok())
+    ["x-api-key", "api-key"]
+        .iter()
+        .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()))
 }
 
 /// Parses a JSON request body, naming the field at fault.

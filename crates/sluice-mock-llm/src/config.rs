@@ -9,9 +9,15 @@ pub struct MockConfig {
     /// any other model is answered with 404 in the API's own error shape.
     pub models: Vec<String>,
     /// When set, every API request must carry this key as
-    /// `Authorization: Bearer KEY` or `x-api-key: KEY`, else 401.
-    /// The `/_mock/*` control endpoints never require it.
+    /// `Authorization: Bearer KEY`, `x-api-key: KEY` or (Azure)
+    /// `api-key: KEY`, or a token from the mock's Entra ID (below), else
+    /// 401. The `/_mock/*` control endpoints never require it.
     pub require_api_key: Option<String>,
+    /// When set, the mock is also a Microsoft Entra ID token endpoint
+    /// (`POST /{tenant}/oauth2/v2.0/token`) for this one app registration,
+    /// and every API request must carry one of its live tokens as
+    /// `Authorization: Bearer` (or the `require_api_key` key).
+    pub entra: Option<MockEntra>,
     /// The instance-wide behaviour at start; changeable at run time.
     pub behavior: Behavior,
     /// Dimensions of the vectors returned by `/v1/embeddings`.
@@ -26,10 +32,32 @@ impl Default for MockConfig {
         Self {
             models: vec!["mock-gpt".into(), "mock-claude".into(), "mock-embed".into()],
             require_api_key: None,
+            entra: None,
             behavior: Behavior::default(),
             embedding_dims: 8,
             models_created: 1_700_000_000,
         }
+    }
+}
+
+/// The one app registration the mock's Entra ID knows.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MockEntra {
+    pub tenant_id: String,
+    pub client_id: String,
+    pub client_secret: String,
+    /// The lifetime of the tokens it issues, in seconds.
+    pub token_ttl_s: u64,
+}
+
+impl std::fmt::Debug for MockEntra {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockEntra")
+            .field("tenant_id", &self.tenant_id)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("token_ttl_s", &self.token_ttl_s)
+            .finish()
     }
 }
 

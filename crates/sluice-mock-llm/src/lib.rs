@@ -3,7 +3,9 @@
 //! `/v1/models`, the Responses API `/v1/responses` with its stored
 //! responses) and the Anthropic Messages API (`/v1/messages`,
 //! `/v1/messages/count_tokens`) with the
-//! exact wire shapes of the real services, streaming and not.
+//! exact wire shapes of the real services, streaming and not, and Azure
+//! OpenAI's paths (`/openai/deployments/{deployment}/...?api-version=`,
+//! `/openai/v1/...`) with Microsoft Entra ID's token endpoint.
 //!
 //! It owns deterministic replies and token counts, pacing (slow headers,
 //! latency to first byte, per-chunk pace) and injected failures (error
@@ -29,9 +31,11 @@
 //! * `body`: the paced response body (first-byte delay, chunk pace, drop).
 //! * `sse`: server-sent event framing.
 //! * `openai`, `anthropic`: one module per API, each with its own errors.
+//! * `azure`: Azure OpenAI's paths over the OpenAI handlers, and Entra ID.
 //! * `control`: the `/_mock/*` endpoints.
 
 mod anthropic;
+mod azure;
 pub mod behavior;
 mod body;
 mod call;
@@ -46,6 +50,6 @@ pub mod stats;
 mod tokens;
 
 pub use behavior::Behavior;
-pub use config::MockConfig;
+pub use config::{MockConfig, MockEntra};
 pub use server::{MockHandle, MockServer};
 pub use stats::{Endpoint, Stats};

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::azure::{self, Op};
 use crate::stats::{Counters, Stats};
 use crate::{anthropic, control, openai, Behavior, MockConfig};
 
@@ -27,6 +28,8 @@ pub(crate) struct Mock {
     seq: AtomicU64,
     /// The Responses API's stored responses.
     pub responses: openai::responses::Shared,
+    /// Tokens its Entra ID issued.
+    pub entra: azure::EntraTokens,
 }
 
 impl Mock {
@@ -57,6 +60,7 @@ impl MockServer {
             counters: Arc::new(Counters::new()),
             seq: AtomicU64::new(1),
             responses: Default::default(),
+            entra: Default::default(),
         });
         let stop = CancellationToken::new();
         let app = router(Arc::clone(&mock));
@@ -88,12 +92,48 @@ fn router(mock: Arc<Mock>) -> Router {
             "/v1/responses/{id}",
             get(openai::responses::get).delete(openai::responses::delete),
         )
+        .merge(azure_routes())
         .route(
             "/_mock/behavior",
             put(control::set_behavior).get(control::behavior),
         )
         .route("/_mock/stats", get(control::stats))
         .with_state(mock)
+}
+
+/// Azure OpenAI's paths and Entra ID's token endpoint.
+fn azure_routes() -> Router<Arc<Mock>> {
+    let mut router = Router::new();
+    for (path, op) in [
+        ("chat/completions", Op::Chat),
+        ("completions", Op::Completions),
+        ("embeddings", Op::Embeddings),
+    ] {
+        router = router
+            .route(
+                &format!("/openai/deployments/{{deployment}}/{path}"),
+                post(move |s, p, q, h, b| azure::deployment(op, s, p, q, h, b)),
+            )
+            .route(
+                &format!("/openai/v1/{path}"),
+                post(move |s, h, b| azure::v1(op, s, h, b)),
+            );
+    }
+    router
+        .route("/openai/responses", post(azure::dated_responses))
+        .route(
+            "/openai/v1/responses",
+            post(|s, h, b| azure::v1(Op::Responses, s, h, b)),
+        )
+        .route(
+            "/openai/responses/{id}",
+            get(azure::stored).delete(azure::stored),
+        )
+        .route(
+            "/openai/v1/responses/{id}",
+            get(azure::stored).delete(azure::stored),
+        )
+        .route("/{tenant}/oauth2/v2.0/token", post(azure::token))
 }
 
 impl MockHandle {

@@ -64,6 +64,18 @@ pub struct Stats {
     pub streams_dropped: u64,
     /// Requests whose response body is not finished yet.
     pub in_flight: u64,
+    /// API requests that came by Azure OpenAI's paths (`/openai/...`).
+    #[serde(default)]
+    pub azure_requests: u64,
+    /// Entra ID tokens issued.
+    #[serde(default)]
+    pub entra_tokens_issued: u64,
+    /// Token requests refused (wrong tenant, client or secret).
+    #[serde(default)]
+    pub entra_refusals: u64,
+    /// API requests refused for their credential (401).
+    #[serde(default)]
+    pub unauthorized: u64,
 }
 
 impl Stats {
@@ -82,6 +94,10 @@ pub(crate) struct Counters {
     streams_cancelled: AtomicU64,
     streams_dropped: AtomicU64,
     in_flight: AtomicU64,
+    pub(crate) azure_requests: AtomicU64,
+    pub(crate) entra_tokens_issued: AtomicU64,
+    pub(crate) entra_refusals: AtomicU64,
+    pub(crate) unauthorized: AtomicU64,
     changed: watch::Sender<()>,
 }
 
@@ -103,6 +119,10 @@ impl Counters {
             streams_cancelled: AtomicU64::new(0),
             streams_dropped: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
+            azure_requests: AtomicU64::new(0),
+            entra_tokens_issued: AtomicU64::new(0),
+            entra_refusals: AtomicU64::new(0),
+            unauthorized: AtomicU64::new(0),
             changed: watch::Sender::new(()),
         }
     }
@@ -123,7 +143,17 @@ impl Counters {
             streams_cancelled: self.streams_cancelled.load(Ordering::Relaxed),
             streams_dropped: self.streams_dropped.load(Ordering::Relaxed),
             in_flight: self.in_flight.load(Ordering::Relaxed),
+            azure_requests: self.azure_requests.load(Ordering::Relaxed),
+            entra_tokens_issued: self.entra_tokens_issued.load(Ordering::Relaxed),
+            entra_refusals: self.entra_refusals.load(Ordering::Relaxed),
+            unauthorized: self.unauthorized.load(Ordering::Relaxed),
         }
+    }
+
+    /// Adds one to `counter` (one of the plain counts) and tells waiters.
+    pub(crate) fn bump(&self, counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.changed.send_replace(());
     }
 
     pub(crate) fn subscribe(&self) -> watch::Receiver<()> {

@@ -103,6 +103,13 @@ impl Dialect {
     }
 }
 
+/// A bearer token the gateway obtains for a provider (Microsoft Entra ID):
+/// kept fresh by its owner, read when a request is prepared.
+pub trait BearerToken: Send + Sync {
+    /// The token to send now, if one is held and unexpired.
+    fn current(&self) -> Option<Arc<str>>;
+}
+
 /// Where and as whom an adapter sends: one provider's address and secrets.
 #[derive(Clone, Default)]
 pub struct Target {
@@ -117,6 +124,10 @@ pub struct Target {
     /// Sent with every request; they win over the adapter's own headers
     /// except the auth header.
     pub extra_headers: HeaderMap,
+    /// Azure OpenAI's addressing (api-version), for `azure_openai`.
+    pub azure: Option<sluice_core::provider::AzureSettings>,
+    /// A token sent as `Authorization: Bearer` instead of `api_key`.
+    pub bearer: Option<Arc<dyn BearerToken>>,
 }
 
 impl std::fmt::Debug for Target {
@@ -128,6 +139,8 @@ impl std::fmt::Debug for Target {
             .field("base_url", &self.base_url)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("extra_header_names", &names)
+            .field("azure", &self.azure)
+            .field("bearer", &self.bearer.as_ref().map(|_| "<redacted>"))
             .finish()
     }
 }
@@ -328,11 +341,13 @@ pub fn prepare(
     let Service { conversion, path } = provider
         .serves(endpoint)
         .ok_or(PrepareError::Unsupported { kind, endpoint })?;
+    let service = Service { conversion, path };
+    let url = provider.url(target, service, upstream_model)?;
     let body = provider.body(request, conversion, upstream_model, default_max_tokens)?;
     let stream = request.stream;
     let mut builder = http::Request::builder()
         .method(Method::POST)
-        .uri(join(&target.base_url, path))
+        .uri(url)
         .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
         .header(
             ACCEPT,
@@ -376,7 +391,15 @@ fn authorize(
     for (name, value) in &target.extra_headers {
         headers.append(name, value.clone());
     }
-    if let Some(key) = &target.api_key {
+    if let Some(bearer) = &target.bearer {
+        let token = bearer
+            .current()
+            .ok_or_else(|| PrepareError::Target("no access token for the provider yet".into()))?;
+        headers.insert(
+            http::header::AUTHORIZATION,
+            secret(&format!("Bearer {token}"))?,
+        );
+    } else if let Some(key) = &target.api_key {
         provider.authenticate(key, headers)?;
     }
     Ok(())
@@ -409,10 +432,9 @@ pub fn prepare_stored_response(
             "Not a response id.",
         )));
     }
-    let path = format!("{}/{upstream_id}", service.path);
     let mut builder = http::Request::builder()
         .method(method)
-        .uri(join(&target.base_url, &path))
+        .uri(provider.stored_response_url(target, service, upstream_id)?)
         .header(ACCEPT, HeaderValue::from_static("application/json"));
     let headers = builder
         .headers_mut()
@@ -495,7 +517,7 @@ pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, PrepareE
 }
 
 /// `base` joined with `path` (`path` starts with `/`).
-fn join(base: &str, path: &str) -> String {
+pub(crate) fn join(base: &str, path: &str) -> String {
     let base = base.trim_end_matches('/');
     let mut url = String::with_capacity(base.len() + path.len());
     url.push_str(base);

@@ -31,6 +31,8 @@
 //!   trait: which endpoints it serves and how, its body, headers and
 //!   authentication, and its answers back; [`provider::of`] is the one
 //!   place a provider kind is matched.
+//! * [`entra`]: Microsoft Entra ID's client credentials grant (Azure
+//!   OpenAI's tokens): the token request and its answer.
 //! * [`adapter`]: a client's request, parsed once ([`ClientRequest`]), made
 //!   into the HTTP request one provider understands ([`prepare`]):
 //!   passthrough when both speak the same API, translated when not.
@@ -44,6 +46,7 @@ pub mod adapter;
 pub mod anthropic;
 pub mod body;
 pub mod client;
+pub mod entra;
 pub mod openai;
 pub mod provider;
 pub mod relay;
@@ -53,8 +56,8 @@ pub mod translate;
 pub mod usage;
 
 pub use adapter::{
-    prepare, prepare_stored_response, ClientRequest, Conversion, Dialect, Endpoint, Exchange,
-    InvalidRequest, PrepareError, Prepared, Target,
+    prepare, prepare_stored_response, BearerToken, ClientRequest, Conversion, Dialect, Endpoint,
+    Exchange, InvalidRequest, PrepareError, Prepared, Target,
 };
 pub use body::InvalidBody;
 pub use client::{

@@ -14,13 +14,16 @@
 //! [`of`], the only place that maps a [`ProviderKind`] to its code.
 
 mod anthropic;
+mod azure_openai;
 mod openai;
 
 use bytes::Bytes;
 use http::HeaderMap;
 use sluice_core::ProviderKind;
 
-use crate::adapter::{ClientRequest, Conversion, Dialect, Endpoint, Exchange, PrepareError};
+use crate::adapter::{
+    join, ClientRequest, Conversion, Dialect, Endpoint, Exchange, PrepareError, Target,
+};
 use crate::relay::{RelayError, StreamRelay};
 use crate::usage::TokenUsage;
 
@@ -69,6 +72,26 @@ pub trait Provider: Sync {
     fn headers(&self, _request: &ClientRequest, _conversion: Conversion, _headers: &mut HeaderMap) {
     }
 
+    /// The URL of `service` at `target`, for the deployment that knows the
+    /// model as `model`: by default the service's path under the base URL.
+    fn url(&self, target: &Target, service: Service, _model: &str) -> Result<String, PrepareError> {
+        Ok(join(&target.base_url, service.path))
+    }
+
+    /// The URL of the stored response `upstream_id` (the Responses API;
+    /// `service` is how the provider serves it).
+    fn stored_response_url(
+        &self,
+        target: &Target,
+        service: Service,
+        upstream_id: &str,
+    ) -> Result<String, PrepareError> {
+        Ok(join(
+            &target.base_url,
+            &format!("{}/{upstream_id}", service.path),
+        ))
+    }
+
     /// Sends `key` the way its API takes it, marked sensitive.
     fn authenticate(&self, key: &str, headers: &mut HeaderMap) -> Result<(), PrepareError>;
 
@@ -91,6 +114,7 @@ pub fn of(kind: ProviderKind) -> &'static dyn Provider {
     match kind {
         ProviderKind::OpenAi => &openai::OpenAi,
         ProviderKind::Anthropic => &anthropic::Anthropic,
+        ProviderKind::AzureOpenAi => &azure_openai::AzureOpenAi,
     }
 }
 
@@ -102,7 +126,7 @@ mod tests {
     /// endpoints of its own API as passthrough.
     #[test]
     fn every_kind_has_its_provider() {
-        for kind in [ProviderKind::OpenAi, ProviderKind::Anthropic] {
+        for kind in ProviderKind::ALL {
             let provider = of(kind);
             assert_eq!(provider.kind(), kind);
             let native = match provider.dialect() {

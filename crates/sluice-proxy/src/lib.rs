@@ -44,6 +44,7 @@ mod responses;
 pub mod routing;
 pub mod server;
 mod targets;
+mod tokens;
 pub mod trace;
 pub mod usage;
 mod worker;

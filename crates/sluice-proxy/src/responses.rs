@@ -38,15 +38,20 @@ impl Worker {
             .provider(&provider)
             .filter(|p| reaches(&state, key, &p.name))
             .ok_or_else(unknown)?;
-        let target = self
+        let resolved = self
             .targets
             .get(provider)
             .map_err(ProxyError::upstream_failed)?;
-        let request = prepare_stored_response(provider.kind, &target, method, &upstream_id)
-            .map_err(|e| match e {
-                PrepareError::Unsupported { .. } | PrepareError::Invalid(_) => unknown(),
-                PrepareError::Target(message) => ProxyError::upstream_failed(message),
-            })?;
+        resolved
+            .ready(self.client_for(&provider.name))
+            .await
+            .map_err(ProxyError::upstream_failed)?;
+        let request =
+            prepare_stored_response(provider.kind, &resolved.target, method, &upstream_id)
+                .map_err(|e| match e {
+                    PrepareError::Unsupported { .. } | PrepareError::Invalid(_) => unknown(),
+                    PrepareError::Target(message) => ProxyError::upstream_failed(message),
+                })?;
         let response = self
             .client_for(&provider.name)
             .send(request, timeouts(provider))

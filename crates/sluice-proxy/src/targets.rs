@@ -2,7 +2,9 @@
 //! its sealed form, extra headers. Opening is cached per provider version
 //! (its `updated_at_ms`) by each worker thread, so the hot path does no
 //! decryption and takes no lock another core takes; the clear key lives
-//! only in memory, in headers marked sensitive.
+//! only in memory, in headers marked sensitive. A provider that
+//! authenticates with Microsoft Entra ID gets its token source
+//! ([`crate::tokens`]) with its target.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -13,7 +15,10 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use sluice_core::provider::secret_header_context;
 use sluice_core::secret::SecretError;
 use sluice_core::{DataKey, Provider};
-use sluice_providers::{Target, Timeouts};
+use sluice_providers::entra::TokenError;
+use sluice_providers::{Target, Timeouts, UpstreamClient};
+
+use crate::tokens::{EntraToken, Tokens};
 
 /// Why a provider's settings cannot make an upstream request.
 #[derive(Debug, thiserror::Error)]
@@ -45,59 +50,104 @@ pub(crate) enum TargetError {
     /// header value).
     #[error("{0}")]
     Adapter(String),
+    /// Its Microsoft Entra ID token cannot be had.
+    #[error("provider `{provider}`: {source}")]
+    Token {
+        provider: String,
+        #[source]
+        source: TokenError,
+    },
+}
+
+/// A provider's target and, for one that authenticates with Entra ID, the
+/// token source to make ready before a request is prepared.
+#[derive(Clone)]
+pub(crate) struct Resolved {
+    pub(crate) target: Arc<Target>,
+    pub(crate) token: Option<Arc<EntraToken>>,
+}
+
+impl Resolved {
+    /// Makes the target's token usable (fetched or refreshed if due) with
+    /// the provider's `client`.
+    pub(crate) async fn ready(&self, client: &UpstreamClient) -> Result<(), TargetError> {
+        match &self.token {
+            None => Ok(()),
+            Some(token) => token
+                .ready(client)
+                .await
+                .map_err(|source| TargetError::Token {
+                    provider: self.target.name.to_string(),
+                    source,
+                }),
+        }
+    }
 }
 
 pub(crate) struct Targets {
     data_key: DataKey,
-    cache: RwLock<HashMap<String, (u64, Arc<Target>)>>,
+    /// Token sources, shared with the other workers.
+    tokens: Arc<Tokens>,
+    cache: RwLock<HashMap<String, (u64, Resolved)>>,
 }
 
 impl Targets {
-    pub(crate) fn new(data_key: DataKey) -> Self {
+    pub(crate) fn new(data_key: DataKey, tokens: Arc<Tokens>) -> Self {
         Self {
             data_key,
+            tokens,
             cache: RwLock::new(HashMap::new()),
         }
     }
 
     /// `provider`'s target, or why it cannot be built (a secret sealed
     /// under another data key, a header that is not valid HTTP).
-    pub(crate) fn get(&self, provider: &Provider) -> Result<Arc<Target>, TargetError> {
-        if let Some((version, target)) = self
+    pub(crate) fn get(&self, provider: &Provider) -> Result<Resolved, TargetError> {
+        if let Some((version, resolved)) = self
             .cache
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(&provider.name)
         {
             if *version == provider.updated_at_ms {
-                return Ok(Arc::clone(target));
+                return Ok(resolved.clone());
             }
         }
-        let target = Arc::new(self.build(provider)?);
+        let resolved = self.build(provider)?;
         self.cache
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(
                 provider.name.clone(),
-                (provider.updated_at_ms, Arc::clone(&target)),
+                (provider.updated_at_ms, resolved.clone()),
             );
-        Ok(target)
+        Ok(resolved)
     }
 
-    fn build(&self, provider: &Provider) -> Result<Target, TargetError> {
-        let api_key = match &provider.api_key {
-            None => None,
-            Some(sealed) => Some(
-                self.data_key
-                    .open(&provider.name, sealed)
-                    .map_err(|source| TargetError::Sealed {
+    fn build(&self, provider: &Provider) -> Result<Resolved, TargetError> {
+        let credential =
+            match &provider.api_key {
+                None => None,
+                Some(sealed) => Some(self.data_key.open(&provider.name, sealed).map_err(
+                    |source| TargetError::Sealed {
                         provider: provider.name.clone(),
                         what: "API key".into(),
                         source,
-                    })?
-                    .expose()
-                    .clone(),
+                    },
+                )?),
+            };
+        let entra = provider.azure.as_ref().and_then(|a| a.entra.as_ref());
+        // With Entra ID the credential is the client secret: exchanged for
+        // tokens, never sent upstream itself.
+        let (api_key, token) = match (entra, credential) {
+            (Some(entra), Some(secret)) => (
+                None,
+                Some(
+                    self.tokens
+                        .source(&provider.name, provider.updated_at_ms, entra, &secret),
+                ),
             ),
+            (_, credential) => (credential.map(|c| c.expose().clone()), None),
         };
         let mut extra_headers = HeaderMap::new();
         for (name, value) in &provider.headers {
@@ -141,11 +191,19 @@ impl Targets {
             value.set_sensitive(true);
             extra_headers.insert(name, value);
         }
-        Ok(Target {
+        let target = Target {
             name: provider.name.as_str().into(),
             base_url: provider.base_url.clone(),
             api_key,
             extra_headers,
+            azure: provider.azure.as_deref().cloned(),
+            bearer: token
+                .as_ref()
+                .map(|t| Arc::clone(t) as Arc<dyn sluice_providers::BearerToken>),
+        };
+        Ok(Resolved {
+            target: Arc::new(target),
+            token,
         })
     }
 }

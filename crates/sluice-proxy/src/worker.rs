@@ -18,6 +18,7 @@ use sluice_quota::Quotas;
 use crate::breaker::Breakers;
 use crate::metrics::Metrics;
 use crate::targets::Targets;
+use crate::tokens::Tokens;
 use crate::usage::{UsageMeter, UsageShard};
 use crate::{ProxyConfig, StateSource};
 
@@ -34,6 +35,9 @@ pub(crate) struct Shared {
     pub(crate) quotas: Option<Arc<Quotas>>,
     /// Where finished model calls are added up: `None` meters nothing.
     usage: Option<Arc<UsageMeter>>,
+    /// Providers' bearer tokens (Entra ID), one source per provider for
+    /// all workers.
+    tokens: Arc<Tokens>,
 }
 
 /// One worker thread's proxy: the shared parts, and upstream clients
@@ -95,8 +99,10 @@ impl Worker {
             metrics.clone(),
         );
         let clients = Clients::new(&config, &client_options)?;
-        let targets = Targets::new(data_key.clone());
+        let tokens = Arc::new(Tokens::default());
+        let targets = Targets::new(data_key.clone(), Arc::clone(&tokens));
         let shared = Shared {
+            tokens,
             config,
             state,
             data_key,
@@ -144,7 +150,10 @@ impl Worker {
         Ok(Self {
             shared: Arc::clone(&self.shared),
             clients: Clients::new(&self.shared.config, &self.shared.client_options)?,
-            targets: Targets::new(self.shared.data_key.clone()),
+            targets: Targets::new(
+                self.shared.data_key.clone(),
+                Arc::clone(&self.shared.tokens),
+            ),
             usage_shard: self.shared.usage.as_ref().map(|m| m.claim_shard()),
         })
     }

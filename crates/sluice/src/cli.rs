@@ -107,18 +107,55 @@ pub struct MockLlmArgs {
     /// Delay between stream events, in ms.
     #[arg(long, default_value_t = 0)]
     pub chunk_ms: u64,
+    /// Require this API key (read from environment variable VAR) on every
+    /// API request, as `Authorization: Bearer`, `x-api-key` or `api-key`.
+    #[arg(long, value_name = "VAR")]
+    pub api_key_env: Option<String>,
+    /// Be a Microsoft Entra ID token endpoint for this tenant (with
+    /// `--entra-client-id` and `--entra-secret-env`), and require its
+    /// tokens (or `--api-key-env`'s key) on every API request.
+    #[arg(long, value_name = "TENANT", requires_all = ["entra_client_id", "entra_secret_env"])]
+    pub entra_tenant_id: Option<String>,
+    /// The one app registration the mock's Entra ID knows.
+    #[arg(long, value_name = "CLIENT", requires = "entra_tenant_id")]
+    pub entra_client_id: Option<String>,
+    /// The environment variable holding its client secret.
+    #[arg(long, value_name = "VAR", requires = "entra_tenant_id")]
+    pub entra_secret_env: Option<String>,
+    /// The lifetime of the Entra ID tokens issued, in seconds.
+    #[arg(long, default_value_t = 3599, value_parser = clap::value_parser!(u64).range(1..))]
+    pub entra_token_ttl_s: u64,
 }
 
 /// Runs the mock provider until SIGINT or SIGTERM, then lets in-flight
 /// streams finish.
 async fn run_mock_llm(args: MockLlmArgs) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
+    let env = |var: &str| {
+        std::env::var(var).with_context(|| format!("reading environment variable {var}"))
+    };
+    let require_api_key = args.api_key_env.as_deref().map(env).transpose()?;
+    let entra = match (
+        args.entra_tenant_id,
+        args.entra_client_id,
+        args.entra_secret_env,
+    ) {
+        (Some(tenant_id), Some(client_id), Some(var)) => Some(sluice_mock_llm::MockEntra {
+            tenant_id,
+            client_id,
+            client_secret: env(&var)?,
+            token_ttl_s: args.entra_token_ttl_s,
+        }),
+        _ => None,
+    };
     let config = sluice_mock_llm::MockConfig {
         behavior: sluice_mock_llm::Behavior {
             first_byte_ms: args.first_byte_ms,
             chunk_ms: args.chunk_ms,
             ..Default::default()
         },
+        require_api_key,
+        entra,
         ..Default::default()
     };
     let mock = sluice_mock_llm::MockServer::start(config, args.listen)

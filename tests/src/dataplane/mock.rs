@@ -24,11 +24,24 @@ impl MockLlm {
     /// `log`, and waits (by `deadline`, at most 15 s) for the address it
     /// prints.
     pub fn start(log: &Path, deadline: Deadline) -> MockLlm {
+        Self::start_with(log, deadline, &[], &[])
+    }
+
+    /// [`MockLlm::start`] with more `args` (`--api-key-env VAR` …) and
+    /// environment variables `env` (the secrets those name).
+    pub fn start_with(
+        log: &Path,
+        deadline: Deadline,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> MockLlm {
         let mut command = Command::new(sluice_bin());
         command
             .arg("mock-llm")
             .arg("--listen")
             .arg("127.0.0.1:0")
+            .args(args)
+            .envs(env.iter().copied())
             .env("NO_COLOR", "1");
         let mut process = Process::spawn("sluice mock-llm", command, log);
         let mut exited = None;

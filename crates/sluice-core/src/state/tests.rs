@@ -12,6 +12,7 @@ pub(crate) fn provider(name: &str) -> Provider {
         headers: Default::default(),
         secret_headers: Default::default(),
         timeouts: Timeouts::default(),
+        azure: None,
         created_at_ms: 0,
         updated_at_ms: 0,
     }

@@ -20,6 +20,7 @@ fn target() -> Target {
         base_url: "https://api.example.com/v1/".into(),
         api_key: Some("sk-secret".into()),
         extra_headers,
+        ..Target::default()
     }
 }
 

@@ -66,7 +66,7 @@ pub(crate) async fn attempt<'s>(
     candidate: Candidate<'s>,
 ) -> Verdict {
     let (provider, deployment) = (candidate.provider, candidate.deployment);
-    let prepared = match prepare_for(worker, request, provider, deployment) {
+    let prepared = match prepare_for(worker, request, provider, deployment).await {
         Ok(prepared) => prepared,
         Err(Unprepared::Unsupported) => {
             plan.unsupported();
@@ -183,18 +183,23 @@ fn retry_elsewhere(plan: &mut Plan<'_>, error: ProxyError, elsewhere: bool) -> V
     Verdict::Next
 }
 
-/// `request` as `deployment` of `provider` takes it.
-fn prepare_for(
+/// `request` as `deployment` of `provider` takes it (its token made
+/// ready first, for a provider that has one).
+async fn prepare_for(
     worker: &Worker,
     request: &ClientRequest,
     provider: &Provider,
     deployment: &Deployment,
 ) -> Result<Prepared, Unprepared> {
-    let target = worker.targets.get(provider).map_err(Unprepared::Unusable)?;
+    let resolved = worker.targets.get(provider).map_err(Unprepared::Unusable)?;
+    resolved
+        .ready(worker.client_for(&provider.name))
+        .await
+        .map_err(Unprepared::Unusable)?;
     prepare(
         request,
         provider.kind,
-        &target,
+        &resolved.target,
         &deployment.model,
         worker.config.anthropic_default_max_tokens,
     )

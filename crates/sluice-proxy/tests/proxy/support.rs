@@ -108,6 +108,7 @@ impl World {
                 first_byte_ms: 5_000,
                 total_ms: 20_000,
             },
+            azure: None,
             created_at_ms: 0,
             updated_at_ms: 0,
         }));

@@ -209,6 +209,7 @@ pub fn provider(name: &str) -> Command {
         headers: Default::default(),
         secret_headers: Default::default(),
         timeouts: Timeouts::default(),
+        azure: None,
         created_at_ms: 0,
         updated_at_ms: 0,
     })

@@ -6,7 +6,8 @@ use super::output::{format_ms, join_or_dash, print_fields, Table};
 use super::parse;
 use anyhow::Context;
 use sluice_admin::providers::{
-    CreateProvider, ProviderKindBody, ProviderList, ProviderView, TimeoutsBody,
+    AzureBody, CreateProvider, EntraBody, ProviderKindBody, ProviderList, ProviderView,
+    TimeoutsBody,
 };
 
 /// Provider kinds as the command line spells them.
@@ -14,6 +15,89 @@ use sluice_admin::providers::{
 pub enum KindArg {
     Openai,
     Anthropic,
+    #[value(name = "azure_openai")]
+    AzureOpenai,
+}
+
+impl From<KindArg> for ProviderKindBody {
+    fn from(kind: KindArg) -> Self {
+        match kind {
+            KindArg::Openai => ProviderKindBody::Openai,
+            KindArg::Anthropic => ProviderKindBody::Anthropic,
+            KindArg::AzureOpenai => ProviderKindBody::AzureOpenai,
+        }
+    }
+}
+
+/// The settings of one provider kind, as flags.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct KindFlags {
+    /// azure_openai: `v1`, or a dated `api-version` (default 2024-10-21).
+    #[arg(long, value_name = "VERSION")]
+    api_version: Option<String>,
+    /// azure_openai: authenticate with Microsoft Entra ID as this tenant
+    /// (the directory id); `--api-key-env` then holds the client secret.
+    #[arg(long, value_name = "TENANT", requires = "entra_client_id")]
+    entra_tenant_id: Option<String>,
+    /// azure_openai: the app registration's application (client) id.
+    #[arg(long, value_name = "CLIENT", requires = "entra_tenant_id")]
+    entra_client_id: Option<String>,
+    /// azure_openai: where Entra ID tokens come from (default
+    /// https://login.microsoftonline.com).
+    #[arg(long, value_name = "URL", requires = "entra_tenant_id")]
+    entra_authority_url: Option<String>,
+}
+
+impl KindFlags {
+    /// The kind's settings for the API, or which flag does not belong or
+    /// is missing.
+    fn settings(self, kind: KindArg, has_key: bool) -> anyhow::Result<Option<AzureBody>> {
+        let KindFlags {
+            api_version,
+            entra_tenant_id,
+            entra_client_id,
+            entra_authority_url,
+        } = self;
+        if !matches!(kind, KindArg::AzureOpenai) {
+            let given = [
+                ("--api-version", api_version.is_some()),
+                ("--entra-tenant-id", entra_tenant_id.is_some()),
+                ("--entra-client-id", entra_client_id.is_some()),
+                ("--entra-authority-url", entra_authority_url.is_some()),
+            ];
+            if let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
+                anyhow::bail!("{flag} is a setting of --kind azure_openai providers only");
+            }
+            return Ok(None);
+        }
+        let mut azure = AzureBody::default();
+        if let Some(version) = api_version {
+            azure.api_version = version;
+        }
+        if let (Some(tenant_id), Some(client_id)) = (entra_tenant_id, entra_client_id) {
+            let mut entra = EntraBody {
+                tenant_id,
+                client_id,
+                authority_url: sluice_core::provider::ENTRA_DEFAULT_AUTHORITY.to_owned(),
+                scope: sluice_core::provider::ENTRA_DEFAULT_SCOPE.to_owned(),
+            };
+            if let Some(url) = entra_authority_url {
+                entra.authority_url = url;
+            }
+            azure.entra = Some(entra);
+        }
+        if !has_key {
+            let what = if azure.entra.is_some() {
+                "the app registration's client secret"
+            } else {
+                "the resource's key"
+            };
+            anyhow::bail!(
+                "an azure_openai provider needs --api-key-env VAR: the variable holding {what}"
+            );
+        }
+        Ok(Some(azure))
+    }
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -42,6 +126,8 @@ pub enum ProvidersCommand {
         /// environment variable VAR (repeatable): sealed, never shown.
         #[arg(long = "secret-header-env", value_name = "NAME=VAR", value_parser = parse::key_value)]
         secret_headers: Vec<(String, String)>,
+        #[command(flatten)]
+        settings: KindFlags,
     },
     /// List providers.
     List,
@@ -69,7 +155,9 @@ pub(super) async fn run(
             api_key_env,
             headers,
             secret_headers,
+            settings,
         } => {
+            let azure = settings.settings(kind, api_key_env.is_some())?;
             let api_key = match api_key_env {
                 Some(var) => Some(std::env::var(&var).with_context(|| {
                     format!("reading the provider API key from environment variable {var}")
@@ -87,15 +175,13 @@ pub(super) async fn run(
                 .collect::<anyhow::Result<_>>()?;
             let body = CreateProvider {
                 name,
-                kind: match kind {
-                    KindArg::Openai => ProviderKindBody::Openai,
-                    KindArg::Anthropic => ProviderKindBody::Anthropic,
-                },
+                kind: kind.into(),
                 base_url,
                 api_key,
                 headers: headers.into_iter().collect(),
                 secret_headers,
                 timeouts: TimeoutsBody::default(),
+                azure,
             };
             let value = client.post(&path(&["providers"]), &body).await?;
             out.show(value, print_provider)
@@ -132,6 +218,7 @@ fn kind_name(kind: ProviderKindBody) -> &'static str {
     match kind {
         ProviderKindBody::Openai => "openai",
         ProviderKindBody::Anthropic => "anthropic",
+        ProviderKindBody::AzureOpenai => "azure_openai",
     }
 }
 
@@ -148,6 +235,19 @@ fn print_provider(p: ProviderView) {
         ("headers", join_or_dash(&headers)),
         ("secret headers", join_or_dash(&p.secret_header_names)),
         (
+            "azure",
+            match &p.azure {
+                None => "-".to_owned(),
+                Some(azure) => match &azure.entra {
+                    None => format!("api-version {}, api-key", azure.api_version),
+                    Some(entra) => format!(
+                        "api-version {}, Entra ID tenant {} client {} ({})",
+                        azure.api_version, entra.tenant_id, entra.client_id, entra.authority_url
+                    ),
+                },
+            },
+        ),
+        (
             "timeouts",
             format!(
                 "connect {} ms, first byte {} ms, total {} ms",
@@ -157,4 +257,49 @@ fn print_provider(p: ProviderView) {
         ("created", format_ms(p.created_at_ms)),
         ("updated", format_ms(p.updated_at_ms)),
     ]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_flags_belong_to_their_kind() {
+        let flags = KindFlags {
+            api_version: Some("v1".into()),
+            ..KindFlags::default()
+        };
+        let err = flags.clone().settings(KindArg::Openai, true).unwrap_err();
+        assert!(err.to_string().contains("--api-version"), "{err}");
+        let azure = flags.settings(KindArg::AzureOpenai, true).unwrap().unwrap();
+        assert_eq!(azure.api_version, "v1");
+        assert!(KindFlags::default()
+            .settings(KindArg::Anthropic, false)
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn an_azure_provider_without_a_credential_is_refused_before_sending() {
+        let err = KindFlags::default()
+            .settings(KindArg::AzureOpenai, false)
+            .unwrap_err();
+        assert!(err.to_string().contains("--api-key-env"), "{err}");
+        let entra = KindFlags {
+            entra_tenant_id: Some("t".into()),
+            entra_client_id: Some("c".into()),
+            ..KindFlags::default()
+        };
+        let err = entra
+            .clone()
+            .settings(KindArg::AzureOpenai, false)
+            .unwrap_err();
+        assert!(err.to_string().contains("client secret"), "{err}");
+        let azure = entra.settings(KindArg::AzureOpenai, true).unwrap().unwrap();
+        assert_eq!(azure.api_version, "2024-10-21");
+        assert_eq!(
+            azure.entra.unwrap().authority_url,
+            "https://login.microsoftonline.com"
+        );
+    }
 }

@@ -315,6 +315,7 @@ mod tests {
                     )]
                     .into(),
                     timeouts: Default::default(),
+                    azure: None,
                     created_at_ms: 1,
                     updated_at_ms: 1,
                 }],

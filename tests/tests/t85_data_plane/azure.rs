@@ -1,0 +1,309 @@
+//! Azure OpenAI providers (`kind = "azure_openai"`) through every node
+//! against a mock that checks what Azure checks: the resource key in
+//! `api-key`, `api-version` on dated paths, and Microsoft Entra ID tokens
+//! it issued itself (to the one app registration it knows, expiring after
+//! a few seconds so the gateway must refresh them).
+
+use super::*;
+use sluice_e2e::dataplane::MockLlm;
+
+const RESOURCE_KEY: &str = "azure-resource-key-e2e";
+const TENANT: &str = "contoso-e2e";
+const CLIENT_ID: &str = "0b9e3c43-84a1-4b5c-9d1e-5f7a2d6c8e01";
+const CLIENT_SECRET: &str = "entra-client-secret-e2e";
+/// Short enough that the test sees tokens refreshed.
+const TOKEN_TTL_S: &str = "3";
+
+/// The Azure mock: requires the resource key or one of its Entra tokens.
+fn azure_mock(plane: &DataPlane) -> MockLlm {
+    MockLlm::start_with(
+        &plane.cluster.root().join("mock-azure.log"),
+        plane.cluster.deadline(),
+        &[
+            "--api-key-env",
+            "MOCK_AZURE_KEY",
+            "--entra-tenant-id",
+            TENANT,
+            "--entra-client-id",
+            CLIENT_ID,
+            "--entra-secret-env",
+            "MOCK_ENTRA_SECRET",
+            "--entra-token-ttl-s",
+            TOKEN_TTL_S,
+        ],
+        &[
+            ("MOCK_AZURE_KEY", RESOURCE_KEY),
+            ("MOCK_ENTRA_SECRET", CLIENT_SECRET),
+        ],
+    )
+}
+
+/// An `azure_openai` provider on `mock` with `azure` settings and
+/// `credential`, and `headers` (`x-mock-*` to make it misbehave).
+fn azure_provider(
+    plane: &DataPlane,
+    name: &str,
+    mock: &MockLlm,
+    azure: Value,
+    credential: &str,
+    headers: Value,
+) {
+    plane.write(
+        "/admin/v1/providers",
+        &json!({
+            "name": name,
+            "kind": "azure_openai",
+            "base_url": mock.url(),
+            "api_key": credential,
+            "azure": azure,
+            "headers": headers,
+        }),
+    );
+}
+
+fn entra(mock: &MockLlm) -> Value {
+    json!({"tenant_id": TENANT, "client_id": CLIENT_ID, "authority_url": mock.url()})
+}
+
+#[test]
+fn azure_openai_serves_every_endpoint_on_every_node_with_a_key_or_entra_tokens() {
+    let plane = start();
+    let azure = azure_mock(&plane);
+    let dated = json!({"api_version": "2024-10-21"});
+    azure_provider(
+        &plane,
+        "az-key",
+        &azure,
+        dated.clone(),
+        RESOURCE_KEY,
+        json!({}),
+    );
+    azure_provider(
+        &plane,
+        "az-entra",
+        &azure,
+        json!({"api_version": "v1", "entra": entra(&azure)}),
+        CLIENT_SECRET,
+        json!({}),
+    );
+    azure_provider(
+        &plane,
+        "az-responses",
+        &azure,
+        json!({"api_version": "2025-03-01-preview"}),
+        RESOURCE_KEY,
+        json!({}),
+    );
+    plane.create_route("az", &[("az-key", "mock-gpt", 1)], &[]);
+    plane.create_route("az-entra", &[("az-entra", "mock-gpt", 1)], &[]);
+    plane.create_route("az-embed", &[("az-key", "mock-embed", 1)], &[]);
+    plane.create_route("az-resp", &[("az-responses", "mock-gpt", 1)], &[]);
+    plane.wait_served(&plane.key, &["az", "az-entra", "az-embed", "az-resp"]);
+
+    for id in plane.cluster.ids() {
+        // Chat, plain and streamed with and without usage, by both
+        // credentials; Anthropic clients translated; embeddings.
+        check_chat(&plane.proxy(id), id, "az");
+        check_chat(&plane.proxy(id), id, "az-entra");
+        let reply = plane.proxy(id).with_key(None).post_with(
+            "/v1/messages",
+            &messages("az-entra", "hello azure"),
+            &anthropic_headers(&plane.key),
+        );
+        assert_json_ok(&reply, &format!("node {id}, messages on az-entra"));
+        assert_eq!(reply.body["type"], "message", "{}", reply.text);
+        let reply = plane.proxy(id).post(
+            "/v1/embeddings",
+            &json!({"model": "az-embed", "input": "embed me"}),
+        );
+        assert_json_ok(&reply, &format!("node {id}, embeddings on az-embed"));
+        assert_eq!(
+            reply.body["data"][0]["object"], "embedding",
+            "{}",
+            reply.text
+        );
+
+        // The Responses API, made and read back by its id.
+        let reply = plane.proxy(id).post(
+            "/v1/responses",
+            &json!({"model": "az-resp", "input": "hello from azure"}),
+        );
+        assert_json_ok(&reply, &format!("node {id}, responses on az-resp"));
+        let response_id = reply.body["id"].as_str().expect("a response id");
+        assert!(response_id.starts_with("resp_sl1"), "{}", reply.text);
+        let stored = plane.proxy(id).get(&format!("/v1/responses/{response_id}"));
+        assert_eq!(stored.status, 200, "{}", stored.text);
+        assert_eq!(stored.body["status"], "completed", "{}", stored.text);
+    }
+
+    let stats = azure.stats();
+    assert_eq!(
+        stats["unauthorized"], 0,
+        "every credential was right: {stats}"
+    );
+    assert_eq!(
+        azure.requests_to("/v1/chat/completions"),
+        stats["azure_requests"].as_u64().unwrap()
+            - azure.requests_to("/v1/embeddings")
+            - azure.requests_to("/v1/responses")
+            - 3, // the stored responses read back
+        "every chat call came by Azure's paths: {stats}"
+    );
+    // One token per node (each node has its own), maybe refreshed once.
+    let issued = stats["entra_tokens_issued"].as_u64().unwrap();
+    assert!((3..=9).contains(&issued), "{stats}");
+
+    // Tokens expire after 3 s: calls through node 1 go on succeeding
+    // while the gateway gets new ones.
+    let before = issued;
+    let proxy = plane.proxy(1);
+    let mut calls = 0;
+    let refreshed = plane
+        .cluster
+        .deadline()
+        .within(Duration::from_secs(20))
+        .poll("a refreshed Entra token", || {
+            let reply = proxy.post("/v1/chat/completions", &chat("az-entra", "again"));
+            assert_eq!(
+                reply.status, 200,
+                "call {calls} on az-entra: {}",
+                reply.text
+            );
+            calls += 1;
+            azure.counter("entra_tokens_issued") >= before + 2
+        });
+    refreshed.unwrap_or_else(|e| panic!("{e}: {}", azure.stats()));
+    assert_eq!(azure.counter("unauthorized"), 0, "{}", azure.stats());
+    assert_eq!(azure.counter("entra_refusals"), 0, "{}", azure.stats());
+
+    // Usage is recorded against the Azure providers.
+    let admin = plane.cluster.admin(1);
+    let mut last = Value::Null;
+    let recorded = plane
+        .cluster
+        .deadline()
+        .within(Duration::from_secs(30))
+        .poll("usage of the Azure providers", || {
+            let (status, report) = admin.get("/admin/v1/usage?from=-1h&group_by=provider");
+            last = report;
+            let group = |name: &str| {
+                last["groups"]
+                    .as_array()
+                    .and_then(|g| g.iter().find(|g| g["group"] == name).cloned())
+                    .unwrap_or(Value::Null)
+            };
+            status == 200
+                && group("az-key")["requests"].as_u64() >= Some(3 * 4)
+                && group("az-entra")["prompt_tokens"].as_u64() > Some(0)
+        });
+    recorded.unwrap_or_else(|e| panic!("{e}: last report {last}"));
+}
+
+#[test]
+fn azure_openai_failures_are_answered_as_openai_would_and_quotas_hold() {
+    let plane = start();
+    let azure = azure_mock(&plane);
+    let dated = json!({"api_version": "2024-10-21"});
+    azure_provider(
+        &plane,
+        "az-500",
+        &azure,
+        dated.clone(),
+        RESOURCE_KEY,
+        json!({"x-mock-status": "500"}),
+    );
+    azure_provider(
+        &plane,
+        "az-cut",
+        &azure,
+        dated.clone(),
+        RESOURCE_KEY,
+        json!({"x-mock-drop-after-chunks": "2"}),
+    );
+    azure_provider(
+        &plane,
+        "az-bad-secret",
+        &azure,
+        json!({"api_version": "v1", "entra": entra(&azure)}),
+        "not-the-client-secret",
+        json!({}),
+    );
+    azure_provider(&plane, "az-ok", &azure, dated, RESOURCE_KEY, json!({}));
+    plane.create_route("az-500", &[("az-500", "mock-gpt", 1)], &[]);
+    plane.create_route("az-cut", &[("az-cut", "mock-gpt", 1)], &[]);
+    plane.create_route("az-bad", &[("az-bad-secret", "mock-gpt", 1)], &[]);
+    plane.create_route("az-ok", &[("az-ok", "mock-gpt", 1)], &[]);
+    plane.wait_served(&plane.key, &["az-500", "az-cut", "az-bad", "az-ok"]);
+
+    for id in plane.cluster.ids() {
+        // An upstream 500: an error in OpenAI's format.
+        let reply = plane
+            .proxy(id)
+            .post("/v1/chat/completions", &chat("az-500", "fail"));
+        assert!(reply.status >= 500, "node {id}: {}", reply.text);
+        assert!(
+            reply.body["error"]["message"].is_string(),
+            "node {id}: {}",
+            reply.text
+        );
+
+        // Cut mid-stream: the data, then an error event, no [DONE].
+        let what = format!("node {id}, stream cut on az-cut");
+        let stream = read_stream(
+            plane.proxy(id).stream(
+                "/v1/chat/completions",
+                &streamed(
+                    chat("az-cut", "a reply long enough to be cut after two chunks"),
+                    false,
+                ),
+            ),
+            &what,
+        );
+        assert!(!stream.chunks().is_empty(), "{what}: {}", stream.dump());
+        assert!(
+            stream.events.last().is_some_and(|e| e.is_error()),
+            "{what}: {}",
+            stream.dump()
+        );
+        assert_eq!(stream.done_count(), 0, "{what}: {}", stream.dump());
+
+        // A client secret Entra ID refuses: a 502, the secret nowhere.
+        let reply = plane
+            .proxy(id)
+            .post("/v1/chat/completions", &chat("az-bad", "hello"));
+        assert_eq!(reply.status, 502, "node {id}: {}", reply.text);
+        assert!(reply.body["error"]["message"].is_string(), "{}", reply.text);
+        assert!(
+            !reply.text.contains("not-the-client-secret"),
+            "{}",
+            reply.text
+        );
+    }
+    assert!(azure.counter("entra_refusals") >= 1, "{}", azure.stats());
+    assert_eq!(azure.counter("entra_tokens_issued"), 0, "{}", azure.stats());
+    for id in plane.cluster.ids() {
+        let log = plane.cluster.log(id);
+        assert!(
+            !log.contains("not-the-client-secret") && !log.contains(RESOURCE_KEY),
+            "node {id} logged a secret"
+        );
+    }
+    assert!(
+        plane
+            .cluster
+            .ids()
+            .iter()
+            .any(|id| plane.cluster.log(*id).contains("invalid_client")),
+        "no node logged why Entra ID refused"
+    );
+
+    // A quota holds on Azure routes as on any: 3 a minute, across nodes.
+    let (_, limited) = plane.create_key_with("az-limited", json!({"rpm": 3}));
+    let mut answers = Vec::new();
+    for id in [1, 2, 3, 1] {
+        let reply = ProxyClient::new(plane.cluster.proxy_url(id), Some(&limited))
+            .post("/v1/chat/completions", &chat("az-ok", "counted"));
+        answers.push(reply.status);
+    }
+    assert_eq!(answers, [200, 200, 200, 429], "{answers:?}");
+}
