@@ -12,6 +12,9 @@ and a mock upstream and passes what it set up in the environment:
   SLUICE_ROUTE_EMBED         a route on an embedding model
   SLUICE_ROUTE_RATE_LIMITED  a route whose provider always answers 429
   SLUICE_ROUTE_BROKEN        a route whose provider always answers 500
+  SLUICE_ROUTE_AZURE         a route on an Azure OpenAI provider (the v1 API,
+                             Microsoft Entra ID tokens) at a mock that checks
+                             Azure's credentials
 
 Every case runs through every node. Error cases use `max_retries=0` so the
 SDK's own retries do not hide what the proxy answered.
@@ -38,6 +41,7 @@ CLAUDE = os.environ["SLUICE_ROUTE_CLAUDE"]
 EMBED = os.environ["SLUICE_ROUTE_EMBED"]
 RATE_LIMITED = os.environ["SLUICE_ROUTE_RATE_LIMITED"]
 BROKEN = os.environ["SLUICE_ROUTE_BROKEN"]
+AZURE = os.environ["SLUICE_ROUTE_AZURE"]
 TIMEOUT = 30.0
 
 WEATHER_SCHEMA = {
@@ -261,6 +265,60 @@ class OpenAIResponses(unittest.TestCase):
         openai_client(URLS[-1]).responses.delete(reply.id)
         with self.assertRaises(openai.NotFoundError):
             openai_client(URLS[0], retries=0).responses.retrieve(reply.id)
+
+
+class AzureOpenAIKind(unittest.TestCase):
+    """Chat, the Responses API and count_tokens on an `azure_openai` route."""
+
+    def test_chat_create_and_stream(self):
+        for url in URLS:
+            with self.subTest(node=url):
+                client = openai_client(url)
+                reply = client.chat.completions.create(
+                    model=AZURE, messages=user("hello from azure")
+                )
+                self.assertIn("hello from azure", reply.choices[0].message.content)
+                self.assertGreater(reply.usage.total_tokens, 0)
+                stream = client.chat.completions.create(
+                    model=AZURE,
+                    messages=user("stream from azure"),
+                    stream=True,
+                    stream_options={"include_usage": True},
+                )
+                chunks = list(stream)
+                text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+                self.assertIn("stream from azure", text)
+                self.assertGreater(chunks[-1].usage.total_tokens, 0)
+
+    def test_responses_create_follow_up_and_stream(self):
+        for i, url in enumerate(URLS):
+            with self.subTest(node=url):
+                client = openai_client(url)
+                reply = client.responses.create(model=AZURE, input="hello azure responses")
+                self.assertEqual(reply.status, "completed")
+                self.assertIn("hello azure responses", reply.output_text)
+                other = openai_client(URLS[(i + 1) % len(URLS)])
+                follow = other.responses.create(
+                    model=AZURE, input="and then", previous_response_id=reply.id
+                )
+                self.assertEqual(follow.status, "completed")
+                self.assertEqual(other.responses.retrieve(reply.id).id, reply.id)
+                with client.responses.stream(model=AZURE, input="azure stream words") as stream:
+                    deltas = "".join(
+                        e.delta for e in stream if e.type == "response.output_text.delta"
+                    )
+                    final = stream.get_final_response()
+                self.assertIn("azure stream words", deltas)
+                self.assertGreater(final.usage.output_tokens, 0)
+
+    def test_count_tokens_is_estimated(self):
+        for url in URLS:
+            with self.subTest(node=url):
+                raw = anthropic_client(url).messages.with_raw_response.count_tokens(
+                    model=AZURE, messages=user("hello there")
+                )
+                self.assertEqual(raw.headers.get("x-sluice-token-count"), "estimate")
+                self.assertGreater(raw.parse().input_tokens, 2)
 
 
 class AnthropicMessages(unittest.TestCase):

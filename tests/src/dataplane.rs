@@ -37,7 +37,7 @@ pub mod proxy;
 pub mod sse;
 pub mod traffic;
 
-pub use mock::MockLlm;
+pub use mock::{MockLlm, AZURE_RESOURCE_KEY, ENTRA_CLIENT_ID, ENTRA_CLIENT_SECRET, ENTRA_TENANT};
 pub use proxy::{ProxyClient, Reply};
 pub use sse::{SseEvent, SseStream, Transcript};
 pub use traffic::{Call, Traffic, TrafficReport};
@@ -175,6 +175,29 @@ impl DataPlane {
                 },
             );
         }
+    }
+
+    /// An `azure_openai` provider `name` on `mock` with `azure` settings,
+    /// `credential` (the resource key or the client secret) and `headers`.
+    pub fn create_azure_provider(
+        &self,
+        name: &str,
+        mock: &MockLlm,
+        azure: Value,
+        credential: &str,
+        headers: Value,
+    ) {
+        self.write(
+            "/admin/v1/providers",
+            &json!({
+                "name": name,
+                "kind": "azure_openai",
+                "base_url": mock.url(),
+                "api_key": credential,
+                "azure": azure,
+                "headers": headers,
+            }),
+        );
     }
 
     /// A route `name` over `deployments` (provider, upstream model, weight),

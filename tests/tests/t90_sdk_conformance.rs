@@ -7,7 +7,7 @@
 //! note saying how to create it, except under CI (`$CI` set), where it
 //! fails: CI must run it (see `sluice_e2e::needs`).
 
-use sluice_e2e::dataplane::{DataPlane, CLAUDE, EMBED, GPT};
+use sluice_e2e::dataplane::{DataPlane, MockLlm, CLAUDE, EMBED, ENTRA_CLIENT_SECRET, GPT};
 use sluice_e2e::needs::{sdk_python, workspace, Suite};
 use sluice_e2e::{json, Cluster};
 use std::io::{BufRead, BufReader, Read};
@@ -20,6 +20,7 @@ use std::time::Duration;
 const SCRIPT_BUDGET: Duration = Duration::from_secs(240);
 const RATE_LIMITED: &str = "rate-limited";
 const BROKEN: &str = "broken";
+const AZURE: &str = "azure-gpt";
 
 fn main() -> std::process::ExitCode {
     Suite::new()
@@ -48,7 +49,22 @@ fn official_sdks_work_through_every_node(python: PathBuf) {
     plane.create_provider("failing", "openai", json!({"x-mock-status": "500"}));
     plane.create_route(RATE_LIMITED, &[("limited", "mock-gpt", 1)], &[]);
     plane.create_route(BROKEN, &[("failing", "mock-gpt", 1)], &[]);
-    plane.wait_served(&plane.key, &[RATE_LIMITED, BROKEN]);
+    // Azure OpenAI at a mock that checks Azure's credentials: Entra ID
+    // tokens, renewed every few seconds while the script runs.
+    let azure = MockLlm::start_azure(
+        &plane.cluster.root().join("mock-azure.log"),
+        plane.cluster.deadline(),
+        5,
+    );
+    plane.create_azure_provider(
+        "azure",
+        &azure,
+        json!({"api_version": "v1", "entra": azure.entra_settings()}),
+        ENTRA_CLIENT_SECRET,
+        json!({}),
+    );
+    plane.create_route(AZURE, &[("azure", "mock-gpt", 1)], &[]);
+    plane.wait_served(&plane.key, &[RATE_LIMITED, BROKEN, AZURE]);
 
     let urls: Vec<String> = plane
         .cluster
@@ -68,6 +84,7 @@ fn official_sdks_work_through_every_node(python: PathBuf) {
         .env("SLUICE_ROUTE_EMBED", EMBED)
         .env("SLUICE_ROUTE_RATE_LIMITED", RATE_LIMITED)
         .env("SLUICE_ROUTE_BROKEN", BROKEN)
+        .env("SLUICE_ROUTE_AZURE", AZURE)
         // The SDKs must talk to the proxy, never to a configured proxy server.
         .env("NO_PROXY", "127.0.0.1,localhost")
         .stdin(Stdio::null())
@@ -127,4 +144,10 @@ fn official_sdks_work_through_every_node(python: PathBuf) {
         status.success(),
         "the SDK script failed ({status})\n{output}\n--- stderr ---\n{stderr}"
     );
+    // The Azure cases reached the Azure mock by its paths, every one with
+    // a credential it accepted: a token of its own Entra ID.
+    let stats = azure.stats();
+    assert!(stats["azure_requests"].as_u64() > Some(0), "{stats}");
+    assert_eq!(stats["unauthorized"], 0, "{stats}");
+    assert!(stats["entra_tokens_issued"].as_u64() >= Some(1), "{stats}");
 }

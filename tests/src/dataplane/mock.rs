@@ -11,6 +11,13 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+/// The resource key of [`MockLlm::start_azure`].
+pub const AZURE_RESOURCE_KEY: &str = "azure-resource-key-e2e";
+/// The app registration [`MockLlm::start_azure`]'s Entra ID knows.
+pub const ENTRA_TENANT: &str = "contoso-e2e";
+pub const ENTRA_CLIENT_ID: &str = "0b9e3c43-84a1-4b5c-9d1e-5f7a2d6c8e01";
+pub const ENTRA_CLIENT_SECRET: &str = "entra-client-secret-e2e";
+
 /// A `sluice mock-llm` child on a port picked at run time.
 #[derive(Debug)]
 pub struct MockLlm {
@@ -70,6 +77,43 @@ impl MockLlm {
             .build()
             .expect("building the HTTP client");
         MockLlm { process, url, http }
+    }
+
+    /// A mock that checks Azure OpenAI's credentials: the resource key
+    /// [`AZURE_RESOURCE_KEY`] in `api-key`, or tokens of its own Entra ID
+    /// for the app registration [`ENTRA_TENANT`] / [`ENTRA_CLIENT_ID`] /
+    /// [`ENTRA_CLIENT_SECRET`], which expire after `token_ttl_s`.
+    pub fn start_azure(log: &Path, deadline: Deadline, token_ttl_s: u64) -> MockLlm {
+        let ttl = token_ttl_s.to_string();
+        Self::start_with(
+            log,
+            deadline,
+            &[
+                "--api-key-env",
+                "MOCK_AZURE_KEY",
+                "--entra-tenant-id",
+                ENTRA_TENANT,
+                "--entra-client-id",
+                ENTRA_CLIENT_ID,
+                "--entra-secret-env",
+                "MOCK_ENTRA_SECRET",
+                "--entra-token-ttl-s",
+                &ttl,
+            ],
+            &[
+                ("MOCK_AZURE_KEY", AZURE_RESOURCE_KEY),
+                ("MOCK_ENTRA_SECRET", ENTRA_CLIENT_SECRET),
+            ],
+        )
+    }
+
+    /// The `azure.entra` settings of a provider on this mock's Entra ID.
+    pub fn entra_settings(&self) -> Value {
+        serde_json::json!({
+            "tenant_id": ENTRA_TENANT,
+            "client_id": ENTRA_CLIENT_ID,
+            "authority_url": self.url,
+        })
     }
 
     /// `http://127.0.0.1:PORT`.

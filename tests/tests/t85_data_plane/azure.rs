@@ -5,64 +5,20 @@
 //! a few seconds so the gateway must refresh them).
 
 use super::*;
-use sluice_e2e::dataplane::MockLlm;
+use sluice_e2e::dataplane::{
+    MockLlm, AZURE_RESOURCE_KEY as RESOURCE_KEY, ENTRA_CLIENT_SECRET as CLIENT_SECRET,
+};
 
-const RESOURCE_KEY: &str = "azure-resource-key-e2e";
-const TENANT: &str = "contoso-e2e";
-const CLIENT_ID: &str = "0b9e3c43-84a1-4b5c-9d1e-5f7a2d6c8e01";
-const CLIENT_SECRET: &str = "entra-client-secret-e2e";
 /// Short enough that the test sees tokens refreshed.
-const TOKEN_TTL_S: &str = "3";
+const TOKEN_TTL_S: u64 = 3;
 
 /// The Azure mock: requires the resource key or one of its Entra tokens.
 fn azure_mock(plane: &DataPlane) -> MockLlm {
-    MockLlm::start_with(
+    MockLlm::start_azure(
         &plane.cluster.root().join("mock-azure.log"),
         plane.cluster.deadline(),
-        &[
-            "--api-key-env",
-            "MOCK_AZURE_KEY",
-            "--entra-tenant-id",
-            TENANT,
-            "--entra-client-id",
-            CLIENT_ID,
-            "--entra-secret-env",
-            "MOCK_ENTRA_SECRET",
-            "--entra-token-ttl-s",
-            TOKEN_TTL_S,
-        ],
-        &[
-            ("MOCK_AZURE_KEY", RESOURCE_KEY),
-            ("MOCK_ENTRA_SECRET", CLIENT_SECRET),
-        ],
+        TOKEN_TTL_S,
     )
-}
-
-/// An `azure_openai` provider on `mock` with `azure` settings and
-/// `credential`, and `headers` (`x-mock-*` to make it misbehave).
-fn azure_provider(
-    plane: &DataPlane,
-    name: &str,
-    mock: &MockLlm,
-    azure: Value,
-    credential: &str,
-    headers: Value,
-) {
-    plane.write(
-        "/admin/v1/providers",
-        &json!({
-            "name": name,
-            "kind": "azure_openai",
-            "base_url": mock.url(),
-            "api_key": credential,
-            "azure": azure,
-            "headers": headers,
-        }),
-    );
-}
-
-fn entra(mock: &MockLlm) -> Value {
-    json!({"tenant_id": TENANT, "client_id": CLIENT_ID, "authority_url": mock.url()})
 }
 
 #[test]
@@ -70,24 +26,15 @@ fn azure_openai_serves_every_endpoint_on_every_node_with_a_key_or_entra_tokens()
     let plane = start();
     let azure = azure_mock(&plane);
     let dated = json!({"api_version": "2024-10-21"});
-    azure_provider(
-        &plane,
-        "az-key",
-        &azure,
-        dated.clone(),
-        RESOURCE_KEY,
-        json!({}),
-    );
-    azure_provider(
-        &plane,
+    plane.create_azure_provider("az-key", &azure, dated.clone(), RESOURCE_KEY, json!({}));
+    plane.create_azure_provider(
         "az-entra",
         &azure,
-        json!({"api_version": "v1", "entra": entra(&azure)}),
+        json!({"api_version": "v1", "entra": azure.entra_settings()}),
         CLIENT_SECRET,
         json!({}),
     );
-    azure_provider(
-        &plane,
+    plane.create_azure_provider(
         "az-responses",
         &azure,
         json!({"api_version": "2025-03-01-preview"}),
@@ -204,31 +151,28 @@ fn azure_openai_failures_are_answered_as_openai_would_and_quotas_hold() {
     let plane = start();
     let azure = azure_mock(&plane);
     let dated = json!({"api_version": "2024-10-21"});
-    azure_provider(
-        &plane,
+    plane.create_azure_provider(
         "az-500",
         &azure,
         dated.clone(),
         RESOURCE_KEY,
         json!({"x-mock-status": "500"}),
     );
-    azure_provider(
-        &plane,
+    plane.create_azure_provider(
         "az-cut",
         &azure,
         dated.clone(),
         RESOURCE_KEY,
         json!({"x-mock-drop-after-chunks": "2"}),
     );
-    azure_provider(
-        &plane,
+    plane.create_azure_provider(
         "az-bad-secret",
         &azure,
-        json!({"api_version": "v1", "entra": entra(&azure)}),
+        json!({"api_version": "v1", "entra": azure.entra_settings()}),
         "not-the-client-secret",
         json!({}),
     );
-    azure_provider(&plane, "az-ok", &azure, dated, RESOURCE_KEY, json!({}));
+    plane.create_azure_provider("az-ok", &azure, dated, RESOURCE_KEY, json!({}));
     plane.create_route("az-500", &[("az-500", "mock-gpt", 1)], &[]);
     plane.create_route("az-cut", &[("az-cut", "mock-gpt", 1)], &[]);
     plane.create_route("az-bad", &[("az-bad-secret", "mock-gpt", 1)], &[]);
