@@ -1,6 +1,7 @@
 //! An upstream's stream bytes through every relay the proxy runs (OpenAI
 //! and Anthropic passthrough, both translations, the Responses API's typed
-//! events with their ids rewritten), cut at a fuzzer-chosen
+//! events with their ids rewritten, Gemini's stream to chat completions
+//! and on to Anthropic Messages), cut at a fuzzer-chosen
 //! point: errors are reported, never a panic, and what a relay writes is
 //! always whole SSE events.
 #![no_main]
@@ -21,6 +22,8 @@ fuzz_target!(|data: &[u8]| {
         (Endpoint::ChatCompletions, ProviderKind::Anthropic, Conversion::ChatToMessages),
         (Endpoint::Messages, ProviderKind::OpenAi, Conversion::MessagesToChat),
         (Endpoint::Responses, ProviderKind::OpenAi, Conversion::Passthrough),
+        (Endpoint::ChatCompletions, ProviderKind::Gemini, Conversion::Native),
+        (Endpoint::Messages, ProviderKind::Gemini, Conversion::Native),
     ];
     for (endpoint, kind, conversion) in exchanges {
         for client_wants_usage in [false, true] {
@@ -31,6 +34,7 @@ fuzz_target!(|data: &[u8]| {
                 conversion,
                 stream: true,
                 client_wants_usage,
+                base64: false,
             };
             let mut relay = stream_relay(&exchange, "m", 0);
             let mut out = Vec::new();

@@ -15,6 +15,7 @@ and a mock upstream and passes what it set up in the environment:
   SLUICE_ROUTE_AZURE         a route on an Azure OpenAI provider (the v1 API,
                              Microsoft Entra ID tokens) at a mock that checks
                              Azure's credentials
+  SLUICE_ROUTE_GEMINI        a route on a Gemini provider (translated both ways)
 
 Every case runs through every node. Error cases use `max_retries=0` so the
 SDK's own retries do not hide what the proxy answered.
@@ -42,6 +43,7 @@ EMBED = os.environ["SLUICE_ROUTE_EMBED"]
 RATE_LIMITED = os.environ["SLUICE_ROUTE_RATE_LIMITED"]
 BROKEN = os.environ["SLUICE_ROUTE_BROKEN"]
 AZURE = os.environ["SLUICE_ROUTE_AZURE"]
+GEMINI = os.environ["SLUICE_ROUTE_GEMINI"]
 TIMEOUT = 30.0
 
 WEATHER_SCHEMA = {
@@ -316,6 +318,59 @@ class AzureOpenAIKind(unittest.TestCase):
             with self.subTest(node=url):
                 raw = anthropic_client(url).messages.with_raw_response.count_tokens(
                     model=AZURE, messages=user("hello there")
+                )
+                self.assertEqual(raw.headers.get("x-sluice-token-count"), "estimate")
+                self.assertGreater(raw.parse().input_tokens, 2)
+
+
+class GeminiKind(unittest.TestCase):
+    """Both SDKs on a `gemini` route: every request and answer translated."""
+
+    def test_chat_create_stream_and_tools(self):
+        for url in URLS:
+            with self.subTest(node=url):
+                client = openai_client(url)
+                reply = client.chat.completions.create(
+                    model=GEMINI, messages=user("hello from gemini")
+                )
+                self.assertIn("hello from gemini", reply.choices[0].message.content)
+                self.assertEqual(reply.choices[0].finish_reason, "stop")
+                self.assertGreater(reply.usage.completion_tokens, 0)
+                stream = client.chat.completions.create(
+                    model=GEMINI,
+                    messages=user("stream from gemini"),
+                    stream=True,
+                    stream_options={"include_usage": True},
+                )
+                chunks = list(stream)
+                text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+                self.assertIn("stream from gemini", text)
+                self.assertEqual(chunks[-1].usage.prompt_tokens, reply.usage.prompt_tokens)
+                self.assertGreater(chunks[-1].usage.completion_tokens, 0)
+                called = client.chat.completions.create(
+                    model=GEMINI, messages=user("Paris"), tools=OPENAI_TOOLS
+                )
+                call = called.choices[0].message.tool_calls[0]
+                self.assertEqual(call.function.name, "get_weather")
+                self.assertEqual(json.loads(call.function.arguments), {"city": "Paris"})
+
+    def test_anthropic_messages_and_count_tokens(self):
+        for url in URLS:
+            with self.subTest(node=url):
+                client = anthropic_client(url)
+                reply = client.messages.create(
+                    model=GEMINI, max_tokens=256, messages=user("hello anthropic on gemini")
+                )
+                self.assertIn("hello anthropic on gemini", reply.content[0].text)
+                with client.messages.stream(
+                    model=GEMINI, max_tokens=256, messages=user("stream on gemini")
+                ) as stream:
+                    text = "".join(stream.text_stream)
+                    final = stream.get_final_message()
+                self.assertIn("stream on gemini", text)
+                self.assertGreater(final.usage.output_tokens, 0)
+                raw = client.messages.with_raw_response.count_tokens(
+                    model=GEMINI, messages=user("hello there")
                 )
                 self.assertEqual(raw.headers.get("x-sluice-token-count"), "estimate")
                 self.assertGreater(raw.parse().input_tokens, 2)

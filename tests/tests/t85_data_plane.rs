@@ -115,6 +115,62 @@ fn closed_port() -> u16 {
     listener.local_addr().expect("local address").port()
 }
 
+/// A chat stream on `route` through node `id` whose upstream cuts it: the
+/// data, then an error event, no `[DONE]`.
+fn check_cut_stream(plane: &DataPlane, id: u64, route: &str) {
+    let what = format!("node {id}, stream cut on {route}");
+    let stream = read_stream(
+        plane.proxy(id).stream(
+            "/v1/chat/completions",
+            &streamed(
+                chat(route, "a reply long enough to be cut after two chunks"),
+                false,
+            ),
+        ),
+        &what,
+    );
+    assert!(!stream.chunks().is_empty(), "{what}: {}", stream.dump());
+    assert!(
+        stream.events.last().is_some_and(|e| e.is_error()),
+        "{what}: {}",
+        stream.dump()
+    );
+    assert_eq!(stream.done_count(), 0, "{what}: {}", stream.dump());
+}
+
+/// A key limited to 3 requests a minute gets exactly 3 on `route`, spread
+/// over the nodes, and a 429 for the 4th.
+fn check_quota_holds(plane: &DataPlane, key_name: &str, route: &str) {
+    let (_, limited) = plane.create_key_with(key_name, json!({"rpm": 3}));
+    let mut answers = Vec::new();
+    for id in [1, 2, 3, 1] {
+        let reply = ProxyClient::new(plane.cluster.proxy_url(id), Some(&limited))
+            .post("/v1/chat/completions", &chat(route, "counted"));
+        answers.push(reply.status);
+    }
+    assert_eq!(answers, [200, 200, 200, 429], "{route}: {answers:?}");
+}
+
+/// Waits until node 1's usage report by provider has a group for which
+/// `recorded` holds.
+fn wait_provider_usage(plane: &DataPlane, what: &str, recorded: impl Fn(&Value) -> bool) {
+    let admin = plane.cluster.admin(1);
+    let mut last = Value::Null;
+    let found = plane
+        .cluster
+        .deadline()
+        .within(Duration::from_secs(30))
+        .poll(what, || {
+            let (status, report) = admin.get("/admin/v1/usage?from=-1h&group_by=provider");
+            last = report;
+            status == 200
+                && last["groups"]
+                    .as_array()
+                    .is_some_and(|groups| groups.iter().any(&recorded))
+        });
+    found.unwrap_or_else(|e| panic!("{e}: last report {last}"));
+}
+
 /// Chat completions, plain and streamed (with and without usage), on
 /// `route` through `proxy`.
 fn check_chat(proxy: &ProxyClient, node: u64, route: &str) {
@@ -1414,3 +1470,6 @@ fn count_tokens_is_forwarded_or_estimated_and_says_which() {
 
 #[path = "t85_data_plane/azure.rs"]
 mod azure;
+
+#[path = "t85_data_plane/gemini.rs"]
+mod gemini;

@@ -21,6 +21,7 @@ const SCRIPT_BUDGET: Duration = Duration::from_secs(240);
 const RATE_LIMITED: &str = "rate-limited";
 const BROKEN: &str = "broken";
 const AZURE: &str = "azure-gpt";
+const GEMINI: &str = "gemini-gpt";
 
 fn main() -> std::process::ExitCode {
     Suite::new()
@@ -64,7 +65,14 @@ fn official_sdks_work_through_every_node(python: PathBuf) {
         json!({}),
     );
     plane.create_route(AZURE, &[("azure", "mock-gpt", 1)], &[]);
-    plane.wait_served(&plane.key, &[RATE_LIMITED, BROKEN, AZURE]);
+    // Gemini at the standard mock (its key unchecked there).
+    plane.write(
+        "/admin/v1/providers",
+        &json!({"name": "gemini", "kind": "gemini", "api_key": "AIza-sdk",
+                "base_url": format!("{}/v1beta", plane.mock.url())}),
+    );
+    plane.create_route(GEMINI, &[("gemini", "mock-gpt", 1)], &[]);
+    plane.wait_served(&plane.key, &[RATE_LIMITED, BROKEN, AZURE, GEMINI]);
 
     let urls: Vec<String> = plane
         .cluster
@@ -85,6 +93,7 @@ fn official_sdks_work_through_every_node(python: PathBuf) {
         .env("SLUICE_ROUTE_RATE_LIMITED", RATE_LIMITED)
         .env("SLUICE_ROUTE_BROKEN", BROKEN)
         .env("SLUICE_ROUTE_AZURE", AZURE)
+        .env("SLUICE_ROUTE_GEMINI", GEMINI)
         // The SDKs must talk to the proxy, never to a configured proxy server.
         .env("NO_PROXY", "127.0.0.1,localhost")
         .stdin(Stdio::null())
@@ -150,4 +159,13 @@ fn official_sdks_work_through_every_node(python: PathBuf) {
     assert!(stats["azure_requests"].as_u64() > Some(0), "{stats}");
     assert_eq!(stats["unauthorized"], 0, "{stats}");
     assert!(stats["entra_tokens_issued"].as_u64() >= Some(1), "{stats}");
+    // And the Gemini cases reached Gemini's API, streamed and not.
+    let stats = plane.mock.stats();
+    for method in ["generateContent", "streamGenerateContent"] {
+        let path = format!("/v1beta/models:{method}");
+        assert!(
+            stats["requests"][&path].as_u64() > Some(0),
+            "{path}: {stats}"
+        );
+    }
 }

@@ -38,6 +38,9 @@ pub enum ProviderKindBody {
     /// Azure OpenAI: OpenAI's API at an Azure resource (see `azure`).
     #[serde(rename = "azure_openai")]
     AzureOpenai,
+    /// Google's Gemini API (`generateContent`); `api_key` is the Gemini
+    /// API key.
+    Gemini,
 }
 
 impl From<ProviderKindBody> for ProviderKind {
@@ -46,6 +49,7 @@ impl From<ProviderKindBody> for ProviderKind {
             ProviderKindBody::Openai => ProviderKind::OpenAi,
             ProviderKindBody::Anthropic => ProviderKind::Anthropic,
             ProviderKindBody::AzureOpenai => ProviderKind::AzureOpenAi,
+            ProviderKindBody::Gemini => ProviderKind::Gemini,
         }
     }
 }
@@ -56,6 +60,7 @@ impl From<ProviderKind> for ProviderKindBody {
             ProviderKind::OpenAi => ProviderKindBody::Openai,
             ProviderKind::Anthropic => ProviderKindBody::Anthropic,
             ProviderKind::AzureOpenAi => ProviderKindBody::AzureOpenai,
+            ProviderKind::Gemini => ProviderKindBody::Gemini,
         }
     }
 }

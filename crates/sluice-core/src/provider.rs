@@ -14,6 +14,8 @@ pub enum ProviderKind {
     /// Azure OpenAI: OpenAI's API at an Azure resource, addressed by
     /// deployment and `api-version` (see [`AzureSettings`]).
     AzureOpenAi,
+    /// Google's Gemini API (`generateContent`), with an API key.
+    Gemini,
 }
 
 impl ProviderKind {
@@ -22,6 +24,7 @@ impl ProviderKind {
             ProviderKind::OpenAi => "openai",
             ProviderKind::Anthropic => "anthropic",
             ProviderKind::AzureOpenAi => "azure_openai",
+            ProviderKind::Gemini => "gemini",
         }
     }
 
@@ -30,10 +33,11 @@ impl ProviderKind {
     }
 
     /// Every kind.
-    pub const ALL: [ProviderKind; 3] = [
+    pub const ALL: [ProviderKind; 4] = [
         ProviderKind::OpenAi,
         ProviderKind::Anthropic,
         ProviderKind::AzureOpenAi,
+        ProviderKind::Gemini,
     ];
 }
 
@@ -375,6 +379,12 @@ impl Provider {
     /// Checks what the provider needs to authenticate, once its credential
     /// is known (an update may keep the stored one).
     pub fn check_credential(&self) -> Result<(), ApplyError> {
+        if self.kind == ProviderKind::Gemini && self.api_key.is_none() {
+            return Err(ApplyError::invalid(
+                "api_key",
+                "a gemini provider needs a credential: the Gemini API key (sent as `x-goog-api-key`)",
+            ));
+        }
         if self.kind == ProviderKind::AzureOpenAi && self.api_key.is_none() {
             let what = match self.azure.as_ref().and_then(|a| a.entra.as_ref()) {
                 Some(_) => "the Entra ID app registration's client secret",

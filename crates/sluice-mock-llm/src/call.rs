@@ -67,7 +67,8 @@ impl Mock {
     }
 }
 
-/// `Authorization: Bearer KEY`, `x-api-key: KEY` or `api-key: KEY`.
+/// `Authorization: Bearer KEY`, `x-api-key: KEY`, `api-key: KEY` or
+/// `x-goog-api-key: KEY`.
 fn presented_key(headers: &HeaderMap) -> Option<&str> {
     if let Some(bearer) = headers
         .get("authorization")
@@ -76,7 +77,7 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
     {
         return Some(bearer.trim());
     }
-    ["x-api-key", "api-key"]
+    ["x-api-key", "api-key", "x-goog-api-key"]
         .iter()
         .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()))
 }

@@ -5,7 +5,8 @@
 //! `/v1/messages/count_tokens`) with the
 //! exact wire shapes of the real services, streaming and not, and Azure
 //! OpenAI's paths (`/openai/deployments/{deployment}/...?api-version=`,
-//! `/openai/v1/...`) with Microsoft Entra ID's token endpoint.
+//! `/openai/v1/...`) with Microsoft Entra ID's token endpoint, and Google's
+//! Gemini API (`/v1beta/models/{model}:generateContent` …).
 //!
 //! It owns deterministic replies and token counts, pacing (slow headers,
 //! latency to first byte, per-chunk pace) and injected failures (error
@@ -32,6 +33,8 @@
 //! * `sse`: server-sent event framing.
 //! * `openai`, `anthropic`: one module per API, each with its own errors.
 //! * `azure`: Azure OpenAI's paths over the OpenAI handlers, and Entra ID.
+//! * `gemini`: Google's Gemini API (`generateContent`, its SSE stream,
+//!   `batchEmbedContents`) with its own error shape.
 //! * `control`: the `/_mock/*` endpoints.
 
 mod anthropic;
@@ -42,6 +45,7 @@ mod call;
 pub mod config;
 mod control;
 mod fault;
+mod gemini;
 mod openai;
 mod reply;
 pub mod server;

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::azure::{self, Op};
 use crate::stats::{Counters, Stats};
-use crate::{anthropic, control, openai, Behavior, MockConfig};
+use crate::{anthropic, control, gemini, openai, Behavior, MockConfig};
 
 /// Starts mock upstreams.
 pub struct MockServer;
@@ -93,6 +93,7 @@ fn router(mock: Arc<Mock>) -> Router {
             get(openai::responses::get).delete(openai::responses::delete),
         )
         .merge(azure_routes())
+        .route("/v1beta/models/{target}", post(gemini::handle))
         .route(
             "/_mock/behavior",
             put(control::set_behavior).get(control::behavior),

@@ -21,10 +21,16 @@ pub enum Endpoint {
     Messages,
     Responses,
     CountTokens,
+    /// Gemini's `generateContent`.
+    GenerateContent,
+    /// Gemini's `streamGenerateContent`.
+    StreamGenerateContent,
+    /// Gemini's `batchEmbedContents`.
+    BatchEmbedContents,
 }
 
 impl Endpoint {
-    const ALL: [Endpoint; 7] = [
+    const ALL: [Endpoint; 10] = [
         Endpoint::ChatCompletions,
         Endpoint::Completions,
         Endpoint::Embeddings,
@@ -32,6 +38,9 @@ impl Endpoint {
         Endpoint::Messages,
         Endpoint::Responses,
         Endpoint::CountTokens,
+        Endpoint::GenerateContent,
+        Endpoint::StreamGenerateContent,
+        Endpoint::BatchEmbedContents,
     ];
 
     /// The request path, also the key in [`Stats::requests`].
@@ -44,6 +53,9 @@ impl Endpoint {
             Endpoint::Messages => "/v1/messages",
             Endpoint::Responses => "/v1/responses",
             Endpoint::CountTokens => "/v1/messages/count_tokens",
+            Endpoint::GenerateContent => "/v1beta/models:generateContent",
+            Endpoint::StreamGenerateContent => "/v1beta/models:streamGenerateContent",
+            Endpoint::BatchEmbedContents => "/v1beta/models:batchEmbedContents",
         }
     }
 }

@@ -284,6 +284,9 @@ pub enum Conversion {
     ChatToMessages,
     /// An Anthropic Messages client, an OpenAI-compatible provider.
     MessagesToChat,
+    /// Into the provider's own API, neither OpenAI's nor Anthropic's
+    /// (Gemini): the provider knows how by the endpoint.
+    Native,
 }
 
 /// What the relay of the answer needs to know about the request.
@@ -299,6 +302,8 @@ pub struct Exchange {
     /// When `false` the gateway asked for it on its own behalf and the
     /// chunk must not reach the client.
     pub client_wants_usage: bool,
+    /// For embeddings translated to another API: base64 vectors asked for.
+    pub base64: bool,
 }
 
 /// A request ready for one deployment.
@@ -342,7 +347,7 @@ pub fn prepare(
         .serves(endpoint)
         .ok_or(PrepareError::Unsupported { kind, endpoint })?;
     let service = Service { conversion, path };
-    let url = provider.url(target, service, upstream_model)?;
+    let url = provider.url(target, service, request, upstream_model)?;
     let body = provider.body(request, conversion, upstream_model, default_max_tokens)?;
     let stream = request.stream;
     let mut builder = http::Request::builder()
@@ -374,6 +379,7 @@ pub fn prepare(
             conversion,
             stream,
             client_wants_usage: body.client_wants_usage,
+            base64: body.base64,
         },
     })
 }

@@ -31,6 +31,8 @@
 //!   trait: which endpoints it serves and how, its body, headers and
 //!   authentication, and its answers back; [`provider::of`] is the one
 //!   place a provider kind is matched.
+//! * [`gemini`]: Google's Gemini API: chat and embeddings requests
+//!   translated to it, its answers and stream back to chat completions.
 //! * [`entra`]: Microsoft Entra ID's client credentials grant (Azure
 //!   OpenAI's tokens): the token request and its answer.
 //! * [`adapter`]: a client's request, parsed once ([`ClientRequest`]), made
@@ -47,6 +49,7 @@ pub mod anthropic;
 pub mod body;
 pub mod client;
 pub mod entra;
+pub mod gemini;
 pub mod openai;
 pub mod provider;
 pub mod relay;

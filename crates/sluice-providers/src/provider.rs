@@ -15,6 +15,7 @@
 
 mod anthropic;
 mod azure_openai;
+mod gemini;
 mod openai;
 
 use bytes::Bytes;
@@ -34,6 +35,9 @@ pub struct UpstreamBody {
     /// (when not, the gateway asked on its own behalf and the relay hides
     /// it).
     pub client_wants_usage: bool,
+    /// For embeddings translated to another API: whether the client asked
+    /// for base64 vectors (`encoding_format`).
+    pub base64: bool,
 }
 
 /// How a request goes to a provider: its conversion and the path under the
@@ -72,9 +76,16 @@ pub trait Provider: Sync {
     fn headers(&self, _request: &ClientRequest, _conversion: Conversion, _headers: &mut HeaderMap) {
     }
 
-    /// The URL of `service` at `target`, for the deployment that knows the
-    /// model as `model`: by default the service's path under the base URL.
-    fn url(&self, target: &Target, service: Service, _model: &str) -> Result<String, PrepareError> {
+    /// The URL of `service` at `target` for `request`, for the deployment
+    /// that knows the model as `model`: by default the service's path under
+    /// the base URL.
+    fn url(
+        &self,
+        target: &Target,
+        service: Service,
+        _request: &ClientRequest,
+        _model: &str,
+    ) -> Result<String, PrepareError> {
         Ok(join(&target.base_url, service.path))
     }
 
@@ -90,6 +101,13 @@ pub trait Provider: Sync {
             &target.base_url,
             &format!("{}/{upstream_id}", service.path),
         ))
+    }
+
+    /// Whether an error answer says the provider's credential was refused
+    /// though its status does not (Gemini answers a bad key with 400): the
+    /// gateway's misconfiguration then, not the client's request.
+    fn refuses_credential(&self, _status: http::StatusCode, _body: &[u8]) -> bool {
+        false
     }
 
     /// Sends `key` the way its API takes it, marked sensitive.
@@ -115,7 +133,26 @@ pub fn of(kind: ProviderKind) -> &'static dyn Provider {
         ProviderKind::OpenAi => &openai::OpenAi,
         ProviderKind::Anthropic => &anthropic::Anthropic,
         ProviderKind::AzureOpenAi => &azure_openai::AzureOpenAi,
+        ProviderKind::Gemini => &gemini::Gemini,
     }
+}
+
+/// `model` as one segment of a URL path: letters, digits, `-`, `_`, `.`
+/// only (deployment and model names), else the provider cannot be used
+/// for it.
+pub(crate) fn path_segment(model: &str) -> Result<&str, PrepareError> {
+    if model.is_empty()
+        || model == "."
+        || model == ".."
+        || !model
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        return Err(PrepareError::Target(format!(
+            "`{model}` cannot be part of a URL (letters, digits, `-`, `_`, `.`)"
+        )));
+    }
+    Ok(model)
 }
 
 #[cfg(test)]
@@ -123,12 +160,22 @@ mod tests {
     use super::*;
 
     /// Every kind's provider says it is that kind, and serves the
-    /// endpoints of its own API as passthrough.
+    /// endpoints of its own API as passthrough (Gemini's API is neither
+    /// client's: it serves both translated).
     #[test]
     fn every_kind_has_its_provider() {
         for kind in ProviderKind::ALL {
             let provider = of(kind);
             assert_eq!(provider.kind(), kind);
+            if kind == ProviderKind::Gemini {
+                for endpoint in [Endpoint::ChatCompletions, Endpoint::Messages] {
+                    assert_eq!(
+                        provider.serves(endpoint).map(|s| s.conversion),
+                        Some(Conversion::Native)
+                    );
+                }
+                continue;
+            }
             let native = match provider.dialect() {
                 Dialect::OpenAi => Endpoint::ChatCompletions,
                 Dialect::Anthropic => Endpoint::Messages,

@@ -104,7 +104,7 @@ pub fn error_event(dialect: Dialect, kind: &str, message: &str) -> Vec<u8> {
 }
 
 /// `data: <data>\n\n`, or `event: <name>\n` first.
-fn push_event(out: &mut Vec<u8>, name: Option<&str>, data: &str) {
+pub(crate) fn push_event(out: &mut Vec<u8>, name: Option<&str>, data: &str) {
     let event = SseEvent {
         event: name.map(str::to_owned),
         data: data.to_owned(),

@@ -45,7 +45,7 @@ impl TranslateError {
         }
     }
 
-    fn unsupported(path: impl Into<String>, reason: &'static str) -> Self {
+    pub(crate) fn unsupported(path: impl Into<String>, reason: &'static str) -> Self {
         Self::Unsupported {
             path: path.into(),
             reason,
@@ -184,7 +184,7 @@ fn tool_choice(choice: openai::ToolChoice, parallel: Option<bool>) -> anthropic:
 }
 
 /// Content that may only be text (system, tool results): parts are joined.
-fn text_only(content: MessageContent, path: &str) -> Result<String, TranslateError> {
+pub(crate) fn text_only(content: MessageContent, path: &str) -> Result<String, TranslateError> {
     match content {
         MessageContent::Text(text) => Ok(text),
         MessageContent::Parts(parts) => parts
@@ -264,7 +264,7 @@ fn assistant_blocks(
 
 /// A tool call's `arguments` text as the JSON object a `tool_use` block's
 /// `input` must be; `path` names the arguments in errors.
-fn tool_input(arguments: &str, path: String) -> Result<Value, TranslateError> {
+pub(crate) fn tool_input(arguments: &str, path: String) -> Result<Value, TranslateError> {
     let arguments = arguments.trim();
     // Models call argument-less functions with "" as often as with "{}".
     let input = if arguments.is_empty() {
@@ -284,7 +284,7 @@ fn tool_input(arguments: &str, path: String) -> Result<Value, TranslateError> {
     Ok(input)
 }
 
-fn image_source(url: String, path: &str) -> Result<ImageSource, TranslateError> {
+pub(crate) fn image_source(url: String, path: &str) -> Result<ImageSource, TranslateError> {
     let url_path = format!("{path}.image_url.url");
     if let Some(rest) = url.strip_prefix("data:") {
         let Some((meta, data)) = rest.split_once(',') else {

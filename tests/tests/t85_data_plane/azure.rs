@@ -123,27 +123,13 @@ fn azure_openai_serves_every_endpoint_on_every_node_with_a_key_or_entra_tokens()
     assert_eq!(azure.counter("unauthorized"), 0, "{}", azure.stats());
     assert_eq!(azure.counter("entra_refusals"), 0, "{}", azure.stats());
 
-    // Usage is recorded against the Azure providers.
-    let admin = plane.cluster.admin(1);
-    let mut last = Value::Null;
-    let recorded = plane
-        .cluster
-        .deadline()
-        .within(Duration::from_secs(30))
-        .poll("usage of the Azure providers", || {
-            let (status, report) = admin.get("/admin/v1/usage?from=-1h&group_by=provider");
-            last = report;
-            let group = |name: &str| {
-                last["groups"]
-                    .as_array()
-                    .and_then(|g| g.iter().find(|g| g["group"] == name).cloned())
-                    .unwrap_or(Value::Null)
-            };
-            status == 200
-                && group("az-key")["requests"].as_u64() >= Some(3 * 4)
-                && group("az-entra")["prompt_tokens"].as_u64() > Some(0)
-        });
-    recorded.unwrap_or_else(|e| panic!("{e}: last report {last}"));
+    // Usage is recorded against both Azure providers.
+    wait_provider_usage(&plane, "usage of az-key", |g| {
+        g["group"] == "az-key" && g["requests"].as_u64() >= Some(3 * 4)
+    });
+    wait_provider_usage(&plane, "usage of az-entra", |g| {
+        g["group"] == "az-entra" && g["prompt_tokens"].as_u64() > Some(0)
+    });
 }
 
 #[test]
@@ -191,25 +177,7 @@ fn azure_openai_failures_are_answered_as_openai_would_and_quotas_hold() {
             reply.text
         );
 
-        // Cut mid-stream: the data, then an error event, no [DONE].
-        let what = format!("node {id}, stream cut on az-cut");
-        let stream = read_stream(
-            plane.proxy(id).stream(
-                "/v1/chat/completions",
-                &streamed(
-                    chat("az-cut", "a reply long enough to be cut after two chunks"),
-                    false,
-                ),
-            ),
-            &what,
-        );
-        assert!(!stream.chunks().is_empty(), "{what}: {}", stream.dump());
-        assert!(
-            stream.events.last().is_some_and(|e| e.is_error()),
-            "{what}: {}",
-            stream.dump()
-        );
-        assert_eq!(stream.done_count(), 0, "{what}: {}", stream.dump());
+        check_cut_stream(&plane, id, "az-cut");
 
         // A client secret Entra ID refuses: a 502, the secret nowhere.
         let reply = plane
@@ -242,12 +210,5 @@ fn azure_openai_failures_are_answered_as_openai_would_and_quotas_hold() {
     );
 
     // A quota holds on Azure routes as on any: 3 a minute, across nodes.
-    let (_, limited) = plane.create_key_with("az-limited", json!({"rpm": 3}));
-    let mut answers = Vec::new();
-    for id in [1, 2, 3, 1] {
-        let reply = ProxyClient::new(plane.cluster.proxy_url(id), Some(&limited))
-            .post("/v1/chat/completions", &chat("az-ok", "counted"));
-        answers.push(reply.status);
-    }
-    assert_eq!(answers, [200, 200, 200, 429], "{answers:?}");
+    check_quota_holds(&plane, "az-limited", "az-ok");
 }

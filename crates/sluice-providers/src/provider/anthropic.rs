@@ -59,6 +59,7 @@ impl Provider for Anthropic {
             return Ok(UpstreamBody {
                 bytes: passthrough(request, model)?,
                 client_wants_usage: false,
+                base64: false,
             });
         }
         let mut chat: openai::ChatRequest = parse_typed(request.body())?;
@@ -69,6 +70,7 @@ impl Provider for Anthropic {
         Ok(UpstreamBody {
             bytes: encode(&messages)?,
             client_wants_usage,
+            base64: false,
         })
     }
 

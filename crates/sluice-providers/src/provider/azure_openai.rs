@@ -21,7 +21,7 @@ use sluice_core::provider::{AzureSettings, AZURE_RESPONSES_API_VERSION};
 use sluice_core::ProviderKind;
 
 use super::openai::OpenAi;
-use super::{Provider, Service, UpstreamBody};
+use super::{path_segment, Provider, Service, UpstreamBody};
 use crate::adapter::{
     join, secret, ClientRequest, Conversion, Dialect, Endpoint, Exchange, PrepareError, Target,
 };
@@ -78,7 +78,13 @@ impl Provider for AzureOpenAi {
         OpenAi.serves(endpoint)
     }
 
-    fn url(&self, target: &Target, service: Service, model: &str) -> Result<String, PrepareError> {
+    fn url(
+        &self,
+        target: &Target,
+        service: Service,
+        _request: &ClientRequest,
+        model: &str,
+    ) -> Result<String, PrepareError> {
         let azure = settings(target)?;
         if azure.is_v1() {
             return Ok(url(target, azure, service.path));
@@ -92,16 +98,8 @@ impl Provider for AzureOpenAi {
             }
             return Ok(url(target, azure, service.path));
         }
-        // A deployment name goes in the path: letters, digits, `-_.` only.
-        if model.is_empty()
-            || !model
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        {
-            return Err(PrepareError::Target(format!(
-                "`{model}` is not an Azure deployment name (letters, digits, `-`, `_`, `.`)"
-            )));
-        }
+        // A deployment name goes in the path.
+        let model = path_segment(model)?;
         Ok(url(
             target,
             azure,

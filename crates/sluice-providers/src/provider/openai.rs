@@ -71,6 +71,7 @@ impl Provider for OpenAi {
                 Ok(UpstreamBody {
                     bytes,
                     client_wants_usage: false,
+                    base64: false,
                 })
             }
             Conversion::Passthrough if request.stream => {
@@ -82,11 +83,13 @@ impl Provider for OpenAi {
                 Ok(UpstreamBody {
                     bytes: encode(&body)?,
                     client_wants_usage,
+                    base64: false,
                 })
             }
             Conversion::Passthrough => Ok(UpstreamBody {
                 bytes: passthrough(request, model)?,
                 client_wants_usage: false,
+                base64: false,
             }),
             _ => {
                 let messages: anthropic::MessagesRequest = parse_typed(request.body())?;
@@ -95,6 +98,7 @@ impl Provider for OpenAi {
                 Ok(UpstreamBody {
                     bytes: encode(&chat)?,
                     client_wants_usage: false,
+                    base64: false,
                 })
             }
         }

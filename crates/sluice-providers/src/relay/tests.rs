@@ -18,6 +18,7 @@ fn exchange(
         conversion,
         stream: true,
         client_wants_usage,
+        base64: false,
     }
 }
 

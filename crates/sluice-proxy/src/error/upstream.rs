@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
-use sluice_providers::{anthropic, openai, Dialect};
+use sluice_providers::{anthropic, gemini, openai, Dialect};
 
 use super::Fault;
 
@@ -81,19 +81,36 @@ impl UpstreamAnswer {
 
     /// The message of its body, in either API's format.
     pub fn message(&self) -> Option<String> {
-        if let Ok(e) = serde_json::from_slice::<openai::ErrorBody>(&self.body) {
-            return Some(e.error.message);
+        self.message_in(Dialect::OpenAi)
+            .or_else(|| self.message_in(Dialect::Anthropic))
+            .or_else(|| {
+                // Gemini's: `{"error": {"code", "message", "status"}}`.
+                serde_json::from_slice::<gemini::ErrorBody>(&self.body)
+                    .ok()
+                    .map(|e| e.error.message)
+                    .filter(|m| !m.is_empty())
+            })
+    }
+
+    /// The message of an error body in `dialect`'s own shape.
+    fn message_in(&self, dialect: Dialect) -> Option<String> {
+        match dialect {
+            Dialect::OpenAi => serde_json::from_slice::<openai::ErrorBody>(&self.body)
+                .ok()
+                .map(|e| e.error.message),
+            Dialect::Anthropic => serde_json::from_slice::<anthropic::ErrorBody>(&self.body)
+                .ok()
+                .map(|e| e.error.message),
         }
-        serde_json::from_slice::<anthropic::ErrorBody>(&self.body)
-            .ok()
-            .map(|e| e.error.message)
     }
 
     /// Whether its body goes to a `dialect` client as sent: the upstream
     /// speaks the client's API, the status is unchanged, and the body is
-    /// an error in that API.
+    /// an error in that API's shape (not another's, such as Gemini's).
     pub(super) fn passes_through(&self, dialect: Dialect) -> bool {
-        self.dialect == dialect && self.status_out() == self.status && self.message().is_some()
+        self.dialect == dialect
+            && self.status_out() == self.status
+            && self.message_in(dialect).is_some()
     }
 
     /// The wait the upstream asked for.

@@ -133,7 +133,13 @@ pub(crate) async fn attempt<'s>(
             }
         };
     }
-    let answer = error_answer(response, provider).await;
+    let mut answer = error_answer(response, provider).await;
+    if sluice_providers::provider::of(provider.kind).refuses_credential(answer.status, &answer.body)
+    {
+        // Said with another status (Gemini's 400): the deployment's key is
+        // wrong, as a 401 says.
+        answer.status = http::StatusCode::UNAUTHORIZED;
+    }
     // A follow-up of a response the upstream no longer has: the client's
     // to know, not a broken deployment.
     let status = if answer.names_a_missing_response() {

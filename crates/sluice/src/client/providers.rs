@@ -17,6 +17,7 @@ pub enum KindArg {
     Anthropic,
     #[value(name = "azure_openai")]
     AzureOpenai,
+    Gemini,
 }
 
 impl From<KindArg> for ProviderKindBody {
@@ -25,6 +26,7 @@ impl From<KindArg> for ProviderKindBody {
             KindArg::Openai => ProviderKindBody::Openai,
             KindArg::Anthropic => ProviderKindBody::Anthropic,
             KindArg::AzureOpenai => ProviderKindBody::AzureOpenai,
+            KindArg::Gemini => ProviderKindBody::Gemini,
         }
     }
 }
@@ -58,6 +60,11 @@ impl KindFlags {
             entra_client_id,
             entra_authority_url,
         } = self;
+        if matches!(kind, KindArg::Gemini) && !has_key {
+            anyhow::bail!(
+                "a gemini provider needs --api-key-env VAR: the variable holding the Gemini API key"
+            );
+        }
         if !matches!(kind, KindArg::AzureOpenai) {
             let given = [
                 ("--api-version", api_version.is_some()),
@@ -219,6 +226,7 @@ fn kind_name(kind: ProviderKindBody) -> &'static str {
         ProviderKindBody::Openai => "openai",
         ProviderKindBody::Anthropic => "anthropic",
         ProviderKindBody::AzureOpenai => "azure_openai",
+        ProviderKindBody::Gemini => "gemini",
     }
 }
 
