@@ -16,6 +16,8 @@ and a mock upstream and passes what it set up in the environment:
                              Microsoft Entra ID tokens) at a mock that checks
                              Azure's credentials
   SLUICE_ROUTE_GEMINI        a route on a Gemini provider (translated both ways)
+  SLUICE_ROUTE_VERTEX        a route on a Vertex AI provider (Gemini's API, service
+                             account tokens from a mock that verifies their JWTs)
 
 Every case runs through every node. Error cases use `max_retries=0` so the
 SDK's own retries do not hide what the proxy answered.
@@ -44,6 +46,7 @@ RATE_LIMITED = os.environ["SLUICE_ROUTE_RATE_LIMITED"]
 BROKEN = os.environ["SLUICE_ROUTE_BROKEN"]
 AZURE = os.environ["SLUICE_ROUTE_AZURE"]
 GEMINI = os.environ["SLUICE_ROUTE_GEMINI"]
+VERTEX = os.environ["SLUICE_ROUTE_VERTEX"]
 TIMEOUT = 30.0
 
 WEATHER_SCHEMA = {
@@ -324,20 +327,20 @@ class AzureOpenAIKind(unittest.TestCase):
 
 
 class GeminiKind(unittest.TestCase):
-    """Both SDKs on a `gemini` route: every request and answer translated."""
+    """Both SDKs on `gemini` and `vertex` routes: every request and answer translated."""
 
     def test_chat_create_stream_and_tools(self):
-        for url in URLS:
-            with self.subTest(node=url):
+        for url, route in ((u, r) for u in URLS for r in (GEMINI, VERTEX)):
+            with self.subTest(node=url, route=route):
                 client = openai_client(url)
                 reply = client.chat.completions.create(
-                    model=GEMINI, messages=user("hello from gemini")
+                    model=route, messages=user("hello from gemini")
                 )
                 self.assertIn("hello from gemini", reply.choices[0].message.content)
                 self.assertEqual(reply.choices[0].finish_reason, "stop")
                 self.assertGreater(reply.usage.completion_tokens, 0)
                 stream = client.chat.completions.create(
-                    model=GEMINI,
+                    model=route,
                     messages=user("stream from gemini"),
                     stream=True,
                     stream_options={"include_usage": True},
@@ -348,29 +351,29 @@ class GeminiKind(unittest.TestCase):
                 self.assertEqual(chunks[-1].usage.prompt_tokens, reply.usage.prompt_tokens)
                 self.assertGreater(chunks[-1].usage.completion_tokens, 0)
                 called = client.chat.completions.create(
-                    model=GEMINI, messages=user("Paris"), tools=OPENAI_TOOLS
+                    model=route, messages=user("Paris"), tools=OPENAI_TOOLS
                 )
                 call = called.choices[0].message.tool_calls[0]
                 self.assertEqual(call.function.name, "get_weather")
                 self.assertEqual(json.loads(call.function.arguments), {"city": "Paris"})
 
     def test_anthropic_messages_and_count_tokens(self):
-        for url in URLS:
-            with self.subTest(node=url):
+        for url, route in ((u, r) for u in URLS for r in (GEMINI, VERTEX)):
+            with self.subTest(node=url, route=route):
                 client = anthropic_client(url)
                 reply = client.messages.create(
-                    model=GEMINI, max_tokens=256, messages=user("hello anthropic on gemini")
+                    model=route, max_tokens=256, messages=user("hello anthropic on gemini")
                 )
                 self.assertIn("hello anthropic on gemini", reply.content[0].text)
                 with client.messages.stream(
-                    model=GEMINI, max_tokens=256, messages=user("stream on gemini")
+                    model=route, max_tokens=256, messages=user("stream on gemini")
                 ) as stream:
                     text = "".join(stream.text_stream)
                     final = stream.get_final_message()
                 self.assertIn("stream on gemini", text)
                 self.assertGreater(final.usage.output_tokens, 0)
                 raw = client.messages.with_raw_response.count_tokens(
-                    model=GEMINI, messages=user("hello there")
+                    model=route, messages=user("hello there")
                 )
                 self.assertEqual(raw.headers.get("x-sluice-token-count"), "estimate")
                 self.assertGreater(raw.parse().input_tokens, 2)

@@ -37,7 +37,10 @@ pub mod proxy;
 pub mod sse;
 pub mod traffic;
 
-pub use mock::{MockLlm, AZURE_RESOURCE_KEY, ENTRA_CLIENT_ID, ENTRA_CLIENT_SECRET, ENTRA_TENANT};
+pub use mock::{
+    MockLlm, AZURE_RESOURCE_KEY, ENTRA_CLIENT_ID, ENTRA_CLIENT_SECRET, ENTRA_TENANT,
+    GOOGLE_SA_EMAIL, GOOGLE_SA_PRIVATE_KEY,
+};
 pub use proxy::{ProxyClient, Reply};
 pub use sse::{SseEvent, SseStream, Transcript};
 pub use traffic::{Call, Traffic, TrafficReport};

@@ -1473,3 +1473,6 @@ mod azure;
 
 #[path = "t85_data_plane/gemini.rs"]
 mod gemini;
+
+#[path = "t85_data_plane/vertex.rs"]
+mod vertex;

@@ -41,6 +41,8 @@ pub enum ProviderKindBody {
     /// Google's Gemini API (`generateContent`); `api_key` is the Gemini
     /// API key.
     Gemini,
+    /// Gemini on Vertex AI; `api_key` is a service account key file (JSON).
+    Vertex,
 }
 
 impl From<ProviderKindBody> for ProviderKind {
@@ -50,6 +52,7 @@ impl From<ProviderKindBody> for ProviderKind {
             ProviderKindBody::Anthropic => ProviderKind::Anthropic,
             ProviderKindBody::AzureOpenai => ProviderKind::AzureOpenAi,
             ProviderKindBody::Gemini => ProviderKind::Gemini,
+            ProviderKindBody::Vertex => ProviderKind::Vertex,
         }
     }
 }
@@ -61,6 +64,7 @@ impl From<ProviderKind> for ProviderKindBody {
             ProviderKind::Anthropic => ProviderKindBody::Anthropic,
             ProviderKind::AzureOpenAi => ProviderKindBody::AzureOpenai,
             ProviderKind::Gemini => ProviderKindBody::Gemini,
+            ProviderKind::Vertex => ProviderKindBody::Vertex,
         }
     }
 }
@@ -340,6 +344,28 @@ fn checked_provider(ctx: &AdminContext, fields: Fields) -> Result<Provider, ApiE
     Ok(provider)
 }
 
+/// Seals `provider`'s credential `api_key`. A Vertex AI service account
+/// key is checked first (a 422 says what is wrong with it, never its
+/// content) and sealed compact, on one line.
+fn seal_credential(
+    ctx: &AdminContext,
+    provider: &Provider,
+    api_key: &str,
+) -> Result<SealedSecret, ApiError> {
+    let compact;
+    let api_key = if provider.kind == ProviderKind::Vertex {
+        sluice_providers::google::ServiceAccount::parse(api_key)
+            .map_err(|reason| ApiError::validation("api_key", reason))?;
+        compact = serde_json::from_str::<serde_json::Value>(api_key)
+            .map_err(|e| ApiError::validation("api_key", e.to_string()))?
+            .to_string();
+        compact.as_str()
+    } else {
+        api_key
+    };
+    seal(ctx, "api_key", &provider.name, api_key, MAX_API_KEY_LEN)
+}
+
 /// Seals `secret` (the value of `field`, at most `max` bytes) in `context`.
 fn seal(
     ctx: &AdminContext,
@@ -414,8 +440,7 @@ pub async fn create_provider(
         },
     )?;
     if let Some(api_key) = &body.api_key {
-        let sealed = seal(&ctx, "api_key", &provider.name, api_key, MAX_API_KEY_LEN)?;
-        provider.api_key = Some(sealed);
+        provider.api_key = Some(seal_credential(&ctx, &provider, api_key)?);
     }
     let view = applied_provider(
         ctx.write(&idempotency, Command::CreateProvider(provider))
@@ -472,13 +497,7 @@ pub async fn update_provider(
     )?;
     let keep_api_key = body.api_key.is_none();
     provider.api_key = match body.api_key {
-        Some(Some(api_key)) => Some(seal(
-            &ctx,
-            "api_key",
-            &provider.name,
-            &api_key,
-            MAX_API_KEY_LEN,
-        )?),
+        Some(Some(api_key)) => Some(seal_credential(&ctx, &provider, &api_key)?),
         Some(None) | None => None,
     };
     applied_provider(

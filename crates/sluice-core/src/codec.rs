@@ -36,8 +36,8 @@ use serde::{de::DeserializeOwned, Serialize};
 ///   `NoteClusterChange` commands, the `AuditCompacted` and `Noted`
 ///   results and the log in the state; `CreateKeyWithQuota`. Version 7 was
 ///   never released; it is refused the same way.
-/// * 9: the `azure_openai` and `gemini` provider kinds and a provider's
-///   Azure settings.
+/// * 9: the `azure_openai`, `gemini` and `vertex` provider kinds and a
+///   provider's Azure settings.
 ///   Version 8 was never released; it is refused the same way.
 pub const FORMAT_VERSION: u8 = 9;
 

@@ -16,6 +16,8 @@ pub enum ProviderKind {
     AzureOpenAi,
     /// Google's Gemini API (`generateContent`), with an API key.
     Gemini,
+    /// Gemini on Google Cloud's Vertex AI, with a service account key.
+    Vertex,
 }
 
 impl ProviderKind {
@@ -25,6 +27,7 @@ impl ProviderKind {
             ProviderKind::Anthropic => "anthropic",
             ProviderKind::AzureOpenAi => "azure_openai",
             ProviderKind::Gemini => "gemini",
+            ProviderKind::Vertex => "vertex",
         }
     }
 
@@ -33,11 +36,12 @@ impl ProviderKind {
     }
 
     /// Every kind.
-    pub const ALL: [ProviderKind; 4] = [
+    pub const ALL: [ProviderKind; 5] = [
         ProviderKind::OpenAi,
         ProviderKind::Anthropic,
         ProviderKind::AzureOpenAi,
         ProviderKind::Gemini,
+        ProviderKind::Vertex,
     ];
 }
 
@@ -379,10 +383,18 @@ impl Provider {
     /// Checks what the provider needs to authenticate, once its credential
     /// is known (an update may keep the stored one).
     pub fn check_credential(&self) -> Result<(), ApplyError> {
-        if self.kind == ProviderKind::Gemini && self.api_key.is_none() {
+        let needed = match self.kind {
+            ProviderKind::Gemini => Some("the Gemini API key (sent as `x-goog-api-key`)"),
+            ProviderKind::Vertex => Some("the service account key file (JSON)"),
+            _ => None,
+        };
+        if let (Some(what), None) = (needed, &self.api_key) {
             return Err(ApplyError::invalid(
                 "api_key",
-                "a gemini provider needs a credential: the Gemini API key (sent as `x-goog-api-key`)",
+                format!(
+                    "a {} provider needs a credential: {what}",
+                    self.kind.as_str()
+                ),
             ));
         }
         if self.kind == ProviderKind::AzureOpenAi && self.api_key.is_none() {

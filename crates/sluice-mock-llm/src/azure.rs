@@ -15,9 +15,8 @@
 //! counts the request in [`Stats::azure_requests`](crate::Stats).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -30,35 +29,6 @@ use crate::fault::Fault;
 use crate::openai::{self, error};
 use crate::server::Mock;
 
-/// The tokens the mock's Entra ID issued, with their expiry.
-#[derive(Default)]
-pub(crate) struct EntraTokens {
-    issued: Mutex<HashMap<String, Instant>>,
-    seq: AtomicU64,
-}
-
-impl EntraTokens {
-    /// Whether `token` is one of ours and unexpired.
-    pub(crate) fn accepts(&self, token: &str) -> bool {
-        let issued = self.issued.lock().unwrap_or_else(|e| e.into_inner());
-        issued
-            .get(token)
-            .is_some_and(|expires| Instant::now() < *expires)
-    }
-
-    fn issue(&self, ttl: Duration) -> String {
-        let token = format!(
-            "mock-entra-{}",
-            self.seq.fetch_add(1, Ordering::Relaxed) + 1
-        );
-        let mut issued = self.issued.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        issued.retain(|_, expires| *expires > now);
-        issued.insert(token.clone(), now + ttl);
-        token
-    }
-}
-
 /// `POST /{tenant}/oauth2/v2.0/token`.
 pub(crate) async fn token(
     State(mock): State<Arc<Mock>>,
@@ -66,7 +36,7 @@ pub(crate) async fn token(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let refuse = |status: StatusCode, error: &str, description: String| {
-        mock.counters.bump(&mock.counters.entra_refusals);
+        mock.counters.bump(&mock.counters.token_refusals);
         let body = json!({
             "error": error,
             "error_description": format!("{description}\r\nTrace ID: mock\r\nCorrelation ID: mock"),
@@ -124,8 +94,10 @@ pub(crate) async fn token(
     if let Some((_, status, error, description)) = checks.into_iter().find(|check| !check.0) {
         return refuse(status, error, description);
     }
-    let token = mock.entra.issue(Duration::from_secs(entra.token_ttl_s));
-    mock.counters.bump(&mock.counters.entra_tokens_issued);
+    let token = mock
+        .issued
+        .issue("mock-entra", Duration::from_secs(entra.token_ttl_s));
+    mock.counters.bump(&mock.counters.tokens_issued);
     Json(json!({
         "token_type": "Bearer",
         "expires_in": entra.token_ttl_s,
@@ -159,7 +131,7 @@ fn check_azure_credential(mock: &Mock, headers: &HeaderMap) -> Result<(), Fault>
         };
     }
     match header("authorization").and_then(|v| v.strip_prefix("Bearer ")) {
-        Some(token) if mock.entra.accepts(token.trim()) => Ok(()),
+        Some(token) if mock.issued.accepts(token.trim()) => Ok(()),
         Some(_) => Err(Fault::WrongKey),
         None => Err(Fault::MissingKey),
     }

@@ -48,7 +48,7 @@ impl Mock {
             return Ok(());
         }
         let key = presented_key(headers).ok_or(Fault::MissingKey)?;
-        if self.config.require_api_key.as_deref() == Some(key) || self.entra.accepts(key) {
+        if self.config.require_api_key.as_deref() == Some(key) || self.issued.accepts(key) {
             Ok(())
         } else {
             Err(Fault::WrongKey)

@@ -18,6 +18,10 @@ pub struct MockConfig {
     /// and every API request must carry one of its live tokens as
     /// `Authorization: Bearer` (or the `require_api_key` key).
     pub entra: Option<MockEntra>,
+    /// When set, the mock is also Google's token endpoint (`POST /token`)
+    /// for this one service account, and Vertex AI's paths take only its
+    /// tokens.
+    pub google: Option<MockGoogle>,
     /// The instance-wide behaviour at start; changeable at run time.
     pub behavior: Behavior,
     /// Dimensions of the vectors returned by `/v1/embeddings`.
@@ -33,6 +37,7 @@ impl Default for MockConfig {
             models: vec!["mock-gpt".into(), "mock-claude".into(), "mock-embed".into()],
             require_api_key: None,
             entra: None,
+            google: None,
             behavior: Behavior::default(),
             embedding_dims: 8,
             models_created: 1_700_000_000,
@@ -59,6 +64,16 @@ impl std::fmt::Debug for MockEntra {
             .field("token_ttl_s", &self.token_ttl_s)
             .finish()
     }
+}
+
+/// The one service account the mock's Google token endpoint knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MockGoogle {
+    pub client_email: String,
+    /// Its public key: PKCS#1 `RSA PUBLIC KEY` DER.
+    pub public_key_der: Vec<u8>,
+    /// The lifetime of the tokens it issues, in seconds.
+    pub token_ttl_s: u64,
 }
 
 impl MockConfig {

@@ -76,6 +76,26 @@ pub(crate) async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // Gemini takes its key in `x-goog-api-key` or `?key=`, nowhere else.
+    let mut headers = headers;
+    for other in ["authorization", "x-api-key", "api-key"] {
+        headers.remove(other);
+    }
+    if let Some(key) = query.get("key").and_then(|k| k.parse().ok()) {
+        headers.insert("x-goog-api-key", key);
+    }
+    serve(&mock, &target, &query, headers, &body).await
+}
+
+/// `target` (`{model}:{method}`) answered as the Gemini API does (Vertex
+/// AI too, once its token is checked).
+pub(crate) async fn serve(
+    mock: &Mock,
+    target: &str,
+    query: &HashMap<String, String>,
+    headers: HeaderMap,
+    body: &[u8],
+) -> Response {
     let Some((model, method)) = target.split_once(':') else {
         return render(&Fault::NotFound {
             message: format!("models/{target} is not a model method"),
@@ -93,17 +113,9 @@ pub(crate) async fn handle(
             })
         }
     };
-    // Gemini takes its key in `x-goog-api-key` or `?key=`, nowhere else.
-    let mut headers = headers;
-    for other in ["authorization", "x-api-key", "api-key"] {
-        headers.remove(other);
-    }
-    if let Some(key) = query.get("key").and_then(|k| k.parse().ok()) {
-        headers.insert("x-goog-api-key", key);
-    }
     let answered = match endpoint {
-        Endpoint::BatchEmbedContents => embed_contents(&mock, &headers, model, &body).await,
-        _ => generate(&mock, endpoint, &headers, model, &body, &query).await,
+        Endpoint::BatchEmbedContents => embed_contents(mock, &headers, model, body).await,
+        _ => generate(mock, endpoint, &headers, model, body, query).await,
     };
     answered.unwrap_or_else(|fault| render(&fault))
 }

@@ -35,6 +35,9 @@
 //! * `azure`: Azure OpenAI's paths over the OpenAI handlers, and Entra ID.
 //! * `gemini`: Google's Gemini API (`generateContent`, its SSE stream,
 //!   `batchEmbedContents`) with its own error shape.
+//! * `google`: Vertex AI's paths over the Gemini handlers, and Google's
+//!   token endpoint for one service account (its JWTs verified).
+//! * `oauth`: the tokens the mock's token endpoints issued.
 //! * `control`: the `/_mock/*` endpoints.
 
 mod anthropic;
@@ -46,6 +49,8 @@ pub mod config;
 mod control;
 mod fault;
 mod gemini;
+mod google;
+mod oauth;
 mod openai;
 mod reply;
 pub mod server;
@@ -54,6 +59,6 @@ pub mod stats;
 mod tokens;
 
 pub use behavior::Behavior;
-pub use config::{MockConfig, MockEntra};
+pub use config::{MockConfig, MockEntra, MockGoogle};
 pub use server::{MockHandle, MockServer};
 pub use stats::{Endpoint, Stats};

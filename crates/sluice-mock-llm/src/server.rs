@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::azure::{self, Op};
 use crate::stats::{Counters, Stats};
-use crate::{anthropic, control, gemini, openai, Behavior, MockConfig};
+use crate::{anthropic, control, gemini, google, oauth, openai, Behavior, MockConfig};
 
 /// Starts mock upstreams.
 pub struct MockServer;
@@ -28,8 +28,8 @@ pub(crate) struct Mock {
     seq: AtomicU64,
     /// The Responses API's stored responses.
     pub responses: openai::responses::Shared,
-    /// Tokens its Entra ID issued.
-    pub entra: azure::EntraTokens,
+    /// Tokens its Entra ID and its Google token endpoint issued.
+    pub issued: oauth::IssuedTokens,
 }
 
 impl Mock {
@@ -60,7 +60,7 @@ impl MockServer {
             counters: Arc::new(Counters::new()),
             seq: AtomicU64::new(1),
             responses: Default::default(),
-            entra: Default::default(),
+            issued: Default::default(),
         });
         let stop = CancellationToken::new();
         let app = router(Arc::clone(&mock));
@@ -94,6 +94,11 @@ fn router(mock: Arc<Mock>) -> Router {
         )
         .merge(azure_routes())
         .route("/v1beta/models/{target}", post(gemini::handle))
+        .route(
+            "/v1/projects/{project}/locations/{location}/publishers/google/models/{target}",
+            post(google::vertex),
+        )
+        .route("/token", post(google::token))
         .route(
             "/_mock/behavior",
             put(control::set_behavior).get(control::behavior),

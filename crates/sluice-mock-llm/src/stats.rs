@@ -79,12 +79,16 @@ pub struct Stats {
     /// API requests that came by Azure OpenAI's paths (`/openai/...`).
     #[serde(default)]
     pub azure_requests: u64,
-    /// Entra ID tokens issued.
+    /// API requests that came by Vertex AI's paths.
     #[serde(default)]
-    pub entra_tokens_issued: u64,
-    /// Token requests refused (wrong tenant, client or secret).
+    pub vertex_requests: u64,
+    /// Access tokens issued (by the Entra ID or Google token endpoint).
     #[serde(default)]
-    pub entra_refusals: u64,
+    pub tokens_issued: u64,
+    /// Token requests refused (a wrong tenant, client, secret or
+    /// signature).
+    #[serde(default)]
+    pub token_refusals: u64,
     /// API requests refused for their credential (401).
     #[serde(default)]
     pub unauthorized: u64,
@@ -107,8 +111,9 @@ pub(crate) struct Counters {
     streams_dropped: AtomicU64,
     in_flight: AtomicU64,
     pub(crate) azure_requests: AtomicU64,
-    pub(crate) entra_tokens_issued: AtomicU64,
-    pub(crate) entra_refusals: AtomicU64,
+    pub(crate) vertex_requests: AtomicU64,
+    pub(crate) tokens_issued: AtomicU64,
+    pub(crate) token_refusals: AtomicU64,
     pub(crate) unauthorized: AtomicU64,
     changed: watch::Sender<()>,
 }
@@ -132,8 +137,9 @@ impl Counters {
             streams_dropped: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             azure_requests: AtomicU64::new(0),
-            entra_tokens_issued: AtomicU64::new(0),
-            entra_refusals: AtomicU64::new(0),
+            vertex_requests: AtomicU64::new(0),
+            tokens_issued: AtomicU64::new(0),
+            token_refusals: AtomicU64::new(0),
             unauthorized: AtomicU64::new(0),
             changed: watch::Sender::new(()),
         }
@@ -156,8 +162,9 @@ impl Counters {
             streams_dropped: self.streams_dropped.load(Ordering::Relaxed),
             in_flight: self.in_flight.load(Ordering::Relaxed),
             azure_requests: self.azure_requests.load(Ordering::Relaxed),
-            entra_tokens_issued: self.entra_tokens_issued.load(Ordering::Relaxed),
-            entra_refusals: self.entra_refusals.load(Ordering::Relaxed),
+            vertex_requests: self.vertex_requests.load(Ordering::Relaxed),
+            tokens_issued: self.tokens_issued.load(Ordering::Relaxed),
+            token_refusals: self.token_refusals.load(Ordering::Relaxed),
             unauthorized: self.unauthorized.load(Ordering::Relaxed),
         }
     }

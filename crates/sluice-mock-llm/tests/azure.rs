@@ -104,7 +104,7 @@ async fn entra_issues_tokens_to_its_app_only_and_accepts_them_as_bearer() {
         let (status, refused) = token(&mock, "other-tenant", "secret").await;
         assert_eq!(status, 400);
         assert_eq!(refused["error"], "invalid_request");
-        assert_eq!(mock.stats().entra_refusals, 2);
+        assert_eq!(mock.stats().token_refusals, 2);
 
         let (status, issued) = token(&mock, "tenant", "secret").await;
         assert_eq!(status, 200, "{issued}");
@@ -121,7 +121,7 @@ async fn entra_issues_tokens_to_its_app_only_and_accepts_them_as_bearer() {
         )
         .await;
         assert_eq!(res.status(), 401);
-        assert_eq!(mock.stats().entra_tokens_issued, 1);
+        assert_eq!(mock.stats().tokens_issued, 1);
     })
     .await;
 }

@@ -33,8 +33,9 @@
 //!   place a provider kind is matched.
 //! * [`gemini`]: Google's Gemini API: chat and embeddings requests
 //!   translated to it, its answers and stream back to chat completions.
-//! * [`entra`]: Microsoft Entra ID's client credentials grant (Azure
-//!   OpenAI's tokens): the token request and its answer.
+//! * [`entra`], [`google`]: the token requests of Microsoft Entra ID's
+//!   client credentials (Azure OpenAI) and of a Google service account's
+//!   signed JWT (Vertex AI); [`oauth`]: their answers.
 //! * [`adapter`]: a client's request, parsed once ([`ClientRequest`]), made
 //!   into the HTTP request one provider understands ([`prepare`]):
 //!   passthrough when both speak the same API, translated when not.
@@ -50,6 +51,8 @@ pub mod body;
 pub mod client;
 pub mod entra;
 pub mod gemini;
+pub mod google;
+pub mod oauth;
 pub mod openai;
 pub mod provider;
 pub mod relay;

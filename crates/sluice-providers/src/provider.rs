@@ -17,6 +17,7 @@ mod anthropic;
 mod azure_openai;
 mod gemini;
 mod openai;
+mod vertex;
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -134,6 +135,7 @@ pub fn of(kind: ProviderKind) -> &'static dyn Provider {
         ProviderKind::Anthropic => &anthropic::Anthropic,
         ProviderKind::AzureOpenAi => &azure_openai::AzureOpenAi,
         ProviderKind::Gemini => &gemini::Gemini,
+        ProviderKind::Vertex => &vertex::Vertex,
     }
 }
 
@@ -167,7 +169,7 @@ mod tests {
         for kind in ProviderKind::ALL {
             let provider = of(kind);
             assert_eq!(provider.kind(), kind);
-            if kind == ProviderKind::Gemini {
+            if matches!(kind, ProviderKind::Gemini | ProviderKind::Vertex) {
                 for endpoint in [Endpoint::ChatCompletions, Endpoint::Messages] {
                     assert_eq!(
                         provider.serves(endpoint).map(|s| s.conversion),

@@ -14,11 +14,12 @@ use http::header::{InvalidHeaderName, InvalidHeaderValue};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use sluice_core::provider::secret_header_context;
 use sluice_core::secret::SecretError;
-use sluice_core::{DataKey, Provider};
-use sluice_providers::entra::TokenError;
+use sluice_core::{DataKey, Provider, ProviderKind};
+use sluice_providers::google::ServiceAccount;
+use sluice_providers::oauth::TokenError;
 use sluice_providers::{Target, Timeouts, UpstreamClient};
 
-use crate::tokens::{EntraToken, Tokens};
+use crate::tokens::{Grant, TokenSource, Tokens};
 
 /// Why a provider's settings cannot make an upstream request.
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +65,7 @@ pub(crate) enum TargetError {
 #[derive(Clone)]
 pub(crate) struct Resolved {
     pub(crate) target: Arc<Target>,
-    pub(crate) token: Option<Arc<EntraToken>>,
+    pub(crate) token: Option<Arc<TokenSource>>,
 }
 
 impl Resolved {
@@ -136,19 +137,33 @@ impl Targets {
                     },
                 )?),
             };
+        // With Entra ID the credential is the client secret, for Vertex AI
+        // a service account key: exchanged for tokens, never sent upstream
+        // itself.
         let entra = provider.azure.as_ref().and_then(|a| a.entra.as_ref());
-        // With Entra ID the credential is the client secret: exchanged for
-        // tokens, never sent upstream itself.
-        let (api_key, token) = match (entra, credential) {
-            (Some(entra), Some(secret)) => (
+        let (grant, api_key) = match (provider.kind, entra, credential) {
+            (_, Some(entra), Some(secret)) => (
+                Some(Grant::Entra {
+                    settings: entra.clone(),
+                    client_secret: secret,
+                }),
                 None,
-                Some(
-                    self.tokens
-                        .source(&provider.name, provider.updated_at_ms, entra, &secret),
-                ),
             ),
-            (_, credential) => (credential.map(|c| c.expose().clone()), None),
+            (ProviderKind::Vertex, _, Some(key)) => {
+                let account = ServiceAccount::parse(key.expose()).map_err(|reason| {
+                    TargetError::Adapter(format!(
+                        "provider `{}`: its service account key {reason}",
+                        provider.name
+                    ))
+                })?;
+                (Some(Grant::ServiceAccount(account)), None)
+            }
+            (_, _, credential) => (None, credential.map(|c| c.expose().clone())),
         };
+        let token = grant.map(|grant| {
+            self.tokens
+                .source(&provider.name, provider.updated_at_ms, || grant)
+        });
         let mut extra_headers = HeaderMap::new();
         for (name, value) in &provider.headers {
             let name = HeaderName::from_bytes(name.as_bytes()).map_err(|source| {

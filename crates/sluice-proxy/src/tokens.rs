@@ -1,7 +1,8 @@
 //! Bearer tokens the gateway obtains for providers: Microsoft Entra ID
-//! tokens of `azure_openai` providers configured with `entra`.
+//! tokens of `azure_openai` providers configured with `entra`, and Google
+//! OAuth tokens of `vertex` providers' service accounts.
 //!
-//! One [`EntraToken`] per provider version is shared by every worker (the
+//! One [`TokenSource`] per provider version is shared by every worker (the
 //! [`Tokens`] registry), so a node asks Entra ID once per token, not once
 //! per worker thread. A token is fetched on first use, refreshed by the
 //! first request that finds it three quarters through its lifetime (one
@@ -11,8 +12,9 @@
 //! still good requests go on with it, after that they fail fast with the
 //! reason, instead of each waiting on the token endpoint.
 //!
-//! The client secret lives only in memory, opened from its sealed form; the
-//! token is only ever written into a sensitive header.
+//! The client secret or service account key lives only in memory, opened
+//! from its sealed form; the token is only ever written into a sensitive
+//! header.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -22,7 +24,9 @@ use bytes::Bytes;
 use http::StatusCode;
 use sluice_core::provider::EntraSettings;
 use sluice_core::Redacted;
-use sluice_providers::entra::{parse_token_response, token_request, TokenError};
+use sluice_providers::entra;
+use sluice_providers::google::ServiceAccount;
+use sluice_providers::oauth::{parse_token_response, TokenError};
 use sluice_providers::{BearerToken, Timeouts, UpstreamClient};
 
 /// How long a failed fetch is believed before the token endpoint is asked
@@ -45,27 +49,66 @@ pub(crate) struct Tokens {
     /// By provider name: the provider version (`updated_at_ms`) and its
     /// source. A new version (another secret, tenant or client) starts
     /// afresh.
-    sources: Mutex<HashMap<String, (u64, Arc<EntraToken>)>>,
+    sources: Mutex<HashMap<String, (u64, Arc<TokenSource>)>>,
 }
 
 impl Tokens {
-    /// The token source of provider `name` at `version`.
+    /// The token source of provider `name` at `version`, made with
+    /// `grant` the first time.
     pub(crate) fn source(
         &self,
         name: &str,
         version: u64,
-        entra: &EntraSettings,
-        client_secret: &Redacted<String>,
-    ) -> Arc<EntraToken> {
+        grant: impl FnOnce() -> Grant,
+    ) -> Arc<TokenSource> {
         let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((v, source)) = sources.get(name) {
             if *v == version {
                 return Arc::clone(source);
             }
         }
-        let source = Arc::new(EntraToken::new(entra.clone(), client_secret.clone()));
+        let source = Arc::new(TokenSource::new(grant()));
         sources.insert(name.to_owned(), (version, Arc::clone(&source)));
         source
+    }
+}
+
+/// How a token is asked for.
+pub(crate) enum Grant {
+    /// Microsoft Entra ID's client credentials.
+    Entra {
+        settings: EntraSettings,
+        client_secret: Redacted<String>,
+    },
+    /// A Google service account's signed JWT.
+    ServiceAccount(ServiceAccount),
+}
+
+impl Grant {
+    fn request(&self) -> Result<http::Request<Bytes>, TokenError> {
+        match self {
+            Grant::Entra {
+                settings,
+                client_secret,
+            } => entra::token_request(settings, client_secret.expose()),
+            Grant::ServiceAccount(account) => {
+                let now = crate::clock::now_ms() / 1000;
+                account.token_request(now, &ring::rand::SystemRandom::new())
+            }
+        }
+    }
+
+    /// Who asks, for the log (never a secret).
+    fn who(&self) -> String {
+        match self {
+            Grant::Entra { settings, .. } => format!(
+                "Entra ID tenant {} client {}",
+                settings.tenant_id, settings.client_id
+            ),
+            Grant::ServiceAccount(account) => {
+                format!("Google service account {}", account.client_email)
+            }
+        }
     }
 }
 
@@ -88,16 +131,15 @@ struct Slot {
     failed: Option<Failed>,
 }
 
-/// One app registration's token.
-pub(crate) struct EntraToken {
-    entra: EntraSettings,
-    client_secret: Redacted<String>,
+/// One credential's token.
+pub(crate) struct TokenSource {
+    grant: Grant,
     slot: RwLock<Slot>,
     /// Held while a fetch is under way: one at a time.
     fetching: tokio::sync::Mutex<()>,
 }
 
-impl BearerToken for EntraToken {
+impl BearerToken for TokenSource {
     fn current(&self) -> Option<Arc<str>> {
         let slot = self.slot.read().unwrap_or_else(|e| e.into_inner());
         slot.held
@@ -117,11 +159,10 @@ enum Now {
     Fetch,
 }
 
-impl EntraToken {
-    fn new(entra: EntraSettings, client_secret: Redacted<String>) -> Self {
+impl TokenSource {
+    fn new(grant: Grant) -> Self {
         Self {
-            entra,
-            client_secret,
+            grant,
             slot: RwLock::new(Slot::default()),
             fetching: tokio::sync::Mutex::new(()),
         }
@@ -172,7 +213,7 @@ impl EntraToken {
         .await
     }
 
-    /// [`EntraToken::ready`] with the token endpoint `fetch`.
+    /// [`TokenSource::ready`] with the token endpoint `fetch`.
     async fn ready_with<F, Fut>(&self, fetch: F) -> Result<(), TokenError>
     where
         F: FnOnce(http::Request<Bytes>) -> Fut,
@@ -191,7 +232,7 @@ impl EntraToken {
             Now::Fetch => {}
         }
         let asked_at = Instant::now();
-        let request = token_request(&self.entra, self.client_secret.expose())?;
+        let request = self.grant.request()?;
         let issued = match fetch(request).await {
             Ok((status, body)) => parse_token_response(status, &body),
             Err(error) => Err(error),
@@ -215,11 +256,10 @@ impl EntraToken {
                     .as_ref()
                     .is_some_and(|h| Instant::now() < h.usable_until);
                 tracing::warn!(
-                    tenant = %self.entra.tenant_id,
-                    client_id = %self.entra.client_id,
+                    credential = %self.grant.who(),
                     error = %error,
                     still_using_the_current_token = usable,
-                    "cannot get a Microsoft Entra ID token"
+                    "cannot get a token for a provider"
                 );
                 slot.failed = Some(Failed {
                     error: error.clone(),
@@ -249,17 +289,24 @@ mod tests {
         }
     }
 
-    fn source() -> EntraToken {
-        EntraToken::new(entra(), Redacted("secret".into()))
+    fn grant() -> Grant {
+        Grant::Entra {
+            settings: entra(),
+            client_secret: Redacted("secret".into()),
+        }
+    }
+
+    fn source() -> TokenSource {
+        TokenSource::new(grant())
     }
 
     /// Changes the token held (as time passing would).
-    fn held(token: &EntraToken, change: impl FnOnce(&mut Held)) {
+    fn held(token: &TokenSource, change: impl FnOnce(&mut Held)) {
         change(token.slot.write().unwrap().held.as_mut().unwrap());
     }
 
     /// Gets a first token, `name`, valid for an hour.
-    async fn fetched(token: &EntraToken, name: &'static str) {
+    async fn fetched(token: &TokenSource, name: &'static str) {
         token
             .ready_with(|_| async move { answer(name, 3600) })
             .await
@@ -351,11 +398,10 @@ mod tests {
     #[test]
     fn one_source_per_provider_version() {
         let tokens = Tokens::default();
-        let secret = Redacted("s".to_owned());
-        let a = tokens.source("p", 1, &entra(), &secret);
-        let b = tokens.source("p", 1, &entra(), &secret);
+        let a = tokens.source("p", 1, grant);
+        let b = tokens.source("p", 1, || unreachable!("the same version is reused"));
         assert!(Arc::ptr_eq(&a, &b));
-        let c = tokens.source("p", 2, &entra(), &secret);
+        let c = tokens.source("p", 2, grant);
         assert!(!Arc::ptr_eq(&a, &c));
     }
 }

@@ -125,6 +125,17 @@ pub struct MockLlmArgs {
     /// The lifetime of the Entra ID tokens issued, in seconds.
     #[arg(long, default_value_t = 3599, value_parser = clap::value_parser!(u64).range(1..))]
     pub entra_token_ttl_s: u64,
+    /// Be Google's token endpoint (`POST /token`) for this service account
+    /// (with `--google-sa-public-key`), and take only its tokens on Vertex
+    /// AI's paths.
+    #[arg(long, value_name = "EMAIL", requires = "google_sa_public_key")]
+    pub google_sa_email: Option<String>,
+    /// The service account's public key: a PEM `RSA PUBLIC KEY` file.
+    #[arg(long, value_name = "FILE", requires = "google_sa_email")]
+    pub google_sa_public_key: Option<std::path::PathBuf>,
+    /// The lifetime of the Google tokens issued, in seconds.
+    #[arg(long, default_value_t = 3599, value_parser = clap::value_parser!(u64).range(1..))]
+    pub google_token_ttl_s: u64,
 }
 
 /// Runs the mock provider until SIGINT or SIGTERM, then lets in-flight
@@ -148,6 +159,20 @@ async fn run_mock_llm(args: MockLlmArgs) -> anyhow::Result<()> {
         }),
         _ => None,
     };
+    let google = match (args.google_sa_email, args.google_sa_public_key) {
+        (Some(client_email), Some(file)) => {
+            let pem = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let public_key_der = sluice_providers::google::pem_body(&pem, "RSA PUBLIC KEY")
+                .with_context(|| format!("{} holds no PEM RSA PUBLIC KEY", file.display()))?;
+            Some(sluice_mock_llm::MockGoogle {
+                client_email,
+                public_key_der,
+                token_ttl_s: args.google_token_ttl_s,
+            })
+        }
+        _ => None,
+    };
     let config = sluice_mock_llm::MockConfig {
         behavior: sluice_mock_llm::Behavior {
             first_byte_ms: args.first_byte_ms,
@@ -156,6 +181,7 @@ async fn run_mock_llm(args: MockLlmArgs) -> anyhow::Result<()> {
         },
         require_api_key,
         entra,
+        google,
         ..Default::default()
     };
     let mock = sluice_mock_llm::MockServer::start(config, args.listen)

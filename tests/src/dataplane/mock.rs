@@ -18,6 +18,14 @@ pub const ENTRA_TENANT: &str = "contoso-e2e";
 pub const ENTRA_CLIENT_ID: &str = "0b9e3c43-84a1-4b5c-9d1e-5f7a2d6c8e01";
 pub const ENTRA_CLIENT_SECRET: &str = "entra-client-secret-e2e";
 
+/// The service account of [`MockLlm::start_google`].
+pub const GOOGLE_SA_EMAIL: &str = "sluice-e2e@sluice-e2e.iam.gserviceaccount.com";
+/// Its private key: made for tests only, shared with sluice-providers'.
+pub const GOOGLE_SA_PRIVATE_KEY: &str =
+    include_str!("../../../crates/sluice-providers/src/google/test-key.pem");
+const GOOGLE_SA_PUBLIC_KEY: &str =
+    include_str!("../../../crates/sluice-providers/src/google/test-key.pub.pem");
+
 /// A `sluice mock-llm` child on a port picked at run time.
 #[derive(Debug)]
 pub struct MockLlm {
@@ -104,6 +112,53 @@ impl MockLlm {
                 ("MOCK_AZURE_KEY", AZURE_RESOURCE_KEY),
                 ("MOCK_ENTRA_SECRET", ENTRA_CLIENT_SECRET),
             ],
+        )
+    }
+
+    /// A mock that is Google's token endpoint for the service account
+    /// [`GOOGLE_SA_EMAIL`] (whose key [`MockLlm::service_account_key`]
+    /// holds), its tokens expiring after `token_ttl_s`, and serves Vertex
+    /// AI's paths with those tokens only.
+    pub fn start_google(log: &Path, deadline: Deadline, token_ttl_s: u64) -> MockLlm {
+        let public_key = log.with_file_name("google-sa.pub.pem");
+        std::fs::write(&public_key, GOOGLE_SA_PUBLIC_KEY).expect("writing the public key");
+        let ttl = token_ttl_s.to_string();
+        Self::start_with(
+            log,
+            deadline,
+            &[
+                "--google-sa-email",
+                GOOGLE_SA_EMAIL,
+                "--google-sa-public-key",
+                public_key.to_str().expect("a UTF-8 path"),
+                "--google-token-ttl-s",
+                &ttl,
+            ],
+            &[],
+        )
+    }
+
+    /// A service account key file for [`GOOGLE_SA_EMAIL`] whose
+    /// `token_uri` is this mock's, signed with `private_key` (the
+    /// account's own, or another to be refused).
+    pub fn service_account_key(&self, private_key: &str) -> String {
+        serde_json::json!({
+            "type": "service_account",
+            "project_id": "sluice-e2e",
+            "private_key_id": "e2e-key-1",
+            "private_key": private_key,
+            "client_email": GOOGLE_SA_EMAIL,
+            "client_id": "100000000000000000001",
+            "token_uri": format!("{}/token", self.url),
+        })
+        .to_string()
+    }
+
+    /// A Vertex AI base URL on this mock.
+    pub fn vertex_base_url(&self) -> String {
+        format!(
+            "{}/v1/projects/sluice-e2e/locations/us-central1/publishers/google",
+            self.url
         )
     }
 

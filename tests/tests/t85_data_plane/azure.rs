@@ -97,7 +97,7 @@ fn azure_openai_serves_every_endpoint_on_every_node_with_a_key_or_entra_tokens()
         "every chat call came by Azure's paths: {stats}"
     );
     // One token per node (each node has its own), maybe refreshed once.
-    let issued = stats["entra_tokens_issued"].as_u64().unwrap();
+    let issued = stats["tokens_issued"].as_u64().unwrap();
     assert!((3..=9).contains(&issued), "{stats}");
 
     // Tokens expire after 3 s: calls through node 1 go on succeeding
@@ -117,11 +117,11 @@ fn azure_openai_serves_every_endpoint_on_every_node_with_a_key_or_entra_tokens()
                 reply.text
             );
             calls += 1;
-            azure.counter("entra_tokens_issued") >= before + 2
+            azure.counter("tokens_issued") >= before + 2
         });
     refreshed.unwrap_or_else(|e| panic!("{e}: {}", azure.stats()));
     assert_eq!(azure.counter("unauthorized"), 0, "{}", azure.stats());
-    assert_eq!(azure.counter("entra_refusals"), 0, "{}", azure.stats());
+    assert_eq!(azure.counter("token_refusals"), 0, "{}", azure.stats());
 
     // Usage is recorded against both Azure providers.
     wait_provider_usage(&plane, "usage of az-key", |g| {
@@ -191,8 +191,8 @@ fn azure_openai_failures_are_answered_as_openai_would_and_quotas_hold() {
             reply.text
         );
     }
-    assert!(azure.counter("entra_refusals") >= 1, "{}", azure.stats());
-    assert_eq!(azure.counter("entra_tokens_issued"), 0, "{}", azure.stats());
+    assert!(azure.counter("token_refusals") >= 1, "{}", azure.stats());
+    assert_eq!(azure.counter("tokens_issued"), 0, "{}", azure.stats());
     for id in plane.cluster.ids() {
         let log = plane.cluster.log(id);
         assert!(

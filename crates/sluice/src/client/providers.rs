@@ -18,6 +18,7 @@ pub enum KindArg {
     #[value(name = "azure_openai")]
     AzureOpenai,
     Gemini,
+    Vertex,
 }
 
 impl From<KindArg> for ProviderKindBody {
@@ -27,6 +28,7 @@ impl From<KindArg> for ProviderKindBody {
             KindArg::Anthropic => ProviderKindBody::Anthropic,
             KindArg::AzureOpenai => ProviderKindBody::AzureOpenai,
             KindArg::Gemini => ProviderKindBody::Gemini,
+            KindArg::Vertex => ProviderKindBody::Vertex,
         }
     }
 }
@@ -60,10 +62,14 @@ impl KindFlags {
             entra_client_id,
             entra_authority_url,
         } = self;
-        if matches!(kind, KindArg::Gemini) && !has_key {
-            anyhow::bail!(
+        match kind {
+            KindArg::Gemini if !has_key => anyhow::bail!(
                 "a gemini provider needs --api-key-env VAR: the variable holding the Gemini API key"
-            );
+            ),
+            KindArg::Vertex if !has_key => anyhow::bail!(
+                "a vertex provider needs --api-key-file FILE: the service account key file (JSON)"
+            ),
+            _ => {}
         }
         if !matches!(kind, KindArg::AzureOpenai) {
             let given = [
@@ -126,6 +132,10 @@ pub enum ProvidersCommand {
         /// itself is never taken from the command line).
         #[arg(long, value_name = "VAR")]
         api_key_env: Option<String>,
+        /// The upstream credential read from FILE instead (a Vertex AI
+        /// service account key file, JSON).
+        #[arg(long, value_name = "FILE", conflicts_with = "api_key_env")]
+        api_key_file: Option<std::path::PathBuf>,
         /// Extra upstream header, `NAME=VALUE` (repeatable; not for secrets).
         #[arg(long = "header", value_name = "NAME=VALUE", value_parser = parse::key_value)]
         headers: Vec<(String, String)>,
@@ -134,7 +144,7 @@ pub enum ProvidersCommand {
         #[arg(long = "secret-header-env", value_name = "NAME=VAR", value_parser = parse::key_value)]
         secret_headers: Vec<(String, String)>,
         #[command(flatten)]
-        settings: KindFlags,
+        settings: Box<KindFlags>,
     },
     /// List providers.
     List,
@@ -160,16 +170,20 @@ pub(super) async fn run(
             kind,
             base_url,
             api_key_env,
+            api_key_file,
             headers,
             secret_headers,
             settings,
         } => {
-            let azure = settings.settings(kind, api_key_env.is_some())?;
-            let api_key = match api_key_env {
-                Some(var) => Some(std::env::var(&var).with_context(|| {
+            let azure = settings.settings(kind, api_key_env.is_some() || api_key_file.is_some())?;
+            let api_key = match (api_key_env, api_key_file) {
+                (Some(var), _) => Some(std::env::var(&var).with_context(|| {
                     format!("reading the provider API key from environment variable {var}")
                 })?),
-                None => None,
+                (None, Some(file)) => Some(std::fs::read_to_string(&file).with_context(|| {
+                    format!("reading the provider credential from {}", file.display())
+                })?),
+                (None, None) => None,
             };
             let secret_headers = secret_headers
                 .into_iter()
@@ -227,6 +241,7 @@ fn kind_name(kind: ProviderKindBody) -> &'static str {
         ProviderKindBody::Anthropic => "anthropic",
         ProviderKindBody::AzureOpenai => "azure_openai",
         ProviderKindBody::Gemini => "gemini",
+        ProviderKindBody::Vertex => "vertex",
     }
 }
 

@@ -1,11 +1,11 @@
-//! Microsoft Entra ID's token answer, whatever its status and bytes: a
-//! token that is a valid header value with a bounded lifetime, or an
-//! error; never a panic.
+//! A token endpoint's answer (Entra ID's, Google's), whatever its status
+//! and bytes: a token that is a valid header value with a bounded
+//! lifetime, or an error; never a panic.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sluice_providers::entra::parse_token_response;
+use sluice_providers::oauth::parse_token_response;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&first, body)) = data.split_first() else {
