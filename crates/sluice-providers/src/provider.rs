@@ -17,7 +17,6 @@ mod anthropic;
 mod azure_openai;
 mod gemini;
 mod openai;
-mod vertex;
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -134,8 +133,8 @@ pub fn of(kind: ProviderKind) -> &'static dyn Provider {
         ProviderKind::OpenAi => &openai::OpenAi,
         ProviderKind::Anthropic => &anthropic::Anthropic,
         ProviderKind::AzureOpenAi => &azure_openai::AzureOpenAi,
-        ProviderKind::Gemini => &gemini::Gemini,
-        ProviderKind::Vertex => &vertex::Vertex,
+        ProviderKind::Gemini => &gemini::GEMINI,
+        ProviderKind::Vertex => &gemini::VERTEX,
     }
 }
 

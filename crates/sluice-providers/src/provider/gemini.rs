@@ -1,5 +1,9 @@
 //! Google's Gemini API (`kind = "gemini"`), e.g. at
-//! `https://generativelanguage.googleapis.com/v1beta`: chat completions
+//! `https://generativelanguage.googleapis.com/v1beta`, and the same API on
+//! Vertex AI (`kind = "vertex"`) at
+//! `https://{location}-aiplatform.googleapis.com/v1/projects/{project}/locations/{location}/publishers/google`,
+//! authenticated with a service account's OAuth token (the proxy gets it,
+//! [`crate::google`]) instead of an API key: chat completions
 //! and Anthropic Messages clients translated to `generateContent` (and
 //! `streamGenerateContent?alt=sse`), embeddings to `batchEmbedContents`;
 //! the key goes in `x-goog-api-key`. The translations are in
@@ -25,13 +29,24 @@ use crate::translate::reverse;
 use crate::usage::TokenUsage;
 use crate::{anthropic, openai};
 
-pub(super) struct Gemini;
+/// Gemini's API, at Google AI ([`GEMINI`]) or on Vertex AI ([`VERTEX`]).
+pub(super) struct Gemini {
+    kind: ProviderKind,
+}
+
+pub(super) const GEMINI: Gemini = Gemini {
+    kind: ProviderKind::Gemini,
+};
+
+pub(super) const VERTEX: Gemini = Gemini {
+    kind: ProviderKind::Vertex,
+};
 
 const API_KEY: HeaderName = HeaderName::from_static("x-goog-api-key");
 
 impl Provider for Gemini {
     fn kind(&self) -> ProviderKind {
-        ProviderKind::Gemini
+        self.kind
     }
 
     /// Its answers reach clients translated to OpenAI's chat completions
@@ -43,6 +58,8 @@ impl Provider for Gemini {
     fn serves(&self, endpoint: Endpoint) -> Option<Service> {
         let path = match endpoint {
             Endpoint::ChatCompletions | Endpoint::Messages => ":generateContent",
+            // Vertex embeds with `:predict`, another API: not yet.
+            Endpoint::Embeddings if self.kind == ProviderKind::Vertex => return None,
             Endpoint::Embeddings => ":batchEmbedContents",
             // Not yet: legacy completions, the Responses API; token
             // counting is estimated by the gateway.
@@ -110,7 +127,14 @@ impl Provider for Gemini {
                 .is_ok_and(|e| e.error.refuses_key())
     }
 
+    /// Gemini's API key. On Vertex AI the service account's token is
+    /// sent instead (the adapter writes it); a key alone is nothing to send.
     fn authenticate(&self, key: &str, headers: &mut HeaderMap) -> Result<(), PrepareError> {
+        if self.kind == ProviderKind::Vertex {
+            return Err(PrepareError::Target(
+                "a vertex provider authenticates with its service account's token".into(),
+            ));
+        }
         headers.insert(API_KEY, secret(key)?);
         Ok(())
     }
@@ -299,15 +323,56 @@ mod tests {
     }
 
     #[test]
+    fn vertex_is_geminis_api_with_a_token_and_without_embeddings() {
+        struct Token;
+        impl crate::adapter::BearerToken for Token {
+            fn current(&self) -> Option<std::sync::Arc<str>> {
+                Some("ya29.token".into())
+            }
+        }
+        let base = "https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/us-central1/publishers/google";
+        let mut vertex = Target {
+            name: "vtx".into(),
+            base_url: base.into(),
+            api_key: None,
+            bearer: Some(std::sync::Arc::new(Token)),
+            ..Target::default()
+        };
+        let chat = request(
+            Endpoint::ChatCompletions,
+            json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}),
+        );
+        let prepared =
+            prepare(&chat, ProviderKind::Vertex, &vertex, "gemini-2.5-flash", 1).unwrap();
+        assert_eq!(
+            prepared.request.uri().to_string(),
+            format!("{base}/models/gemini-2.5-flash:generateContent")
+        );
+        assert_eq!(
+            prepared.request.headers()["authorization"],
+            "Bearer ya29.token"
+        );
+        assert!(prepared.request.headers().get("x-goog-api-key").is_none());
+        assert_eq!(VERTEX.serves(Endpoint::Embeddings), None);
+        // Without its token, a key is nothing a Vertex provider can send.
+        vertex.bearer = None;
+        vertex.api_key = Some("{}".into());
+        assert!(matches!(
+            prepare(&chat, ProviderKind::Vertex, &vertex, "g", 1),
+            Err(PrepareError::Target(_))
+        ));
+    }
+
+    #[test]
     fn a_refused_key_is_told_from_a_bad_request() {
         let refused = json!({"error": {"code": 400, "message": "API key not valid. Please pass a valid API key.",
             "status": "INVALID_ARGUMENT",
             "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID"}]}});
         let bad = json!({"error": {"code": 400, "message": "contents is not specified", "status": "INVALID_ARGUMENT"}});
         let status = http::StatusCode::BAD_REQUEST;
-        assert!(Gemini.refuses_credential(status, refused.to_string().as_bytes()));
-        assert!(!Gemini.refuses_credential(status, bad.to_string().as_bytes()));
-        assert!(!Gemini.refuses_credential(http::StatusCode::OK, refused.to_string().as_bytes()));
+        assert!(GEMINI.refuses_credential(status, refused.to_string().as_bytes()));
+        assert!(!GEMINI.refuses_credential(status, bad.to_string().as_bytes()));
+        assert!(!GEMINI.refuses_credential(http::StatusCode::OK, refused.to_string().as_bytes()));
     }
 
     #[test]
