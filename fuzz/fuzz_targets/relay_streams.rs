@@ -1,7 +1,8 @@
 //! An upstream's stream bytes through every relay the proxy runs (OpenAI
 //! and Anthropic passthrough, both translations, the Responses API's typed
 //! events with their ids rewritten, Gemini's stream to chat completions
-//! and on to Anthropic Messages), cut at a fuzzer-chosen
+//! and on to Anthropic Messages, Anthropic's and Gemini's streams to the
+//! Responses API), cut at a fuzzer-chosen
 //! point: errors are reported, never a panic, and what a relay writes is
 //! always whole SSE events.
 #![no_main]
@@ -24,6 +25,8 @@ fuzz_target!(|data: &[u8]| {
         (Endpoint::Responses, ProviderKind::OpenAi, Conversion::Passthrough),
         (Endpoint::ChatCompletions, ProviderKind::Gemini, Conversion::Native),
         (Endpoint::Messages, ProviderKind::Gemini, Conversion::Native),
+        (Endpoint::Responses, ProviderKind::Gemini, Conversion::Native),
+        (Endpoint::Responses, ProviderKind::Anthropic, Conversion::ResponsesViaChat),
     ];
     for (endpoint, kind, conversion) in exchanges {
         for client_wants_usage in [false, true] {

@@ -379,6 +379,48 @@ class GeminiKind(unittest.TestCase):
                 self.assertGreater(raw.parse().input_tokens, 2)
 
 
+class TranslatedResponses(unittest.TestCase):
+    """The Responses API on Anthropic, Gemini and Vertex routes: translated."""
+
+    ROUTES = (CLAUDE, GEMINI, VERTEX)
+
+    def test_create_stream_and_function_call(self):
+        for url, route in ((u, r) for u in URLS for r in self.ROUTES):
+            with self.subTest(node=url, route=route):
+                client = openai_client(url)
+                reply = client.responses.create(
+                    model=route, instructions="be brief", input="hello translated responses"
+                )
+                self.assertEqual(reply.status, "completed")
+                self.assertIn("hello translated responses", reply.output_text)
+                self.assertGreater(reply.usage.output_tokens, 0)
+                with client.responses.stream(model=route, input="stream translated") as stream:
+                    deltas = "".join(
+                        e.delta for e in stream if e.type == "response.output_text.delta"
+                    )
+                    final = stream.get_final_response()
+                self.assertIn("stream translated", deltas)
+                self.assertEqual(final.output_text, deltas)
+                called = client.responses.create(model=route, input="Paris", tools=RESPONSES_TOOLS)
+                calls = [o for o in called.output if o.type == "function_call"]
+                self.assertEqual([c.name for c in calls], ["get_weather"])
+                self.assertEqual(json.loads(calls[0].arguments), {"city": "Paris"})
+                # The conversation goes in `input`, the call's output too.
+                after = client.responses.create(
+                    model=route,
+                    input=[
+                        {"role": "user", "content": "Paris"},
+                        {"type": "function_call", "call_id": calls[0].call_id,
+                         "name": "get_weather", "arguments": calls[0].arguments},
+                        {"type": "function_call_output", "call_id": calls[0].call_id,
+                         "output": "21C"},
+                    ],
+                    tools=RESPONSES_TOOLS,
+                )
+                self.assertEqual(after.status, "completed")
+                self.assertTrue(after.output_text)
+
+
 class AnthropicMessages(unittest.TestCase):
     def test_create(self):
         for url in URLS:

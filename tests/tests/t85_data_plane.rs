@@ -115,6 +115,24 @@ fn closed_port() -> u16 {
     listener.local_addr().expect("local address").port()
 }
 
+/// A Responses API stream from its `response.created` to its
+/// `response.completed`.
+fn assert_responses_stream_whole(stream: &Transcript) {
+    let names = stream.names();
+    assert_eq!(
+        names.first(),
+        Some(&"response.created"),
+        "{}",
+        stream.dump()
+    );
+    assert_eq!(
+        names.last(),
+        Some(&"response.completed"),
+        "{}",
+        stream.dump()
+    );
+}
+
 /// A chat stream on `route` through node `id` whose upstream cuts it: the
 /// data, then an error event, no `[DONE]`.
 fn check_cut_stream(plane: &DataPlane, id: u64, route: &str) {
@@ -1248,8 +1266,8 @@ fn node_stopped_with_sigterm_finishes_its_streams_then_exits_0() {
 /// follow-up reaches the upstream that made the response it follows
 /// whichever node it lands on (two accounts behind one route, each
 /// knowing only its own responses), stored responses are read and deleted
-/// through any node, a key reads only what its routes reach, a route of
-/// Anthropic providers says it cannot serve it, and quotas apply.
+/// through any node, a key reads only what its routes reach, and quotas
+/// apply. (Routes of other providers translate it: `responses_translated`.)
 #[test]
 fn the_responses_api_answers_on_every_node_and_follows_up_where_it_began() {
     let plane = start();
@@ -1335,19 +1353,7 @@ fn the_responses_api_answers_on_every_node_and_follows_up_where_it_began() {
         ),
         "node 2, responses stream",
     );
-    let names = stream.names();
-    assert_eq!(
-        names.first(),
-        Some(&"response.created"),
-        "{}",
-        stream.dump()
-    );
-    assert_eq!(
-        names.last(),
-        Some(&"response.completed"),
-        "{}",
-        stream.dump()
-    );
+    assert_responses_stream_whole(&stream);
     let events = stream.chunks();
     let created = &events[0]["response"]["id"];
     let completed = &events[events.len() - 1]["response"];
@@ -1399,13 +1405,6 @@ fn the_responses_api_answers_on_every_node_and_follows_up_where_it_began() {
     );
     let hidden = restricted.get(&format!("/v1/responses/{at_second}"));
     assert_eq!(hidden.status, 404, "{}", hidden.text);
-
-    // An Anthropic-only route cannot serve it.
-    let reply = plane
-        .proxy(1)
-        .post("/v1/responses", &json!({"model": CLAUDE, "input": "hi"}));
-    assert_eq!(reply.status, 400, "{}", reply.text);
-    reply.openai_error();
 
     // Quotas apply as on chat completions.
     let (_, limited) = plane.create_key_with("responses-rpm", json!({"rpm": 2}));
@@ -1476,3 +1475,6 @@ mod gemini;
 
 #[path = "t85_data_plane/vertex.rs"]
 mod vertex;
+
+#[path = "t85_data_plane/responses_translated.rs"]
+mod responses_translated;

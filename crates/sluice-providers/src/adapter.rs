@@ -287,6 +287,9 @@ pub enum Conversion {
     /// Into the provider's own API, neither OpenAI's nor Anthropic's
     /// (Gemini): the provider knows how by the endpoint.
     Native,
+    /// A Responses API client, a provider without that API: through chat
+    /// completions ([`crate::responses::translate`]) to the provider's own.
+    ResponsesViaChat,
 }
 
 /// What the relay of the answer needs to know about the request.

@@ -321,6 +321,41 @@ impl StreamRelay for AnthropicToChat {
     }
 }
 
+/// Two relays in a row: what the first writes, the second reads (Gemini
+/// to chat completions to Anthropic Messages; any provider's chat stream
+/// to the Responses API). Usage is the first's.
+pub(crate) struct Chain<A, B> {
+    first: A,
+    second: B,
+    between: Vec<u8>,
+}
+
+impl<A, B> Chain<A, B> {
+    pub(crate) fn new(first: A, second: B) -> Self {
+        Self {
+            first,
+            second,
+            between: Vec::new(),
+        }
+    }
+}
+
+impl<A: StreamRelay, B: StreamRelay> StreamRelay for Chain<A, B> {
+    fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Result<(), RelayError> {
+        self.between.clear();
+        self.first.feed(bytes, &mut self.between)?;
+        self.second.feed(&self.between, out)
+    }
+
+    fn is_done(&self) -> bool {
+        self.second.is_done()
+    }
+
+    fn usage(&self) -> Option<TokenUsage> {
+        self.first.usage()
+    }
+}
+
 /// An OpenAI chat stream to an Anthropic Messages client.
 pub(crate) struct ChatToAnthropic {
     parser: SseParser,

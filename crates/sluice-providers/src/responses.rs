@@ -173,5 +173,7 @@ impl StreamRelay for ResponsesPassthrough {
     }
 }
 
+pub mod translate;
+
 #[cfg(test)]
 mod tests;

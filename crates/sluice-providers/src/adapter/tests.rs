@@ -240,11 +240,14 @@ fn a_responses_follow_up_goes_with_the_upstreams_id() {
     assert_eq!(r.pinned_provider(), None);
     let p = prepare(&r, ProviderKind::OpenAi, &target(), "m", 1).unwrap();
     assert_eq!(sent(&p)["previous_response_id"], "resp_direct");
-    // Anthropic has no Responses API (yet): another deployment is tried.
-    assert!(matches!(
-        prepare(&r, ProviderKind::Anthropic, &target(), "m", 1),
-        Err(PrepareError::Unsupported { .. })
-    ));
+    // Anthropic is served through chat completions, which keeps no
+    // response to follow up: the client's to know, naming the field.
+    match prepare(&r, ProviderKind::Anthropic, &target(), "m", 1) {
+        Err(PrepareError::Invalid(e)) => {
+            assert_eq!(e.param.as_deref(), Some("previous_response_id"))
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]

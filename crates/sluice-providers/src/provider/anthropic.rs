@@ -1,6 +1,8 @@
 //! Anthropic (`kind = "anthropic"`): Messages and its token counting as
 //! sent, with the client's `anthropic-version`/`anthropic-beta`; OpenAI
-//! chat clients translated to Messages and back. It has no legacy completions or embeddings.
+//! chat clients translated to Messages and back; Responses API clients
+//! through chat completions ([`crate::responses::translate`]). It has no
+//! legacy completions or embeddings.
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
@@ -13,7 +15,8 @@ use crate::adapter::{
 };
 use crate::anthropic;
 use crate::openai;
-use crate::relay::{AnthropicPassthrough, AnthropicToChat, RelayError, StreamRelay};
+use crate::relay::{AnthropicPassthrough, AnthropicToChat, Chain, RelayError, StreamRelay};
+use crate::responses::translate::{chat_to_response, responses_to_chat, ChatToResponses};
 use crate::translate::{self, messages_to_chat_response};
 use crate::usage::TokenUsage;
 
@@ -38,8 +41,8 @@ impl Provider for Anthropic {
         let conversion = match endpoint {
             Endpoint::Messages => Conversion::Passthrough,
             Endpoint::ChatCompletions => Conversion::ChatToMessages,
-            // The Responses API is not translated for Anthropic yet.
-            Endpoint::Completions | Endpoint::Embeddings | Endpoint::Responses => return None,
+            Endpoint::Responses => Conversion::ResponsesViaChat,
+            Endpoint::Completions | Endpoint::Embeddings => return None,
             Endpoint::CountTokens => Conversion::Passthrough,
         };
         Some(Service {
@@ -62,8 +65,14 @@ impl Provider for Anthropic {
                 base64: false,
             });
         }
-        let mut chat: openai::ChatRequest = parse_typed(request.body())?;
-        let client_wants_usage = chat.request_stream_usage();
+        let (chat, client_wants_usage) = if conversion == Conversion::ResponsesViaChat {
+            let chat = responses_to_chat(request.body(), model).map_err(invalid_translation)?;
+            (chat, false)
+        } else {
+            let mut chat: openai::ChatRequest = parse_typed(request.body())?;
+            let wants = chat.request_stream_usage();
+            (chat, wants)
+        };
         let mut messages =
             translate::chat_to_messages(chat, default_max_tokens).map_err(invalid_translation)?;
         model.clone_into(&mut messages.model);
@@ -93,14 +102,13 @@ impl Provider for Anthropic {
         Ok(())
     }
 
-    fn stream_relay(
-        &self,
-        exchange: &Exchange,
-        _model: &str,
-        created: u64,
-    ) -> Box<dyn StreamRelay> {
+    fn stream_relay(&self, exchange: &Exchange, model: &str, created: u64) -> Box<dyn StreamRelay> {
         match exchange.conversion {
             Conversion::Passthrough => Box::<AnthropicPassthrough>::default(),
+            Conversion::ResponsesViaChat => Box::new(Chain::new(
+                AnthropicToChat::new(created, true),
+                ChatToResponses::new(model, created),
+            )),
             _ => Box::new(AnthropicToChat::new(created, exchange.client_wants_usage)),
         }
     }
@@ -109,7 +117,7 @@ impl Provider for Anthropic {
         &self,
         exchange: &Exchange,
         body: Bytes,
-        _model: &str,
+        model: &str,
         created: u64,
     ) -> Result<(Bytes, Option<TokenUsage>), RelayError> {
         if exchange.endpoint == Endpoint::CountTokens {
@@ -126,7 +134,12 @@ impl Provider for Anthropic {
             serde_json::from_slice(&body).map_err(unreadable)?;
         let usage = TokenUsage::from(&response.usage);
         let chat = messages_to_chat_response(response, created);
-        let bytes = serde_json::to_vec(&chat).map_err(unreadable)?;
+        let bytes = if exchange.conversion == Conversion::ResponsesViaChat {
+            serde_json::to_vec(&chat_to_response(&chat, model, created))
+        } else {
+            serde_json::to_vec(&chat)
+        }
+        .map_err(unreadable)?;
         Ok((Bytes::from(bytes), Some(usage)))
     }
 }

@@ -24,7 +24,8 @@ use crate::gemini::{
     chat_to_gemini, embeddings_to_gemini, gemini_embeddings_to_openai, gemini_to_chat,
     GeminiToChat, GenerateResponse,
 };
-use crate::relay::{ChatToAnthropic, RelayError, StreamRelay};
+use crate::relay::{Chain, ChatToAnthropic, RelayError, StreamRelay};
+use crate::responses::translate::{chat_to_response, responses_to_chat, ChatToResponses};
 use crate::translate::reverse;
 use crate::usage::TokenUsage;
 use crate::{anthropic, openai};
@@ -57,13 +58,15 @@ impl Provider for Gemini {
 
     fn serves(&self, endpoint: Endpoint) -> Option<Service> {
         let path = match endpoint {
-            Endpoint::ChatCompletions | Endpoint::Messages => ":generateContent",
+            Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::Responses => {
+                ":generateContent"
+            }
             // Vertex embeds with `:predict`, another API: not yet.
             Endpoint::Embeddings if self.kind == ProviderKind::Vertex => return None,
             Endpoint::Embeddings => ":batchEmbedContents",
-            // Not yet: legacy completions, the Responses API; token
-            // counting is estimated by the gateway.
-            Endpoint::Completions | Endpoint::Responses | Endpoint::CountTokens => return None,
+            // Not yet: legacy completions; token counting is estimated by
+            // the gateway.
+            Endpoint::Completions | Endpoint::CountTokens => return None,
         };
         Some(Service {
             conversion: Conversion::Native,
@@ -99,6 +102,11 @@ impl Provider for Gemini {
                 let (body, base64) =
                     embeddings_to_gemini(request.body(), model).map_err(invalid_translation)?;
                 (encode(&body)?, false, base64)
+            }
+            Endpoint::Responses => {
+                let chat = responses_to_chat(request.body(), model).map_err(invalid_translation)?;
+                let body = chat_to_gemini(&chat).map_err(invalid_translation)?;
+                (encode(&body)?, false, false)
             }
             Endpoint::Messages => {
                 let messages: anthropic::MessagesRequest = parse_typed(request.body())?;
@@ -141,13 +149,16 @@ impl Provider for Gemini {
 
     fn stream_relay(&self, exchange: &Exchange, model: &str, created: u64) -> Box<dyn StreamRelay> {
         match exchange.endpoint {
-            Endpoint::Messages => Box::new(Chain {
-                // The usage chunk is for the second relay, which reads the
-                // usage of the Messages stream from it.
-                first: GeminiToChat::new(model, created, true),
-                second: ChatToAnthropic::new(model),
-                between: Vec::new(),
-            }),
+            // The usage chunk is for the second relay, which reads the
+            // usage of its stream from it.
+            Endpoint::Messages => Box::new(Chain::new(
+                GeminiToChat::new(model, created, true),
+                ChatToAnthropic::new(model),
+            )),
+            Endpoint::Responses => Box::new(Chain::new(
+                GeminiToChat::new(model, created, true),
+                ChatToResponses::new(model, created),
+            )),
             _ => Box::new(GeminiToChat::new(
                 model,
                 created,
@@ -173,39 +184,17 @@ impl Provider for Gemini {
         }
         let answer: GenerateResponse = serde_json::from_slice(&body).map_err(unreadable)?;
         let (chat, usage) = gemini_to_chat(&answer, model, created)?;
-        let bytes = if exchange.endpoint == Endpoint::Messages {
-            let messages = reverse::chat_response_to_messages(&chat, model)
-                .map_err(|e| RelayError::Unreadable(e.to_string()))?;
-            serde_json::to_vec(&messages)
-        } else {
-            serde_json::to_vec(&chat)
+        let bytes = match exchange.endpoint {
+            Endpoint::Messages => {
+                let messages = reverse::chat_response_to_messages(&chat, model)
+                    .map_err(|e| RelayError::Unreadable(e.to_string()))?;
+                serde_json::to_vec(&messages)
+            }
+            Endpoint::Responses => serde_json::to_vec(&chat_to_response(&chat, model, created)),
+            _ => serde_json::to_vec(&chat),
         }
         .map_err(unreadable)?;
         Ok((Bytes::from(bytes), usage))
-    }
-}
-
-/// Two relays in a row: what the first writes, the second reads (Gemini
-/// to chat completions to Anthropic Messages). Usage is the first's.
-struct Chain<A, B> {
-    first: A,
-    second: B,
-    between: Vec<u8>,
-}
-
-impl<A: StreamRelay, B: StreamRelay> StreamRelay for Chain<A, B> {
-    fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Result<(), RelayError> {
-        self.between.clear();
-        self.first.feed(bytes, &mut self.between)?;
-        self.second.feed(&self.between, out)
-    }
-
-    fn is_done(&self) -> bool {
-        self.second.is_done()
-    }
-
-    fn usage(&self) -> Option<TokenUsage> {
-        self.first.usage()
     }
 }
 
