@@ -239,6 +239,10 @@ class OpenAIResponses(unittest.TestCase):
                 )
                 self.assertEqual(follow.status, "completed")
                 self.assertEqual(other.responses.retrieve(reply.id).id, reply.id)
+                items = other.responses.input_items.list(reply.id)
+                self.assertEqual(
+                    [c.text for c in items.data[0].content], ["hello from the responses api"]
+                )
 
     def test_stream_helper(self):
         for url in URLS:

@@ -1405,6 +1405,29 @@ fn the_responses_api_answers_on_every_node_and_follows_up_where_it_began() {
     );
     let hidden = restricted.get(&format!("/v1/responses/{at_second}"));
     assert_eq!(hidden.status, 404, "{}", hidden.text);
+    let hidden = restricted.get(&format!("/v1/responses/{at_second}/input_items"));
+    assert_eq!(hidden.status, 404, "{}", hidden.text);
+
+    // Its input items, read through another node, with the client's query.
+    let items = plane.proxy(2).get(&format!(
+        "/v1/responses/{at_first}/input_items?limit=5&order=asc"
+    ));
+    assert_eq!(items.status, 200, "{}", items.text);
+    assert_eq!(items.body["object"], "list", "{}", items.text);
+    assert_eq!(
+        items.body["data"][0]["content"][0]["text"], "where am I",
+        "{}",
+        items.text
+    );
+    let refused = plane
+        .proxy(2)
+        .get(&format!("/v1/responses/{at_first}/input_items?after={{x}}"));
+    assert_eq!(refused.status, 400, "{}", refused.text);
+    assert_eq!(refused.body["error"]["param"], "query", "{}", refused.text);
+    let bad = plane
+        .proxy(2)
+        .post(&format!("/v1/responses/{at_first}/input_items"), &json!({}));
+    assert_eq!(bad.status, 405, "{}", bad.text);
 
     // Quotas apply as on chat completions.
     let (_, limited) = plane.create_key_with("responses-rpm", json!({"rpm": 2}));

@@ -89,6 +89,10 @@ fn router(mock: Arc<Mock>) -> Router {
         .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
         .route("/v1/responses", post(openai::responses::create))
         .route(
+            "/v1/responses/{id}/input_items",
+            get(openai::responses::input_items_list),
+        )
+        .route(
             "/v1/responses/{id}",
             get(openai::responses::get).delete(openai::responses::delete),
         )

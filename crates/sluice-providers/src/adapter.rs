@@ -414,14 +414,25 @@ fn authorize(
     Ok(())
 }
 
-/// `GET` or `DELETE` of the stored response `upstream_id` at a `kind`
-/// provider at `target` (the Responses API; `Unsupported` for a provider
-/// without it).
+/// What of a stored response is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored<'a> {
+    /// The response itself (`GET` or `DELETE`).
+    Response,
+    /// Its input items (`GET .../input_items`), with the client's query
+    /// (`after`, `before`, `limit`, `order`, `include[]`) as sent.
+    InputItems { query: Option<&'a str> },
+}
+
+/// `method` of the stored response `upstream_id` (or of its input items)
+/// at a `kind` provider at `target` (the Responses API; `Unsupported` for
+/// a provider without it).
 pub fn prepare_stored_response(
     kind: ProviderKind,
     target: &Target,
     method: Method,
     upstream_id: &str,
+    stored: Stored<'_>,
 ) -> Result<http::Request<Bytes>, PrepareError> {
     let provider = provider::of(kind);
     let endpoint = Endpoint::Responses;
@@ -441,9 +452,29 @@ pub fn prepare_stored_response(
             "Not a response id.",
         )));
     }
+    let (suffix, query) = match stored {
+        Stored::Response => ("", None),
+        Stored::InputItems { query } => ("/input_items", query.filter(|q| !q.is_empty())),
+    };
+    let mut url = provider.stored_response_url(target, service, upstream_id, suffix)?;
+    if let Some(query) = query {
+        // Passed on as sent, once it holds nothing that could change more
+        // than the query.
+        if !query
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~%&=[]+".contains(&b))
+        {
+            return Err(PrepareError::Invalid(InvalidRequest::new(
+                "query",
+                "The query holds characters it cannot.",
+            )));
+        }
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str(query);
+    }
     let mut builder = http::Request::builder()
         .method(method)
-        .uri(provider.stored_response_url(target, service, upstream_id)?)
+        .uri(url)
         .header(ACCEPT, HeaderValue::from_static("application/json"));
     let headers = builder
         .headers_mut()

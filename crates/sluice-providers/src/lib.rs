@@ -63,7 +63,7 @@ pub mod usage;
 
 pub use adapter::{
     prepare, prepare_stored_response, BearerToken, ClientRequest, Conversion, Dialect, Endpoint,
-    Exchange, InvalidRequest, PrepareError, Prepared, Target,
+    Exchange, InvalidRequest, PrepareError, Prepared, Stored, Target,
 };
 pub use body::InvalidBody;
 pub use client::{

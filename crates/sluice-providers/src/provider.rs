@@ -89,17 +89,19 @@ pub trait Provider: Sync {
         Ok(join(&target.base_url, service.path))
     }
 
-    /// The URL of the stored response `upstream_id` (the Responses API;
-    /// `service` is how the provider serves it).
+    /// The URL of the stored response `upstream_id`, or of its `suffix`
+    /// (`/input_items`; the Responses API; `service` is how the provider
+    /// serves it).
     fn stored_response_url(
         &self,
         target: &Target,
         service: Service,
         upstream_id: &str,
+        suffix: &str,
     ) -> Result<String, PrepareError> {
         Ok(join(
             &target.base_url,
-            &format!("{}/{upstream_id}", service.path),
+            &format!("{}/{upstream_id}{suffix}", service.path),
         ))
     }
 

@@ -9,7 +9,7 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use serde_json::json;
-use sluice_providers::{Dialect, Endpoint};
+use sluice_providers::{Dialect, Endpoint, Stored};
 use tracing::Instrument;
 
 use crate::body::ProxyBody;
@@ -50,8 +50,19 @@ impl Worker {
             return Box::pin(self.model_call(endpoint, request)).await;
         }
         let dialect = dialect_of(path, request.headers());
-        if let Some(id) = path.strip_prefix("/v1/responses/") {
-            if method != Method::GET && method != Method::DELETE {
+        if let Some(rest) = path.strip_prefix("/v1/responses/") {
+            let (id, stored) = match rest.strip_suffix("/input_items") {
+                Some(id) => (
+                    id,
+                    Stored::InputItems {
+                        query: request.uri().query(),
+                    },
+                ),
+                None => (rest, Stored::Response),
+            };
+            let allowed =
+                method == Method::GET || (method == Method::DELETE && stored == Stored::Response);
+            if !allowed {
                 return respond(
                     ProxyError::method_not_allowed(method, path),
                     dialect,
@@ -59,7 +70,8 @@ impl Worker {
                 );
             }
             let method = method.clone();
-            return match self.stored_response(method, id, request.headers()).await {
+            let answer = self.stored_response(method, id, stored, request.headers());
+            return match answer.await {
                 Ok(response) => response,
                 Err(error) => respond(error, dialect, version),
             };

@@ -1,5 +1,6 @@
-//! `GET` and `DELETE /v1/responses/{id}`: a stored response of the
-//! Responses API, asked of the provider that made it. Its id names the
+//! `GET` and `DELETE /v1/responses/{id}`, and `GET
+//! /v1/responses/{id}/input_items`: a stored response of the Responses
+//! API and its input, asked of the provider that made it. Its id names the
 //! provider ([`sluice_providers::responses`]), so any node answers for
 //! any response, with nothing stored here. A key reads only the responses
 //! of providers its routes use; any other id is a 404, as an id the
@@ -9,7 +10,7 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use serde_json::Value;
 use sluice_core::{State, VirtualKey};
-use sluice_providers::{prepare_stored_response, responses, Dialect, PrepareError};
+use sluice_providers::{prepare_stored_response, responses, Dialect, PrepareError, Stored};
 
 use crate::body::ProxyBody;
 use crate::clock::now_ms;
@@ -23,11 +24,13 @@ use crate::worker::Worker;
 const MAX_STORED: usize = 16 * 1024 * 1024;
 
 impl Worker {
-    /// `method` (`GET` or `DELETE`) of the stored response `id`.
+    /// `method` (`GET` or `DELETE`) of the stored response `id`, or of
+    /// what `stored` names of it.
     pub(crate) async fn stored_response(
         &self,
         method: Method,
         id: &str,
+        stored: Stored<'_>,
         headers: &HeaderMap,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let state = self.state.state();
@@ -46,12 +49,21 @@ impl Worker {
             .ready(self.client_for(&provider.name))
             .await
             .map_err(ProxyError::upstream_failed)?;
-        let request =
-            prepare_stored_response(provider.kind, &resolved.target, method, &upstream_id)
-                .map_err(|e| match e {
-                    PrepareError::Unsupported { .. } | PrepareError::Invalid(_) => unknown(),
-                    PrepareError::Target(message) => ProxyError::upstream_failed(message),
-                })?;
+        let request = prepare_stored_response(
+            provider.kind,
+            &resolved.target,
+            method,
+            &upstream_id,
+            stored,
+        )
+        .map_err(|e| match e {
+            // The client's query: its to fix.
+            PrepareError::Invalid(e) if e.param.as_deref() == Some("query") => {
+                ProxyError::invalid_request(e.message, e.param)
+            }
+            PrepareError::Unsupported { .. } | PrepareError::Invalid(_) => unknown(),
+            PrepareError::Target(message) => ProxyError::upstream_failed(message),
+        })?;
         let response = self
             .client_for(&provider.name)
             .send(request, timeouts(provider))

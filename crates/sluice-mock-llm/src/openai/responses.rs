@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -32,23 +32,77 @@ const KEPT: usize = 10_000;
 #[derive(Default)]
 pub(crate) struct Store {
     by_id: HashMap<String, Value>,
+    /// Each response's input items, as `input_items` lists them.
+    inputs: HashMap<String, Vec<Value>>,
     order: BTreeMap<u64, String>,
 }
 
 impl Store {
-    fn put(&mut self, seq: u64, response: Value) {
+    fn put(&mut self, seq: u64, response: Value, inputs: Vec<Value>) {
         let id = response["id"].as_str().unwrap_or_default().to_owned();
         self.by_id.insert(id.clone(), response);
+        self.inputs.insert(id.clone(), inputs);
         self.order.insert(seq, id);
         while self.by_id.len() > KEPT {
             match self.order.pop_first() {
                 Some((_, oldest)) => {
                     self.by_id.remove(&oldest);
+                    self.inputs.remove(&oldest);
                 }
                 None => break,
             }
         }
     }
+}
+
+/// The input as the items `input_items` lists, each with an id.
+fn input_items(input: &Value, seq: u64) -> Vec<Value> {
+    let items = match input {
+        Value::String(text) => vec![json!({"type": "message", "role": "user",
+            "content": [{"type": "input_text", "text": text}]})],
+        Value::Array(items) => items.clone(),
+        _ => Vec::new(),
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut item)| {
+            if item.get("id").is_none() {
+                item["id"] = json!(format!("msg_mock{seq}_{i}"));
+            }
+            item
+        })
+        .collect()
+}
+
+/// `GET /v1/responses/{id}/input_items`: newest first unless
+/// `order=asc`, at most `limit` (default 20).
+pub(crate) async fn input_items_list(
+    State(mock): State<Arc<Mock>>,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(mut items) = lock(&mock.responses).inputs.get(&id).cloned() else {
+        return error::render(&not_found(&id, None));
+    };
+    if query.get("order").map(String::as_str) != Some("asc") {
+        items.reverse();
+    }
+    let limit = query
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(20)
+        .clamp(1, 100);
+    let has_more = items.len() > limit;
+    items.truncate(limit);
+    Json(json!({
+        "object": "list",
+        "data": items,
+        "first_id": items.first().map(|i| i["id"].clone()),
+        "last_id": items.last().map(|i| i["id"].clone()),
+        "has_more": has_more,
+    }))
+    .into_response()
 }
 
 pub(crate) type Shared = Arc<Mutex<Store>>;
@@ -201,7 +255,7 @@ async fn respond(mock: &Mock, headers: &HeaderMap, body: &[u8]) -> Result<Respon
     };
     let done = shape.response(&reply, true);
     if req.store.unwrap_or(true) {
-        lock(&mock.responses).put(seq, done.clone());
+        lock(&mock.responses).put(seq, done.clone(), input_items(&req.input, seq));
     }
     Ok(if req.stream.unwrap_or(false) {
         shape.stream(call, &reply, done)

@@ -251,21 +251,67 @@ fn a_responses_follow_up_goes_with_the_upstreams_id() {
 }
 
 #[test]
+fn input_items_are_asked_with_the_clients_query() {
+    let items = |query| {
+        prepare_stored_response(
+            ProviderKind::OpenAi,
+            &target(),
+            Method::GET,
+            "resp_up7",
+            Stored::InputItems { query },
+        )
+    };
+    assert_eq!(
+        items(None).unwrap().uri(),
+        "https://api.example.com/v1/responses/resp_up7/input_items"
+    );
+    assert_eq!(
+        items(Some("limit=2&order=asc&include[]=message.input_image.image_url")).unwrap().uri(),
+        "https://api.example.com/v1/responses/resp_up7/input_items?limit=2&order=asc&include[]=message.input_image.image_url"
+    );
+    for bad in ["a=b#c", "a=b c", "a=/x", "x=\n"] {
+        assert!(
+            matches!(items(Some(bad)), Err(PrepareError::Invalid(_))),
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
 fn a_stored_response_is_asked_of_its_provider_with_its_credential() {
-    let get =
-        prepare_stored_response(ProviderKind::OpenAi, &target(), Method::GET, "resp_up7").unwrap();
+    let get = prepare_stored_response(
+        ProviderKind::OpenAi,
+        &target(),
+        Method::GET,
+        "resp_up7",
+        Stored::Response,
+    )
+    .unwrap();
     assert_eq!(get.uri(), "https://api.example.com/v1/responses/resp_up7");
     assert_eq!(get.method(), Method::GET);
     assert_eq!(get.headers()[AUTHORIZATION], "Bearer sk-secret");
     assert_eq!(get.headers()["x-org"], "acme");
     for bad in ["", "resp/../x", "resp?x=1", "resp up"] {
         assert!(
-            prepare_stored_response(ProviderKind::OpenAi, &target(), Method::DELETE, bad).is_err(),
+            prepare_stored_response(
+                ProviderKind::OpenAi,
+                &target(),
+                Method::DELETE,
+                bad,
+                Stored::Response
+            )
+            .is_err(),
             "{bad:?}"
         );
     }
     assert!(matches!(
-        prepare_stored_response(ProviderKind::Anthropic, &target(), Method::GET, "resp_1"),
+        prepare_stored_response(
+            ProviderKind::Anthropic,
+            &target(),
+            Method::GET,
+            "resp_1",
+            Stored::Response
+        ),
         Err(PrepareError::Unsupported { .. })
     ));
 }

@@ -112,6 +112,7 @@ impl Provider for AzureOpenAi {
         target: &Target,
         service: Service,
         upstream_id: &str,
+        suffix: &str,
     ) -> Result<String, PrepareError> {
         let azure = settings(target)?;
         if !has_responses(azure) {
@@ -123,7 +124,7 @@ impl Provider for AzureOpenAi {
         Ok(url(
             target,
             azure,
-            &format!("{}/{upstream_id}", service.path),
+            &format!("{}/{upstream_id}{suffix}", service.path),
         ))
     }
 
@@ -303,6 +304,7 @@ mod tests {
             &target("2025-04-01-preview"),
             Method::GET,
             "resp_1",
+            crate::adapter::Stored::Response,
         )
         .unwrap();
         assert_eq!(
@@ -310,5 +312,19 @@ mod tests {
             "https://contoso.openai.azure.com/openai/responses/resp_1?api-version=2025-04-01-preview"
         );
         assert_eq!(stored.headers()["api-key"], "azure-key");
+        let items = prepare_stored_response(
+            ProviderKind::AzureOpenAi,
+            &target("2025-04-01-preview"),
+            Method::GET,
+            "resp_1",
+            crate::adapter::Stored::InputItems {
+                query: Some("limit=1"),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            items.uri(),
+            "https://contoso.openai.azure.com/openai/responses/resp_1/input_items?api-version=2025-04-01-preview&limit=1"
+        );
     }
 }
