@@ -25,6 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
 use serde_json::{json, Value};
 
+use crate::call::bearer;
 use crate::fault::Fault;
 use crate::openai::{self, error};
 use crate::server::Mock;
@@ -130,8 +131,8 @@ fn check_azure_credential(mock: &Mock, headers: &HeaderMap) -> Result<(), Fault>
             _ => Err(Fault::WrongKey),
         };
     }
-    match header("authorization").and_then(|v| v.strip_prefix("Bearer ")) {
-        Some(token) if mock.issued.accepts(token.trim()) => Ok(()),
+    match bearer(headers) {
+        Some(token) if mock.issued.accepts(token) => Ok(()),
         Some(_) => Err(Fault::WrongKey),
         None => Err(Fault::MissingKey),
     }

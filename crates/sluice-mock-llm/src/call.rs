@@ -70,16 +70,21 @@ impl Mock {
 /// `Authorization: Bearer KEY`, `x-api-key: KEY`, `api-key: KEY` or
 /// `x-goog-api-key: KEY`.
 fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    if let Some(bearer) = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    {
-        return Some(bearer.trim());
+    if let Some(token) = bearer(headers) {
+        return Some(token);
     }
     ["x-api-key", "api-key", "x-goog-api-key"]
         .iter()
         .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()))
+}
+
+/// The token of `Authorization: Bearer TOKEN`.
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
 }
 
 /// Parses a JSON request body, naming the field at fault.

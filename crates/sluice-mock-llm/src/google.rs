@@ -17,6 +17,7 @@ use base64::Engine as _;
 use ring::signature::{UnparsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
 use serde_json::{json, Value};
 
+use crate::call::bearer;
 use crate::config::MockGoogle;
 use crate::gemini;
 use crate::server::Mock;
@@ -113,12 +114,7 @@ pub(crate) async fn vertex(
     mut headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let token = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    if !token.is_some_and(|t| mock.issued.accepts(t)) {
+    if !bearer(&headers).is_some_and(|t| mock.issued.accepts(t)) {
         mock.counters.bump(&mock.counters.unauthorized);
         let body = json!({"error": {
             "code": 401,

@@ -133,13 +133,7 @@ pub(crate) async fn attempt<'s>(
             }
         };
     }
-    let mut answer = error_answer(response, provider).await;
-    if sluice_providers::provider::of(provider.kind).refuses_credential(answer.status, &answer.body)
-    {
-        // Said with another status (Gemini's 400): the deployment's key is
-        // wrong, as a 401 says.
-        answer.status = http::StatusCode::UNAUTHORIZED;
-    }
+    let answer = error_answer(response, provider).await;
     // A follow-up of a response the upstream no longer has: the client's
     // to know, not a broken deployment.
     let status = if answer.names_a_missing_response() {
@@ -219,17 +213,20 @@ async fn prepare_for(
 }
 
 /// An upstream's answer with an error status, its (small) body read for
-/// the client.
+/// the client. A refused credential said with another status (Gemini's
+/// 400) is read as the 401 it means: the deployment's key is wrong.
 async fn error_answer(response: UpstreamResponse, provider: &Provider) -> UpstreamAnswer {
     let body = response
         .body
         .collect(MAX_ERROR_BODY)
         .await
         .unwrap_or_default();
-    UpstreamAnswer::new(
-        response.status,
-        &response.headers,
-        body,
-        Dialect::of(provider.kind),
-    )
+    let status = if sluice_providers::provider::of(provider.kind)
+        .refuses_credential(response.status, &body)
+    {
+        http::StatusCode::UNAUTHORIZED
+    } else {
+        response.status
+    };
+    UpstreamAnswer::new(status, &response.headers, body, Dialect::of(provider.kind))
 }
