@@ -43,15 +43,22 @@ pub(crate) fn json(call: Call, value: &impl Serialize) -> Response {
 
 /// A `text/event-stream` response made of these events.
 pub(crate) fn event_stream(call: Call, events: Vec<Bytes>) -> Response {
+    let mut response = stream(call, "text/event-stream; charset=utf-8", events);
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// A streaming response of `content_type` (SSE, Bedrock's binary event
+/// stream), one paced chunk per frame, so a drop falls between frames.
+pub(crate) fn stream(call: Call, content_type: &'static str, frames: Vec<Bytes>) -> Response {
     let Call { plan, mut guard } = call;
     guard.start_stream();
-    let mut response = paced(events, plan, guard).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream; charset=utf-8"),
-    );
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    let mut response = paced(frames, plan, guard).into_response();
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }
 

@@ -23,20 +23,34 @@ impl Mock {
         endpoint: Endpoint,
         headers: &HeaderMap,
     ) -> Result<Call, Fault> {
+        self.admit_as(endpoint, headers, || self.check_credential(headers))
+            .await
+    }
+
+    /// [`admit`](Self::admit) with the API's own credential check in its
+    /// place (Bedrock's SigV4), whose refusal `E` may say more than a
+    /// [`Fault`] can.
+    pub(crate) async fn admit_as<E: From<Fault>>(
+        &self,
+        endpoint: Endpoint,
+        headers: &HeaderMap,
+        check_credential: impl FnOnce() -> Result<(), E>,
+    ) -> Result<Call, E> {
         let guard = self.counters.admit(endpoint);
         let plan = self.behavior.load().plan(headers)?;
         if !plan.header_delay.is_zero() {
             tokio::time::sleep(plan.header_delay).await;
         }
-        if let Err(fault) = self.check_credential(headers) {
+        if let Err(refusal) = check_credential() {
             self.counters.bump(&self.counters.unauthorized);
-            return Err(fault);
+            return Err(refusal);
         }
         if let Some(status) = plan.fail_status {
             return Err(Fault::Injected {
                 status,
                 retry_after_ms: plan.retry_after_ms,
-            });
+            }
+            .into());
         }
         Ok(Call { plan, guard })
     }

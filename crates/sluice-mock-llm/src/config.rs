@@ -11,7 +11,8 @@ pub struct MockConfig {
     /// When set, every API request must carry this key as
     /// `Authorization: Bearer KEY`, `x-api-key: KEY` or (Azure)
     /// `api-key: KEY`, or a token from the mock's Entra ID (below), else
-    /// 401. The `/_mock/*` control endpoints never require it.
+    /// 401. The `/_mock/*` control endpoints never require it, nor do
+    /// Bedrock's paths, which know only SigV4 (`aws`, below).
     pub require_api_key: Option<String>,
     /// When set, the mock is also a Microsoft Entra ID token endpoint
     /// (`POST /{tenant}/oauth2/v2.0/token`) for this one app registration,
@@ -22,6 +23,12 @@ pub struct MockConfig {
     /// for this one service account, and Vertex AI's paths take only its
     /// tokens.
     pub google: Option<MockGoogle>,
+    /// When set, Bedrock's paths (`POST /model/{modelId}/converse` and
+    /// `/converse-stream`) take only requests SigV4-signed with this one
+    /// IAM identity, verified by the mock's own SigV4 implementation, and
+    /// refuse the others with 403 as AWS does; when unset they take any
+    /// request.
+    pub aws: Option<MockAws>,
     /// The instance-wide behaviour at start; changeable at run time.
     pub behavior: Behavior,
     /// Dimensions of the vectors returned by `/v1/embeddings`.
@@ -38,6 +45,7 @@ impl Default for MockConfig {
             require_api_key: None,
             entra: None,
             google: None,
+            aws: None,
             behavior: Behavior::default(),
             embedding_dims: 8,
             models_created: 1_700_000_000,
@@ -76,8 +84,57 @@ pub struct MockGoogle {
     pub token_ttl_s: u64,
 }
 
+/// The one IAM identity the mock's Bedrock takes: requests must be
+/// SigV4-signed with it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MockAws {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// When set, requests must carry it as `x-amz-security-token`, signed.
+    pub session_token: Option<String>,
+    /// The region in the signature's credential scope (the service is
+    /// `bedrock`).
+    pub region: String,
+}
+
+impl std::fmt::Debug for MockAws {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Secrets stay out of logs and test failure output.
+        f.debug_struct("MockAws")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .field(
+                "session_token",
+                &self.session_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("region", &self.region)
+            .finish()
+    }
+}
+
 impl MockConfig {
     pub(crate) fn serves(&self, model: &str) -> bool {
         self.models.iter().any(|m| m == model)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_keeps_aws_secrets_out() {
+        let aws = MockAws {
+            access_key_id: "AKIDMOCK".into(),
+            secret_access_key: "s3cr3t".into(),
+            session_token: Some("t0k3n".into()),
+            region: "us-east-1".into(),
+        };
+        let shown = format!("{aws:?}");
+        assert!(shown.contains("AKIDMOCK") && shown.contains("us-east-1"));
+        assert!(
+            !shown.contains("s3cr3t") && !shown.contains("t0k3n"),
+            "{shown}"
+        );
     }
 }

@@ -5,8 +5,11 @@
 //! `/v1/messages/count_tokens`) with the
 //! exact wire shapes of the real services, streaming and not, and Azure
 //! OpenAI's paths (`/openai/deployments/{deployment}/...?api-version=`,
-//! `/openai/v1/...`) with Microsoft Entra ID's token endpoint, and Google's
-//! Gemini API (`/v1beta/models/{model}:generateContent` …).
+//! `/openai/v1/...`) with Microsoft Entra ID's token endpoint, Google's
+//! Gemini API (`/v1beta/models/{model}:generateContent` …) and Vertex AI's
+//! paths with Google's token endpoint, and AWS Bedrock's Converse API
+//! (`/model/{modelId}/converse`, `/converse-stream` in binary event-stream
+//! frames) with its requests' SigV4 signatures verified.
 //!
 //! It owns deterministic replies and token counts, pacing (slow headers,
 //! latency to first byte, per-chunk pace) and injected failures (error
@@ -21,7 +24,8 @@
 //!
 //! # Layout
 //! * [`server`]: binding, the router, graceful shutdown, [`MockHandle`].
-//! * [`config`]: [`MockConfig`], the models served and the API key required.
+//! * [`config`]: [`MockConfig`], the models served and the credentials
+//!   required ([`MockEntra`], [`MockGoogle`], [`MockAws`]).
 //! * [`behavior`]: [`Behavior`] and its per-request header overrides.
 //! * [`stats`]: counters by endpoint and the fate of each stream.
 //! * `call`: what every API request goes through before its handler answers
@@ -37,11 +41,16 @@
 //!   `batchEmbedContents`) with its own error shape.
 //! * `google`: Vertex AI's paths over the Gemini handlers, and Google's
 //!   token endpoint for one service account (its JWTs verified).
+//! * `bedrock`: AWS Bedrock's Converse API (`converse`, its event-stream
+//!   `converse-stream`) with its own validation and error shape.
+//! * `sigv4`: AWS Signature Version 4, verified by the mock's own
+//!   implementation (the canonical request rebuilt from the wire).
 //! * `oauth`: the tokens the mock's token endpoints issued.
 //! * `control`: the `/_mock/*` endpoints.
 
 mod anthropic;
 mod azure;
+mod bedrock;
 pub mod behavior;
 mod body;
 mod call;
@@ -54,11 +63,12 @@ mod oauth;
 mod openai;
 mod reply;
 pub mod server;
+mod sigv4;
 mod sse;
 pub mod stats;
 mod tokens;
 
 pub use behavior::Behavior;
-pub use config::{MockConfig, MockEntra, MockGoogle};
+pub use config::{MockAws, MockConfig, MockEntra, MockGoogle};
 pub use server::{MockHandle, MockServer};
 pub use stats::{Endpoint, Stats};

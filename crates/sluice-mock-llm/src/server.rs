@@ -13,8 +13,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::azure::{self, Op};
-use crate::stats::{Counters, Stats};
-use crate::{anthropic, control, gemini, google, oauth, openai, Behavior, MockConfig};
+use crate::stats::{Counters, Endpoint, Stats};
+use crate::{anthropic, bedrock, control, gemini, google, oauth, openai, Behavior, MockConfig};
 
 /// Starts mock upstreams.
 pub struct MockServer;
@@ -103,6 +103,14 @@ fn router(mock: Arc<Mock>) -> Router {
             post(google::vertex),
         )
         .route("/token", post(google::token))
+        .route(
+            "/model/{model_id}/converse",
+            post(|s, p, u, m, h, b| bedrock::handle(Endpoint::Converse, s, p, u, m, h, b)),
+        )
+        .route(
+            "/model/{model_id}/converse-stream",
+            post(|s, p, u, m, h, b| bedrock::handle(Endpoint::ConverseStream, s, p, u, m, h, b)),
+        )
         .route(
             "/_mock/behavior",
             put(control::set_behavior).get(control::behavior),

@@ -27,10 +27,14 @@ pub enum Endpoint {
     StreamGenerateContent,
     /// Gemini's `batchEmbedContents`.
     BatchEmbedContents,
+    /// Bedrock's `Converse`.
+    Converse,
+    /// Bedrock's `ConverseStream`.
+    ConverseStream,
 }
 
 impl Endpoint {
-    const ALL: [Endpoint; 10] = [
+    const ALL: [Endpoint; 12] = [
         Endpoint::ChatCompletions,
         Endpoint::Completions,
         Endpoint::Embeddings,
@@ -41,6 +45,8 @@ impl Endpoint {
         Endpoint::GenerateContent,
         Endpoint::StreamGenerateContent,
         Endpoint::BatchEmbedContents,
+        Endpoint::Converse,
+        Endpoint::ConverseStream,
     ];
 
     /// The request path, also the key in [`Stats::requests`].
@@ -56,6 +62,8 @@ impl Endpoint {
             Endpoint::GenerateContent => "/v1beta/models:generateContent",
             Endpoint::StreamGenerateContent => "/v1beta/models:streamGenerateContent",
             Endpoint::BatchEmbedContents => "/v1beta/models:batchEmbedContents",
+            Endpoint::Converse => "/model/{modelId}/converse",
+            Endpoint::ConverseStream => "/model/{modelId}/converse-stream",
         }
     }
 }
@@ -82,6 +90,10 @@ pub struct Stats {
     /// API requests that came by Vertex AI's paths.
     #[serde(default)]
     pub vertex_requests: u64,
+    /// API requests that came by Bedrock's paths (`/model/...`), whatever
+    /// their outcome.
+    #[serde(default)]
+    pub bedrock_requests: u64,
     /// Access tokens issued (by the Entra ID or Google token endpoint).
     #[serde(default)]
     pub tokens_issued: u64,
@@ -89,9 +101,16 @@ pub struct Stats {
     /// signature).
     #[serde(default)]
     pub token_refusals: u64,
-    /// API requests refused for their credential (401).
+    /// API requests refused for their credential (401; 403 for Gemini's
+    /// missing key and every SigV4 refusal).
     #[serde(default)]
     pub unauthorized: u64,
+    /// Bedrock requests whose SigV4 signature did not verify
+    /// (`InvalidSignatureException`: it does not match, it has expired, or
+    /// its scope or signed headers are wrong); also counted in
+    /// `unauthorized`.
+    #[serde(default)]
+    pub signature_refusals: u64,
 }
 
 impl Stats {
@@ -112,9 +131,11 @@ pub(crate) struct Counters {
     in_flight: AtomicU64,
     pub(crate) azure_requests: AtomicU64,
     pub(crate) vertex_requests: AtomicU64,
+    pub(crate) bedrock_requests: AtomicU64,
     pub(crate) tokens_issued: AtomicU64,
     pub(crate) token_refusals: AtomicU64,
     pub(crate) unauthorized: AtomicU64,
+    pub(crate) signature_refusals: AtomicU64,
     changed: watch::Sender<()>,
 }
 
@@ -138,9 +159,11 @@ impl Counters {
             in_flight: AtomicU64::new(0),
             azure_requests: AtomicU64::new(0),
             vertex_requests: AtomicU64::new(0),
+            bedrock_requests: AtomicU64::new(0),
             tokens_issued: AtomicU64::new(0),
             token_refusals: AtomicU64::new(0),
             unauthorized: AtomicU64::new(0),
+            signature_refusals: AtomicU64::new(0),
             changed: watch::Sender::new(()),
         }
     }
@@ -163,9 +186,11 @@ impl Counters {
             in_flight: self.in_flight.load(Ordering::Relaxed),
             azure_requests: self.azure_requests.load(Ordering::Relaxed),
             vertex_requests: self.vertex_requests.load(Ordering::Relaxed),
+            bedrock_requests: self.bedrock_requests.load(Ordering::Relaxed),
             tokens_issued: self.tokens_issued.load(Ordering::Relaxed),
             token_refusals: self.token_refusals.load(Ordering::Relaxed),
             unauthorized: self.unauthorized.load(Ordering::Relaxed),
+            signature_refusals: self.signature_refusals.load(Ordering::Relaxed),
         }
     }
 
