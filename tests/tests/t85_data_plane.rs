@@ -1499,5 +1499,8 @@ mod gemini;
 #[path = "t85_data_plane/vertex.rs"]
 mod vertex;
 
+#[path = "t85_data_plane/bedrock.rs"]
+mod bedrock;
+
 #[path = "t85_data_plane/responses_translated.rs"]
 mod responses_translated;

@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use rand::RngCore;
 use serde::{Deserialize, Deserializer, Serialize};
-use sluice_core::provider::secret_header_context;
+use sluice_core::provider::{secret_header_context, BedrockSettings};
 use sluice_core::provider::{AzureSettings, EntraSettings};
 use sluice_core::secret::NONCE_LEN;
 use sluice_core::{Applied, Command, Provider, ProviderKind, SealedSecret, Timeouts};
@@ -43,6 +43,10 @@ pub enum ProviderKindBody {
     Gemini,
     /// Gemini on Vertex AI; `api_key` is a service account key file (JSON).
     Vertex,
+    /// AWS Bedrock's Converse API, SigV4-signed (see `bedrock`); `api_key`
+    /// is the IAM keys as JSON: `{"access_key_id", "secret_access_key"[,
+    /// "session_token"]}`.
+    Bedrock,
 }
 
 impl From<ProviderKindBody> for ProviderKind {
@@ -53,6 +57,7 @@ impl From<ProviderKindBody> for ProviderKind {
             ProviderKindBody::AzureOpenai => ProviderKind::AzureOpenAi,
             ProviderKindBody::Gemini => ProviderKind::Gemini,
             ProviderKindBody::Vertex => ProviderKind::Vertex,
+            ProviderKindBody::Bedrock => ProviderKind::Bedrock,
         }
     }
 }
@@ -65,6 +70,7 @@ impl From<ProviderKind> for ProviderKindBody {
             ProviderKind::AzureOpenAi => ProviderKindBody::AzureOpenai,
             ProviderKind::Gemini => ProviderKindBody::Gemini,
             ProviderKind::Vertex => ProviderKindBody::Vertex,
+            ProviderKind::Bedrock => ProviderKindBody::Bedrock,
         }
     }
 }
@@ -191,6 +197,32 @@ impl From<&AzureSettings> for AzureBody {
     }
 }
 
+/// AWS Bedrock's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BedrockBody {
+    /// The AWS region requests are signed for, e.g. `us-east-1`: the
+    /// region of the endpoint at `base_url`.
+    #[schema(example = "us-east-1")]
+    pub region: String,
+}
+
+impl From<BedrockBody> for BedrockSettings {
+    fn from(body: BedrockBody) -> Self {
+        BedrockSettings {
+            region: body.region,
+        }
+    }
+}
+
+impl From<&BedrockSettings> for BedrockBody {
+    fn from(settings: &BedrockSettings) -> Self {
+        BedrockBody {
+            region: settings.region.clone(),
+        }
+    }
+}
+
 /// Body of `POST /admin/v1/providers`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -219,6 +251,10 @@ pub struct CreateProvider {
     /// when left out).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub azure: Option<AzureBody>,
+    /// AWS Bedrock's settings (`bedrock` providers only, and required
+    /// there: its region).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bedrock: Option<BedrockBody>,
 }
 
 /// Body of `PUT /admin/v1/providers/{name}`: the provider's new configuration.
@@ -250,6 +286,10 @@ pub struct UpdateProvider {
     /// when left out).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub azure: Option<AzureBody>,
+    /// AWS Bedrock's settings (`bedrock` providers only, and required
+    /// there: its region).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bedrock: Option<BedrockBody>,
 }
 
 /// Tells "field given as null" (`Some(None)`) from "field left out" (`None`).
@@ -273,6 +313,9 @@ pub struct ProviderView {
     /// Azure OpenAI's settings, for `azure_openai` providers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub azure: Option<AzureBody>,
+    /// AWS Bedrock's settings, for `bedrock` providers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bedrock: Option<BedrockBody>,
     /// Milliseconds since the Unix epoch.
     pub created_at_ms: u64,
     /// Milliseconds since the Unix epoch.
@@ -290,6 +333,7 @@ impl From<&Provider> for ProviderView {
             secret_header_names: p.secret_headers.keys().cloned().collect(),
             timeouts: p.timeouts.into(),
             azure: p.azure.as_deref().map(AzureBody::from),
+            bedrock: p.bedrock.as_deref().map(BedrockBody::from),
             created_at_ms: p.created_at_ms,
             updated_at_ms: p.updated_at_ms,
         }
@@ -312,6 +356,7 @@ struct Fields {
     secret_headers: BTreeMap<String, String>,
     timeouts: TimeoutsBody,
     azure: Option<AzureBody>,
+    bedrock: Option<BedrockBody>,
 }
 
 fn checked_provider(ctx: &AdminContext, fields: Fields) -> Result<Provider, ApiError> {
@@ -337,6 +382,7 @@ fn checked_provider(ctx: &AdminContext, fields: Fields) -> Result<Provider, ApiE
         secret_headers,
         timeouts: fields.timeouts.into(),
         azure,
+        bedrock: fields.bedrock.map(|b| Box::new(b.into())),
         created_at_ms: 0,
         updated_at_ms: 0,
     };
@@ -345,25 +391,24 @@ fn checked_provider(ctx: &AdminContext, fields: Fields) -> Result<Provider, ApiE
 }
 
 /// Seals `provider`'s credential `api_key`. A Vertex AI service account
-/// key is checked first (a 422 says what is wrong with it, never its
-/// content) and sealed compact, on one line.
+/// key or a Bedrock provider's IAM keys are checked first (a 422 says what
+/// is wrong with them, never their content) and sealed compact, on one
+/// line.
 fn seal_credential(
     ctx: &AdminContext,
     provider: &Provider,
     api_key: &str,
 ) -> Result<SealedSecret, ApiError> {
-    let compact;
-    let api_key = if provider.kind == ProviderKind::Vertex {
-        sluice_providers::google::ServiceAccount::parse(api_key)
-            .map_err(|reason| ApiError::validation("api_key", reason))?;
-        compact = serde_json::from_str::<serde_json::Value>(api_key)
-            .map_err(|e| ApiError::validation("api_key", e.to_string()))?
-            .to_string();
-        compact.as_str()
-    } else {
-        api_key
+    let checked = match provider.kind {
+        ProviderKind::Vertex => sluice_providers::google::ServiceAccount::parse(api_key).map(drop),
+        ProviderKind::Bedrock => sluice_providers::aws::AwsCredentials::parse(api_key).map(drop),
+        _ => return seal(ctx, "api_key", &provider.name, api_key, MAX_API_KEY_LEN),
     };
-    seal(ctx, "api_key", &provider.name, api_key, MAX_API_KEY_LEN)
+    checked.map_err(|reason| ApiError::validation("api_key", reason))?;
+    let compact = serde_json::from_str::<serde_json::Value>(api_key)
+        .map_err(|e| ApiError::validation("api_key", e.to_string()))?
+        .to_string();
+    seal(ctx, "api_key", &provider.name, &compact, MAX_API_KEY_LEN)
 }
 
 /// Seals `secret` (the value of `field`, at most `max` bytes) in `context`.
@@ -437,6 +482,7 @@ pub async fn create_provider(
             secret_headers: body.secret_headers,
             timeouts: body.timeouts,
             azure: body.azure,
+            bedrock: body.bedrock,
         },
     )?;
     if let Some(api_key) = &body.api_key {
@@ -493,6 +539,7 @@ pub async fn update_provider(
             secret_headers: body.secret_headers.unwrap_or_default(),
             timeouts: body.timeouts,
             azure: body.azure,
+            bedrock: body.bedrock,
         },
     )?;
     let keep_api_key = body.api_key.is_none();
@@ -561,6 +608,7 @@ mod tests {
             secret_headers: Default::default(),
             timeouts: Timeouts::default(),
             azure: None,
+            bedrock: None,
             created_at_ms: 1,
             updated_at_ms: 2,
         };

@@ -206,6 +206,7 @@ mod tests {
                     secret_headers: Default::default(),
                     timeouts: Timeouts::default(),
                     azure: None,
+                    bedrock: None,
                     created_at_ms: 1,
                     updated_at_ms: 2,
                 }],

@@ -39,7 +39,9 @@ use serde::{de::DeserializeOwned, Serialize};
 /// * 9: the `azure_openai`, `gemini` and `vertex` provider kinds and a
 ///   provider's Azure settings.
 ///   Version 8 was never released; it is refused the same way.
-pub const FORMAT_VERSION: u8 = 9;
+/// * 10: the `bedrock` provider kind and a provider's Bedrock settings.
+///   Version 9 was never released; it is refused the same way.
+pub const FORMAT_VERSION: u8 = 10;
 
 /// Why bytes could not be turned back into a value.
 #[derive(Debug, thiserror::Error)]

@@ -18,6 +18,9 @@ pub enum ProviderKind {
     Gemini,
     /// Gemini on Google Cloud's Vertex AI, with a service account key.
     Vertex,
+    /// AWS Bedrock's Converse API, SigV4-signed with an IAM identity's
+    /// keys in the provider's region (see [`BedrockSettings`]).
+    Bedrock,
 }
 
 impl ProviderKind {
@@ -28,6 +31,7 @@ impl ProviderKind {
             ProviderKind::AzureOpenAi => "azure_openai",
             ProviderKind::Gemini => "gemini",
             ProviderKind::Vertex => "vertex",
+            ProviderKind::Bedrock => "bedrock",
         }
     }
 
@@ -36,12 +40,13 @@ impl ProviderKind {
     }
 
     /// Every kind.
-    pub const ALL: [ProviderKind; 5] = [
+    pub const ALL: [ProviderKind; 6] = [
         ProviderKind::OpenAi,
         ProviderKind::Anthropic,
         ProviderKind::AzureOpenAi,
         ProviderKind::Gemini,
         ProviderKind::Vertex,
+        ProviderKind::Bedrock,
     ];
 }
 
@@ -145,6 +150,41 @@ impl AzureSettings {
     }
 }
 
+/// Where an AWS Bedrock provider's requests are signed for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BedrockSettings {
+    /// The AWS region, e.g. `us-east-1`: part of every request's SigV4
+    /// signature (its credential scope), so it must be the region of the
+    /// endpoint at `base_url`.
+    pub region: String,
+}
+
+impl BedrockSettings {
+    fn validate(&self) -> Result<(), ApplyError> {
+        // `us-east-1`, `eu-central-2`, `us-gov-west-1`, `cn-north-1`...
+        let region = &self.region;
+        let ok = (4..=32).contains(&region.len())
+            && region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !region.starts_with('-')
+            && !region.ends_with('-');
+        if !ok {
+            return Err(ApplyError::invalid(
+                "bedrock.region",
+                "must be an AWS region such as `us-east-1` (lower-case letters, digits, `-`)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The Bedrock runtime endpoint of `region` (its public address in AWS's
+/// commercial partition).
+pub fn bedrock_endpoint(region: &str) -> String {
+    format!("https://bedrock-runtime.{region}.amazonaws.com")
+}
+
 /// Upstream timeouts, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Timeouts {
@@ -185,6 +225,8 @@ pub struct Provider {
     /// Azure OpenAI's settings: set exactly for `azure_openai` providers
     /// (boxed: every other provider, and every command, stays small).
     pub azure: Option<Box<AzureSettings>>,
+    /// AWS Bedrock's settings: set exactly for `bedrock` providers.
+    pub bedrock: Option<Box<BedrockSettings>>,
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
 }
@@ -312,6 +354,26 @@ impl Provider {
             }
             (_, None) => {}
         }
+        match (self.kind, &self.bedrock) {
+            (ProviderKind::Bedrock, Some(bedrock)) => bedrock.validate()?,
+            (ProviderKind::Bedrock, None) => {
+                return Err(ApplyError::invalid(
+                    "bedrock",
+                    "a bedrock provider needs its settings: `bedrock.region`, the AWS region \
+                     its requests are signed for",
+                ))
+            }
+            (_, Some(_)) => {
+                return Err(ApplyError::invalid(
+                    "bedrock",
+                    format!(
+                        "is a setting of bedrock providers, not of {}",
+                        self.kind.as_str()
+                    ),
+                ))
+            }
+            (_, None) => {}
+        }
         for (name, value) in &self.headers {
             let field = format!("headers.{name}");
             check_header_name(&field, name)?;
@@ -386,6 +448,10 @@ impl Provider {
         let needed = match self.kind {
             ProviderKind::Gemini => Some("the Gemini API key (sent as `x-goog-api-key`)"),
             ProviderKind::Vertex => Some("the service account key file (JSON)"),
+            ProviderKind::Bedrock => Some(
+                "the IAM identity's keys as JSON: `access_key_id`, `secret_access_key` and, \
+                 for temporary credentials, `session_token`",
+            ),
             _ => None,
         };
         if let (Some(what), None) = (needed, &self.api_key) {
@@ -447,6 +513,7 @@ mod tests {
             secret_headers: Default::default(),
             timeouts: Timeouts::default(),
             azure: None,
+            bedrock: None,
             created_at_ms: 0,
             updated_at_ms: 0,
         }
@@ -551,6 +618,56 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(provider("keyless").check_credential().is_ok());
+    }
+
+    fn bedrock(region: &str) -> Provider {
+        let mut p = provider("br");
+        p.kind = ProviderKind::Bedrock;
+        p.bedrock = Some(Box::new(BedrockSettings {
+            region: region.into(),
+        }));
+        p
+    }
+
+    #[test]
+    fn bedrock_settings_name_a_region_and_belong_to_bedrock_only() {
+        for good in [
+            "us-east-1",
+            "eu-central-2",
+            "us-gov-west-1",
+            "ap-southeast-4",
+        ] {
+            assert!(bedrock(good).validate().is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "US-EAST-1",
+            "us east 1",
+            "-us",
+            "us-",
+            "a/b",
+            "us-east-1.evil.com",
+        ] {
+            assert_eq!(field_of(&bedrock(bad)), "bedrock.region", "{bad:?}");
+        }
+        let mut p = bedrock("us-east-1");
+        p.bedrock = None;
+        assert_eq!(field_of(&p), "bedrock");
+        let mut p = provider("o");
+        p.bedrock = bedrock("us-east-1").bedrock;
+        assert_eq!(field_of(&p), "bedrock");
+        // Its keys are its credential.
+        match bedrock("us-east-1").check_credential() {
+            Err(ApplyError::Invalid { field, message }) => {
+                assert_eq!(field, "api_key");
+                assert!(message.contains("secret_access_key"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            bedrock_endpoint("eu-west-3"),
+            "https://bedrock-runtime.eu-west-3.amazonaws.com"
+        );
     }
 
     #[test]

@@ -110,6 +110,14 @@ pub trait BearerToken: Send + Sync {
     fn current(&self) -> Option<Arc<str>>;
 }
 
+/// Signs a whole request for a provider that authenticates by signature
+/// (AWS SigV4): owned by the gateway, which holds the clock and the keys.
+pub trait RequestSigner: Send + Sync {
+    /// Adds the signature's headers to `request`, which is final but for
+    /// them.
+    fn sign(&self, request: &mut http::Request<Bytes>) -> Result<(), PrepareError>;
+}
+
 /// Where and as whom an adapter sends: one provider's address and secrets.
 #[derive(Clone, Default)]
 pub struct Target {
@@ -128,6 +136,8 @@ pub struct Target {
     pub azure: Option<sluice_core::provider::AzureSettings>,
     /// A token sent as `Authorization: Bearer` instead of `api_key`.
     pub bearer: Option<Arc<dyn BearerToken>>,
+    /// Signs every request instead of sending `api_key` (AWS Bedrock).
+    pub signer: Option<Arc<dyn RequestSigner>>,
 }
 
 impl std::fmt::Debug for Target {
@@ -141,6 +151,7 @@ impl std::fmt::Debug for Target {
             .field("extra_header_names", &names)
             .field("azure", &self.azure)
             .field("bearer", &self.bearer.as_ref().map(|_| "<redacted>"))
+            .field("signer", &self.signer.as_ref().map(|_| "<redacted>"))
             .finish()
     }
 }
@@ -370,9 +381,12 @@ pub fn prepare(
         .ok_or_else(|| PrepareError::Target("invalid base URL".into()))?;
     provider.headers(request, conversion, headers);
     authorize(provider, target, headers)?;
-    let request = builder
+    let mut request = builder
         .body(Bytes::from(body.bytes))
         .map_err(|e| PrepareError::Target(e.to_string()))?;
+    if let Some(signer) = &target.signer {
+        signer.sign(&mut request)?;
+    }
     Ok(Prepared {
         request,
         exchange: Exchange {
@@ -388,7 +402,8 @@ pub fn prepare(
 }
 
 /// The provider's configured headers (they win over the API's own), then
-/// its credential.
+/// its credential (none for a signed provider: its signer adds it once
+/// the request is whole).
 fn authorize(
     provider: &dyn provider::Provider,
     target: &Target,
@@ -408,7 +423,7 @@ fn authorize(
             http::header::AUTHORIZATION,
             secret(&format!("Bearer {token}"))?,
         );
-    } else if let Some(key) = &target.api_key {
+    } else if let (None, Some(key)) = (&target.signer, &target.api_key) {
         provider.authenticate(key, headers)?;
     }
     Ok(())

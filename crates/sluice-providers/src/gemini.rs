@@ -21,13 +21,15 @@ use serde_json::{json, Map, Value};
 
 use crate::anthropic::ImageSource;
 use crate::openai::{
-    self, ChatChunk, ChatMessage, ChatResponse, Choice, ChunkChoice, ContentPart, Delta,
-    FinishReason, FunctionCall, FunctionCallDelta, MessageContent, ResponseMessage, ToolCall,
-    ToolCallDelta, ToolKind,
+    self, ChatChunk, ChatMessage, ChatResponse, Choice, ContentPart, Delta, FinishReason,
+    FunctionCall, FunctionCallDelta, MessageContent, ResponseMessage, ToolCall, ToolCallDelta,
+    ToolKind,
 };
 use crate::relay::{push_event, push_json, RelayError, StreamRelay};
 use crate::sse::SseParser;
-use crate::translate::{image_source, text_only, tool_input, TranslateError};
+use crate::translate::{
+    image_source, one_choice_without_logprobs, text_only, tool_input, TranslateError,
+};
 use crate::usage::TokenUsage;
 
 /// A `generateContent` request.
@@ -153,15 +155,6 @@ impl From<UsageMetadata> for TokenUsage {
     }
 }
 
-fn usage_of(u: TokenUsage) -> openai::Usage {
-    openai::Usage {
-        prompt_tokens: u.prompt_tokens,
-        completion_tokens: u.completion_tokens,
-        total_tokens: u.total_tokens(),
-        extra: Map::new(),
-    }
-}
-
 /// Gemini's error body: `{"error": {"code", "message", "status"}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ErrorBody {
@@ -191,22 +184,7 @@ impl ErrorObject {
 /// Translates a chat completions request into a `generateContent` request.
 pub fn chat_to_gemini(request: &openai::ChatRequest) -> Result<GenerateRequest, TranslateError> {
     let extra = &request.extra;
-    if extra
-        .get("n")
-        .and_then(Value::as_u64)
-        .is_some_and(|n| n > 1)
-    {
-        return Err(TranslateError::unsupported(
-            "n",
-            "Gemini deployments return one choice here; `n` must be 1",
-        ));
-    }
-    if extra.get("logprobs").and_then(Value::as_bool) == Some(true) {
-        return Err(TranslateError::unsupported(
-            "logprobs",
-            "Gemini deployments do not return log probabilities",
-        ));
-    }
+    one_choice_without_logprobs(extra)?;
     let mut system: Vec<String> = Vec::new();
     let mut contents: Vec<Content> = Vec::new();
     // Tool call id -> function name, for the results that answer them.
@@ -540,7 +518,7 @@ pub fn gemini_to_chat(
             created,
             model: model.to_owned(),
             choices,
-            usage: usage.map(usage_of),
+            usage: usage.map(openai::Usage::from),
             system_fingerprint: None,
         },
         usage,
@@ -677,20 +655,13 @@ impl GeminiToChat {
     }
 
     fn chunk(&self, delta: Delta, finish: Option<FinishReason>) -> ChatChunk {
-        ChatChunk {
-            id: response_id(self.id.as_deref()),
-            object: "chat.completion.chunk".into(),
-            created: self.created,
-            model: self.model.clone(),
-            choices: vec![ChunkChoice {
-                index: 0,
-                delta,
-                finish_reason: finish,
-                logprobs: None,
-            }],
-            usage: None,
-            system_fingerprint: None,
-        }
+        ChatChunk::of_choice(
+            &response_id(self.id.as_deref()),
+            self.created,
+            &self.model,
+            delta,
+            finish,
+        )
     }
 
     fn event(&mut self, data: &str, out: &mut Vec<u8>) -> Result<(), RelayError> {
@@ -762,7 +733,7 @@ impl GeminiToChat {
             if self.client_wants_usage {
                 let mut chunk = self.chunk(Delta::default(), None);
                 chunk.choices.clear();
-                chunk.usage = Some(usage_of(self.usage.unwrap_or_default()));
+                chunk.usage = Some(self.usage.unwrap_or_default().into());
                 push_json(out, None, &chunk)?;
             }
             push_event(out, None, "[DONE]");

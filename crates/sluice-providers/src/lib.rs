@@ -33,6 +33,10 @@
 //!   place a provider kind is matched.
 //! * [`gemini`]: Google's Gemini API: chat and embeddings requests
 //!   translated to it, its answers and stream back to chat completions.
+//! * [`bedrock`]: AWS Bedrock's Converse API: chat requests translated to
+//!   it, its answers and its binary event stream back to chat completions;
+//!   [`aws`]: the IAM keys it is signed with, and SigV4 signing (the AWS
+//!   SDK's signer).
 //! * [`entra`], [`google`]: the token requests of Microsoft Entra ID's
 //!   client credentials (Azure OpenAI) and of a Google service account's
 //!   signed JWT (Vertex AI); [`oauth`]: their answers.
@@ -47,6 +51,8 @@
 
 pub mod adapter;
 pub mod anthropic;
+pub mod aws;
+pub mod bedrock;
 pub mod body;
 pub mod client;
 pub mod entra;
@@ -63,7 +69,7 @@ pub mod usage;
 
 pub use adapter::{
     prepare, prepare_stored_response, BearerToken, ClientRequest, Conversion, Dialect, Endpoint,
-    Exchange, InvalidRequest, PrepareError, Prepared, Stored, Target,
+    Exchange, InvalidRequest, PrepareError, Prepared, RequestSigner, Stored, Target,
 };
 pub use body::InvalidBody;
 pub use client::{

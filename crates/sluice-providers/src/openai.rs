@@ -298,6 +298,44 @@ pub struct ChatChunk {
     pub system_fingerprint: Option<String>,
 }
 
+impl ChatChunk {
+    /// A chunk of the one choice of a stream: `delta`, and the finish
+    /// reason when it is the last.
+    pub fn of_choice(
+        id: &str,
+        created: u64,
+        model: &str,
+        delta: Delta,
+        finish_reason: Option<FinishReason>,
+    ) -> Self {
+        ChatChunk {
+            id: id.to_owned(),
+            object: "chat.completion.chunk".to_owned(),
+            created,
+            model: model.to_owned(),
+            choices: vec![ChunkChoice {
+                index: 0,
+                delta,
+                finish_reason,
+                logprobs: None,
+            }],
+            usage: None,
+            system_fingerprint: None,
+        }
+    }
+}
+
+impl From<crate::usage::TokenUsage> for Usage {
+    fn from(u: crate::usage::TokenUsage) -> Self {
+        Usage {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            total_tokens: u.total_tokens(),
+            extra: Map::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChunkChoice {
     pub index: u32,

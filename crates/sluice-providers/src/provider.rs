@@ -15,6 +15,7 @@
 
 mod anthropic;
 mod azure_openai;
+mod bedrock;
 mod gemini;
 mod openai;
 
@@ -23,10 +24,14 @@ use http::HeaderMap;
 use sluice_core::ProviderKind;
 
 use crate::adapter::{
-    join, ClientRequest, Conversion, Dialect, Endpoint, Exchange, PrepareError, Target,
+    invalid_translation, join, parse_typed, ClientRequest, Conversion, Dialect, Endpoint, Exchange,
+    PrepareError, Target,
 };
-use crate::relay::{RelayError, StreamRelay};
+use crate::relay::{Chain, ChatToAnthropic, RelayError, StreamRelay};
+use crate::responses::translate::{chat_to_response, responses_to_chat, ChatToResponses};
+use crate::translate::reverse;
 use crate::usage::TokenUsage;
+use crate::{anthropic as anthropic_api, openai as openai_api};
 
 /// The body a provider sends upstream for one request.
 pub struct UpstreamBody {
@@ -137,7 +142,77 @@ pub fn of(kind: ProviderKind) -> &'static dyn Provider {
         ProviderKind::AzureOpenAi => &azure_openai::AzureOpenAi,
         ProviderKind::Gemini => &gemini::GEMINI,
         ProviderKind::Vertex => &gemini::VERTEX,
+        ProviderKind::Bedrock => &bedrock::Bedrock,
     }
+}
+
+/// For a provider whose own API is neither client's (Gemini, Bedrock):
+/// the client's request as a chat completions request (a Messages or
+/// Responses request translated), and whether a chat client asked for the
+/// stream's usage chunk itself.
+pub(crate) fn chat_of(
+    request: &ClientRequest,
+    model: &str,
+) -> Result<(openai_api::ChatRequest, bool), PrepareError> {
+    Ok(match request.endpoint {
+        Endpoint::Responses => (
+            responses_to_chat(request.body(), model).map_err(invalid_translation)?,
+            false,
+        ),
+        Endpoint::Messages => {
+            let messages: anthropic_api::MessagesRequest = parse_typed(request.body())?;
+            (
+                reverse::messages_to_chat(&messages, model).map_err(invalid_translation)?,
+                false,
+            )
+        }
+        _ => {
+            let chat: openai_api::ChatRequest = parse_typed(request.body())?;
+            let wants_usage = chat.wants_stream_usage();
+            (chat, wants_usage)
+        }
+    })
+}
+
+/// The stream relay of such a provider: its stream read as chat
+/// completions by the relay `to_chat` makes (told whether to send the
+/// usage chunk), then, for a Messages or Responses client, through a
+/// second relay to its API (which reads the usage from that chunk).
+pub(crate) fn relay_via_chat<R: StreamRelay + 'static>(
+    exchange: &Exchange,
+    model: &str,
+    created: u64,
+    to_chat: impl FnOnce(bool) -> R,
+) -> Box<dyn StreamRelay> {
+    match exchange.endpoint {
+        Endpoint::Messages => Box::new(Chain::new(to_chat(true), ChatToAnthropic::new(model))),
+        Endpoint::Responses => Box::new(Chain::new(
+            to_chat(true),
+            ChatToResponses::new(model, created),
+        )),
+        _ => Box::new(to_chat(exchange.client_wants_usage)),
+    }
+}
+
+/// A whole answer of such a provider, read as the chat completion `chat`,
+/// in the client's API.
+pub(crate) fn answer_from_chat(
+    exchange: &Exchange,
+    chat: &openai_api::ChatResponse,
+    model: &str,
+    created: u64,
+) -> Result<Bytes, RelayError> {
+    let bytes = match exchange.endpoint {
+        Endpoint::Messages => {
+            let messages = reverse::chat_response_to_messages(chat, model)
+                .map_err(|e| RelayError::Unreadable(e.to_string()))?;
+            serde_json::to_vec(&messages)
+        }
+        Endpoint::Responses => serde_json::to_vec(&chat_to_response(chat, model, created)),
+        _ => serde_json::to_vec(chat),
+    }
+    .map_err(|e| RelayError::Unreadable(e.to_string()))?;
+    Ok(Bytes::from(bytes))
 }
 
 /// `model` as one segment of a URL path: letters, digits, `-`, `_`, `.`
@@ -163,14 +238,17 @@ mod tests {
     use super::*;
 
     /// Every kind's provider says it is that kind, and serves the
-    /// endpoints of its own API as passthrough (Gemini's API is neither
-    /// client's: it serves both translated).
+    /// endpoints of its own API as passthrough (Gemini's and Bedrock's
+    /// APIs are neither client's: they serve both translated).
     #[test]
     fn every_kind_has_its_provider() {
         for kind in ProviderKind::ALL {
             let provider = of(kind);
             assert_eq!(provider.kind(), kind);
-            if matches!(kind, ProviderKind::Gemini | ProviderKind::Vertex) {
+            if matches!(
+                kind,
+                ProviderKind::Gemini | ProviderKind::Vertex | ProviderKind::Bedrock
+            ) {
                 for endpoint in [Endpoint::ChatCompletions, Endpoint::Messages] {
                     assert_eq!(
                         provider.serves(endpoint).map(|s| s.conversion),

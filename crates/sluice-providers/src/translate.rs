@@ -183,6 +183,30 @@ fn tool_choice(choice: openai::ToolChoice, parallel: Option<bool>) -> anthropic:
     }
 }
 
+/// Refuses what a provider returning one choice without log probabilities
+/// (Gemini, Bedrock) cannot honour: `n` above 1, `logprobs`.
+pub(crate) fn one_choice_without_logprobs(
+    extra: &serde_json::Map<String, Value>,
+) -> Result<(), TranslateError> {
+    if extra
+        .get("n")
+        .and_then(Value::as_u64)
+        .is_some_and(|n| n > 1)
+    {
+        return Err(TranslateError::unsupported(
+            "n",
+            "this deployment returns one choice; `n` must be 1",
+        ));
+    }
+    if extra.get("logprobs").and_then(Value::as_bool) == Some(true) {
+        return Err(TranslateError::unsupported(
+            "logprobs",
+            "this deployment does not return log probabilities",
+        ));
+    }
+    Ok(())
+}
+
 /// Content that may only be text (system, tool results): parts are joined.
 pub(crate) fn text_only(content: MessageContent, path: &str) -> Result<String, TranslateError> {
     match content {

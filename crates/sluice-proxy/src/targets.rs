@@ -3,8 +3,9 @@
 //! (its `updated_at_ms`) by each worker thread, so the hot path does no
 //! decryption and takes no lock another core takes; the clear key lives
 //! only in memory, in headers marked sensitive. A provider that
-//! authenticates with Microsoft Entra ID gets its token source
-//! ([`crate::tokens`]) with its target.
+//! authenticates with Microsoft Entra ID or a service account gets its
+//! token source ([`crate::tokens`]) with its target; an AWS Bedrock
+//! provider its SigV4 signer.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -15,9 +16,10 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use sluice_core::provider::secret_header_context;
 use sluice_core::secret::SecretError;
 use sluice_core::{DataKey, Provider, ProviderKind};
+use sluice_providers::aws::{AwsCredentials, BEDROCK_SERVICE};
 use sluice_providers::google::ServiceAccount;
 use sluice_providers::oauth::TokenError;
-use sluice_providers::{Target, Timeouts, UpstreamClient};
+use sluice_providers::{PrepareError, RequestSigner, Target, Timeouts, UpstreamClient};
 
 use crate::tokens::{Grant, TokenSource, Tokens};
 
@@ -141,6 +143,7 @@ impl Targets {
         // a service account key: exchanged for tokens, never sent upstream
         // itself.
         let entra = provider.azure.as_ref().and_then(|a| a.entra.as_ref());
+        let mut signer = None;
         let (grant, api_key) = match (provider.kind, entra, credential) {
             (_, Some(entra), Some(secret)) => (
                 Some(Grant::Entra {
@@ -157,6 +160,30 @@ impl Targets {
                     ))
                 })?;
                 (Some(Grant::ServiceAccount(account)), None)
+            }
+            // AWS Bedrock: the keys sign every request, never go upstream.
+            (ProviderKind::Bedrock, _, Some(keys)) => {
+                let credentials = AwsCredentials::parse(keys.expose()).map_err(|reason| {
+                    TargetError::Adapter(format!(
+                        "provider `{}`: its AWS credentials {reason}",
+                        provider.name
+                    ))
+                })?;
+                let region = provider
+                    .bedrock
+                    .as_ref()
+                    .map(|b| b.region.clone())
+                    .ok_or_else(|| {
+                        TargetError::Adapter(format!(
+                            "provider `{}`: a bedrock provider without a region",
+                            provider.name
+                        ))
+                    })?;
+                signer = Some(Arc::new(SigV4 {
+                    credentials,
+                    region,
+                }) as Arc<dyn RequestSigner>);
+                (None, None)
             }
             (_, _, credential) => (None, credential.map(|c| c.expose().clone())),
         };
@@ -215,11 +242,31 @@ impl Targets {
             bearer: token
                 .as_ref()
                 .map(|t| Arc::clone(t) as Arc<dyn sluice_providers::BearerToken>),
+            signer,
         };
         Ok(Resolved {
             target: Arc::new(target),
             token,
         })
+    }
+}
+
+/// Signs a Bedrock provider's requests with its IAM keys, for its region,
+/// at the proxy's clock's time.
+struct SigV4 {
+    credentials: AwsCredentials,
+    region: String,
+}
+
+impl RequestSigner for SigV4 {
+    fn sign(&self, request: &mut http::Request<bytes::Bytes>) -> Result<(), PrepareError> {
+        sluice_providers::aws::sign(
+            request,
+            &self.credentials,
+            &self.region,
+            BEDROCK_SERVICE,
+            crate::clock::now(),
+        )
     }
 }
 

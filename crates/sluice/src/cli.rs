@@ -136,6 +136,20 @@ pub struct MockLlmArgs {
     /// The lifetime of the Google tokens issued, in seconds.
     #[arg(long, default_value_t = 3599, value_parser = clap::value_parser!(u64).range(1..))]
     pub google_token_ttl_s: u64,
+    /// Take on Bedrock's paths only requests SigV4-signed by this IAM
+    /// identity (with `--aws-secret-env` and `--aws-region`).
+    #[arg(long, value_name = "ID", requires_all = ["aws_secret_env", "aws_region"])]
+    pub aws_access_key_id: Option<String>,
+    /// The environment variable holding its secret access key.
+    #[arg(long, value_name = "VAR", requires = "aws_access_key_id")]
+    pub aws_secret_env: Option<String>,
+    /// The environment variable holding the session token its requests
+    /// must carry (temporary credentials).
+    #[arg(long, value_name = "VAR", requires = "aws_access_key_id")]
+    pub aws_session_token_env: Option<String>,
+    /// The region its signatures must be for.
+    #[arg(long, value_name = "REGION", requires = "aws_access_key_id")]
+    pub aws_region: Option<String>,
 }
 
 /// Runs the mock provider until SIGINT or SIGTERM, then lets in-flight
@@ -173,6 +187,15 @@ async fn run_mock_llm(args: MockLlmArgs) -> anyhow::Result<()> {
         }
         _ => None,
     };
+    let aws = match (args.aws_access_key_id, args.aws_secret_env, args.aws_region) {
+        (Some(access_key_id), Some(var), Some(region)) => Some(sluice_mock_llm::MockAws {
+            access_key_id,
+            secret_access_key: env(&var)?,
+            session_token: args.aws_session_token_env.as_deref().map(env).transpose()?,
+            region,
+        }),
+        _ => None,
+    };
     let config = sluice_mock_llm::MockConfig {
         behavior: sluice_mock_llm::Behavior {
             first_byte_ms: args.first_byte_ms,
@@ -182,6 +205,7 @@ async fn run_mock_llm(args: MockLlmArgs) -> anyhow::Result<()> {
         require_api_key,
         entra,
         google,
+        aws,
         ..Default::default()
     };
     let mock = sluice_mock_llm::MockServer::start(config, args.listen)

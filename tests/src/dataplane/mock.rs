@@ -26,6 +26,14 @@ pub const GOOGLE_SA_PRIVATE_KEY: &str =
 const GOOGLE_SA_PUBLIC_KEY: &str =
     include_str!("../../../crates/sluice-providers/src/google/test-key.pub.pem");
 
+/// The IAM identity [`MockLlm::start_aws`] takes signatures of: AWS's own
+/// documentation example keys, with a session token.
+pub const AWS_ACCESS_KEY_ID: &str = "AKIDEXAMPLE";
+pub const AWS_SECRET_ACCESS_KEY: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+pub const AWS_SESSION_TOKEN: &str = "e2e-session-token-FwoGZXIvYXdzEXAMPLE";
+/// The region its signatures must be for.
+pub const AWS_REGION: &str = "us-east-1";
+
 /// A `sluice mock-llm` child on a port picked at run time.
 #[derive(Debug)]
 pub struct MockLlm {
@@ -135,6 +143,30 @@ impl MockLlm {
                 &ttl,
             ],
             &[],
+        )
+    }
+
+    /// A mock whose Bedrock paths take only requests SigV4-signed by
+    /// [`AWS_ACCESS_KEY_ID`] with [`AWS_SESSION_TOKEN`] for [`AWS_REGION`]
+    /// (verified by the mock's own SigV4 implementation).
+    pub fn start_aws(log: &Path, deadline: Deadline) -> MockLlm {
+        Self::start_with(
+            log,
+            deadline,
+            &[
+                "--aws-access-key-id",
+                AWS_ACCESS_KEY_ID,
+                "--aws-secret-env",
+                "MOCK_AWS_SECRET",
+                "--aws-session-token-env",
+                "MOCK_AWS_TOKEN",
+                "--aws-region",
+                AWS_REGION,
+            ],
+            &[
+                ("MOCK_AWS_SECRET", AWS_SECRET_ACCESS_KEY),
+                ("MOCK_AWS_TOKEN", AWS_SESSION_TOKEN),
+            ],
         )
     }
 

@@ -13,6 +13,7 @@ pub(crate) fn provider(name: &str) -> Provider {
         secret_headers: Default::default(),
         timeouts: Timeouts::default(),
         azure: None,
+        bedrock: None,
         created_at_ms: 0,
         updated_at_ms: 0,
     }

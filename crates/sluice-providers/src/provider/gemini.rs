@@ -15,20 +15,19 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName};
 use sluice_core::ProviderKind;
 
-use super::{path_segment, Provider, Service, UpstreamBody};
+use super::{
+    answer_from_chat, chat_of, path_segment, relay_via_chat, Provider, Service, UpstreamBody,
+};
 use crate::adapter::{
-    encode, invalid_translation, join, parse_typed, secret, ClientRequest, Conversion, Dialect,
-    Endpoint, Exchange, PrepareError, Target,
+    encode, invalid_translation, join, secret, ClientRequest, Conversion, Dialect, Endpoint,
+    Exchange, PrepareError, Target,
 };
 use crate::gemini::{
     chat_to_gemini, embeddings_to_gemini, gemini_embeddings_to_openai, gemini_to_chat,
     GeminiToChat, GenerateResponse,
 };
-use crate::relay::{Chain, ChatToAnthropic, RelayError, StreamRelay};
-use crate::responses::translate::{chat_to_response, responses_to_chat, ChatToResponses};
-use crate::translate::reverse;
+use crate::relay::{RelayError, StreamRelay};
 use crate::usage::TokenUsage;
-use crate::{anthropic, openai};
 
 /// Gemini's API, at Google AI ([`GEMINI`]) or on Vertex AI ([`VERTEX`]).
 pub(super) struct Gemini {
@@ -103,21 +102,8 @@ impl Provider for Gemini {
                     embeddings_to_gemini(request.body(), model).map_err(invalid_translation)?;
                 (encode(&body)?, false, base64)
             }
-            Endpoint::Responses => {
-                let chat = responses_to_chat(request.body(), model).map_err(invalid_translation)?;
-                let body = chat_to_gemini(&chat).map_err(invalid_translation)?;
-                (encode(&body)?, false, false)
-            }
-            Endpoint::Messages => {
-                let messages: anthropic::MessagesRequest = parse_typed(request.body())?;
-                let chat =
-                    reverse::messages_to_chat(&messages, model).map_err(invalid_translation)?;
-                let body = chat_to_gemini(&chat).map_err(invalid_translation)?;
-                (encode(&body)?, false, false)
-            }
             _ => {
-                let chat: openai::ChatRequest = parse_typed(request.body())?;
-                let wants_usage = chat.wants_stream_usage();
+                let (chat, wants_usage) = chat_of(request, model)?;
                 let body = chat_to_gemini(&chat).map_err(invalid_translation)?;
                 (encode(&body)?, wants_usage, false)
             }
@@ -148,23 +134,9 @@ impl Provider for Gemini {
     }
 
     fn stream_relay(&self, exchange: &Exchange, model: &str, created: u64) -> Box<dyn StreamRelay> {
-        match exchange.endpoint {
-            // The usage chunk is for the second relay, which reads the
-            // usage of its stream from it.
-            Endpoint::Messages => Box::new(Chain::new(
-                GeminiToChat::new(model, created, true),
-                ChatToAnthropic::new(model),
-            )),
-            Endpoint::Responses => Box::new(Chain::new(
-                GeminiToChat::new(model, created, true),
-                ChatToResponses::new(model, created),
-            )),
-            _ => Box::new(GeminiToChat::new(
-                model,
-                created,
-                exchange.client_wants_usage,
-            )),
-        }
+        relay_via_chat(exchange, model, created, |usage| {
+            GeminiToChat::new(model, created, usage)
+        })
     }
 
     fn convert_response(
@@ -184,17 +156,7 @@ impl Provider for Gemini {
         }
         let answer: GenerateResponse = serde_json::from_slice(&body).map_err(unreadable)?;
         let (chat, usage) = gemini_to_chat(&answer, model, created)?;
-        let bytes = match exchange.endpoint {
-            Endpoint::Messages => {
-                let messages = reverse::chat_response_to_messages(&chat, model)
-                    .map_err(|e| RelayError::Unreadable(e.to_string()))?;
-                serde_json::to_vec(&messages)
-            }
-            Endpoint::Responses => serde_json::to_vec(&chat_to_response(&chat, model, created)),
-            _ => serde_json::to_vec(&chat),
-        }
-        .map_err(unreadable)?;
-        Ok((Bytes::from(bytes), usage))
+        Ok((answer_from_chat(exchange, &chat, model, created)?, usage))
     }
 }
 

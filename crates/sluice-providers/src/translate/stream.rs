@@ -4,7 +4,7 @@
 use thiserror::Error;
 
 use crate::anthropic::{self, BlockDelta, ContentBlock, StreamEvent};
-use crate::openai::{self, ChatChunk, ChunkChoice, Delta, FunctionCallDelta, ToolCallDelta};
+use crate::openai::{self, ChatChunk, Delta, FunctionCallDelta, ToolCallDelta};
 use crate::sse::SseEvent;
 use crate::usage::{AnthropicStreamUsage, TokenUsage};
 
@@ -183,20 +183,7 @@ impl StreamTranslator {
     }
 
     fn chunk(&self, delta: Delta, finish_reason: Option<openai::FinishReason>) -> ChatChunk {
-        ChatChunk {
-            id: self.id.clone(),
-            object: "chat.completion.chunk".to_owned(),
-            created: self.created,
-            model: self.model.clone(),
-            choices: vec![ChunkChoice {
-                index: 0,
-                delta,
-                finish_reason,
-                logprobs: None,
-            }],
-            usage: None,
-            system_fingerprint: None,
-        }
+        ChatChunk::of_choice(&self.id, self.created, &self.model, delta, finish_reason)
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
-use sluice_providers::{anthropic, gemini, openai, Dialect};
+use sluice_providers::{anthropic, bedrock, gemini, openai, Dialect};
 
 use super::Fault;
 
@@ -88,6 +88,13 @@ impl UpstreamAnswer {
                 serde_json::from_slice::<gemini::ErrorBody>(&self.body)
                     .ok()
                     .map(|e| e.error.message)
+                    .filter(|m| !m.is_empty())
+            })
+            .or_else(|| {
+                // Bedrock's: `{"message": "..."}`.
+                serde_json::from_slice::<bedrock::ErrorBody>(&self.body)
+                    .ok()
+                    .map(|e| e.message)
                     .filter(|m| !m.is_empty())
             })
     }

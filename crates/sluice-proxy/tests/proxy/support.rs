@@ -109,6 +109,7 @@ impl World {
                 total_ms: 20_000,
             },
             azure: None,
+            bedrock: None,
             created_at_ms: 0,
             updated_at_ms: 0,
         }));

@@ -210,6 +210,7 @@ pub fn provider(name: &str) -> Command {
         secret_headers: Default::default(),
         timeouts: Timeouts::default(),
         azure: None,
+        bedrock: None,
         created_at_ms: 0,
         updated_at_ms: 0,
     })

@@ -6,8 +6,8 @@ use super::output::{format_ms, join_or_dash, print_fields, Table};
 use super::parse;
 use anyhow::Context;
 use sluice_admin::providers::{
-    AzureBody, CreateProvider, EntraBody, ProviderKindBody, ProviderList, ProviderView,
-    TimeoutsBody,
+    AzureBody, BedrockBody, CreateProvider, EntraBody, ProviderKindBody, ProviderList,
+    ProviderView, TimeoutsBody,
 };
 
 /// Provider kinds as the command line spells them.
@@ -19,6 +19,7 @@ pub enum KindArg {
     AzureOpenai,
     Gemini,
     Vertex,
+    Bedrock,
 }
 
 impl From<KindArg> for ProviderKindBody {
@@ -29,6 +30,7 @@ impl From<KindArg> for ProviderKindBody {
             KindArg::AzureOpenai => ProviderKindBody::AzureOpenai,
             KindArg::Gemini => ProviderKindBody::Gemini,
             KindArg::Vertex => ProviderKindBody::Vertex,
+            KindArg::Bedrock => ProviderKindBody::Bedrock,
         }
     }
 }
@@ -50,18 +52,46 @@ pub struct KindFlags {
     /// https://login.microsoftonline.com).
     #[arg(long, value_name = "URL", requires = "entra_tenant_id")]
     entra_authority_url: Option<String>,
+    /// bedrock: the AWS region its requests are signed for (and, without
+    /// --base-url, whose endpoint it calls).
+    #[arg(long, value_name = "REGION")]
+    region: Option<String>,
+    /// bedrock: read the IAM keys from the standard AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY and (temporary credentials) AWS_SESSION_TOKEN
+    /// variables.
+    #[arg(long, conflicts_with_all = ["api_key_env", "api_key_file"])]
+    aws_keys_from_env: bool,
+}
+
+/// A kind's own settings, for the API.
+#[derive(Debug, Default)]
+struct KindSettings {
+    azure: Option<AzureBody>,
+    bedrock: Option<BedrockBody>,
 }
 
 impl KindFlags {
     /// The kind's settings for the API, or which flag does not belong or
     /// is missing.
-    fn settings(self, kind: KindArg, has_key: bool) -> anyhow::Result<Option<AzureBody>> {
+    fn settings(self, kind: KindArg, has_key: bool) -> anyhow::Result<KindSettings> {
         let KindFlags {
             api_version,
             entra_tenant_id,
             entra_client_id,
             entra_authority_url,
+            region,
+            aws_keys_from_env,
         } = self;
+        let has_key = has_key || aws_keys_from_env;
+        if !matches!(kind, KindArg::Bedrock) {
+            let given = [
+                ("--region", region.is_some()),
+                ("--aws-keys-from-env", aws_keys_from_env),
+            ];
+            if let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
+                anyhow::bail!("{flag} is a setting of --kind bedrock providers only");
+            }
+        }
         match kind {
             KindArg::Gemini if !has_key => anyhow::bail!(
                 "a gemini provider needs --api-key-env VAR: the variable holding the Gemini API key"
@@ -69,6 +99,25 @@ impl KindFlags {
             KindArg::Vertex if !has_key => anyhow::bail!(
                 "a vertex provider needs --api-key-file FILE: the service account key file (JSON)"
             ),
+            KindArg::Bedrock => {
+                let Some(region) = region else {
+                    anyhow::bail!(
+                        "a bedrock provider needs --region REGION: the AWS region its requests \
+                         are signed for, e.g. us-east-1"
+                    )
+                };
+                if !has_key {
+                    anyhow::bail!(
+                        "a bedrock provider needs its IAM keys: --aws-keys-from-env (reads \
+                         AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN), or \
+                         --api-key-file FILE holding {{\"access_key_id\", \"secret_access_key\"}}"
+                    )
+                }
+                return Ok(KindSettings {
+                    bedrock: Some(BedrockBody { region }),
+                    ..KindSettings::default()
+                });
+            }
             _ => {}
         }
         if !matches!(kind, KindArg::AzureOpenai) {
@@ -81,7 +130,7 @@ impl KindFlags {
             if let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
                 anyhow::bail!("{flag} is a setting of --kind azure_openai providers only");
             }
-            return Ok(None);
+            return Ok(KindSettings::default());
         }
         let mut azure = AzureBody::default();
         if let Some(version) = api_version {
@@ -109,8 +158,27 @@ impl KindFlags {
                 "an azure_openai provider needs --api-key-env VAR: the variable holding {what}"
             );
         }
-        Ok(Some(azure))
+        Ok(KindSettings {
+            azure: Some(azure),
+            ..KindSettings::default()
+        })
     }
+}
+
+/// The IAM keys in AWS's standard environment variables, as a bedrock
+/// provider's credential.
+fn aws_keys_from_env() -> anyhow::Result<String> {
+    let var = |name: &str| {
+        std::env::var(name).with_context(|| format!("reading the AWS keys: {name} is not set"))
+    };
+    let mut keys = serde_json::json!({
+        "access_key_id": var("AWS_ACCESS_KEY_ID")?,
+        "secret_access_key": var("AWS_SECRET_ACCESS_KEY")?,
+    });
+    if let Ok(token) = std::env::var("AWS_SESSION_TOKEN") {
+        keys["session_token"] = token.into();
+    }
+    Ok(keys.to_string())
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -124,16 +192,17 @@ pub enum ProvidersCommand {
         /// The API it speaks.
         #[arg(long, value_enum)]
         kind: KindArg,
-        /// e.g. `https://api.openai.com/v1`.
+        /// e.g. `https://api.openai.com/v1` (a bedrock provider's defaults
+        /// to its region's endpoint).
         #[arg(long)]
-        base_url: String,
+        base_url: Option<String>,
         /// Name of the environment variable holding the upstream API key:
         /// your account's key at the provider, not a Sluice key (the key
         /// itself is never taken from the command line).
         #[arg(long, value_name = "VAR")]
         api_key_env: Option<String>,
         /// The upstream credential read from FILE instead (a Vertex AI
-        /// service account key file, JSON).
+        /// service account key file; a Bedrock provider's IAM keys), JSON.
         #[arg(long, value_name = "FILE", conflicts_with = "api_key_env")]
         api_key_file: Option<std::path::PathBuf>,
         /// Extra upstream header, `NAME=VALUE` (repeatable; not for secrets).
@@ -175,8 +244,16 @@ pub(super) async fn run(
             secret_headers,
             settings,
         } => {
-            let azure = settings.settings(kind, api_key_env.is_some() || api_key_file.is_some())?;
+            let aws_keys = settings.aws_keys_from_env;
+            let settings =
+                settings.settings(kind, api_key_env.is_some() || api_key_file.is_some())?;
+            let base_url = match (base_url, &settings.bedrock) {
+                (Some(url), _) => url,
+                (None, Some(bedrock)) => sluice_core::provider::bedrock_endpoint(&bedrock.region),
+                (None, None) => anyhow::bail!("--base-url is required for this --kind"),
+            };
             let api_key = match (api_key_env, api_key_file) {
+                _ if aws_keys => Some(aws_keys_from_env()?),
                 (Some(var), _) => Some(std::env::var(&var).with_context(|| {
                     format!("reading the provider API key from environment variable {var}")
                 })?),
@@ -202,7 +279,8 @@ pub(super) async fn run(
                 headers: headers.into_iter().collect(),
                 secret_headers,
                 timeouts: TimeoutsBody::default(),
-                azure,
+                azure: settings.azure,
+                bedrock: settings.bedrock,
             };
             let value = client.post(&path(&["providers"]), &body).await?;
             out.show(value, print_provider)
@@ -242,6 +320,7 @@ fn kind_name(kind: ProviderKindBody) -> &'static str {
         ProviderKindBody::AzureOpenai => "azure_openai",
         ProviderKindBody::Gemini => "gemini",
         ProviderKindBody::Vertex => "vertex",
+        ProviderKindBody::Bedrock => "bedrock",
     }
 }
 
@@ -271,6 +350,12 @@ fn print_provider(p: ProviderView) {
             },
         ),
         (
+            "bedrock",
+            p.bedrock
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |b| format!("region {}, SigV4", b.region)),
+        ),
+        (
             "timeouts",
             format!(
                 "connect {} ms, first byte {} ms, total {} ms",
@@ -294,12 +379,43 @@ mod tests {
         };
         let err = flags.clone().settings(KindArg::Openai, true).unwrap_err();
         assert!(err.to_string().contains("--api-version"), "{err}");
-        let azure = flags.settings(KindArg::AzureOpenai, true).unwrap().unwrap();
-        assert_eq!(azure.api_version, "v1");
-        assert!(KindFlags::default()
-            .settings(KindArg::Anthropic, false)
+        let azure = flags
+            .settings(KindArg::AzureOpenai, true)
             .unwrap()
-            .is_none());
+            .azure
+            .unwrap();
+        assert_eq!(azure.api_version, "v1");
+        let none = KindFlags::default()
+            .settings(KindArg::Anthropic, false)
+            .unwrap();
+        assert!(none.azure.is_none() && none.bedrock.is_none());
+        let region = KindFlags {
+            region: Some("us-east-1".into()),
+            ..KindFlags::default()
+        };
+        let err = region.settings(KindArg::Openai, true).unwrap_err();
+        assert!(err.to_string().contains("--region"), "{err}");
+    }
+
+    #[test]
+    fn a_bedrock_provider_needs_a_region_and_its_keys() {
+        let err = KindFlags::default()
+            .settings(KindArg::Bedrock, true)
+            .unwrap_err();
+        assert!(err.to_string().contains("--region"), "{err}");
+        let flags = KindFlags {
+            region: Some("eu-west-1".into()),
+            ..KindFlags::default()
+        };
+        let err = flags.clone().settings(KindArg::Bedrock, false).unwrap_err();
+        assert!(err.to_string().contains("--aws-keys-from-env"), "{err}");
+        let from_env = KindFlags {
+            aws_keys_from_env: true,
+            ..flags.clone()
+        };
+        let bedrock = from_env.settings(KindArg::Bedrock, false).unwrap();
+        assert_eq!(bedrock.bedrock.unwrap().region, "eu-west-1");
+        assert!(bedrock.azure.is_none());
     }
 
     #[test]
@@ -318,7 +434,11 @@ mod tests {
             .settings(KindArg::AzureOpenai, false)
             .unwrap_err();
         assert!(err.to_string().contains("client secret"), "{err}");
-        let azure = entra.settings(KindArg::AzureOpenai, true).unwrap().unwrap();
+        let azure = entra
+            .settings(KindArg::AzureOpenai, true)
+            .unwrap()
+            .azure
+            .unwrap();
         assert_eq!(azure.api_version, "2024-10-21");
         assert_eq!(
             azure.entra.unwrap().authority_url,

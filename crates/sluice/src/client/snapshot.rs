@@ -316,6 +316,7 @@ mod tests {
                     .into(),
                     timeouts: Default::default(),
                     azure: None,
+                    bedrock: None,
                     created_at_ms: 1,
                     updated_at_ms: 1,
                 }],
