@@ -27,6 +27,9 @@ fuzz_target!(|data: &[u8]| {
         (Endpoint::Messages, ProviderKind::Gemini, Conversion::Native),
         (Endpoint::Responses, ProviderKind::Gemini, Conversion::Native),
         (Endpoint::Responses, ProviderKind::Anthropic, Conversion::ResponsesViaChat),
+        // Random bytes into Bedrock's event-stream decoder (well-framed
+        // streams: bedrock_event_stream).
+        (Endpoint::ChatCompletions, ProviderKind::Bedrock, Conversion::Native),
     ];
     for (endpoint, kind, conversion) in exchanges {
         for client_wants_usage in [false, true] {
