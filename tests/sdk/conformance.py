@@ -18,6 +18,8 @@ and a mock upstream and passes what it set up in the environment:
   SLUICE_ROUTE_GEMINI        a route on a Gemini provider (translated both ways)
   SLUICE_ROUTE_VERTEX        a route on a Vertex AI provider (Gemini's API, service
                              account tokens from a mock that verifies their JWTs)
+  SLUICE_ROUTE_BEDROCK       a route on an AWS Bedrock provider (the Converse API,
+                             SigV4-signed) at a mock that verifies every signature
 
 Every case runs through every node. Error cases use `max_retries=0` so the
 SDK's own retries do not hide what the proxy answered.
@@ -47,6 +49,7 @@ BROKEN = os.environ["SLUICE_ROUTE_BROKEN"]
 AZURE = os.environ["SLUICE_ROUTE_AZURE"]
 GEMINI = os.environ["SLUICE_ROUTE_GEMINI"]
 VERTEX = os.environ["SLUICE_ROUTE_VERTEX"]
+BEDROCK = os.environ["SLUICE_ROUTE_BEDROCK"]
 TIMEOUT = 30.0
 
 WEATHER_SCHEMA = {
@@ -330,11 +333,14 @@ class AzureOpenAIKind(unittest.TestCase):
                 self.assertGreater(raw.parse().input_tokens, 2)
 
 
-class GeminiKind(unittest.TestCase):
-    """Both SDKs on `gemini` and `vertex` routes: every request and answer translated."""
+class NativeKinds(unittest.TestCase):
+    """Both SDKs on `gemini`, `vertex` and `bedrock` routes: every request and
+    answer translated to and from the provider's own API."""
+
+    ROUTES = (GEMINI, VERTEX, BEDROCK)
 
     def test_chat_create_stream_and_tools(self):
-        for url, route in ((u, r) for u in URLS for r in (GEMINI, VERTEX)):
+        for url, route in ((u, r) for u in URLS for r in self.ROUTES):
             with self.subTest(node=url, route=route):
                 client = openai_client(url)
                 reply = client.chat.completions.create(
@@ -362,7 +368,7 @@ class GeminiKind(unittest.TestCase):
                 self.assertEqual(json.loads(call.function.arguments), {"city": "Paris"})
 
     def test_anthropic_messages_and_count_tokens(self):
-        for url, route in ((u, r) for u in URLS for r in (GEMINI, VERTEX)):
+        for url, route in ((u, r) for u in URLS for r in self.ROUTES):
             with self.subTest(node=url, route=route):
                 client = anthropic_client(url)
                 reply = client.messages.create(
@@ -384,9 +390,9 @@ class GeminiKind(unittest.TestCase):
 
 
 class TranslatedResponses(unittest.TestCase):
-    """The Responses API on Anthropic, Gemini and Vertex routes: translated."""
+    """The Responses API on Anthropic, Gemini, Vertex and Bedrock routes: translated."""
 
-    ROUTES = (CLAUDE, GEMINI, VERTEX)
+    ROUTES = (CLAUDE, GEMINI, VERTEX, BEDROCK)
 
     def test_create_stream_and_function_call(self):
         for url, route in ((u, r) for u in URLS for r in self.ROUTES):

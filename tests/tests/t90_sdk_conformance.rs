@@ -8,7 +8,8 @@
 //! fails: CI must run it (see `sluice_e2e::needs`).
 
 use sluice_e2e::dataplane::{
-    DataPlane, MockLlm, CLAUDE, EMBED, ENTRA_CLIENT_SECRET, GOOGLE_SA_PRIVATE_KEY, GPT,
+    DataPlane, MockLlm, AWS_ACCESS_KEY_ID, AWS_REGION, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
+    CLAUDE, EMBED, ENTRA_CLIENT_SECRET, GOOGLE_SA_PRIVATE_KEY, GPT,
 };
 use sluice_e2e::needs::{sdk_python, workspace, Suite};
 use sluice_e2e::{json, Cluster};
@@ -25,6 +26,7 @@ const BROKEN: &str = "broken";
 const AZURE: &str = "azure-gpt";
 const GEMINI: &str = "gemini-gpt";
 const VERTEX: &str = "vertex-gpt";
+const BEDROCK: &str = "bedrock-gpt";
 
 fn main() -> std::process::ExitCode {
     Suite::new()
@@ -87,7 +89,24 @@ fn official_sdks_work_through_every_node(python: PathBuf) {
                 "api_key": google.service_account_key(GOOGLE_SA_PRIVATE_KEY)}),
     );
     plane.create_route(VERTEX, &[("vertex", "mock-gpt", 1)], &[]);
-    plane.wait_served(&plane.key, &[RATE_LIMITED, BROKEN, AZURE, GEMINI, VERTEX]);
+    // AWS Bedrock at a mock that verifies every SigV4 signature.
+    let aws = MockLlm::start_aws(
+        &plane.cluster.root().join("mock-aws.log"),
+        plane.cluster.deadline(),
+    );
+    let keys = json!({"access_key_id": AWS_ACCESS_KEY_ID,
+                      "secret_access_key": AWS_SECRET_ACCESS_KEY,
+                      "session_token": AWS_SESSION_TOKEN});
+    plane.write(
+        "/admin/v1/providers",
+        &json!({"name": "bedrock", "kind": "bedrock", "base_url": aws.url(),
+                "bedrock": {"region": AWS_REGION}, "api_key": keys.to_string()}),
+    );
+    plane.create_route(BEDROCK, &[("bedrock", "mock-gpt", 1)], &[]);
+    plane.wait_served(
+        &plane.key,
+        &[RATE_LIMITED, BROKEN, AZURE, GEMINI, VERTEX, BEDROCK],
+    );
 
     let urls: Vec<String> = plane
         .cluster
@@ -110,6 +129,7 @@ fn official_sdks_work_through_every_node(python: PathBuf) {
         .env("SLUICE_ROUTE_AZURE", AZURE)
         .env("SLUICE_ROUTE_GEMINI", GEMINI)
         .env("SLUICE_ROUTE_VERTEX", VERTEX)
+        .env("SLUICE_ROUTE_BEDROCK", BEDROCK)
         // The SDKs must talk to the proxy, never to a configured proxy server.
         .env("NO_PROXY", "127.0.0.1,localhost")
         .stdin(Stdio::null())
@@ -175,6 +195,19 @@ fn official_sdks_work_through_every_node(python: PathBuf) {
     assert!(stats["azure_requests"].as_u64() > Some(0), "{stats}");
     assert_eq!(stats["unauthorized"], 0, "{stats}");
     assert!(stats["tokens_issued"].as_u64() >= Some(1), "{stats}");
+    // The Bedrock cases reached the Converse API, streamed and not, every
+    // one signed as the mock's own SigV4 verifier expects.
+    let stats = aws.stats();
+    for path in [
+        "/model/{modelId}/converse",
+        "/model/{modelId}/converse-stream",
+    ] {
+        assert!(
+            stats["requests"][path].as_u64() > Some(0),
+            "{path}: {stats}"
+        );
+    }
+    assert_eq!(stats["unauthorized"], 0, "{stats}");
     // And the Gemini cases reached Gemini's API, streamed and not.
     let stats = plane.mock.stats();
     for method in ["generateContent", "streamGenerateContent"] {
