@@ -106,6 +106,7 @@ pub(crate) async fn serve(
         "generateContent" => Endpoint::GenerateContent,
         "streamGenerateContent" => Endpoint::StreamGenerateContent,
         "batchEmbedContents" => Endpoint::BatchEmbedContents,
+        "predict" => Endpoint::Predict,
         _ => {
             return render(&Fault::NotFound {
                 message: format!("method {method} not found"),
@@ -115,6 +116,7 @@ pub(crate) async fn serve(
     };
     let answered = match endpoint {
         Endpoint::BatchEmbedContents => embed_contents(mock, &headers, model, body).await,
+        Endpoint::Predict => predict(mock, &headers, model, body).await,
         _ => generate(mock, endpoint, &headers, model, body, query).await,
     };
     answered.unwrap_or_else(|fault| render(&fault))
@@ -303,6 +305,67 @@ async fn embed_contents(
         embeddings.push(json!({"values": embed(&text.join(" "), dims)}));
     }
     Ok(body::json(call, &json!({ "embeddings": embeddings })))
+}
+
+#[derive(Debug, Deserialize)]
+struct PredictRequest {
+    instances: Vec<Instance>,
+    #[serde(default)]
+    parameters: PredictParameters,
+}
+
+/// One text (its `task_type`, when sent, changes nothing here).
+#[derive(Debug, Deserialize)]
+struct Instance {
+    content: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PredictParameters {
+    #[serde(default)]
+    output_dimensionality: Option<usize>,
+}
+
+/// Vertex AI's embeddings: `:predict` with one instance per text, each
+/// answered with its vector and its token count.
+async fn predict(
+    mock: &Mock,
+    headers: &HeaderMap,
+    model: &str,
+    body: &[u8],
+) -> Result<Response, Fault> {
+    let call = mock.admit(Endpoint::Predict, headers).await?;
+    let req: PredictRequest = parse(body)?;
+    mock.check_model(model)?;
+    if req.instances.is_empty() || req.instances.len() > 250 {
+        return Err(Fault::BadRequest {
+            message: "instances must hold 1-250 texts".into(),
+            param: Some("instances".into()),
+        });
+    }
+    let dims = req
+        .parameters
+        .output_dimensionality
+        .unwrap_or(mock.config.embedding_dims);
+    let predictions: Vec<Value> = req
+        .instances
+        .iter()
+        .map(|instance| {
+            json!({"embeddings": {
+                "values": embed(&instance.content, dims),
+                "statistics": {
+                    "token_count": reply::prompt_tokens([instance.content.as_str()]),
+                    "truncated": false,
+                },
+            }})
+        })
+        .collect();
+    let characters: usize = req.instances.iter().map(|i| i.content.len()).sum();
+    Ok(body::json(
+        call,
+        &json!({"predictions": predictions, "metadata": {"billableCharacterCount": characters}}),
+    ))
 }
 
 /// A fault in Gemini's error shape.

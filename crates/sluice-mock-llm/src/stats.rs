@@ -27,6 +27,8 @@ pub enum Endpoint {
     StreamGenerateContent,
     /// Gemini's `batchEmbedContents`.
     BatchEmbedContents,
+    /// Vertex AI's `predict` (its embeddings).
+    Predict,
     /// Bedrock's `Converse`.
     Converse,
     /// Bedrock's `ConverseStream`.
@@ -34,7 +36,7 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    const ALL: [Endpoint; 12] = [
+    const ALL: [Endpoint; 13] = [
         Endpoint::ChatCompletions,
         Endpoint::Completions,
         Endpoint::Embeddings,
@@ -45,6 +47,7 @@ impl Endpoint {
         Endpoint::GenerateContent,
         Endpoint::StreamGenerateContent,
         Endpoint::BatchEmbedContents,
+        Endpoint::Predict,
         Endpoint::Converse,
         Endpoint::ConverseStream,
     ];
@@ -62,6 +65,7 @@ impl Endpoint {
             Endpoint::GenerateContent => "/v1beta/models:generateContent",
             Endpoint::StreamGenerateContent => "/v1beta/models:streamGenerateContent",
             Endpoint::BatchEmbedContents => "/v1beta/models:batchEmbedContents",
+            Endpoint::Predict => "/v1/models:predict",
             Endpoint::Converse => "/model/{modelId}/converse",
             Endpoint::ConverseStream => "/model/{modelId}/converse-stream",
         }

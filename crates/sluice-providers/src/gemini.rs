@@ -525,12 +525,15 @@ pub fn gemini_to_chat(
     ))
 }
 
-/// An OpenAI embeddings request as a `batchEmbedContents` request for
-/// `model`; also whether the client wants base64 vectors.
-pub fn embeddings_to_gemini(
-    body: &Map<String, Value>,
-    model: &str,
-) -> Result<(Value, bool), TranslateError> {
+/// What an OpenAI embeddings request asks for: its texts, the dimensions
+/// and whether the vectors go back base64.
+struct EmbeddingsAsked<'a> {
+    texts: Vec<&'a str>,
+    dimensions: Option<u64>,
+    base64: bool,
+}
+
+fn embeddings_asked(body: &Map<String, Value>) -> Result<EmbeddingsAsked<'_>, TranslateError> {
     let texts: Vec<&str> = match body.get("input") {
         Some(Value::String(text)) => vec![text.as_str()],
         Some(Value::Array(items)) if !items.is_empty() => items
@@ -552,7 +555,6 @@ pub fn embeddings_to_gemini(
             ))
         }
     };
-    let dimensions = body.get("dimensions").and_then(Value::as_u64);
     let base64 = match body.get("encoding_format").and_then(Value::as_str) {
         None | Some("float") => false,
         Some("base64") => true,
@@ -563,20 +565,51 @@ pub fn embeddings_to_gemini(
             ))
         }
     };
-    let requests: Vec<Value> = texts
+    Ok(EmbeddingsAsked {
+        texts,
+        dimensions: body.get("dimensions").and_then(Value::as_u64),
+        base64,
+    })
+}
+
+/// An OpenAI embeddings request as a `batchEmbedContents` request for
+/// `model`; also whether the client wants base64 vectors.
+pub fn embeddings_to_gemini(
+    body: &Map<String, Value>,
+    model: &str,
+) -> Result<(Value, bool), TranslateError> {
+    let asked = embeddings_asked(body)?;
+    let requests: Vec<Value> = asked
+        .texts
         .into_iter()
         .map(|text| {
             let mut request = json!({
                 "model": format!("models/{model}"),
                 "content": {"parts": [{"text": text}]},
             });
-            if let Some(d) = dimensions {
+            if let Some(d) = asked.dimensions {
                 request["outputDimensionality"] = json!(d);
             }
             request
         })
         .collect();
-    Ok((json!({ "requests": requests }), base64))
+    Ok((json!({ "requests": requests }), asked.base64))
+}
+
+/// An OpenAI embeddings request as Vertex AI's `:predict` request (one
+/// instance per text); also whether the client wants base64 vectors.
+pub fn embeddings_to_vertex(body: &Map<String, Value>) -> Result<(Value, bool), TranslateError> {
+    let asked = embeddings_asked(body)?;
+    let instances: Vec<Value> = asked
+        .texts
+        .into_iter()
+        .map(|text| json!({ "content": text }))
+        .collect();
+    let mut request = json!({ "instances": instances });
+    if let Some(d) = asked.dimensions {
+        request["parameters"] = json!({ "outputDimensionality": d });
+    }
+    Ok((request, asked.base64))
 }
 
 #[derive(Deserialize)]
@@ -590,6 +623,54 @@ struct Embedding {
     values: Vec<f32>,
 }
 
+#[derive(Deserialize)]
+struct Predictions {
+    #[serde(default)]
+    predictions: Vec<Prediction>,
+}
+
+#[derive(Deserialize)]
+struct Prediction {
+    embeddings: PredictedEmbedding,
+}
+
+#[derive(Deserialize)]
+struct PredictedEmbedding {
+    values: Vec<f32>,
+    #[serde(default)]
+    statistics: Option<EmbeddingStatistics>,
+}
+
+#[derive(Deserialize)]
+struct EmbeddingStatistics {
+    #[serde(default)]
+    token_count: u64,
+}
+
+/// OpenAI's embeddings list of `vectors`, their prompt tokens `tokens`.
+fn embeddings_list(vectors: Vec<Vec<f32>>, model: &str, base64: bool, tokens: u64) -> Value {
+    use base64::Engine as _;
+    let data: Vec<Value> = vectors
+        .into_iter()
+        .enumerate()
+        .map(|(index, values)| {
+            let embedding = if base64 {
+                let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+                json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                json!(values)
+            };
+            json!({"object": "embedding", "index": index, "embedding": embedding})
+        })
+        .collect();
+    json!({
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    })
+}
+
 /// A `batchEmbedContents` answer as OpenAI's embeddings list. Gemini
 /// counts no tokens here: usage is zero.
 pub fn gemini_embeddings_to_openai(
@@ -597,29 +678,37 @@ pub fn gemini_embeddings_to_openai(
     model: &str,
     base64: bool,
 ) -> Result<Value, RelayError> {
-    use base64::Engine as _;
     let answer: BatchEmbeddings =
         serde_json::from_slice(body).map_err(|e| RelayError::Unreadable(e.to_string()))?;
-    let data: Vec<Value> = answer
-        .embeddings
+    let vectors = answer.embeddings.into_iter().map(|e| e.values).collect();
+    Ok(embeddings_list(vectors, model, base64, 0))
+}
+
+/// A Vertex AI `:predict` answer as OpenAI's embeddings list, with its
+/// usage: the token counts Vertex reports for each text.
+pub fn vertex_embeddings_to_openai(
+    body: &[u8],
+    model: &str,
+    base64: bool,
+) -> Result<(Value, TokenUsage), RelayError> {
+    let answer: Predictions =
+        serde_json::from_slice(body).map_err(|e| RelayError::Unreadable(e.to_string()))?;
+    let tokens = answer
+        .predictions
+        .iter()
+        .filter_map(|p| p.embeddings.statistics.as_ref())
+        .map(|s| s.token_count)
+        .sum();
+    let vectors = answer
+        .predictions
         .into_iter()
-        .enumerate()
-        .map(|(index, e)| {
-            let embedding = if base64 {
-                let bytes: Vec<u8> = e.values.iter().flat_map(|v| v.to_le_bytes()).collect();
-                json!(base64::engine::general_purpose::STANDARD.encode(bytes))
-            } else {
-                json!(e.values)
-            };
-            json!({"object": "embedding", "index": index, "embedding": embedding})
-        })
+        .map(|p| p.embeddings.values)
         .collect();
-    Ok(json!({
-        "object": "list",
-        "data": data,
-        "model": model,
-        "usage": {"prompt_tokens": 0, "total_tokens": 0},
-    }))
+    let usage = TokenUsage {
+        prompt_tokens: tokens,
+        completion_tokens: 0,
+    };
+    Ok((embeddings_list(vectors, model, base64, tokens), usage))
 }
 
 /// A `streamGenerateContent?alt=sse` stream to an OpenAI chat client:

@@ -71,7 +71,8 @@ fn vertex_serves_chat_and_messages_with_service_account_tokens() {
     plane.create_route("vtx", &[("vtx", "mock-gpt", 1)], &[]);
     plane.create_route("vtx-unknown", &[("vtx-unknown", "mock-gpt", 1)], &[]);
     plane.create_route("vtx-cut", &[("vtx-cut", "mock-gpt", 1)], &[]);
-    plane.wait_served(&plane.key, &["vtx", "vtx-unknown", "vtx-cut"]);
+    plane.create_route("vtx-embed", &[("vtx", "mock-embed", 1)], &[]);
+    plane.wait_served(&plane.key, &["vtx", "vtx-unknown", "vtx-cut", "vtx-embed"]);
 
     for id in plane.cluster.ids() {
         check_chat(&plane.proxy(id), id, "vtx");
@@ -92,13 +93,32 @@ fn vertex_serves_chat_and_messages_with_service_account_tokens() {
         assert!(!reply.text.contains("PRIVATE KEY"), "{}", reply.text);
 
         check_cut_stream(&plane, id, "vtx-cut");
+
+        // Embeddings through Vertex's `:predict`, floats and base64, with
+        // the token counts Vertex reports as their usage.
+        for format in ["float", "base64"] {
+            let reply = plane.proxy(id).post(
+                "/v1/embeddings",
+                &json!({"model": "vtx-embed", "input": ["one", "two three"],
+                        "encoding_format": format, "dimensions": 4}),
+            );
+            let what = format!("node {id}, embeddings ({format}) on vtx-embed");
+            assert_json_ok(&reply, &what);
+            assert_eq!(reply.body["data"][1]["index"], 1, "{what}: {}", reply.text);
+            assert!(
+                reply.body["usage"]["prompt_tokens"].as_u64() > Some(0),
+                "{what}: {}",
+                reply.text
+            );
+        }
     }
     let stats = google.stats();
     assert_eq!(
         stats["unauthorized"], 0,
         "only its own tokens were sent: {stats}"
     );
-    assert!(stats["vertex_requests"].as_u64() >= Some(3 * 4), "{stats}");
+    assert!(stats["vertex_requests"].as_u64() >= Some(3 * 6), "{stats}");
+    assert_eq!(stats["requests"]["/v1/models:predict"], 6, "{stats}");
     assert!(stats["token_refusals"].as_u64() >= Some(1), "{stats}");
     for id in plane.cluster.ids() {
         assert!(

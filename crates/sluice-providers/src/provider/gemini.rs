@@ -23,8 +23,8 @@ use crate::adapter::{
     Exchange, PrepareError, Target,
 };
 use crate::gemini::{
-    chat_to_gemini, embeddings_to_gemini, gemini_embeddings_to_openai, gemini_to_chat,
-    GeminiToChat, GenerateResponse,
+    chat_to_gemini, embeddings_to_gemini, embeddings_to_vertex, gemini_embeddings_to_openai,
+    gemini_to_chat, vertex_embeddings_to_openai, GeminiToChat, GenerateResponse,
 };
 use crate::relay::{RelayError, StreamRelay};
 use crate::usage::TokenUsage;
@@ -60,8 +60,8 @@ impl Provider for Gemini {
             Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::Responses => {
                 ":generateContent"
             }
-            // Vertex embeds with `:predict`, another API: not yet.
-            Endpoint::Embeddings if self.kind == ProviderKind::Vertex => return None,
+            // Vertex AI embeds with its `:predict` API.
+            Endpoint::Embeddings if self.kind == ProviderKind::Vertex => ":predict",
             Endpoint::Embeddings => ":batchEmbedContents",
             // Not yet: legacy completions; token counting is estimated by
             // the gateway.
@@ -98,8 +98,12 @@ impl Provider for Gemini {
     ) -> Result<UpstreamBody, PrepareError> {
         let (bytes, client_wants_usage, base64) = match request.endpoint {
             Endpoint::Embeddings => {
-                let (body, base64) =
-                    embeddings_to_gemini(request.body(), model).map_err(invalid_translation)?;
+                let (body, base64) = if self.kind == ProviderKind::Vertex {
+                    embeddings_to_vertex(request.body())
+                } else {
+                    embeddings_to_gemini(request.body(), model)
+                }
+                .map_err(invalid_translation)?;
                 (encode(&body)?, false, base64)
             }
             _ => {
@@ -148,10 +152,18 @@ impl Provider for Gemini {
     ) -> Result<(Bytes, Option<TokenUsage>), RelayError> {
         let unreadable = |e: serde_json::Error| RelayError::Unreadable(e.to_string());
         if exchange.endpoint == Endpoint::Embeddings {
-            let list = gemini_embeddings_to_openai(&body, model, exchange.base64)?;
+            let (list, usage) = if self.kind == ProviderKind::Vertex {
+                let (list, usage) = vertex_embeddings_to_openai(&body, model, exchange.base64)?;
+                (list, Some(usage))
+            } else {
+                (
+                    gemini_embeddings_to_openai(&body, model, exchange.base64)?,
+                    None,
+                )
+            };
             return Ok((
                 Bytes::from(serde_json::to_vec(&list).map_err(unreadable)?),
-                None,
+                usage,
             ));
         }
         let answer: GenerateResponse = serde_json::from_slice(&body).map_err(unreadable)?;
@@ -274,7 +286,7 @@ mod tests {
     }
 
     #[test]
-    fn vertex_is_geminis_api_with_a_token_and_without_embeddings() {
+    fn vertex_is_geminis_api_with_a_token_and_embeds_with_predict() {
         struct Token;
         impl crate::adapter::BearerToken for Token {
             fn current(&self) -> Option<std::sync::Arc<str>> {
@@ -304,7 +316,38 @@ mod tests {
             "Bearer ya29.token"
         );
         assert!(prepared.request.headers().get("x-goog-api-key").is_none());
-        assert_eq!(VERTEX.serves(Endpoint::Embeddings), None);
+        // Embeddings go to `:predict`, and come back with Vertex's counts.
+        let embed = request(
+            Endpoint::Embeddings,
+            json!({"model": "e", "input": ["a", "b c"], "dimensions": 2}),
+        );
+        let prepared = prepare(
+            &embed,
+            ProviderKind::Vertex,
+            &vertex,
+            "text-embedding-005",
+            1,
+        )
+        .unwrap();
+        assert_eq!(
+            prepared.request.uri().to_string(),
+            format!("{base}/models/text-embedding-005:predict")
+        );
+        let body: Value = serde_json::from_slice(prepared.request.body()).unwrap();
+        assert_eq!(
+            body,
+            json!({"instances": [{"content": "a"}, {"content": "b c"}],
+                   "parameters": {"outputDimensionality": 2}})
+        );
+        let answer = json!({"predictions": [
+            {"embeddings": {"values": [0.5, 1.0], "statistics": {"token_count": 1, "truncated": false}}},
+            {"embeddings": {"values": [0.0, -1.0], "statistics": {"token_count": 2, "truncated": false}}}]});
+        let (bytes, usage) =
+            convert_response(&prepared.exchange, Bytes::from(answer.to_string()), "e", 0).unwrap();
+        let list: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(list["data"][1]["embedding"], json!([0.0, -1.0]));
+        assert_eq!(list["usage"]["prompt_tokens"], 3);
+        assert_eq!(usage.unwrap().prompt_tokens, 3);
         // Without its token, a key is nothing a Vertex provider can send.
         vertex.bearer = None;
         vertex.api_key = Some("{}".into());
