@@ -624,7 +624,7 @@ mod tests {
     #[test]
     fn unknown_kind_is_a_validation_error_on_kind() {
         let err =
-            parse_json::<CreateProvider>(br#"{"name":"p","kind":"bedrock","base_url":"http://x"}"#)
+            parse_json::<CreateProvider>(br#"{"name":"p","kind":"cohere","base_url":"http://x"}"#)
                 .unwrap_err();
         assert_eq!(err.field.as_deref(), Some("kind"));
     }
