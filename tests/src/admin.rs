@@ -6,10 +6,11 @@
 //! down or stopped), with the error text as the body; polling code can then
 //! treat "down" like any other unwanted answer.
 
-use reqwest::blocking::{Client, RequestBuilder};
+use reqwest::blocking::{Client, ClientBuilder, RequestBuilder};
 use reqwest::header::HeaderMap;
 pub use reqwest::Method;
 use serde_json::Value;
+use std::path::Path;
 use std::time::Duration;
 
 /// Per-request timeout: a paused or dead node must not hang a test.
@@ -23,10 +24,22 @@ pub struct Admin {
     http: Client,
 }
 
+/// `builder` trusting, for HTTPS, the CA certificate in the PEM file `ca`
+/// alone (a cluster's `ca.pem`: the admin API's certificates are its).
+pub fn trusting(builder: ClientBuilder, ca: &Path) -> ClientBuilder {
+    let pem = std::fs::read(ca).unwrap_or_else(|e| panic!("reading {}: {e}", ca.display()));
+    let ca = reqwest::Certificate::from_pem(&pem)
+        .unwrap_or_else(|e| panic!("{} is not a PEM certificate: {e}", ca.display()));
+    builder
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca)
+}
+
 impl Admin {
-    /// A client for `base` (`http://127.0.0.1:1234`) sending `token`.
-    pub fn new(base: impl Into<String>, token: Option<String>) -> Admin {
-        let http = Client::builder()
+    /// A client for `base` (`https://127.0.0.1:1234`) sending `token`,
+    /// trusting the CA certificate in `ca` (the cluster's `ca.pem`).
+    pub fn new(base: impl Into<String>, token: Option<String>, ca: &Path) -> Admin {
+        let http = trusting(Client::builder(), ca)
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(Duration::from_secs(2))
             .build()

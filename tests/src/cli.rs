@@ -24,6 +24,7 @@ impl Cluster {
             .args(args)
             .env("SLUICE_ADMIN_URL", self.admin_url(id))
             .env("SLUICE_ADMIN_TOKEN", token)
+            .env("SLUICE_CACERT", self.ca_cert())
             .env("NO_COLOR", "1");
         run_to_completion(command, self.deadline().within(CLI_BUDGET))
     }

@@ -57,9 +57,18 @@ pub struct ClusterBuilder {
     relay: bool,
     data_key_from: Option<PathBuf>,
     env: Vec<(u64, String, String)>,
+    plain_admin: bool,
 }
 
 impl ClusterBuilder {
+    /// Serves the admin API over plain HTTP (`[admin] plain_http = true`,
+    /// no certificate) instead of HTTPS, for a test that writes raw HTTP
+    /// to the listener.
+    pub fn admin_plain_http(mut self) -> Self {
+        self.plain_admin = true;
+        self
+    }
+
     /// Sets environment variable `key` to `value` for every run of node
     /// `id`'s `sluice serve` (e.g. `LD_PRELOAD` of a faked clock).
     pub fn node_env(mut self, id: u64, key: impl Into<String>, value: impl Into<String>) -> Self {
@@ -174,6 +183,7 @@ impl ClusterBuilder {
             nodes: plans.clone(),
             initial_members: (1..=initial).collect(),
             raft: self.timing,
+            admin_names: Vec::new(),
         };
         let generated = init::generate(&plan).expect("sluice init (generate) failed");
         let relay = self.relay.then(|| {
@@ -185,6 +195,9 @@ impl ClusterBuilder {
             relay
         });
         for config in &generated.configs {
+            if self.plain_admin {
+                serve_admin_plain(config);
+            }
             for extra in &self.extra {
                 merge_into_config(config, extra);
             }
@@ -220,6 +233,7 @@ impl ClusterBuilder {
             token: generated.admin_token,
             initial: (1..=initial).collect(),
             extra: self.extra,
+            plain_admin: self.plain_admin,
             deadline,
             relay,
             dir: Some(dir),
@@ -258,6 +272,8 @@ pub struct Cluster {
     initial: Vec<u64>,
     /// [`ClusterBuilder::config_extra`]'s TOML, merged into adopted nodes too.
     extra: Vec<String>,
+    /// [`ClusterBuilder::admin_plain_http`].
+    plain_admin: bool,
     deadline: Deadline,
     /// Set by [`ClusterBuilder::with_relay`]; dropped after `Drop` killed
     /// the nodes, so none sees its peers vanish before it dies.
@@ -286,6 +302,7 @@ impl Cluster {
             relay: false,
             data_key_from: None,
             env: Vec::new(),
+            plain_admin: false,
         }
     }
 
@@ -349,7 +366,24 @@ impl Cluster {
     }
 
     pub fn admin_url(&self, id: u64) -> String {
-        format!("http://{}", self.node(id).plan.admin)
+        let scheme = if self.plain_admin { "http" } else { "https" };
+        format!("{scheme}://{}", self.node(id).plan.admin)
+    }
+
+    /// The cluster's CA certificate (PEM): the admin API's HTTPS
+    /// certificates are its.
+    pub fn ca_cert(&self) -> PathBuf {
+        self.out.join(init::CA_CERT_FILE)
+    }
+
+    /// A blocking HTTP client trusting the cluster's CA (for the admin API;
+    /// the proxy serves plain HTTP here), with a `timeout` per request.
+    pub fn http_client(&self, timeout: Duration) -> reqwest::blocking::Client {
+        crate::admin::trusting(reqwest::blocking::Client::builder(), &self.ca_cert())
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(2))
+            .build()
+            .expect("building the HTTP client")
     }
 
     /// Node `id`'s proxy (data plane) base URL, without `/v1`.
@@ -374,6 +408,9 @@ impl Cluster {
             "node {id} is already planned"
         );
         let config = init::node_config(&self.out, id);
+        if self.plain_admin {
+            serve_admin_plain(&config);
+        }
         for extra in &self.extra {
             merge_into_config(&config, extra);
         }
@@ -430,7 +467,11 @@ impl Cluster {
 
     /// Node `id`'s admin API with the bootstrap token.
     pub fn admin(&self, id: u64) -> Admin {
-        Admin::new(self.admin_url(id), Some(self.token.clone()))
+        Admin::new(
+            self.admin_url(id),
+            Some(self.token.clone()),
+            &self.ca_cert(),
+        )
     }
 
     /// `GET /admin/v1/cluster` on node `id`, if it answers 200.
@@ -914,6 +955,29 @@ fn merge_into_config(path: &Path, extra: &str) {
         .parse()
         .unwrap_or_else(|e| panic!("config_extra is not TOML ({e}): {extra}"));
     edit_config(path, |config| merge(config, extra));
+}
+
+/// Makes the config at `path` serve its admin API over plain HTTP, and
+/// list every member's admin URL so.
+fn serve_admin_plain(path: &Path) {
+    edit_config(path, |config| {
+        if let Some(toml::Value::Table(admin)) = config.get_mut("admin") {
+            admin.remove("tls_cert");
+            admin.remove("tls_key");
+            admin.insert("plain_http".into(), toml::Value::Boolean(true));
+        }
+        let members = config
+            .get_mut("cluster")
+            .and_then(|c| c.get_mut("initial_members"))
+            .and_then(toml::Value::as_array_mut);
+        for member in members.into_iter().flatten() {
+            if let Some(url) = member.get_mut("admin_url") {
+                if let Some(text) = url.as_str() {
+                    *url = text.replacen("https://", "http://", 1).into();
+                }
+            }
+        }
+    });
 }
 
 /// Reads the TOML config file at `path`, lets `edit` change it, writes it back.

@@ -49,7 +49,6 @@ pub use traffic::{Call, Traffic, TrafficReport};
 use crate::admin::Admin;
 use crate::cluster::{Cluster, ClusterBuilder};
 use crate::deadline::Deadline;
-use reqwest::blocking::Client;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -131,10 +130,7 @@ impl DataPlane {
     pub fn update_provider(&self, name: &str, kind: &str, base_url: &str, headers: Value) {
         let path = format!("/admin/v1/providers/{name}");
         let body = json!({"kind": kind, "base_url": base_url, "headers": headers});
-        let http = Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .expect("building the HTTP client");
+        let http = self.cluster.http_client(Duration::from_secs(5));
         let url = format!("{}{path}", self.cluster.admin_url(1));
         let mut last = String::new();
         let done = self.cluster.deadline().within(WRITE_BUDGET).poll("", || {

@@ -49,6 +49,8 @@ pub struct Shared {
     pub admin_urls: BTreeMap<u64, String>,
     /// Every planned node's proxy base URL.
     pub proxy_urls: BTreeMap<u64, String>,
+    /// The cluster's CA certificate, trusted for the admin API's HTTPS.
+    pub ca: std::path::PathBuf,
     /// The nodes writes and traffic go to: the members (running or not).
     targets: Mutex<Vec<u64>>,
     /// Index of the phase running now.
@@ -63,12 +65,14 @@ impl Shared {
         token: String,
         admin_urls: BTreeMap<u64, String>,
         proxy_urls: BTreeMap<u64, String>,
+        ca: std::path::PathBuf,
         targets: Vec<u64>,
     ) -> Shared {
         Shared {
             token,
             admin_urls,
             proxy_urls,
+            ca,
             targets: Mutex::new(targets),
             phase: AtomicUsize::new(0),
             stop_writers: AtomicBool::new(false),
@@ -95,6 +99,11 @@ impl Shared {
 
     pub fn admin_url(&self, id: u64) -> &str {
         &self.admin_urls[&id]
+    }
+
+    /// A blocking client builder trusting the cluster's CA.
+    pub fn client(&self) -> reqwest::blocking::ClientBuilder {
+        crate::admin::trusting(reqwest::blocking::Client::builder(), &self.ca)
     }
 }
 

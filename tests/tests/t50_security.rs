@@ -22,6 +22,7 @@ fn node_with_a_certificate_from_another_ca_never_becomes_a_member() {
         nodes,
         initial_members: vec![1, 2, 3],
         raft: None,
+        admin_names: Vec::new(),
     })
     .expect("generating the foreign directory");
     assert_ne!(
@@ -77,8 +78,9 @@ fn node_with_a_certificate_from_another_ca_never_becomes_a_member() {
     }
     if intruder_running {
         let admin = sluice_e2e::Admin::new(
-            format!("http://{}", extra_admin(&foreign_out)),
+            format!("https://{}", extra_admin(&foreign_out)),
             Some(foreign.admin_token.clone()),
+            &foreign_out.join(init::CA_CERT_FILE),
         );
         assert!(!admin.is_ready(), "the foreign node must not be ready");
         assert!(

@@ -3,7 +3,9 @@
 //! the first-request deadline, a keep-alive connection left idle is closed
 //! too, a normal request is answered meanwhile, heads over the size and
 //! field limits get 431, and a full listener closes new connections at once
-//! and counts them.
+//! and counts them. Those run over plain HTTP (raw heads on the socket); the
+//! admin API's HTTPS, its default, is held the same way during its TLS
+//! handshake.
 
 use sluice_e2e::Cluster;
 use std::io::{ErrorKind, Read, Write};
@@ -18,7 +20,8 @@ const MARGIN: Duration = Duration::from_millis(1_500);
 const PROXY_MAX_CONNECTIONS: usize = 6;
 
 fn addr(url: &str) -> SocketAddr {
-    url.trim_start_matches("http://")
+    url.trim_start_matches("https://")
+        .trim_start_matches("http://")
         .trim_end_matches('/')
         .parse()
         .expect("listener address")
@@ -109,7 +112,10 @@ fn get(url: &str) -> u16 {
 
 /// The value of the metric line starting with `series` on node 1.
 fn metric(cluster: &Cluster, series: &str) -> Option<f64> {
-    let text = reqwest::blocking::get(format!("{}/metrics", cluster.admin_url(1)))
+    let text = cluster
+        .http_client(Duration::from_secs(5))
+        .get(format!("{}/metrics", cluster.admin_url(1)))
+        .send()
         .ok()?
         .text()
         .ok()?;
@@ -127,6 +133,7 @@ fn held_connections_are_closed_by_their_deadlines_on_both_listeners() {
     let cluster = Cluster::builder()
         .nodes(1)
         .budget(Duration::from_secs(40))
+        .admin_plain_http()
         .config_extra(format!(
             "[proxy]\n{limits}max_connections = {PROXY_MAX_CONNECTIONS}\n[admin]\n{limits}"
         ))
@@ -229,4 +236,82 @@ fn held_connections_are_closed_by_their_deadlines_on_both_listeners() {
     cluster.wait_until(Duration::from_secs(10), "the proxy answers again", || {
         get(&format!("http://{proxy}/healthz")) == 200
     });
+}
+
+/// The admin API over HTTPS (its default): a connection that sends
+/// nothing, the first byte of a TLS record, or a ClientHello a byte at a
+/// time is closed by the first-request deadline, which covers the
+/// handshake; an HTTPS request is answered meanwhile.
+#[test]
+fn the_tls_handshake_is_held_to_the_first_request_deadline() {
+    let cluster = Cluster::builder()
+        .nodes(1)
+        .budget(Duration::from_secs(40))
+        .config_extra(format!(
+            "[admin]\nfirst_request_timeout_ms = {FIRST_REQUEST_MS}\n"
+        ))
+        .start();
+    let admin = addr(&cluster.admin_url(1));
+    // The record header of a handshake, then a ClientHello's first bytes:
+    // a TLS client that never finishes saying hello.
+    let hello: &'static [u8] = &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03];
+    let holds: Vec<_> = [Hold::Silent, Hold::OneByte, Hold::Slowloris]
+        .map(|how| hold_tls(admin, how, hello))
+        .into_iter()
+        .collect();
+    let http = cluster.http_client(Duration::from_secs(5));
+    let url = format!("{}/healthz", cluster.admin_url(1));
+    let answered = http.get(&url).send().map(|r| r.status().as_u16());
+    assert_eq!(
+        answered.ok(),
+        Some(200),
+        "HTTPS /healthz while handshakes are held"
+    );
+    for held in holds {
+        let (how, closed) = held.join().expect("holding thread");
+        let closed = closed
+            .unwrap_or_else(|| panic!("admin TLS: a {how:?} connection was still open after 10 s"));
+        eprintln!("admin TLS: {how:?} closed after {closed:?}");
+        let deadline = Duration::from_millis(FIRST_REQUEST_MS);
+        assert!(
+            closed <= deadline + MARGIN && closed + Duration::from_millis(200) >= deadline,
+            "admin TLS: a {how:?} connection closed after {closed:?}, deadline {deadline:?}"
+        );
+    }
+}
+
+/// [`hold`] for a TLS listener: `OneByte` sends the first byte of
+/// `hello`, `Slowloris` all of it a byte every 100 ms.
+fn hold_tls(
+    to: SocketAddr,
+    how: Hold,
+    hello: &'static [u8],
+) -> JoinHandle<(Hold, Option<Duration>)> {
+    std::thread::spawn(move || {
+        let mut stream = TcpStream::connect(to).expect("connect");
+        let opened = Instant::now();
+        stream
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("read timeout");
+        let mut bytes = hello.iter().copied();
+        if let Hold::OneByte = how {
+            stream.write_all(&hello[..1]).expect("write");
+            bytes = hello[hello.len()..].iter().copied();
+        }
+        let mut buf = [0u8; 1024];
+        while opened.elapsed() < Duration::from_secs(10) {
+            if let (Hold::Slowloris, Some(byte)) = (how, bytes.next()) {
+                if stream.write_all(&[byte]).is_err() {
+                    return (how, Some(opened.elapsed()));
+                }
+            }
+            match stream.read(&mut buf) {
+                Ok(0) => return (how, Some(opened.elapsed())),
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(_) => return (how, Some(opened.elapsed())),
+            }
+        }
+        (how, None)
+    })
 }

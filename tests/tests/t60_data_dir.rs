@@ -150,9 +150,12 @@ fn data_dir_held_by_a_running_node_is_refused_as_in_use_not_corrupt() {
     // It still claims node 1's addresses, as the membership lists them.
     let mut advertise = toml::Table::new();
     advertise.insert("raft".into(), listen["raft"].clone());
-    for (name, key) in [("admin", "admin_url"), ("proxy", "proxy_url")] {
+    for (name, key, scheme) in [
+        ("admin", "admin_url", "https"),
+        ("proxy", "proxy_url", "http"),
+    ] {
         let addr = listen[name].as_str().expect("a listen address");
-        advertise.insert(key.into(), format!("http://{addr}").into());
+        advertise.insert(key.into(), format!("{scheme}://{addr}").into());
     }
     listen.insert("proxy".into(), free_tcp().into());
     listen.insert("admin".into(), free_tcp().into());

@@ -108,29 +108,31 @@ fn node_log_tails(dir: &Path) -> String {
         .collect()
 }
 
-/// Runs `sluice <args>` against `admin_url` with the token in the environment.
-fn cli(admin_url: &str, token: &str, args: &[&str], deadline: Deadline) -> Completed {
+/// Runs `sluice <args>` against `admin_url` with the token and the
+/// cluster's CA certificate `ca` in the environment.
+fn cli(admin_url: &str, token: &str, ca: &Path, args: &[&str], deadline: Deadline) -> Completed {
     let mut command = Command::new(sluice_bin());
     command
         .args(args)
         .env("SLUICE_ADMIN_URL", admin_url)
         .env("SLUICE_ADMIN_TOKEN", token)
+        .env("SLUICE_CACERT", ca)
         .env("NO_COLOR", "1");
     run_to_completion(command, deadline.within(Duration::from_secs(20)))
 }
 
 /// Like [`cli`], expecting exit 0; returns stdout.
-fn cli_ok(admin_url: &str, token: &str, args: &[&str], deadline: Deadline) -> String {
-    let done = cli(admin_url, token, args, deadline);
+fn cli_ok(admin_url: &str, token: &str, ca: &Path, args: &[&str], deadline: Deadline) -> String {
+    let done = cli(admin_url, token, ca, args, deadline);
     assert_eq!(done.code(), 0, "sluice {}: {done}", args.join(" "));
     done.stdout
 }
 
 /// Like [`cli_ok`] with `--json`; returns the parsed stdout.
-fn cli_json(admin_url: &str, token: &str, args: &[&str], deadline: Deadline) -> Value {
+fn cli_json(admin_url: &str, token: &str, ca: &Path, args: &[&str], deadline: Deadline) -> Value {
     let mut args = args.to_vec();
     args.push("--json");
-    let stdout = cli_ok(admin_url, token, &args, deadline);
+    let stdout = cli_ok(admin_url, token, ca, &args, deadline);
     serde_json::from_str(&stdout)
         .unwrap_or_else(|e| panic!("sluice {} printed no JSON ({e}):\n{stdout}", args.join(" ")))
 }
@@ -233,18 +235,19 @@ fn dev_cluster_serves_the_cli_stops_on_sigterm_and_restarts_with_its_data() {
         .and_then(|r| r.json())
         .expect("the mock provider answers");
     assert_eq!(models["object"], "list", "{models}");
-    let admin = Admin::new(url, Some(token.clone()));
+    let ca = dir.join("ca.pem");
+    let admin = Admin::new(url, Some(token.clone()), &ca);
     let (status, route) = admin.get("/admin/v1/routes/mock-gpt");
     assert_eq!(status, 200, "{route}");
     assert_eq!(route["deployments"][0]["provider"], "mock", "{route}");
 
     // cluster status, as a table and as JSON.
-    let status = cli_ok(url, &token, &["cluster", "status"], deadline);
+    let status = cli_ok(url, &token, &ca, &["cluster", "status"], deadline);
     assert!(
         status.to_lowercase().contains("leader"),
         "cluster status:\n{status}"
     );
-    let status = cli_json(url, &token, &["cluster", "status"], deadline);
+    let status = cli_json(url, &token, &ca, &["cluster", "status"], deadline);
     assert_eq!(list(&status, "members").len(), 3, "{status}");
 
     // providers create / list.
@@ -258,10 +261,10 @@ fn dev_cluster_serves_the_cli_stops_on_sigterm_and_restarts_with_its_data() {
         "--base-url",
         "http://127.0.0.1:9/v1",
     ];
-    cli_ok(url, &token, &create, deadline);
-    let table = cli_ok(url, &token, &["providers", "list"], deadline);
+    cli_ok(url, &token, &ca, &create, deadline);
+    let table = cli_ok(url, &token, &ca, &["providers", "list"], deadline);
     assert!(table.contains("dev-openai"), "providers list:\n{table}");
-    let providers = cli_json(url, &token, &["providers", "list"], deadline);
+    let providers = cli_json(url, &token, &ca, &["providers", "list"], deadline);
     assert!(
         list(&providers, "providers")
             .iter()
@@ -269,7 +272,7 @@ fn dev_cluster_serves_the_cli_stops_on_sigterm_and_restarts_with_its_data() {
         "{providers}"
     );
     // The API's refusal reaches the operator as a non-zero exit with the reason.
-    let again = cli(url, &token, &create, deadline);
+    let again = cli(url, &token, &ca, &create, deadline);
     assert_ne!(again.code(), 0, "a duplicate provider must fail: {again}");
     assert!(
         again.stderr.contains("dev-openai") || again.stderr.contains("exists"),
@@ -289,7 +292,13 @@ fn dev_cluster_serves_the_cli_stops_on_sigterm_and_restarts_with_its_data() {
     );
 
     // keys create / list / revoke.
-    let created = cli_json(url, &token, &["keys", "create", "--name", "ci"], deadline);
+    let created = cli_json(
+        url,
+        &token,
+        &ca,
+        &["keys", "create", "--name", "ci"],
+        deadline,
+    );
     let secret = created["key"]
         .as_str()
         .unwrap_or_else(|| panic!("no secret in {created}"))
@@ -298,7 +307,7 @@ fn dev_cluster_serves_the_cli_stops_on_sigterm_and_restarts_with_its_data() {
         .as_str()
         .unwrap_or_else(|| panic!("no id in {created}"))
         .to_string();
-    let keys = cli_json(url, &token, &["keys", "list"], deadline);
+    let keys = cli_json(url, &token, &ca, &["keys", "list"], deadline);
     let listed = list(&keys, "keys")
         .iter()
         .find(|k| k["id"] == id.as_str())
@@ -308,14 +317,20 @@ fn dev_cluster_serves_the_cli_stops_on_sigterm_and_restarts_with_its_data() {
         Some("active".into()),
         "{keys}"
     );
-    let table = cli_ok(url, &token, &["keys", "list"], deadline);
+    let table = cli_ok(url, &token, &ca, &["keys", "list"], deadline);
     assert!(table.contains(&id), "keys list:\n{table}");
     assert!(
         !table.contains(&secret) && !keys.to_string().contains(&secret),
         "lists must never show the secret"
     );
-    cli_ok(url, &token, &["keys", "revoke", &id], deadline);
-    let keys = cli_json(admin_urls[2].as_str(), &token, &["keys", "list"], deadline);
+    cli_ok(url, &token, &ca, &["keys", "revoke", &id], deadline);
+    let keys = cli_json(
+        admin_urls[2].as_str(),
+        &token,
+        &ca,
+        &["keys", "list"],
+        deadline,
+    );
     let listed = list(&keys, "keys")
         .iter()
         .find(|k| k["id"] == id.as_str())
@@ -344,7 +359,7 @@ fn dev_cluster_serves_the_cli_stops_on_sigterm_and_restarts_with_its_data() {
         "the demo key is kept across runs"
     );
     for url in &admin_urls {
-        let admin = Admin::new(url.as_str(), Some(token.clone()));
+        let admin = Admin::new(url.as_str(), Some(token.clone()), &ca);
         deadline
             .within(Duration::from_secs(10))
             .poll(format!("{url} to have provider dev-openai"), || {
@@ -352,7 +367,7 @@ fn dev_cluster_serves_the_cli_stops_on_sigterm_and_restarts_with_its_data() {
             })
             .unwrap_or_else(|t| panic!("{t}\n{}", dev.log_tail(40)));
     }
-    let keys = cli_json(url, &token, &["keys", "list"], deadline);
+    let keys = cli_json(url, &token, &ca, &["keys", "list"], deadline);
     let listed = list(&keys, "keys")
         .iter()
         .find(|k| k["id"] == id.as_str())
@@ -516,6 +531,13 @@ fn dev_cluster_rides_out_kill_9_of_the_leader_as_the_readme_shows() {
     let printed = dev.log_text();
     let urls = exported(&printed, "SLUICE_ADMIN_URL");
     let token = exported(&printed, "SLUICE_ADMIN_TOKEN");
+    // The CA the export line names is the dev cluster's.
+    let ca = PathBuf::from(exported(&printed, "SLUICE_CACERT"));
+    assert_eq!(
+        std::fs::read(&ca).ok(),
+        std::fs::read(dir.join("ca.pem")).ok(),
+        "{printed}"
+    );
     assert_eq!(
         urls.split(',').count(),
         3,
@@ -523,7 +545,7 @@ fn dev_cluster_rides_out_kill_9_of_the_leader_as_the_readme_shows() {
     );
     sdk_lines_work(&printed);
 
-    let status = cli_json(&urls, &token, &["cluster", "status"], deadline);
+    let status = cli_json(&urls, &token, &ca, &["cluster", "status"], deadline);
     let leader = status["leader_id"]
         .as_u64()
         .unwrap_or_else(|| panic!("no leader in {status}"));
@@ -540,6 +562,7 @@ fn dev_cluster_rides_out_kill_9_of_the_leader_as_the_readme_shows() {
     let created = cli_json(
         &urls,
         &token,
+        &ca,
         &["keys", "create", "--name", "after-kill"],
         deadline,
     );
@@ -548,7 +571,13 @@ fn dev_cluster_rides_out_kill_9_of_the_leader_as_the_readme_shows() {
     deadline
         .within(Duration::from_secs(15))
         .poll("a new leader", || {
-            let done = cli(&urls, &token, &["cluster", "status", "--json"], deadline);
+            let done = cli(
+                &urls,
+                &token,
+                &ca,
+                &["cluster", "status", "--json"],
+                deadline,
+            );
             new_leader = serde_json::from_str::<Value>(&done.stdout)
                 .ok()
                 .and_then(|s| s["leader_id"].as_u64())
@@ -578,7 +607,7 @@ fn dev_cluster_rides_out_kill_9_of_the_leader_as_the_readme_shows() {
         .as_str()
         .expect("url")
         .to_string();
-    let admin = Admin::new(back.as_str(), Some(token.clone()));
+    let admin = Admin::new(back.as_str(), Some(token.clone()), &ca);
     deadline
         .within(Duration::from_secs(10))
         .poll(format!("node {leader} to have key {id}"), || {
@@ -588,7 +617,7 @@ fn dev_cluster_rides_out_kill_9_of_the_leader_as_the_readme_shows() {
                 == 200
         })
         .unwrap_or_else(|t| panic!("{t}"));
-    let keys = cli_json(&urls, &token, &["keys", "list"], deadline);
+    let keys = cli_json(&urls, &token, &ca, &["keys", "list"], deadline);
     let made = list(&keys, "keys")
         .iter()
         .filter(|k| k["name"] == "after-kill")
@@ -625,7 +654,8 @@ fn second_dev_on_the_same_directory_is_refused_and_leaves_the_first_alone() {
     // The first cluster's demo still points at its own mock, and serves.
     let token = state["admin_token"].as_str().expect("token").to_string();
     let admin_url = list(&state, "admin_urls")[0].as_str().expect("url");
-    let (status, provider) = Admin::new(admin_url, Some(token)).get("/admin/v1/providers/mock");
+    let (status, provider) =
+        Admin::new(admin_url, Some(token), &dir.join("ca.pem")).get("/admin/v1/providers/mock");
     assert_eq!(status, 200, "{provider}");
     let mock_url = state["mock_url"].as_str().expect("mock_url");
     assert_eq!(provider["base_url"], format!("{mock_url}/v1"), "{provider}");

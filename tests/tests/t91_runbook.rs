@@ -237,7 +237,13 @@ fn copy_admin_machine(out: &Path, to: &Path) {
         let target = to.join(entry.file_name());
         if path.is_dir() {
             std::fs::create_dir_all(&target).expect("creating a node directory");
-            for file in ["sluice.toml", "node.pem", "node-key.pem"] {
+            for file in [
+                "sluice.toml",
+                "node.pem",
+                "node-key.pem",
+                "admin.pem",
+                "admin-key.pem",
+            ] {
                 std::fs::copy(path.join(file), target.join(file)).expect("copying a node file");
             }
         } else {
@@ -300,8 +306,8 @@ fn node_certificates_rotate_one_node_at_a_time() {
             );
         }
 
-        // 2. Install the certificate and key, check, restart.
-        for file in ["node.pem", "node-key.pem"] {
+        // 2. Install the certificates and keys, check, restart.
+        for file in ["node.pem", "node-key.pem", "admin.pem", "admin-key.pem"] {
             std::fs::copy(node_dir.join(file), installed.join(file)).expect("installing");
         }
         let config = cluster.config_path(id).to_str().expect("UTF-8").to_string();
@@ -329,7 +335,11 @@ fn node_certificates_rotate_one_node_at_a_time() {
 /// Whether every node answers `token` on an authenticated read with `want`.
 fn every_node_answers(cluster: &Cluster, token: &str, want: u16) -> bool {
     cluster.ids().into_iter().all(|id| {
-        let admin = Admin::new(cluster.admin_url(id), Some(token.to_string()));
+        let admin = Admin::new(
+            cluster.admin_url(id),
+            Some(token.to_string()),
+            &cluster.ca_cert(),
+        );
         admin.get("/admin/v1/cluster").0 == want
     })
 }

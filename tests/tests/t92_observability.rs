@@ -99,9 +99,10 @@ fn sum(samples: &Samples, name: &str, labels: &[(&str, &str)]) -> f64 {
 
 fn admin_metrics(plane: &DataPlane, id: u64) -> String {
     let url = format!("{}/metrics", plane.cluster.admin_url(id));
-    let reply = reqwest::blocking::Client::new()
+    let reply = plane
+        .cluster
+        .http_client(Duration::from_secs(5))
         .get(&url)
-        .timeout(Duration::from_secs(5))
         .send()
         .unwrap_or_else(|e| panic!("GET {url}: {e}"));
     assert_eq!(reply.status(), 200, "GET {url}");
@@ -346,7 +347,7 @@ fn a_real_prometheus_scrapes_a_node(prometheus: PathBuf) {
         .start();
     let target = cluster
         .admin_url(1)
-        .trim_start_matches("http://")
+        .trim_start_matches("https://")
         .to_string();
     let dir = cluster.root().join("prometheus");
     std::fs::create_dir_all(&dir).expect("prometheus dir");
@@ -354,7 +355,8 @@ fn a_real_prometheus_scrapes_a_node(prometheus: PathBuf) {
     std::fs::write(
         &config,
         format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: sluice\n    static_configs:\n      - targets: ['{target}']\n"
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: sluice\n    scheme: https\n    tls_config:\n      ca_file: '{}'\n    static_configs:\n      - targets: ['{target}']\n",
+            cluster.ca_cert().display()
         ),
     )
     .expect("writing prometheus.yml");

@@ -162,6 +162,10 @@ impl ChromeDriver {
         let mut caps = Map::new();
         caps.insert("browserName".into(), json!("chrome"));
         caps.insert("goog:chromeOptions".into(), options);
+        // The dashboard is served over HTTPS with a certificate of the
+        // cluster's own CA, which this fresh profile has never been told
+        // to trust (an operator imports ca.pem once).
+        caps.insert("acceptInsecureCerts".into(), json!(true));
         caps
     }
 }

@@ -80,6 +80,8 @@ impl Material {
             ("tls", "node_cert", node.join(init::NODE_CERT_FILE)),
             ("tls", "node_key", node.join(init::NODE_KEY_FILE)),
             ("secrets", "data_key_file", pki.join(init::DATA_KEY_FILE)),
+            ("admin", "tls_cert", node.join(init::ADMIN_CERT_FILE)),
+            ("admin", "tls_key", node.join(init::ADMIN_KEY_FILE)),
         ] {
             let section = config
                 .get_mut(table)

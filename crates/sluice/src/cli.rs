@@ -93,6 +93,12 @@ pub struct InitArgs {
     /// open here.
     #[arg(long, value_name = "FILE")]
     pub data_key_from: Option<PathBuf>,
+    /// A DNS name clients reach node N's admin API by, put in its admin
+    /// certificate beside its addresses (repeatable); `{id}` is the node
+    /// id, `{ordinal}` the id - 1 (a StatefulSet pod's), e.g.
+    /// `sluice-{ordinal}.sluice-peers`.
+    #[arg(long = "admin-name", value_name = "NAME")]
+    pub admin_names: Vec<String>,
 }
 
 /// `sluice mock-llm`.
@@ -349,6 +355,7 @@ fn run_init(args: InitArgs) -> anyhow::Result<()> {
         nodes,
         initial_members,
         raft: None,
+        admin_names: args.admin_names,
     };
     let output = init::generate(&plan)?;
 
@@ -373,6 +380,12 @@ fn run_init(args: InitArgs) -> anyhow::Result<()> {
         "Admin token: in {} (keep it secret), e.g. export SLUICE_ADMIN_TOKEN=\"$(cat {})\"",
         output.admin_token_file.display(),
         output.admin_token_file.display()
+    );
+    println!(
+        "The admin API serves HTTPS with certificates of the CA in {}: clients trust it, \
+         e.g. export SLUICE_CACERT={}",
+        args.out.join(init::CA_CERT_FILE).display(),
+        args.out.join(init::CA_CERT_FILE).display()
     );
     println!("Start each node with:");
     for path in &output.configs {

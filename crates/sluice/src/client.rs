@@ -91,6 +91,11 @@ pub struct ClientGlobal {
         value_name = "TOKEN"
     )]
     pub admin_token: Option<String>,
+    /// The cluster's CA certificate (PEM), trusted for the admin API's
+    /// HTTPS: `ca.pem` in `sluice init`'s `--out` directory,
+    /// `.sluice-dev/ca.pem` for `sluice dev`.
+    #[arg(long, env = "SLUICE_CACERT", global = true, value_name = "FILE")]
+    pub cacert: Option<std::path::PathBuf>,
     /// Print the API's JSON instead of a table, and errors as JSON on
     /// stderr (`{"error": {"type", "message", …}}`, non-zero exit).
     #[arg(long, global = true)]
@@ -199,9 +204,9 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                 http::TOKEN_WHERE
             ))
         })?;
-    let client = AdminClient::new(&global.admin_urls, token.clone())?;
+    let client = AdminClient::new(&global.admin_urls, token.clone(), global.cacert.as_deref())?;
     match cmd {
-        ClientCommand::Cluster { command, .. } => cluster::run(&client, &token, out, command).await,
+        ClientCommand::Cluster { command, .. } => cluster::run(&client, out, command).await,
         ClientCommand::Providers { command, .. } => providers::run(&client, out, command).await,
         ClientCommand::Routes { command, .. } => routes::run(&client, out, command).await,
         ClientCommand::Keys { command, .. } => keys::run(&client, out, command).await,

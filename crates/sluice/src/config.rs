@@ -99,6 +99,9 @@ pub struct Config {
     pub proxy: sluice_proxy::ProxyConfig,
     /// TLS on the proxy listener, if configured.
     pub proxy_tls: Option<sluice_proxy::TlsFiles>,
+    /// TLS on the admin listener: `None` only with `[admin] plain_http =
+    /// true`.
+    pub admin_tls: Option<sluice_proxy::TlsFiles>,
     /// Delay and drain on SIGTERM.
     pub shutdown: Shutdown,
     /// `[quotas]`: the lease rounds.
@@ -269,14 +272,6 @@ pub fn validate(raw: RawConfig, config_dir: &Path) -> Result<Config, Vec<ConfigE
         }
     }
 
-    let advertise = advertise(
-        &mut p,
-        &raw.advertise,
-        listen_raft,
-        listen_admin,
-        listen_proxy,
-    );
-
     let tls = tls_files(&mut p, &raw.tls, config_dir);
     let data_key = data_key(&mut p, &raw.secrets, config_dir);
     let admin_token_hashes = token_hashes(&mut p, &raw.admin);
@@ -302,6 +297,18 @@ pub fn validate(raw: RawConfig, config_dir: &Path) -> Result<Config, Vec<ConfigE
             DEFAULT_AUDIT_RETENTION_DAYS
         }
     };
+    let (mut proxy_config, proxy_tls, shutdown) =
+        proxy_settings(&mut p, &raw.proxy, &raw.limits, config_dir);
+    let admin_tls = admin_tls(&mut p, &raw.admin, config_dir);
+    let advertise = advertise(
+        &mut p,
+        &raw.advertise,
+        listen_raft,
+        (listen_admin, admin_tls.is_some()),
+        // The proxy's advertised URL is what clients were told to use
+        // before its TLS was optional: http unless given.
+        (listen_proxy, false),
+    );
     let bootstrap = bootstrap(&mut p, raw.cluster, raw.node_id, advertise.as_ref());
     let timing = raft_timing(&mut p, &raw.raft);
 
@@ -314,8 +321,6 @@ pub fn validate(raw: RawConfig, config_dir: &Path) -> Result<Config, Vec<ConfigE
     if raw.limits.max_body_bytes == 0 {
         p.push("limits.max_body_bytes", "must be > 0");
     }
-    let (mut proxy_config, proxy_tls, shutdown) =
-        proxy_settings(&mut p, &raw.proxy, &raw.limits, config_dir);
     let quotas = quota_settings(&mut p, &raw.quotas, &mut proxy_config);
     let usage = usage::settings(&mut p, &raw.usage);
     let tracing = telemetry::tracing_settings(&mut p, &raw.tracing);
@@ -362,6 +367,7 @@ pub fn validate(raw: RawConfig, config_dir: &Path) -> Result<Config, Vec<ConfigE
             },
             proxy: proxy_config,
             proxy_tls,
+            admin_tls,
             shutdown,
             quotas,
             usage,
@@ -570,57 +576,106 @@ fn proxy_settings(
             Err(e) => p.push(&field, format!("cannot read {}: {e}", path.display())),
         }
     }
-    let tls = match (&raw.tls_cert, &raw.tls_key) {
-        (None, None) => None,
-        (Some(cert), Some(key)) => {
-            let cert = p.path("proxy.tls_cert", cert, config_dir);
-            let key = p.path("proxy.tls_key", key, config_dir);
-            match (cert, key) {
-                (Some(cert), Some(key)) => {
-                    let files = sluice_proxy::TlsFiles { cert, key };
-                    match files.acceptor() {
-                        Ok(_) => Some(files),
-                        Err(e) => {
-                            p.push("proxy.tls_cert", e);
-                            None
-                        }
-                    }
-                }
-                _ => None,
-            }
-        }
-        (Some(_), None) => {
-            p.push("proxy.tls_key", "is required with proxy.tls_cert");
-            None
-        }
-        (None, Some(_)) => {
-            p.push("proxy.tls_cert", "is required with proxy.tls_key");
-            None
-        }
-    };
+    let tls = listener_tls(p, "proxy", &raw.tls_cert, &raw.tls_key, config_dir);
     (c, tls, shutdown)
 }
 
+/// A listener's `tls_cert` and `tls_key` in `[section]`: both or neither,
+/// and a usable acceptor from them.
+fn listener_tls(
+    p: &mut Problems,
+    section: &str,
+    cert: &Option<PathBuf>,
+    key: &Option<PathBuf>,
+    config_dir: &Path,
+) -> Option<sluice_proxy::TlsFiles> {
+    let (cert_field, key_field) = (format!("{section}.tls_cert"), format!("{section}.tls_key"));
+    match (cert, key) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => {
+            let cert = p.path(&cert_field, cert, config_dir);
+            let key = p.path(&key_field, key, config_dir);
+            let files = sluice_proxy::TlsFiles {
+                cert: cert?,
+                key: key?,
+            };
+            match files.acceptor() {
+                Ok(_) => Some(files),
+                Err(e) => {
+                    p.push(&cert_field, e);
+                    None
+                }
+            }
+        }
+        (Some(_), None) => {
+            p.push(&key_field, format!("is required with {cert_field}"));
+            None
+        }
+        (None, Some(_)) => {
+            p.push(&cert_field, format!("is required with {key_field}"));
+            None
+        }
+    }
+}
+
+/// `[admin]`'s TLS: HTTPS unless `plain_http = true` says otherwise, never
+/// both, never neither.
+fn admin_tls(
+    p: &mut Problems,
+    raw: &RawAdmin,
+    config_dir: &Path,
+) -> Option<sluice_proxy::TlsFiles> {
+    let given = raw.tls_cert.is_some() || raw.tls_key.is_some();
+    match (given, raw.plain_http.unwrap_or(false)) {
+        (true, true) => p.push(
+            "admin.plain_http",
+            "is true, and admin.tls_cert is set too: serve the admin API over HTTPS \
+             (remove plain_http) or plain HTTP (remove tls_cert and tls_key)",
+        ),
+        (false, false) => p.push(
+            "admin.tls_cert",
+            "is required: the admin API is served over HTTPS (`sluice init` writes each \
+             node's admin.pem and admin-key.pem from the cluster CA); give admin.tls_cert \
+             and admin.tls_key, or set admin.plain_http = true to serve plain HTTP",
+        ),
+        _ => {}
+    }
+    listener_tls(p, "admin", &raw.tls_cert, &raw.tls_key, config_dir)
+}
+
 /// `[advertise]`, each field defaulting from the matching listener unless
-/// that listens on an unspecified address.
+/// that listens on an unspecified address (the URLs `https://` when the
+/// listener serves TLS).
 fn advertise(
     p: &mut Problems,
     raw: &RawAdvertise,
     raft: Option<SocketAddr>,
-    admin: Option<SocketAddr>,
-    proxy: Option<SocketAddr>,
+    (admin, admin_tls): (Option<SocketAddr>, bool),
+    (proxy, proxy_tls): (Option<SocketAddr>, bool),
 ) -> Option<Member> {
     let raft_addr = match &raw.raft {
         Some(value) => p.dial_addr("advertise.raft", value),
-        None => from_listen(p, "advertise.raft", "listen.raft", raft, false),
+        None => from_listen(p, "advertise.raft", "listen.raft", raft, None),
     };
     let admin_url = match &raw.admin_url {
         Some(value) => p.base_url("advertise.admin_url", value),
-        None => from_listen(p, "advertise.admin_url", "listen.admin", admin, true),
+        None => from_listen(
+            p,
+            "advertise.admin_url",
+            "listen.admin",
+            admin,
+            Some(scheme(admin_tls)),
+        ),
     };
     let proxy_url = match &raw.proxy_url {
         Some(value) => p.base_url("advertise.proxy_url", value),
-        None => from_listen(p, "advertise.proxy_url", "listen.proxy", proxy, true),
+        None => from_listen(
+            p,
+            "advertise.proxy_url",
+            "listen.proxy",
+            proxy,
+            Some(scheme(proxy_tls)),
+        ),
     };
     Some(Member {
         raft_addr: raft_addr?,
@@ -629,14 +684,23 @@ fn advertise(
     })
 }
 
-/// The default for an `[advertise]` field: the listener's address, unless it
-/// is unspecified (`0.0.0.0`, `::`), which nobody can dial.
+fn scheme(tls: bool) -> &'static str {
+    if tls {
+        "https"
+    } else {
+        "http"
+    }
+}
+
+/// The default for an `[advertise]` field: the listener's address (a URL
+/// of `scheme`, when given), unless it is unspecified (`0.0.0.0`, `::`),
+/// which nobody can dial.
 fn from_listen(
     p: &mut Problems,
     field: &str,
     listen_field: &str,
     addr: Option<SocketAddr>,
-    url: bool,
+    scheme: Option<&str>,
 ) -> Option<String> {
     let addr = addr?;
     if addr.ip().is_unspecified() {
@@ -648,10 +712,9 @@ fn from_listen(
         );
         return None;
     }
-    Some(if url {
-        format!("http://{addr}")
-    } else {
-        addr.to_string()
+    Some(match scheme {
+        Some(scheme) => format!("{scheme}://{addr}"),
+        None => addr.to_string(),
     })
 }
 

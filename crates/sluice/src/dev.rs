@@ -156,14 +156,24 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .iter()
         .map(|n| n.config.advertise.admin_url.clone())
         .collect();
-    let client = reqwest::Client::builder()
-        .timeout(READY_REQUEST_TIMEOUT)
-        .build();
+    // The nodes' admin APIs serve HTTPS with certificates of the cluster's
+    // CA, which alone is trusted.
+    let ca_path = dir.join(init::CA_CERT_FILE);
+    let client = fs::read(&ca_path)
+        .with_context(|| format!("reading {}", ca_path.display()))
+        .and_then(|pem| {
+            let ca = reqwest::Certificate::from_pem(&pem)?;
+            Ok(reqwest::Client::builder()
+                .timeout(READY_REQUEST_TIMEOUT)
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(ca)
+                .build()?)
+        });
     let client = match client {
         Ok(client) => client,
         Err(err) => {
             nodes.stop_all().await;
-            return Err(err).context("building the HTTP client");
+            return Err(err).context("building the admin API's HTTP client");
         }
     };
     let ready = tokio::select! {
@@ -248,6 +258,7 @@ fn prepare(dir: &Path, ids: &[u64], existing: &[u64]) -> anyhow::Result<()> {
         nodes,
         initial_members,
         raft: None,
+        admin_names: Vec::new(),
     };
     let output = init::generate(&plan).with_context(|| format!("preparing {}", dir.display()))?;
     for path in &output.created {
@@ -354,10 +365,13 @@ fn print_ready(dir: &Path, nodes: &Nodes, state: &DevState) {
     if !state.admin_urls.is_empty() {
         // Every node: the CLI fails over to the next when one is down.
         println!("For the sluice CLI (every node's admin API):");
+        let ca = dir.join(init::CA_CERT_FILE);
+        let ca = fs::canonicalize(&ca).unwrap_or(ca);
         println!(
-            "  export SLUICE_ADMIN_URL={} SLUICE_ADMIN_TOKEN={}",
+            "  export SLUICE_ADMIN_URL={} SLUICE_ADMIN_TOKEN={} SLUICE_CACERT={}",
             state.admin_urls.join(","),
-            state.admin_token
+            state.admin_token,
+            ca.display()
         );
     }
     if let (Some(proxy), Some(key)) = (state.proxy_urls.first(), &state.api_key) {
@@ -374,8 +388,10 @@ fn print_ready(dir: &Path, nodes: &Nodes, state: &DevState) {
         );
     }
     println!(
-        "Dashboard: {}/dashboard (log in with the admin token)",
-        state.admin_urls.first().map_or("", String::as_str)
+        "Dashboard: {}/dashboard (log in with the admin token; the certificate is the \
+         cluster CA's in {}: trust it in your browser, or accept its warning)",
+        state.admin_urls.first().map_or("", String::as_str),
+        dir.join(init::CA_CERT_FILE).display()
     );
     println!(
         "A node that dies is started again after {} s; try a failover with `kill -9` on the \

@@ -12,6 +12,8 @@
 //! ```text
 //! ca.pem  ca-key.pem (0600)  data.key (0600)  admin-token (0600)  cluster-id
 //! node-<id>/node.pem  node-<id>/node-key.pem (0600)  node-<id>/sluice.toml
+//! node-<id>/admin.pem  node-<id>/admin-key.pem (0600): the admin API's
+//! HTTPS certificate, from the same CA, for the node's addresses
 //! ```
 //! Each node's `data_dir` is `node-<id>/data` (created by the node itself).
 
@@ -46,6 +48,8 @@ pub const ADMIN_TOKEN_FILE: &str = "admin-token";
 pub const CLUSTER_ID_FILE: &str = "cluster-id";
 pub const NODE_CERT_FILE: &str = "node.pem";
 pub const NODE_KEY_FILE: &str = "node-key.pem";
+pub const ADMIN_CERT_FILE: &str = "admin.pem";
+pub const ADMIN_KEY_FILE: &str = "admin-key.pem";
 
 /// The addresses one node binds (and advertises: they must be dialable).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +78,9 @@ pub struct InitPlan {
     /// `[raft]` values written to every new config; `None` writes no
     /// `[raft]` table (the defaults apply).
     pub raft: Option<RaftTiming>,
+    /// DNS names of each node's admin API for its certificate, `{id}` and
+    /// `{ordinal}` (id - 1) replaced (`sluice init --admin-name`).
+    pub admin_names: Vec<String>,
 }
 
 impl InitPlan {
@@ -85,6 +92,7 @@ impl InitPlan {
             initial_members: nodes.iter().map(|n| n.id).collect(),
             nodes,
             raft: None,
+            admin_names: Vec::new(),
         }
     }
 }
@@ -150,7 +158,7 @@ pub fn generate(plan: &InitPlan) -> anyhow::Result<InitOutput> {
             kept_nodes.push(node.id);
         } else {
             let raw = node_raw_config(plan, node, &cluster_id, &token_hash, &members);
-            write_node_dir(out, node, &ca, &raw)?;
+            write_node_dir(out, node, &ca, &raw, &plan.admin_names)?;
             created.push(dir);
         }
         configs.push(config_path);
@@ -511,7 +519,7 @@ fn initial_member_addresses(plan: &InitPlan) -> anyhow::Result<BTreeMap<u64, Mem
         } else if let Some(node) = plan.nodes.iter().find(|n| n.id == id) {
             Member {
                 raft_addr: node.raft.to_string(),
-                admin_url: format!("http://{}", node.admin),
+                admin_url: format!("https://{}", node.admin),
                 proxy_url: format!("http://{}", node.proxy),
             }
         } else {
@@ -573,6 +581,8 @@ fn node_raw_config(
         },
         admin: RawAdmin {
             token_sha256: vec![token_hash.to_string()],
+            tls_cert: Some(PathBuf::from(ADMIN_CERT_FILE)),
+            tls_key: Some(PathBuf::from(ADMIN_KEY_FILE)),
             ..RawAdmin::default()
         },
         cluster,
@@ -592,7 +602,13 @@ fn node_raw_config(
 
 /// Writes the node's directory under a temporary name, checks its config
 /// loads, then renames it into place, so a failed run leaves no half node.
-fn write_node_dir(out: &Path, node: &NodePlan, ca: &Ca, raw: &RawConfig) -> anyhow::Result<()> {
+fn write_node_dir(
+    out: &Path,
+    node: &NodePlan,
+    ca: &Ca,
+    raw: &RawConfig,
+    admin_names: &[String],
+) -> anyhow::Result<()> {
     let dir = node_dir(out, node.id);
     let staging = out.join(format!(".node-{}.partial", node.id));
     if staging.exists() {
@@ -606,6 +622,26 @@ fn write_node_dir(out: &Path, node: &NodePlan, ca: &Ca, raw: &RawConfig) -> anyh
     write_new(
         &staging.join(NODE_CERT_FILE),
         pems.cert_pem.as_bytes(),
+        0o644,
+    )?;
+    // Clients reach the admin API at its own address, or at the node's
+    // (the raft address's host) when it listens on all of them.
+    let names: Vec<String> = admin_names
+        .iter()
+        .map(|n| {
+            n.replace("{id}", &node.id.to_string())
+                .replace("{ordinal}", &(node.id - 1).to_string())
+        })
+        .collect();
+    let admin = ca.issue_admin(node.id, &names, &[node.admin.ip(), node.raft.ip()])?;
+    write_new(
+        &staging.join(ADMIN_KEY_FILE),
+        admin.key_pem.as_bytes(),
+        0o600,
+    )?;
+    write_new(
+        &staging.join(ADMIN_CERT_FILE),
+        admin.cert_pem.as_bytes(),
         0o644,
     )?;
     let toml = toml::to_string(raw)

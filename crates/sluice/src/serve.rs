@@ -95,6 +95,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
         }),
     );
+    let admin_tls = match &config.admin_tls {
+        Some(files) => Some(
+            files
+                .acceptor()
+                .map_err(|e| anyhow::anyhow!("admin TLS: {e}"))?,
+        ),
+        None => {
+            if !config.listen.admin.ip().is_loopback() {
+                tracing::warn!(
+                    admin = %config.listen.admin,
+                    "the admin API is served over plain HTTP on an address others can reach \
+                     ([admin] plain_http = true): its token and every secret written through \
+                     it cross the network in clear"
+                );
+            }
+            None
+        }
+    };
     let admin_server = sluice_proxy::serve_with(
         admin_listener,
         move |mut request: axum::http::Request<_>, peer| {
@@ -106,7 +124,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             let answer = admin.clone().call(request);
             async move { answer.await.unwrap_or_else(|never| match never {}) }
         },
-        sluice_proxy::Listening::new("admin", config.admin_connections, admin_gauges),
+        sluice_proxy::Listening::new("admin", config.admin_connections, admin_gauges)
+            .with_tls(admin_tls),
         stop.clone(),
         config.shutdown.drain,
     );

@@ -7,7 +7,6 @@
 //! nodes log no leadership changes to read instead.
 
 use super::Shared;
-use reqwest::blocking::Client;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
@@ -100,7 +99,8 @@ impl Drop for Monitor {
 }
 
 fn watch(shared: &Shared, terms: &Mutex<Terms>) {
-    let http = Client::builder()
+    let http = shared
+        .client()
         .timeout(Duration::from_millis(500))
         .connect_timeout(Duration::from_millis(200))
         .build()

@@ -141,8 +141,10 @@ impl Run {
                 .into_iter()
                 .map(|id| (id, cluster.proxy_url(id)))
                 .collect(),
+            cluster.ca_cert(),
             members.clone(),
         ));
+        let run_ca = shared.ca.clone();
         let mut run = Run {
             workload: None,
             traffic: None,
@@ -155,7 +157,7 @@ impl Run {
             spares: (plan.voters + 1..=planned).collect(),
             clocks,
             phases: Vec::new(),
-            http: Client::builder()
+            http: crate::admin::trusting(Client::builder(), &run_ca)
                 .timeout(Duration::from_secs(5))
                 .connect_timeout(Duration::from_secs(1))
                 .build()

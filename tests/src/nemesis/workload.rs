@@ -70,7 +70,8 @@ impl Workload {
                     index,
                     shared: shared.clone(),
                     history: history.clone(),
-                    http: Client::builder()
+                    http: shared
+                        .client()
                         .timeout(WRITE_TIMEOUT)
                         .connect_timeout(Duration::from_secs(1))
                         .build()

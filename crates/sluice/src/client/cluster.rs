@@ -53,13 +53,12 @@ pub enum ClusterCommand {
 
 pub(super) async fn run(
     client: &AdminClient,
-    token: &str,
     out: Output,
     command: ClusterCommand,
 ) -> anyhow::Result<()> {
     let value = match command {
         ClusterCommand::Snapshot { command } => return snapshot::run(client, out, command).await,
-        ClusterCommand::Doctor(limits) => return doctor::run(client, token, out, limits).await,
+        ClusterCommand::Doctor(limits) => return doctor::run(client, out, limits).await,
         ClusterCommand::Status => client.get(&path(&["cluster"])).await?,
         ClusterCommand::AddLearner {
             id,

@@ -102,7 +102,7 @@ fn wall_ms() -> u64 {
 
 /// Asks the node at `client` for the membership, then every member for its
 /// view and its report.
-pub async fn observe(client: &AdminClient, token: &str) -> anyhow::Result<Vec<Observation>> {
+pub async fn observe(client: &AdminClient) -> anyhow::Result<Vec<Observation>> {
     let status: ClusterStatusView = serde_json::from_value(client.get(&path(&["cluster"])).await?)?;
     let mut observations = Vec::with_capacity(status.members.len());
     for member in status.members {
@@ -117,7 +117,7 @@ pub async fn observe(client: &AdminClient, token: &str) -> anyhow::Result<Vec<Ob
             clock_offset_ms: None,
         };
         let asked = async {
-            let node = AdminClient::new(&[&seen.admin_url], token.to_string())?.single_attempt();
+            let node = client.for_node(&seen.admin_url)?;
             let sent_ms = wall_ms();
             let started = Instant::now();
             let report: NodeReport = serde_json::from_value(node.get(&path(&["node"])).await?)?;
@@ -308,11 +308,10 @@ fn certificate_verdict(cert: &CertificateExpiry, now_ms: u64, warn_days: u64) ->
 /// Runs the doctor; fails (exit 1) when any check is not OK.
 pub(super) async fn run(
     client: &AdminClient,
-    token: &str,
     out: Output,
     limits: DoctorArgs,
 ) -> anyhow::Result<()> {
-    let members = observe(client, token).await?;
+    let members = observe(client).await?;
     let checks = evaluate(&members, wall_ms(), limits);
     let verdict = checks
         .iter()

@@ -18,6 +18,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sluice_admin::idempotency::HEADER as IDEMPOTENCY_KEY;
 use sluice_admin::ErrorBody;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -92,18 +93,34 @@ enum Attempt {
 
 impl AdminClient {
     /// A client of the admin API at `admin_urls` (at least one; empty
-    /// entries, as left by a trailing comma, are skipped).
-    pub fn new<S: AsRef<str>>(admin_urls: &[S], token: String) -> anyhow::Result<Self> {
+    /// entries, as left by a trailing comma, are skipped), trusting the CA
+    /// certificate in the PEM file `cacert` for `https://` URLs (the
+    /// cluster's `ca.pem`); without it, the usual public roots.
+    pub fn new<S: AsRef<str>>(
+        admin_urls: &[S],
+        token: String,
+        cacert: Option<&Path>,
+    ) -> anyhow::Result<Self> {
         let bases = parse_bases(admin_urls)?;
         if bases.is_empty() {
             bail!("no admin URL: set SLUICE_ADMIN_URL or pass --admin-url");
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
-            .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .context("building the HTTP client")?;
+            .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = cacert {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("reading the CA certificate {}", path.display()))?;
+            let ca = reqwest::Certificate::from_pem(&pem)
+                .with_context(|| format!("{} is not a PEM CA certificate", path.display()))?;
+            // The cluster's CA alone: a node must show a certificate it
+            // signed, not one any public CA did.
+            builder = builder
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(ca);
+        }
+        let http = builder.build().context("building the HTTP client")?;
         Ok(AdminClient {
             bases,
             token,
@@ -113,13 +130,18 @@ impl AdminClient {
         })
     }
 
-    /// The same client making one attempt per call: for probing one
-    /// particular node, where its silence is the answer.
-    pub fn single_attempt(self) -> Self {
-        AdminClient {
+    /// A client of the one node at `admin_url`, with this client's token
+    /// and trust, making one attempt per call: for probing that node,
+    /// where its silence is the answer.
+    pub fn for_node(&self, admin_url: &str) -> anyhow::Result<Self> {
+        let bases = parse_bases(&[admin_url])?;
+        Ok(AdminClient {
+            bases,
+            token: self.token.clone(),
+            http: self.http.clone(),
+            current: AtomicUsize::new(0),
             retry_window: Duration::ZERO,
-            ..self
-        }
+        })
     }
 
     /// The URL of `segments` under `base`; each segment is percent-encoded
@@ -253,6 +275,16 @@ impl AdminClient {
         }
         let response = match builder.send().await {
             Ok(response) => response,
+            Err(err) if untrusted(&err) => {
+                // Every node shows a certificate of the same CA: no other
+                // URL would do better.
+                return Attempt::Answered(Err(anyhow::Error::new(err).context(format!(
+                    "{method} {url}: the node's TLS certificate is not trusted; pass the \
+                     cluster's CA certificate with --cacert FILE or SLUICE_CACERT (`sluice \
+                     init` writes ca.pem in its --out directory, `sluice dev` \
+                     .sluice-dev/ca.pem)"
+                ))));
+            }
             Err(err) => {
                 let doing = format!("{method} {url}: cannot reach the admin API");
                 return lost(err, "cannot be reached", doing);
@@ -442,6 +474,12 @@ fn lost(err: reqwest::Error, why: &str, doing: String) -> Attempt {
     }
 }
 
+/// Whether a transport error is the server's certificate being refused.
+fn untrusted(err: &reqwest::Error) -> bool {
+    let cause = root_cause(err);
+    cause.contains("certificate") || cause.contains("UnknownIssuer")
+}
+
 /// The innermost cause of a transport error, in a few words.
 fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     let mut cause = err;
@@ -483,10 +521,10 @@ mod tests {
         let behind_proxy = parse_base("https://ops.example/sluice").unwrap();
         let url = AdminClient::url(&behind_proxy, &["admin", "v1", "keys"]).unwrap();
         assert_eq!(url.as_str(), "https://ops.example/sluice/admin/v1/keys");
-        assert!(AdminClient::new(&["ftp://x"], "t".into()).is_err());
-        assert!(AdminClient::new(&["not a url"], "t".into()).is_err());
+        assert!(AdminClient::new(&["ftp://x"], "t".into(), None).is_err());
+        assert!(AdminClient::new(&["not a url"], "t".into(), None).is_err());
         for no_scheme in ["127.0.0.1:7001", "localhost:7001"] {
-            let err = AdminClient::new(&[no_scheme], "t".into())
+            let err = AdminClient::new(&[no_scheme], "t".into(), None)
                 .err()
                 .expect("refused");
             let text = err.to_string();
@@ -504,14 +542,15 @@ mod tests {
         let client = AdminClient::new(
             &["http://127.0.0.1:1", "", " http://127.0.0.1:2 "],
             "t".into(),
+            None,
         )
         .unwrap();
         assert_eq!(client.bases.len(), 2);
-        let err = AdminClient::new(&["http://127.0.0.1:1", "nope"], "t".into())
+        let err = AdminClient::new(&["http://127.0.0.1:1", "nope"], "t".into(), None)
             .err()
             .expect("refused");
         assert!(err.to_string().contains("\"nope\""), "{err}");
-        assert!(AdminClient::new(&[""], "t".into()).is_err());
+        assert!(AdminClient::new(&[""], "t".into(), None).is_err());
     }
 
     #[test]

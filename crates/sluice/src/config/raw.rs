@@ -121,6 +121,15 @@ pub struct RawAdmin {
     /// Days of audit entries the cluster keeps (the leader's setting).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit_retention_days: Option<u64>,
+    /// The admin listener's certificate chain (PEM): HTTPS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve the admin API over plain HTTP instead (never the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plain_http: Option<bool>,
 }
 
 /// `[cluster]`: how a fresh node becomes a member. Exactly one of the two.

@@ -88,7 +88,9 @@ fn a_valid_config_round_trips() {
         config.listen.admin,
         "127.0.0.1:17001".parse().expect("addr")
     );
-    assert_eq!(config.advertise.admin_url, "http://127.0.0.1:17001");
+    // The admin API serves HTTPS: `sluice init` wrote its certificate.
+    assert_eq!(config.advertise.admin_url, "https://127.0.0.1:17001");
+    assert!(config.admin_tls.is_some());
     assert_eq!(config.advertise.proxy_url, "http://127.0.0.1:17002");
     assert_eq!(config.admin_token_hashes.len(), 1);
     assert_eq!(config.limits.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
@@ -437,4 +439,45 @@ fn connection_limits_of_both_listeners_are_checked_and_named() {
     );
     assert_eq!(config.admin_connections.max_connections, 20);
     assert_eq!(config.admin_connections.max_header_bytes, 16 * 1024);
+}
+
+#[test]
+fn the_admin_api_is_https_unless_plain_http_is_asked_for() {
+    let (_dir, path, text) = fixture();
+    let dir = path.parent().expect("dir");
+    // Neither a certificate nor plain_http: refused, naming the field.
+    let mut raw = parse(&text).expect("parse");
+    raw.admin.tls_cert = None;
+    raw.admin.tls_key = None;
+    let errors = validate(raw.clone(), dir).expect_err("no admin TLS");
+    let named = errors
+        .iter()
+        .find(|e| e.field == "admin.tls_cert")
+        .unwrap_or_else(|| panic!("{errors:#?}"));
+    assert!(named.message.contains("plain_http"), "{errors:#?}");
+    // Plain HTTP, asked for: served so, and advertised so.
+    raw.admin.plain_http = Some(true);
+    raw.advertise.admin_url = None;
+    raw.cluster.initial_members = raw.cluster.initial_members.map(|members| {
+        members
+            .into_iter()
+            .map(|mut m| {
+                m.admin_url = m.admin_url.replace("https://", "http://");
+                m
+            })
+            .collect()
+    });
+    let config = validate(raw.clone(), dir).expect("plain HTTP");
+    assert!(config.admin_tls.is_none());
+    assert_eq!(config.advertise.admin_url, "http://127.0.0.1:17001");
+    // Both: refused.
+    let mut both = parse(&text).expect("parse");
+    both.admin.plain_http = Some(true);
+    let errors = validate(both, dir).expect_err("both");
+    assert!(fields(&errors).contains(&"admin.plain_http"), "{errors:#?}");
+    // Half a pair.
+    let mut half = parse(&text).expect("parse");
+    half.admin.tls_key = None;
+    let errors = validate(half, dir).expect_err("half");
+    assert!(fields(&errors).contains(&"admin.tls_key"), "{errors:#?}");
 }

@@ -95,20 +95,69 @@ impl Ca {
     /// Issues node `id`'s certificate: SANs `node-<id>.sluice`,
     /// `cluster.sluice` and `ip`; server and client auth.
     pub fn issue_node(&self, id: u64, ip: IpAddr) -> anyhow::Result<PemPair> {
-        let key = KeyPair::generate().context("generating a node key")?;
-        let mut params =
-            CertificateParams::new(vec![node_dns_name(id), CLUSTER_DNS_NAME.to_string()])
-                .context("building the node certificate's names")?;
-        params.subject_alt_names.push(SanType::IpAddress(ip));
+        self.issue_leaf(
+            node_dns_name(id),
+            vec![node_dns_name(id), CLUSTER_DNS_NAME.to_string()],
+            &[ip],
+            vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+        )
+        .with_context(|| format!("issuing node {id}'s certificate"))
+    }
+
+    /// Issues node `id`'s admin API certificate: server auth only, for
+    /// the DNS `names` and `ips` clients reach it by, and the loopback names
+    /// every node answers on.
+    pub fn issue_admin(
+        &self,
+        id: u64,
+        names: &[String],
+        ips: &[IpAddr],
+    ) -> anyhow::Result<PemPair> {
+        let name = format!("admin.{}", node_dns_name(id));
+        let loopback = [
+            IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ];
+        let mut addresses: Vec<IpAddr> = Vec::new();
+        for ip in ips.iter().chain(&loopback) {
+            if !ip.is_unspecified() && !addresses.contains(ip) {
+                addresses.push(*ip);
+            }
+        }
+        let mut dns = vec![name.clone(), "localhost".to_string()];
+        dns.extend(names.iter().cloned());
+        self.issue_leaf(
+            name,
+            dns,
+            &addresses,
+            vec![ExtendedKeyUsagePurpose::ServerAuth],
+        )
+        .with_context(|| format!("issuing node {id}'s admin certificate"))
+    }
+
+    /// A certificate signed by this CA for `names` and `ips`, with a new
+    /// key.
+    fn issue_leaf(
+        &self,
+        common_name: String,
+        names: Vec<String>,
+        ips: &[IpAddr],
+        usages: Vec<ExtendedKeyUsagePurpose>,
+    ) -> anyhow::Result<PemPair> {
+        let key = KeyPair::generate().context("generating a key")?;
+        let mut params = CertificateParams::new(names).context("building the names")?;
+        params
+            .subject_alt_names
+            .extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
         let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, node_dns_name(id));
+        dn.push(DnType::CommonName, common_name);
         params.distinguished_name = dn;
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
+        params.extended_key_usages = usages;
         params.use_authority_key_identifier_extension = true;
         let now = OffsetDateTime::now_utc();
         params.not_before = now - BACKDATE;
@@ -116,7 +165,7 @@ impl Ca {
         params.serial_number = Some(random_serial()?);
         let cert = params
             .signed_by(&key, &self.cert, &self.key)
-            .with_context(|| format!("signing node {id}'s certificate"))?;
+            .context("signing")?;
         Ok(PemPair {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),

@@ -222,3 +222,47 @@ fn free_ports_come_from_outside_the_ephemeral_range() {
         .expect("the kernel's pick");
     assert_ne!(fallback.local_addr().expect("addr").port(), port);
 }
+
+#[test]
+fn each_node_gets_an_admin_certificate_for_its_addresses_and_names() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("c");
+    let nodes = fixed_port_plan(1..=2, IpAddr::V4(Ipv4Addr::new(10, 0, 0, 7)), 7000).expect("plan");
+    let plan = InitPlan {
+        admin_names: vec!["sluice-{ordinal}.peers".into(), "node{id}.example".into()],
+        ..InitPlan::new(&out, nodes)
+    };
+    let generated = generate(&plan).expect("generate");
+    for (id, path) in [1u64, 2].into_iter().zip(&generated.configs) {
+        let config = config::load(path).expect("loads");
+        let files = config.admin_tls.expect("the admin API serves HTTPS");
+        assert_eq!(mode(&files.key), 0o600);
+        assert!(config.advertise.admin_url.starts_with("https://"));
+        let (dns, ips, is_ca) = read_cert(&files.cert);
+        assert!(!is_ca);
+        assert_eq!(
+            dns,
+            vec![
+                format!("admin.node-{id}.sluice"),
+                "localhost".to_string(),
+                format!("sluice-{}.peers", id - 1),
+                format!("node{id}.example"),
+            ]
+        );
+        assert_eq!(ips, vec![IpAddr::V4(Ipv4Addr::new(10, 0, 0, 7)), LOCALHOST]);
+        // Signed by the cluster's CA, for servers only.
+        let bytes = fs::read(&files.cert).expect("read");
+        let (_, pem) = x509_parser::pem::parse_x509_pem(&bytes).expect("pem");
+        let cert = pem.parse_x509().expect("x509");
+        let ca_bytes = fs::read(out.join(CA_CERT_FILE)).expect("ca");
+        let (_, ca_pem) = x509_parser::pem::parse_x509_pem(&ca_bytes).expect("pem");
+        let ca = ca_pem.parse_x509().expect("x509");
+        assert!(cert.verify_signature(Some(ca.public_key())).is_ok());
+        let usage = cert
+            .extended_key_usage()
+            .expect("eku")
+            .expect("has an EKU")
+            .value;
+        assert!(usage.server_auth && !usage.client_auth);
+    }
+}
