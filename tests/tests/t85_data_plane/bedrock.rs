@@ -245,6 +245,38 @@ fn bedrock_serves_every_client_api_signed_and_fails_over_cleanly() {
             "node {id} logged an AWS secret"
         );
     }
+    // The keys rotated with `sluice providers update`: every node signs
+    // with the new ones, no restart, and the other settings are kept.
+    let file = plane.cluster.root().join("bedrock-keys.json");
+    std::fs::write(&file, keys(AWS_SECRET_ACCESS_KEY)).expect("writing the keys");
+    let done = plane.cluster.cli(
+        1,
+        &[
+            "providers",
+            "update",
+            "br-wrong",
+            "--api-key-file",
+            file.to_str().expect("UTF-8 path"),
+        ],
+    );
+    assert_eq!(done.code(), 0, "sluice providers update: {done}");
+    assert!(!done.stdout.contains(AWS_SECRET_ACCESS_KEY), "{done}");
+    for id in plane.cluster.ids() {
+        let proxy = plane.proxy(id);
+        plane.cluster.wait_until(
+            Duration::from_secs(10),
+            format!("node {id} signing br-wrong with the rotated keys"),
+            || {
+                proxy
+                    .post("/v1/chat/completions", &chat("br-wrong", "rotated"))
+                    .status
+                    == 200
+            },
+        );
+    }
+    let (_, provider) = plane.cluster.admin(1).get("/admin/v1/providers/br-wrong");
+    assert_eq!(provider["bedrock"]["region"], AWS_REGION, "{provider}");
+
     wait_provider_usage(&plane, "usage of br", |g| {
         g["group"] == "br" && g["completion_tokens"].as_u64() > Some(0)
     });

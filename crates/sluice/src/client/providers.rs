@@ -7,7 +7,7 @@ use super::parse;
 use anyhow::Context;
 use sluice_admin::providers::{
     AzureBody, BedrockBody, CreateProvider, EntraBody, ProviderKindBody, ProviderList,
-    ProviderView, TimeoutsBody,
+    ProviderView, TimeoutsBody, UpdateProvider,
 };
 
 /// Provider kinds as the command line spells them.
@@ -215,6 +215,34 @@ pub enum ProvidersCommand {
         #[command(flatten)]
         settings: Box<KindFlags>,
     },
+    /// Change a provider: a new credential (rotated keys, a renewed AWS
+    /// session token), base URL, headers or region; what is not given is
+    /// kept as it is.
+    Update {
+        /// The provider's name.
+        name: String,
+        #[arg(long)]
+        base_url: Option<String>,
+        /// A new credential, read from the environment variable VAR.
+        #[arg(long, value_name = "VAR")]
+        api_key_env: Option<String>,
+        /// A new credential, read from FILE.
+        #[arg(long, value_name = "FILE", conflicts_with = "api_key_env")]
+        api_key_file: Option<std::path::PathBuf>,
+        /// bedrock: new IAM keys from AWS_ACCESS_KEY_ID,
+        /// AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN.
+        #[arg(long, conflicts_with_all = ["api_key_env", "api_key_file"])]
+        aws_keys_from_env: bool,
+        /// bedrock: a new region.
+        #[arg(long, value_name = "REGION")]
+        region: Option<String>,
+        /// azure_openai: a new `api-version`.
+        #[arg(long, value_name = "VERSION")]
+        api_version: Option<String>,
+        /// Replace the clear extra headers with these (repeatable).
+        #[arg(long = "header", value_name = "NAME=VALUE", value_parser = parse::key_value)]
+        headers: Vec<(String, String)>,
+    },
     /// List providers.
     List,
     /// Show one provider.
@@ -283,6 +311,74 @@ pub(super) async fn run(
                 bedrock: settings.bedrock,
             };
             let value = client.post(&path(&["providers"]), &body).await?;
+            out.show(value, print_provider)
+        }
+        ProvidersCommand::Update {
+            name,
+            base_url,
+            api_key_env,
+            api_key_file,
+            aws_keys_from_env: aws_keys,
+            region,
+            api_version,
+            headers,
+        } => {
+            let current: ProviderView =
+                serde_json::from_value(client.get(&path(&["providers", &name])).await?)
+                    .context("reading the provider")?;
+            if region.is_some() && current.kind != ProviderKindBody::Bedrock {
+                anyhow::bail!("--region is a setting of bedrock providers; {name} is not one");
+            }
+            if aws_keys && current.kind != ProviderKindBody::Bedrock {
+                anyhow::bail!(
+                    "--aws-keys-from-env is a setting of bedrock providers; {name} is not one"
+                );
+            }
+            if api_version.is_some() && current.kind != ProviderKindBody::AzureOpenai {
+                anyhow::bail!(
+                    "--api-version is a setting of azure_openai providers; {name} is not one"
+                );
+            }
+            let api_key = match (api_key_env, api_key_file) {
+                _ if aws_keys => Some(aws_keys_from_env()?),
+                (Some(var), _) => Some(std::env::var(&var).with_context(|| {
+                    format!("reading the provider API key from environment variable {var}")
+                })?),
+                (None, Some(file)) => Some(std::fs::read_to_string(&file).with_context(|| {
+                    format!("reading the provider credential from {}", file.display())
+                })?),
+                (None, None) => None,
+            };
+            let body = UpdateProvider {
+                kind: current.kind,
+                base_url: base_url.unwrap_or(current.base_url),
+                // Left out: the stored credential is kept.
+                api_key: api_key.map(Some),
+                headers: if headers.is_empty() {
+                    current.headers
+                } else {
+                    headers.into_iter().collect()
+                },
+                secret_headers: None,
+                timeouts: current.timeouts,
+                azure: current.azure.map(|mut azure| {
+                    if let Some(version) = api_version {
+                        azure.api_version = version;
+                    }
+                    azure
+                }),
+                bedrock: match (current.bedrock, region) {
+                    (_, Some(region)) => Some(BedrockBody { region }),
+                    (bedrock, None) => bedrock,
+                },
+            };
+            let value = client
+                .call(
+                    reqwest::Method::PUT,
+                    &path(&["providers", &name]),
+                    Some(&body),
+                )
+                .await?;
             out.show(value, print_provider)
         }
         ProvidersCommand::List => {
