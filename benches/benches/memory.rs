@@ -178,11 +178,14 @@ fn main() {
     println!("| Sluice listener | connections held | at rest | held | after | per connection | closed by the node | last closed after |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     let mut held_rows = Vec::new();
-    for (listener, addr, count) in [
-        ("proxy", started.endpoints[0].addr, settings.held),
-        ("admin", admin_addr, 900.min(settings.held)),
+    // Each connection sends the first byte of what the listener expects
+    // and then nothing: a request line on the proxy's plain HTTP, a TLS
+    // handshake record on the admin API's HTTPS.
+    for (listener, addr, count, first) in [
+        ("proxy", started.endpoints[0].addr, settings.held, b"P"),
+        ("admin", admin_addr, 900.min(settings.held), &[0x16u8]),
     ] {
-        let h = rt.block_on(hold_connections(&node_rss, addr, count));
+        let h = rt.block_on(hold_connections(&node_rss, addr, count, first));
         let per = h.held.saturating_sub(h.rest) as f64 / count.max(1) as f64;
         println!(
             "| {listener} | {count} | {} | {} | {} | {per:.1} KiB | {} | {:.1} s |",
@@ -348,7 +351,12 @@ struct Held {
 /// Opens `count` connections to `addr`, each sending the first byte of a
 /// request head and nothing more, and waits until the node closes them
 /// (at most 30 s).
-async fn hold_connections(rss: &dyn Fn() -> u64, addr: SocketAddr, count: u64) -> Held {
+async fn hold_connections(
+    rss: &dyn Fn() -> u64,
+    addr: SocketAddr,
+    count: u64,
+    first: &'static [u8; 1],
+) -> Held {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = settle(rss).await;
     let mut tasks = tokio::task::JoinSet::new();
@@ -356,7 +364,7 @@ async fn hold_connections(rss: &dyn Fn() -> u64, addr: SocketAddr, count: u64) -
         tasks.spawn(async move {
             let opened = Instant::now();
             let mut stream = TcpStream::connect(addr).await.ok()?;
-            stream.write_all(b"P").await.ok()?;
+            stream.write_all(first).await.ok()?;
             let mut byte = [0u8; 1];
             match tokio::time::timeout(Duration::from_secs(30), stream.read(&mut byte)).await {
                 // EOF or reset: the node closed it.
