@@ -165,6 +165,27 @@ impl KindFlags {
     }
 }
 
+/// The credential the flags name: the AWS variables' keys, a variable's
+/// value or a file's content; `None` when no flag names one.
+fn credential(
+    api_key_env: Option<String>,
+    api_key_file: Option<std::path::PathBuf>,
+    aws_keys: bool,
+) -> anyhow::Result<Option<String>> {
+    Ok(match (api_key_env, api_key_file) {
+        _ if aws_keys => Some(aws_keys_from_env()?),
+        (Some(var), _) => Some(std::env::var(&var).with_context(|| {
+            format!("reading the provider API key from environment variable {var}")
+        })?),
+        (None, Some(file)) => {
+            Some(std::fs::read_to_string(&file).with_context(|| {
+                format!("reading the provider credential from {}", file.display())
+            })?)
+        }
+        (None, None) => None,
+    })
+}
+
 /// The IAM keys in AWS's standard environment variables, as a bedrock
 /// provider's credential.
 fn aws_keys_from_env() -> anyhow::Result<String> {
@@ -280,16 +301,7 @@ pub(super) async fn run(
                 (None, Some(bedrock)) => sluice_core::provider::bedrock_endpoint(&bedrock.region),
                 (None, None) => anyhow::bail!("--base-url is required for this --kind"),
             };
-            let api_key = match (api_key_env, api_key_file) {
-                _ if aws_keys => Some(aws_keys_from_env()?),
-                (Some(var), _) => Some(std::env::var(&var).with_context(|| {
-                    format!("reading the provider API key from environment variable {var}")
-                })?),
-                (None, Some(file)) => Some(std::fs::read_to_string(&file).with_context(|| {
-                    format!("reading the provider credential from {}", file.display())
-                })?),
-                (None, None) => None,
-            };
+            let api_key = credential(api_key_env, api_key_file, aws_keys)?;
             let secret_headers = secret_headers
                 .into_iter()
                 .map(|(header, var)| {
@@ -339,16 +351,7 @@ pub(super) async fn run(
                     "--api-version is a setting of azure_openai providers; {name} is not one"
                 );
             }
-            let api_key = match (api_key_env, api_key_file) {
-                _ if aws_keys => Some(aws_keys_from_env()?),
-                (Some(var), _) => Some(std::env::var(&var).with_context(|| {
-                    format!("reading the provider API key from environment variable {var}")
-                })?),
-                (None, Some(file)) => Some(std::fs::read_to_string(&file).with_context(|| {
-                    format!("reading the provider credential from {}", file.display())
-                })?),
-                (None, None) => None,
-            };
+            let api_key = credential(api_key_env, api_key_file, aws_keys)?;
             let body = UpdateProvider {
                 kind: current.kind,
                 base_url: base_url.unwrap_or(current.base_url),
