@@ -20,15 +20,14 @@ use bytes::{Buf, BytesMut};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::anthropic::ImageSource;
 use crate::openai::{
-    self, ChatChunk, ChatMessage, ChatResponse, Choice, ContentPart, Delta, FinishReason,
-    FunctionCall, FunctionCallDelta, MessageContent, ResponseMessage, ToolCall, ToolCallDelta,
-    ToolKind,
+    self, ChatChunk, ChatMessage, ChatResponse, Choice, Delta, FinishReason, FunctionCall,
+    FunctionCallDelta, MessageContent, ResponseMessage, ToolCall, ToolCallDelta, ToolKind,
 };
 use crate::relay::{push_event, push_json, RelayError, StreamRelay};
 use crate::translate::{
-    image_source, one_choice_without_logprobs, text_only, tool_input, TranslateError,
+    inline_user_pieces, one_choice_without_logprobs, text_only, tool_input, TranslateError,
+    UserPiece,
 };
 use crate::usage::TokenUsage;
 
@@ -241,46 +240,31 @@ fn text_block(text: String) -> Block {
 }
 
 fn user_blocks(content: &MessageContent, path: &str) -> Result<Vec<Block>, TranslateError> {
-    match content {
-        MessageContent::Text(t) => Ok(vec![text_block(t.clone())]),
-        MessageContent::Parts(parts) => parts
-            .iter()
-            .enumerate()
-            .map(|(j, part)| {
-                let part_path = format!("{path}.content[{j}]");
-                match part {
-                    ContentPart::Text { text } => Ok(text_block(text.clone())),
-                    ContentPart::ImageUrl { image_url } => {
-                        match image_source(image_url.url.clone(), &part_path)? {
-                            ImageSource::Base64 { media_type, data } => {
-                                let format = media_type.strip_prefix("image/").unwrap_or("");
-                                if !["png", "jpeg", "gif", "webp"].contains(&format) {
-                                    return Err(TranslateError::unsupported(
-                                        format!("{part_path}.image_url.url"),
-                                        "Bedrock takes png, jpeg, gif and webp images",
-                                    ));
-                                }
-                                Ok(Block {
-                                    image: Some(
-                                        json!({"format": format, "source": {"bytes": data}}),
-                                    ),
-                                    ..Block::default()
-                                })
-                            }
-                            ImageSource::Url { .. } => Err(TranslateError::unsupported(
-                                format!("{part_path}.image_url.url"),
-                                "Bedrock deployments take images as data: URLs only",
-                            )),
-                        }
-                    }
-                    ContentPart::Refusal { .. } => Err(TranslateError::unsupported(
-                        part_path,
-                        "refusal parts belong to assistant messages",
-                    )),
+    let pieces = inline_user_pieces(
+        content,
+        path,
+        "Bedrock deployments take images as data: URLs only",
+    )?;
+    pieces
+        .into_iter()
+        .enumerate()
+        .map(|(j, piece)| match piece {
+            UserPiece::Text(text) => Ok(text_block(text.to_owned())),
+            UserPiece::Image { media_type, data } => {
+                let format = media_type.strip_prefix("image/").unwrap_or("");
+                if !["png", "jpeg", "gif", "webp"].contains(&format) {
+                    return Err(TranslateError::unsupported(
+                        format!("{path}.content[{j}].image_url.url"),
+                        "Bedrock takes png, jpeg, gif and webp images",
+                    ));
                 }
-            })
-            .collect(),
-    }
+                Ok(Block {
+                    image: Some(json!({"format": format, "source": {"bytes": data}})),
+                    ..Block::default()
+                })
+            }
+        })
+        .collect()
 }
 
 fn inference_config(request: &openai::ChatRequest) -> Map<String, Value> {

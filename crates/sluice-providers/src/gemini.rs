@@ -19,16 +19,15 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::anthropic::ImageSource;
 use crate::openai::{
-    self, ChatChunk, ChatMessage, ChatResponse, Choice, ContentPart, Delta, FinishReason,
-    FunctionCall, FunctionCallDelta, MessageContent, ResponseMessage, ToolCall, ToolCallDelta,
-    ToolKind,
+    self, ChatChunk, ChatMessage, ChatResponse, Choice, Delta, FinishReason, FunctionCall,
+    FunctionCallDelta, MessageContent, ResponseMessage, ToolCall, ToolCallDelta, ToolKind,
 };
 use crate::relay::{push_event, push_json, RelayError, StreamRelay};
 use crate::sse::SseParser;
 use crate::translate::{
-    image_source, one_choice_without_logprobs, text_only, tool_input, TranslateError,
+    inline_user_pieces, one_choice_without_logprobs, text_only, tool_input, TranslateError,
+    UserPiece,
 };
 use crate::usage::TokenUsage;
 
@@ -306,42 +305,27 @@ pub fn chat_to_gemini(request: &openai::ChatRequest) -> Result<GenerateRequest, 
 }
 
 fn user_parts(content: &MessageContent, path: &str) -> Result<Vec<Part>, TranslateError> {
-    let text = |text: &str| Part {
-        text: Some(text.to_owned()),
-        ..Part::default()
-    };
-    match content {
-        MessageContent::Text(t) => Ok(vec![text(t)]),
-        MessageContent::Parts(parts) => parts
-            .iter()
-            .enumerate()
-            .map(|(j, part)| {
-                let part_path = format!("{path}.content[{j}]");
-                match part {
-                    ContentPart::Text { text: t } => Ok(text(t)),
-                    ContentPart::ImageUrl { image_url } => {
-                        match image_source(image_url.url.clone(), &part_path)? {
-                            ImageSource::Base64 { media_type, data } => Ok(Part {
-                                inline_data: Some(Blob {
-                                    mime_type: media_type,
-                                    data,
-                                }),
-                                ..Part::default()
-                            }),
-                            ImageSource::Url { .. } => Err(TranslateError::unsupported(
-                                format!("{part_path}.image_url.url"),
-                                "Gemini deployments take images as data: URLs only",
-                            )),
-                        }
-                    }
-                    ContentPart::Refusal { .. } => Err(TranslateError::unsupported(
-                        part_path,
-                        "refusal parts belong to assistant messages",
-                    )),
-                }
-            })
-            .collect(),
-    }
+    let pieces = inline_user_pieces(
+        content,
+        path,
+        "Gemini deployments take images as data: URLs only",
+    )?;
+    Ok(pieces
+        .into_iter()
+        .map(|piece| match piece {
+            UserPiece::Text(text) => Part {
+                text: Some(text.to_owned()),
+                ..Part::default()
+            },
+            UserPiece::Image { media_type, data } => Part {
+                inline_data: Some(Blob {
+                    mime_type: media_type,
+                    data,
+                }),
+                ..Part::default()
+            },
+        })
+        .collect())
 }
 
 fn tool_config(choice: &openai::ToolChoice) -> Value {

@@ -207,6 +207,51 @@ pub(crate) fn one_choice_without_logprobs(
     Ok(())
 }
 
+/// One piece of a user message, for an API that takes images only inline.
+pub(crate) enum UserPiece<'a> {
+    Text(&'a str),
+    Image { media_type: String, data: String },
+}
+
+/// A user message's pieces in order: text, and `data:` images decoded to
+/// their media type and base64 data. An image by URL is refused with
+/// `url_refused` (the API fetches none); a refusal part too.
+pub(crate) fn inline_user_pieces<'a>(
+    content: &'a MessageContent,
+    path: &str,
+    url_refused: &'static str,
+) -> Result<Vec<UserPiece<'a>>, TranslateError> {
+    let parts = match content {
+        MessageContent::Text(text) => return Ok(vec![UserPiece::Text(text)]),
+        MessageContent::Parts(parts) => parts,
+    };
+    parts
+        .iter()
+        .enumerate()
+        .map(|(j, part)| {
+            let part_path = format!("{path}.content[{j}]");
+            match part {
+                ContentPart::Text { text } => Ok(UserPiece::Text(text)),
+                ContentPart::ImageUrl { image_url } => {
+                    match image_source(image_url.url.clone(), &part_path)? {
+                        ImageSource::Base64 { media_type, data } => {
+                            Ok(UserPiece::Image { media_type, data })
+                        }
+                        ImageSource::Url { .. } => Err(TranslateError::unsupported(
+                            format!("{part_path}.image_url.url"),
+                            url_refused,
+                        )),
+                    }
+                }
+                ContentPart::Refusal { .. } => Err(TranslateError::unsupported(
+                    part_path,
+                    "refusal parts belong to assistant messages",
+                )),
+            }
+        })
+        .collect()
+}
+
 /// Content that may only be text (system, tool results): parts are joined.
 pub(crate) fn text_only(content: MessageContent, path: &str) -> Result<String, TranslateError> {
     match content {
