@@ -305,9 +305,7 @@ pub fn validate(raw: RawConfig, config_dir: &Path) -> Result<Config, Vec<ConfigE
         &raw.advertise,
         listen_raft,
         (listen_admin, admin_tls.is_some()),
-        // The proxy's advertised URL is what clients were told to use
-        // before its TLS was optional: http unless given.
-        (listen_proxy, false),
+        listen_proxy,
     );
     let bootstrap = bootstrap(&mut p, raw.cluster, raw.node_id, advertise.as_ref());
     let timing = raft_timing(&mut p, &raw.raft);
@@ -651,7 +649,7 @@ fn advertise(
     raw: &RawAdvertise,
     raft: Option<SocketAddr>,
     (admin, admin_tls): (Option<SocketAddr>, bool),
-    (proxy, proxy_tls): (Option<SocketAddr>, bool),
+    proxy: Option<SocketAddr>,
 ) -> Option<Member> {
     let raft_addr = match &raw.raft {
         Some(value) => p.dial_addr("advertise.raft", value),
@@ -669,12 +667,14 @@ fn advertise(
     };
     let proxy_url = match &raw.proxy_url {
         Some(value) => p.base_url("advertise.proxy_url", value),
+        // `http` even with `[proxy] tls_cert`: the URL clients were given
+        // before the proxy's TLS existed; set it to change it.
         None => from_listen(
             p,
             "advertise.proxy_url",
             "listen.proxy",
             proxy,
-            Some(scheme(proxy_tls)),
+            Some("http"),
         ),
     };
     Some(Member {

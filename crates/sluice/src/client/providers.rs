@@ -56,11 +56,47 @@ pub struct KindFlags {
     /// --base-url, whose endpoint it calls).
     #[arg(long, value_name = "REGION")]
     region: Option<String>,
+}
+
+/// Where a provider's credential comes from (never the command line). For
+/// `update`, none of them keeps the stored one.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct CredentialFlags {
+    /// Name of the environment variable holding the upstream API key:
+    /// your account's key at the provider, not a Sluice key.
+    #[arg(long, value_name = "VAR")]
+    api_key_env: Option<String>,
+    /// The upstream credential read from FILE instead (a Vertex AI
+    /// service account key file; a Bedrock provider's IAM keys, JSON).
+    #[arg(long, value_name = "FILE", conflicts_with = "api_key_env")]
+    api_key_file: Option<std::path::PathBuf>,
     /// bedrock: read the IAM keys from the standard AWS_ACCESS_KEY_ID,
     /// AWS_SECRET_ACCESS_KEY and (temporary credentials) AWS_SESSION_TOKEN
     /// variables.
     #[arg(long, conflicts_with_all = ["api_key_env", "api_key_file"])]
     aws_keys_from_env: bool,
+}
+
+impl CredentialFlags {
+    /// Whether a flag names a credential.
+    fn given(&self) -> bool {
+        self.api_key_env.is_some() || self.api_key_file.is_some() || self.aws_keys_from_env
+    }
+
+    /// The credential the flags name: the AWS variables' keys, a
+    /// variable's value or a file's content; `None` when none does.
+    fn read(self) -> anyhow::Result<Option<String>> {
+        Ok(match (self.api_key_env, self.api_key_file) {
+            _ if self.aws_keys_from_env => Some(aws_keys_from_env()?),
+            (Some(var), _) => Some(std::env::var(&var).with_context(|| {
+                format!("reading the provider API key from environment variable {var}")
+            })?),
+            (None, Some(file)) => Some(std::fs::read_to_string(&file).with_context(|| {
+                format!("reading the provider credential from {}", file.display())
+            })?),
+            (None, None) => None,
+        })
+    }
 }
 
 /// A kind's own settings, for the API.
@@ -73,20 +109,19 @@ struct KindSettings {
 impl KindFlags {
     /// The kind's settings for the API, or which flag does not belong or
     /// is missing.
-    fn settings(self, kind: KindArg, has_key: bool) -> anyhow::Result<KindSettings> {
+    fn settings(self, kind: KindArg, credential: &CredentialFlags) -> anyhow::Result<KindSettings> {
         let KindFlags {
             api_version,
             entra_tenant_id,
             entra_client_id,
             entra_authority_url,
             region,
-            aws_keys_from_env,
         } = self;
-        let has_key = has_key || aws_keys_from_env;
+        let has_key = credential.given();
         if !matches!(kind, KindArg::Bedrock) {
             let given = [
                 ("--region", region.is_some()),
-                ("--aws-keys-from-env", aws_keys_from_env),
+                ("--aws-keys-from-env", credential.aws_keys_from_env),
             ];
             if let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
                 anyhow::bail!("{flag} is a setting of --kind bedrock providers only");
@@ -165,27 +200,6 @@ impl KindFlags {
     }
 }
 
-/// The credential the flags name: the AWS variables' keys, a variable's
-/// value or a file's content; `None` when no flag names one.
-fn credential(
-    api_key_env: Option<String>,
-    api_key_file: Option<std::path::PathBuf>,
-    aws_keys: bool,
-) -> anyhow::Result<Option<String>> {
-    Ok(match (api_key_env, api_key_file) {
-        _ if aws_keys => Some(aws_keys_from_env()?),
-        (Some(var), _) => Some(std::env::var(&var).with_context(|| {
-            format!("reading the provider API key from environment variable {var}")
-        })?),
-        (None, Some(file)) => {
-            Some(std::fs::read_to_string(&file).with_context(|| {
-                format!("reading the provider credential from {}", file.display())
-            })?)
-        }
-        (None, None) => None,
-    })
-}
-
 /// The IAM keys in AWS's standard environment variables, as a bedrock
 /// provider's credential.
 fn aws_keys_from_env() -> anyhow::Result<String> {
@@ -217,15 +231,8 @@ pub enum ProvidersCommand {
         /// to its region's endpoint).
         #[arg(long)]
         base_url: Option<String>,
-        /// Name of the environment variable holding the upstream API key:
-        /// your account's key at the provider, not a Sluice key (the key
-        /// itself is never taken from the command line).
-        #[arg(long, value_name = "VAR")]
-        api_key_env: Option<String>,
-        /// The upstream credential read from FILE instead (a Vertex AI
-        /// service account key file; a Bedrock provider's IAM keys), JSON.
-        #[arg(long, value_name = "FILE", conflicts_with = "api_key_env")]
-        api_key_file: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        credential: CredentialFlags,
         /// Extra upstream header, `NAME=VALUE` (repeatable; not for secrets).
         #[arg(long = "header", value_name = "NAME=VALUE", value_parser = parse::key_value)]
         headers: Vec<(String, String)>,
@@ -244,16 +251,9 @@ pub enum ProvidersCommand {
         name: String,
         #[arg(long)]
         base_url: Option<String>,
-        /// A new credential, read from the environment variable VAR.
-        #[arg(long, value_name = "VAR")]
-        api_key_env: Option<String>,
-        /// A new credential, read from FILE.
-        #[arg(long, value_name = "FILE", conflicts_with = "api_key_env")]
-        api_key_file: Option<std::path::PathBuf>,
-        /// bedrock: new IAM keys from AWS_ACCESS_KEY_ID,
-        /// AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN.
-        #[arg(long, conflicts_with_all = ["api_key_env", "api_key_file"])]
-        aws_keys_from_env: bool,
+        /// A new credential; none keeps the stored one.
+        #[command(flatten)]
+        credential: CredentialFlags,
         /// bedrock: a new region.
         #[arg(long, value_name = "REGION")]
         region: Option<String>,
@@ -287,21 +287,18 @@ pub(super) async fn run(
             name,
             kind,
             base_url,
-            api_key_env,
-            api_key_file,
+            credential,
             headers,
             secret_headers,
             settings,
         } => {
-            let aws_keys = settings.aws_keys_from_env;
-            let settings =
-                settings.settings(kind, api_key_env.is_some() || api_key_file.is_some())?;
+            let settings = settings.settings(kind, &credential)?;
             let base_url = match (base_url, &settings.bedrock) {
                 (Some(url), _) => url,
                 (None, Some(bedrock)) => sluice_core::provider::bedrock_endpoint(&bedrock.region),
                 (None, None) => anyhow::bail!("--base-url is required for this --kind"),
             };
-            let api_key = credential(api_key_env, api_key_file, aws_keys)?;
+            let api_key = credential.read()?;
             let secret_headers = secret_headers
                 .into_iter()
                 .map(|(header, var)| {
@@ -328,9 +325,7 @@ pub(super) async fn run(
         ProvidersCommand::Update {
             name,
             base_url,
-            api_key_env,
-            api_key_file,
-            aws_keys_from_env: aws_keys,
+            credential,
             region,
             api_version,
             headers,
@@ -341,7 +336,7 @@ pub(super) async fn run(
             if region.is_some() && current.kind != ProviderKindBody::Bedrock {
                 anyhow::bail!("--region is a setting of bedrock providers; {name} is not one");
             }
-            if aws_keys && current.kind != ProviderKindBody::Bedrock {
+            if credential.aws_keys_from_env && current.kind != ProviderKindBody::Bedrock {
                 anyhow::bail!(
                     "--aws-keys-from-env is a setting of bedrock providers; {name} is not one"
                 );
@@ -351,7 +346,7 @@ pub(super) async fn run(
                     "--api-version is a setting of azure_openai providers; {name} is not one"
                 );
             }
-            let api_key = credential(api_key_env, api_key_file, aws_keys)?;
+            let api_key = credential.read()?;
             let body = UpdateProvider {
                 kind: current.kind,
                 base_url: base_url.unwrap_or(current.base_url),
@@ -470,49 +465,60 @@ fn print_provider(p: ProviderView) {
 mod tests {
     use super::*;
 
+    /// A credential named by a variable.
+    fn key() -> CredentialFlags {
+        CredentialFlags {
+            api_key_env: Some("UPSTREAM_KEY".into()),
+            ..CredentialFlags::default()
+        }
+    }
+
     #[test]
     fn kind_flags_belong_to_their_kind() {
         let flags = KindFlags {
             api_version: Some("v1".into()),
             ..KindFlags::default()
         };
-        let err = flags.clone().settings(KindArg::Openai, true).unwrap_err();
+        let err = flags.clone().settings(KindArg::Openai, &key()).unwrap_err();
         assert!(err.to_string().contains("--api-version"), "{err}");
         let azure = flags
-            .settings(KindArg::AzureOpenai, true)
+            .settings(KindArg::AzureOpenai, &key())
             .unwrap()
             .azure
             .unwrap();
         assert_eq!(azure.api_version, "v1");
         let none = KindFlags::default()
-            .settings(KindArg::Anthropic, false)
+            .settings(KindArg::Anthropic, &CredentialFlags::default())
             .unwrap();
         assert!(none.azure.is_none() && none.bedrock.is_none());
         let region = KindFlags {
             region: Some("us-east-1".into()),
             ..KindFlags::default()
         };
-        let err = region.settings(KindArg::Openai, true).unwrap_err();
+        let err = region.settings(KindArg::Openai, &key()).unwrap_err();
         assert!(err.to_string().contains("--region"), "{err}");
     }
 
     #[test]
     fn a_bedrock_provider_needs_a_region_and_its_keys() {
         let err = KindFlags::default()
-            .settings(KindArg::Bedrock, true)
+            .settings(KindArg::Bedrock, &key())
             .unwrap_err();
         assert!(err.to_string().contains("--region"), "{err}");
         let flags = KindFlags {
             region: Some("eu-west-1".into()),
             ..KindFlags::default()
         };
-        let err = flags.clone().settings(KindArg::Bedrock, false).unwrap_err();
+        let err = flags
+            .clone()
+            .settings(KindArg::Bedrock, &CredentialFlags::default())
+            .unwrap_err();
         assert!(err.to_string().contains("--aws-keys-from-env"), "{err}");
-        let from_env = KindFlags {
+        let from_env = CredentialFlags {
             aws_keys_from_env: true,
-            ..flags.clone()
+            ..CredentialFlags::default()
         };
-        let bedrock = from_env.settings(KindArg::Bedrock, false).unwrap();
+        let bedrock = flags.settings(KindArg::Bedrock, &from_env).unwrap();
         assert_eq!(bedrock.bedrock.unwrap().region, "eu-west-1");
         assert!(bedrock.azure.is_none());
     }
@@ -520,7 +526,7 @@ mod tests {
     #[test]
     fn an_azure_provider_without_a_credential_is_refused_before_sending() {
         let err = KindFlags::default()
-            .settings(KindArg::AzureOpenai, false)
+            .settings(KindArg::AzureOpenai, &CredentialFlags::default())
             .unwrap_err();
         assert!(err.to_string().contains("--api-key-env"), "{err}");
         let entra = KindFlags {
@@ -530,11 +536,11 @@ mod tests {
         };
         let err = entra
             .clone()
-            .settings(KindArg::AzureOpenai, false)
+            .settings(KindArg::AzureOpenai, &CredentialFlags::default())
             .unwrap_err();
         assert!(err.to_string().contains("client secret"), "{err}");
         let azure = entra
-            .settings(KindArg::AzureOpenai, true)
+            .settings(KindArg::AzureOpenai, &key())
             .unwrap()
             .azure
             .unwrap();
