@@ -287,6 +287,7 @@ pub(crate) fn target(command: &Command) -> Result<String, ApplyError> {
         | Command::RecordUsage(_)
         | Command::CompactUsage { .. }
         | Command::CompactAudit { .. }
+        | Command::RegisterSubject(_)
         | Command::Audited(_) => {
             return Err(ApplyError::invalid(
                 "command",

@@ -41,7 +41,9 @@ use serde::{de::DeserializeOwned, Serialize};
 ///   Version 8 was never released; it is refused the same way.
 /// * 10: the `bedrock` provider kind and a provider's Bedrock settings.
 ///   Version 9 was never released; it is refused the same way.
-pub const FORMAT_VERSION: u8 = 10;
+/// * 11: JWT subject keys: a key's `subject` and the `RegisterSubject`
+///   command. Version 10 was never released; it is refused the same way.
+pub const FORMAT_VERSION: u8 = 11;
 
 /// Why bytes could not be turned back into a value.
 #[derive(Debug, thiserror::Error)]

@@ -4,6 +4,7 @@
 use crate::audit::{Audited, ClusterChange};
 use crate::backup::{ConfigCounts, ConfigSnapshot};
 use crate::idempotency::{Idempotent, Replay};
+use crate::key::KeySubject;
 use crate::quota::{Grant, QuotaPolicy, Return, Scope, Want};
 use crate::usage::UsageBatch;
 use crate::{AdminToken, Provider, Route, VirtualKey};
@@ -112,6 +113,11 @@ pub enum Command {
     /// A membership or leadership change the admin API made, for the audit
     /// log: changes nothing else, and is accepted only inside `Audited`.
     NoteClusterChange(ClusterChange),
+    /// The key of a JWT subject, made on its first request (by whichever
+    /// node saw it): its template's routes and quota policies, under its
+    /// own id. Applied once: a subject that has its key gets that key back
+    /// (several nodes may propose it for the same first requests).
+    RegisterSubject(KeySubject),
 }
 
 impl Command {
@@ -141,6 +147,7 @@ impl Command {
             Command::Audited(write) => write.command.kind(),
             Command::NoteClusterChange(change) => change.action.as_str(),
             Command::CreateKeyWithQuota { .. } => "create_key",
+            Command::RegisterSubject(_) => "register_subject",
         }
     }
 }

@@ -35,6 +35,60 @@ pub struct VirtualKey {
     pub revoked_at_ms: Option<u64>,
     pub metadata: BTreeMap<String, String>,
     pub created_at_ms: u64,
+    /// Set on the key the gateway made for one subject of a JWT issuer
+    /// (see [`KeySubject`]): it has no secret, and its routes and quotas
+    /// are its template's.
+    pub subject: Option<KeySubject>,
+}
+
+/// Who a subject key stands for: the `subject` claim of tokens from
+/// `issuer` (the name of a `[[auth.jwt]]` issuer in the node config),
+/// given the routes and quotas of key `template`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeySubject {
+    pub issuer: String,
+    pub subject: String,
+    /// The id of the (secret-holding) key whose routes and quota policies
+    /// the subject key takes.
+    pub template: String,
+}
+
+/// Longest subject claim a subject key is made for.
+pub const MAX_SUBJECT_LEN: usize = 256;
+
+impl KeySubject {
+    /// The hash standing in for a secret: SHA-256 of the issuer and subject
+    /// with a line feed before each, which no presented secret can contain
+    /// (HTTP header values carry no line feed), so no secret hashes to it.
+    pub fn hash(&self) -> [u8; 32] {
+        hash_secret(&format!(
+            "sluice-jwt-subject\n{}\n{}",
+            self.issuer, self.subject
+        ))
+    }
+
+    /// The id of the subject's key: stable, so every node (and every first
+    /// request racing on several nodes) names the same key.
+    pub fn key_id(&self) -> String {
+        key_id(&self.hash())
+    }
+
+    fn validate(&self) -> Result<(), ApplyError> {
+        check_ident("subject.issuer", &self.issuer)?;
+        if self.subject.is_empty() || self.subject.len() > MAX_SUBJECT_LEN {
+            return Err(ApplyError::invalid(
+                "subject.subject",
+                format!("must be 1-{MAX_SUBJECT_LEN} bytes"),
+            ));
+        }
+        if self.subject.chars().any(char::is_control) {
+            return Err(ApplyError::invalid(
+                "subject.subject",
+                "must not contain control characters",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Why a key does not authorise a request right now.
@@ -60,6 +114,25 @@ impl VirtualKey {
             revoked_at_ms: None,
             metadata: BTreeMap::new(),
             created_at_ms,
+            subject: None,
+        }
+    }
+
+    /// The key of `subject`, with `template`'s routes, name and metadata.
+    pub fn for_subject(subject: KeySubject, template: &VirtualKey, created_at_ms: u64) -> Self {
+        let hash = subject.hash();
+        VirtualKey {
+            id: key_id(&hash),
+            name: template.name.clone(),
+            hash,
+            prefix: String::new(),
+            allowed_routes: template.allowed_routes.clone(),
+            expires_at_ms: None,
+            enabled: true,
+            revoked_at_ms: None,
+            metadata: template.metadata.clone(),
+            created_at_ms,
+            subject: Some(subject),
         }
     }
 
@@ -87,7 +160,16 @@ impl VirtualKey {
         if self.id != key_id(&self.hash) {
             return Err(ApplyError::invalid("id", "does not match the key's hash"));
         }
-        if !self.prefix.starts_with(SECRET_PREFIX) || self.prefix.len() != DISPLAY_PREFIX_LEN {
+        if let Some(subject) = &self.subject {
+            subject.validate()?;
+            if self.hash != subject.hash() || !self.prefix.is_empty() {
+                return Err(ApplyError::invalid(
+                    "subject",
+                    "does not match the key's hash and prefix",
+                ));
+            }
+        } else if !self.prefix.starts_with(SECRET_PREFIX) || self.prefix.len() != DISPLAY_PREFIX_LEN
+        {
             return Err(ApplyError::invalid(
                 "prefix",
                 "is not a virtual key display prefix",
@@ -151,6 +233,35 @@ mod tests {
         assert_eq!(key.check_usable(0), Err(KeyRefusal::Disabled));
         key.revoked_at_ms = Some(1);
         assert_eq!(key.check_usable(0), Err(KeyRefusal::Revoked));
+    }
+
+    #[test]
+    fn a_subject_key_is_named_by_its_issuer_and_subject_alone() {
+        let template = VirtualKey::new("team-a".into(), &format_secret(&[2; SECRET_RANDOM_LEN]), 0);
+        let subject = |issuer: &str, sub: &str| KeySubject {
+            issuer: issuer.into(),
+            subject: sub.into(),
+            template: template.id.clone(),
+        };
+        let key = VirtualKey::for_subject(subject("corp", "alice"), &template, 7);
+        assert!(key.validate(7).is_ok());
+        assert_eq!(key.name, "team-a");
+        assert_eq!(key.id, subject("corp", "alice").key_id());
+        // Another template, the same subject: the same key.
+        let other = KeySubject {
+            template: "key_0".into(),
+            ..subject("corp", "alice")
+        };
+        assert_eq!(other.key_id(), key.id);
+        assert_ne!(subject("corp", "bob").key_id(), key.id);
+        assert_ne!(subject("corp2", "alice").key_id(), key.id);
+        // A subject key forged with a secret's hash is refused.
+        let mut forged = key.clone();
+        forged.hash = template.hash;
+        assert!(forged.validate(7).is_err());
+        let mut bad = key.clone();
+        bad.subject.as_mut().unwrap().subject = "a\nb".into();
+        assert!(bad.validate(7).is_err());
     }
 
     #[test]

@@ -48,7 +48,7 @@ pub mod usage;
 pub use admin_token::{AdminToken, Role};
 pub use command::{Applied, Command, Proposal};
 pub use error::ApplyError;
-pub use key::VirtualKey;
+pub use key::{KeySubject, VirtualKey};
 pub use provider::{Provider, ProviderKind, Timeouts};
 pub use route::{Deployment, Pricing, Route};
 pub use secret::{DataKey, Redacted, SealedSecret};

@@ -2,7 +2,8 @@
 
 use crate::audit::{self, AuditLog, Audited, Subject};
 use crate::idempotency::{Idempotent, Replays};
-use crate::quota::{Ledger, Scope};
+use crate::key::KeySubject;
+use crate::quota::{Ledger, QuotaPolicy, Scope};
 use crate::usage::Rollups;
 use crate::{
     codec::{self, CodecError},
@@ -10,6 +11,10 @@ use crate::{
 };
 use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
+
+/// Most subject keys the cluster keeps (each is a key, its policies and
+/// its buckets on every node).
+pub const MAX_SUBJECT_KEYS: usize = 100_000;
 
 /// Everything an operator configured, as of the last applied command.
 ///
@@ -145,6 +150,12 @@ impl State {
     /// exist or the key (or its secret) does.
     fn create_key(&mut self, k: &VirtualKey, now: u64) -> Result<VirtualKey, ApplyError> {
         k.validate(now)?;
+        if k.subject.is_some() {
+            return Err(ApplyError::invalid(
+                "subject",
+                "a JWT subject's key is made by the gateway on the subject's first request",
+            ));
+        }
         for (i, route) in k.allowed_routes.iter().enumerate() {
             if !self.routes.contains_key(route) {
                 return Err(ApplyError::invalid(
@@ -165,6 +176,61 @@ impl State {
         self.key_ids_by_hash.insert(k.hash, k.id.clone());
         self.keys.insert(k.id.clone(), k.clone());
         Ok(k)
+    }
+
+    /// The key of `subject` (made now with its template's routes and
+    /// quota policies, or the one it already has).
+    fn register_subject(
+        &mut self,
+        subject: &KeySubject,
+        now: u64,
+    ) -> Result<VirtualKey, ApplyError> {
+        if let Some(existing) = self.keys.get(&subject.key_id()) {
+            return Ok(existing.clone());
+        }
+        let template = self
+            .keys
+            .get(&subject.template)
+            .ok_or_else(|| ApplyError::not_found("key", &subject.template))?;
+        if template.subject.is_some() {
+            return Err(ApplyError::invalid(
+                "template",
+                format!("{} is itself a JWT subject's key", template.id),
+            ));
+        }
+        let subjects = self.keys.values().filter(|k| k.subject.is_some()).count();
+        if subjects >= MAX_SUBJECT_KEYS {
+            return Err(ApplyError::invalid(
+                "subject",
+                format!("the cluster holds {MAX_SUBJECT_KEYS} subject keys, the most it keeps; delete some"),
+            ));
+        }
+        let key = VirtualKey::for_subject(subject.clone(), template, now);
+        key.validate(now)?;
+        let policies: Vec<(Scope, QuotaPolicy)> = self
+            .ledger
+            .policies()
+            .filter(|(scope, _)| scope.key_id() == template.id)
+            .map(|(scope, policy)| (scope.with_key(key.id.clone()), policy.clone()))
+            .collect();
+        for (scope, policy) in &policies {
+            if let Err(e) = self.ledger.set_policy(scope, Some(policy), now) {
+                self.ledger.remove_key(&key.id);
+                return Err(e);
+            }
+        }
+        self.key_ids_by_hash.insert(key.hash, key.id.clone());
+        self.keys.insert(key.id.clone(), key.clone());
+        Ok(key)
+    }
+
+    /// The ids of the subject keys made from template `template`.
+    fn subject_keys_of(&self, template: &str) -> Vec<String> {
+        self.keys
+            .values()
+            .filter(|k| k.subject.as_ref().is_some_and(|s| s.template == template))
+            .map(|k| k.id.clone())
+            .collect()
     }
 
     /// The audit log.
@@ -275,6 +341,7 @@ impl State {
                 Applied::Deleted
             }
             Command::CreateKey(k) => Applied::Key(self.create_key(k, now)?),
+            Command::RegisterSubject(subject) => Applied::Key(self.register_subject(subject, now)?),
             Command::CreateKeyWithQuota { key, policy } => {
                 // Validated before anything changes: all or nothing.
                 policy.validate()?;
@@ -314,6 +381,14 @@ impl State {
                     .ok_or_else(|| ApplyError::not_found("key", id))?;
                 self.key_ids_by_hash.remove(&key.hash);
                 self.ledger.remove_key(id);
+                // A template's subject keys go with it: they hold nothing
+                // of their own (their usage stays, under their ids).
+                for subject in self.subject_keys_of(id) {
+                    if let Some(removed) = self.keys.remove(&subject) {
+                        self.key_ids_by_hash.remove(&removed.hash);
+                    }
+                    self.ledger.remove_key(&subject);
+                }
                 Applied::Deleted
             }
             Command::CreateAdminToken(t) => {
@@ -336,8 +411,18 @@ impl State {
                 Applied::Deleted
             }
             Command::SetQuota { scope, policy } => {
-                if !self.keys.contains_key(scope.key_id()) {
-                    return Err(ApplyError::not_found("key", scope.key_id()));
+                let key = self
+                    .keys
+                    .get(scope.key_id())
+                    .ok_or_else(|| ApplyError::not_found("key", scope.key_id()))?;
+                if let Some(subject) = &key.subject {
+                    return Err(ApplyError::invalid(
+                        "scope.key_id",
+                        format!(
+                            "{} is a JWT subject's key: its quotas are its template's; set them on {}",
+                            key.id, subject.template
+                        ),
+                    ));
                 }
                 if let Scope::KeyRoute { route, .. } = scope {
                     if !self.routes.contains_key(route) {
@@ -352,6 +437,12 @@ impl State {
                     policy.validate()?;
                 }
                 self.ledger.set_policy(scope, policy.as_ref(), now)?;
+                // The template's subject keys follow it (each policy was
+                // validated above; a subject scope is new or the same shape).
+                for subject in self.subject_keys_of(scope.key_id()) {
+                    let theirs = scope.with_key(subject);
+                    self.ledger.set_policy(&theirs, policy.as_ref(), now)?;
+                }
                 Applied::Quota(policy.clone())
             }
             Command::GrantLeases {
@@ -457,10 +548,12 @@ impl State {
     }
 
     /// The key whose secret hashes to `hash`, if any (usable or not).
+    /// A subject key has no secret, so it is never found here.
     pub fn key_by_hash(&self, hash: &[u8; 32]) -> Option<&VirtualKey> {
         self.key_ids_by_hash
             .get(hash)
             .and_then(|id| self.keys.get(id))
+            .filter(|k| k.subject.is_none())
     }
 
     pub fn admin_tokens(&self) -> impl ExactSizeIterator<Item = &AdminToken> {

@@ -60,6 +60,18 @@ impl Scope {
             Scope::Key { key_id } | Scope::KeyRoute { key_id, .. } => key_id,
         }
     }
+
+    /// The same scope of key `key_id` (a template's scope, for one of its
+    /// subject keys).
+    pub fn with_key(&self, key_id: String) -> Scope {
+        match self {
+            Scope::Key { .. } => Scope::Key { key_id },
+            Scope::KeyRoute { route, .. } => Scope::KeyRoute {
+                key_id,
+                route: route.clone(),
+            },
+        }
+    }
 }
 
 /// A calendar period, in UTC.

@@ -196,8 +196,21 @@ fn arb_route() -> impl Strategy<Value = Route> {
         })
 }
 
+/// The subject `n` of issuer `corp`, on template key `seed`.
+fn subject(n: u8, seed: u8) -> crate::KeySubject {
+    crate::KeySubject {
+        issuer: "corp".into(),
+        subject: format!("user-{n}"),
+        template: key(seed).id,
+    }
+}
+
+/// A key with a secret, or a subject's key (whatever its template).
 fn arb_key_id() -> impl Strategy<Value = String> {
-    (0u8..4).prop_map(|seed| key(seed).id)
+    prop_oneof![
+        3 => (0u8..4).prop_map(|seed| key(seed).id),
+        1 => (0u8..3).prop_map(|n| subject(n, 0).key_id()),
+    ]
 }
 
 fn arb_plain_command() -> impl Strategy<Value = Command> {
@@ -229,6 +242,7 @@ fn arb_plain_command() -> impl Strategy<Value = Command> {
             .prop_map(|(id, enabled)| Command::SetKeyEnabled { id, enabled }),
         arb_key_id().prop_map(|id| Command::RevokeKey { id }),
         arb_key_id().prop_map(|id| Command::DeleteKey { id }),
+        (0u8..3, 0u8..5).prop_map(|(n, seed)| Command::RegisterSubject(subject(n, seed))),
         (
             arb_key_id(),
             prop::option::of(arb_name()),
@@ -418,6 +432,149 @@ proptest! {
             }
         }
     }
+}
+
+proptest! {
+    /// A subject key's template exists and is a key with a secret, and the
+    /// subject key has exactly its template's quota policies, whatever was
+    /// set, registered or deleted in between.
+    #[test]
+    fn subject_keys_mirror_their_template(proposals in arb_proposals()) {
+        let mut s = State::default();
+        for p in &proposals {
+            let _ = s.apply(p);
+            for k in s.keys() {
+                let Some(subject) = &k.subject else { continue };
+                let template = s.key(&subject.template);
+                prop_assert!(template.is_some_and(|t| t.subject.is_none()));
+                prop_assert!(s.key_by_hash(&k.hash).is_none());
+                let of = |id: &str| -> Vec<(crate::quota::Scope, crate::quota::QuotaPolicy)> {
+                    s.ledger()
+                        .policies()
+                        .filter(|(scope, _)| scope.key_id() == id)
+                        .map(|(scope, p)| (scope.with_key(String::new()), p.clone()))
+                        .collect()
+                };
+                prop_assert_eq!(of(&k.id), of(&subject.template));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_subject_key_is_made_once_with_its_template_and_follows_it() {
+    use crate::quota::*;
+    let policy = |n| QuotaPolicy {
+        limits: vec![Limit::per_minute(Unit::Requests, n)],
+        on_no_quorum: OnNoQuorum::Deny,
+        reserve: Default::default(),
+    };
+    let mut s = State::default();
+    s.apply(&at(1, Command::CreateProvider(provider("p"))))
+        .unwrap();
+    s.apply(&at(1, Command::CreateRoute(route("r", "p", &[]))))
+        .unwrap();
+    let mut template = key(1);
+    template.allowed_routes = vec!["r".into()];
+    s.apply(&at(
+        1,
+        Command::CreateKeyWithQuota {
+            key: template.clone(),
+            policy: policy(5),
+        },
+    ))
+    .unwrap();
+    let alice = subject(0, 1);
+    let Applied::Key(made) = s
+        .apply(&at(2, Command::RegisterSubject(alice.clone())))
+        .unwrap()
+    else {
+        panic!("a key")
+    };
+    assert_eq!(made.id, alice.key_id());
+    assert_eq!(made.allowed_routes, vec!["r".to_string()]);
+    assert_eq!(made.created_at_ms, 2);
+    let theirs = Scope::Key {
+        key_id: made.id.clone(),
+    };
+    assert_eq!(s.ledger().policy(&theirs), Some(&policy(5)));
+
+    // Proposed again (another node's first request): the same key.
+    let Applied::Key(again) = s
+        .apply(&at(3, Command::RegisterSubject(alice.clone())))
+        .unwrap()
+    else {
+        panic!("a key")
+    };
+    assert_eq!(again, made);
+
+    // The template's quota changes: so does the subject's.
+    let scope = Scope::Key {
+        key_id: template.id.clone(),
+    };
+    s.apply(&at(
+        4,
+        Command::SetQuota {
+            scope: scope.clone(),
+            policy: Some(policy(9)),
+        },
+    ))
+    .unwrap();
+    assert_eq!(s.ledger().policy(&theirs), Some(&policy(9)));
+    let on_route = Scope::KeyRoute {
+        key_id: template.id.clone(),
+        route: "r".into(),
+    };
+    s.apply(&at(
+        4,
+        Command::SetQuota {
+            scope: on_route,
+            policy: Some(policy(2)),
+        },
+    ))
+    .unwrap();
+    assert_eq!(
+        s.ledger().policy(&Scope::KeyRoute {
+            key_id: made.id.clone(),
+            route: "r".into()
+        }),
+        Some(&policy(2))
+    );
+
+    // Its own quota cannot be set; it is not a secret's key; a key with a
+    // subject cannot be created by hand.
+    let refused = s
+        .apply(&at(
+            5,
+            Command::SetQuota {
+                scope: theirs.clone(),
+                policy: None,
+            },
+        ))
+        .unwrap_err();
+    assert!(refused.to_string().contains(&template.id), "{refused}");
+    assert!(s.key_by_hash(&made.hash).is_none());
+    assert!(s.apply(&at(5, Command::CreateKey(made.clone()))).is_err());
+    // A subject key is no template; an unknown template is refused.
+    let nested = crate::KeySubject {
+        template: made.id.clone(),
+        ..subject(1, 1)
+    };
+    assert!(s.apply(&at(5, Command::RegisterSubject(nested))).is_err());
+    assert!(s
+        .apply(&at(5, Command::RegisterSubject(subject(1, 9))))
+        .is_err());
+
+    // The template deleted: its subject keys and their quotas go too.
+    s.apply(&at(
+        6,
+        Command::DeleteKey {
+            id: template.id.clone(),
+        },
+    ))
+    .unwrap();
+    assert!(s.key(&made.id).is_none());
+    assert_eq!(s.ledger().policies().count(), 0);
 }
 
 #[test]
