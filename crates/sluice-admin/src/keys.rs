@@ -114,6 +114,21 @@ pub struct KeyView {
     /// What its requests reserve of tokens and spend, with a quota.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reserve: Option<ReserveName>,
+    /// Set on a JWT subject's key (made by the gateway on the subject's
+    /// first request; it has no secret and an empty `prefix`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<SubjectView>,
+}
+
+/// Whom a subject key stands for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SubjectView {
+    /// The `[[proxy.jwt_issuers]]` name of its tokens' issuer.
+    pub issuer: String,
+    /// Its tokens' subject claim.
+    pub subject: String,
+    /// The key whose routes and quotas it has.
+    pub template: String,
 }
 
 impl KeyView {
@@ -150,6 +165,11 @@ impl KeyView {
             created_at_ms: key.created_at_ms,
             limits: Vec::new(),
             reserve: None,
+            subject: key.subject.as_ref().map(|s| SubjectView {
+                issuer: s.issuer.clone(),
+                subject: s.subject.clone(),
+                template: s.template.clone(),
+            }),
         }
     }
 }

@@ -36,7 +36,7 @@ pub mod command;
 pub mod error;
 pub mod idempotency;
 pub mod key;
-mod name;
+pub mod name;
 mod persistent;
 pub mod provider;
 pub mod quota;

@@ -3,7 +3,7 @@
 use crate::ApplyError;
 
 /// Provider names, key names, admin token names: short, URL-safe identifiers.
-pub(crate) fn check_ident(field: &str, value: &str) -> Result<(), ApplyError> {
+pub fn check_ident(field: &str, value: &str) -> Result<(), ApplyError> {
     check(field, value, 64, b"-_.", "'-', '_' or '.'")
 }
 

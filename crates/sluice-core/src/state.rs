@@ -179,14 +179,18 @@ impl State {
     }
 
     /// The key of `subject` (made now with its template's routes and
-    /// quota policies, or the one it already has).
+    /// quota policies, or the one it already has; moved to its template if
+    /// that is not the one it has).
     fn register_subject(
         &mut self,
         subject: &KeySubject,
         now: u64,
     ) -> Result<VirtualKey, ApplyError> {
-        if let Some(existing) = self.keys.get(&subject.key_id()) {
-            return Ok(existing.clone());
+        let existing = self.keys.get(&subject.key_id());
+        if let Some(existing) = existing {
+            if existing.subject.as_ref() == Some(subject) {
+                return Ok(existing.clone());
+            }
         }
         let template = self
             .keys
@@ -199,14 +203,23 @@ impl State {
             ));
         }
         let subjects = self.keys.values().filter(|k| k.subject.is_some()).count();
-        if subjects >= MAX_SUBJECT_KEYS {
+        if existing.is_none() && subjects >= MAX_SUBJECT_KEYS {
             return Err(ApplyError::invalid(
                 "subject",
                 format!("the cluster holds {MAX_SUBJECT_KEYS} subject keys, the most it keeps; delete some"),
             ));
         }
-        let key = VirtualKey::for_subject(subject.clone(), template, now);
+        let mut key = VirtualKey::for_subject(subject.clone(), template, now);
         key.validate(now)?;
+        if let Some(existing) = existing {
+            // Its claims now select another template: the key takes the new
+            // template's routes and quotas (its buckets start afresh), and
+            // keeps its creation time, and its revocation or disabling.
+            key.created_at_ms = existing.created_at_ms;
+            key.enabled = existing.enabled;
+            key.revoked_at_ms = existing.revoked_at_ms;
+            self.ledger.remove_key(&key.id);
+        }
         let policies: Vec<(Scope, QuotaPolicy)> = self
             .ledger
             .policies()

@@ -95,10 +95,13 @@ impl Worker {
                 );
                 response
             }
-            (&Method::GET, "/v1/models") => self.models(request.headers(), None, dialect, version),
+            (&Method::GET, "/v1/models") => {
+                self.models(request.headers(), None, dialect, version).await
+            }
             (&Method::GET, p) if p.starts_with("/v1/models/") => {
                 let id = &p["/v1/models/".len()..];
                 self.models(request.headers(), Some(id), dialect, version)
+                    .await
             }
             (_, "/v1/models") => respond(
                 ProxyError::method_not_allowed(method, path),
@@ -110,15 +113,18 @@ impl Worker {
     }
 
     /// `GET /v1/models` (`id`: `None`) and `GET /v1/models/{id}`.
-    fn models(
+    async fn models(
         &self,
         headers: &HeaderMap,
         id: Option<&str>,
         dialect: Dialect,
         version: Version,
     ) -> Response<ProxyBody> {
-        let state = self.state.state();
-        let key = match authenticate::key(&state, headers, now_ms()) {
+        let mut state = self.state.state();
+        let key = match authenticate::jwt_subject(self, &mut state, headers, now_ms())
+            .await
+            .and_then(|subject| authenticate::key(&state, headers, subject.as_deref(), now_ms()))
+        {
             Ok(key) => key,
             Err(e) => return respond(e, dialect, version),
         };

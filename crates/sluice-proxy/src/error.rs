@@ -250,6 +250,11 @@ impl ProxyError {
         Self::new(ErrorKind::QuotaUnavailable, message).with_retry(Retry::After(after))
     }
 
+    /// 503: a token cannot be checked, or its subject's key made, now.
+    pub fn auth_unavailable(message: String, after: Duration) -> Self {
+        Self::new(ErrorKind::AuthUnavailable, message).with_retry(Retry::After(after))
+    }
+
     /// 502: no usable answer came from the upstream (a connection, a
     /// stream or an answer that broke), for `cause`.
     pub fn upstream_failed(cause: impl Into<Cause>) -> Self {

@@ -36,6 +36,7 @@ pub mod breaker;
 pub mod clock;
 mod dispatch;
 pub mod error;
+pub mod jwt;
 pub mod metrics;
 mod models;
 pub(crate) mod pipeline;
@@ -57,6 +58,7 @@ use sluice_core::{DataKey, State};
 use sluice_providers::client::{ClientBuildError, ClientOptions};
 
 pub use error::ProxyError;
+pub use jwt::JwtIssuer;
 pub use metrics::Metrics;
 pub use server::{serve, serve_with, ConnectionLimits, Listening, TlsFiles};
 
@@ -78,6 +80,29 @@ where
     fn state(&self) -> Arc<State> {
         self()
     }
+}
+
+/// Where the proxy has a JWT subject's key made, the first time the
+/// subject's token is seen: a node proposes `RegisterSubject` through the
+/// Raft log, and answers once this node has applied it.
+pub trait SubjectRegistry: Send + Sync + 'static {
+    /// Makes (or finds) `subject`'s key; `Err` says why it could not be
+    /// written now (no quorum), or why the cluster refused it.
+    fn register(
+        &self,
+        subject: sluice_core::KeySubject,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), RegisterError>> + Send + '_>>;
+}
+
+/// Why a subject's key was not made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegisterError {
+    /// The cluster could not be reached or did not commit in time.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The cluster refused it (its template does not exist, say).
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// The proxy's settings (`[proxy]` and `[limits]` in the node config).
@@ -126,6 +151,9 @@ pub struct ProxyConfig {
     /// Completion tokens a quota reserves for a request that sets no
     /// `max_tokens` (settled against the real usage at the end).
     pub completion_estimate_tokens: u64,
+    /// Identity providers whose JWTs clients may authenticate with,
+    /// besides virtual keys.
+    pub jwt_issuers: Vec<JwtIssuer>,
 }
 
 impl Default for ProxyConfig {
@@ -149,6 +177,7 @@ impl Default for ProxyConfig {
             upstream_ca: BTreeMap::new(),
             anthropic_default_max_tokens: 4096,
             completion_estimate_tokens: 1024,
+            jwt_issuers: Vec::new(),
         }
     }
 }
@@ -208,6 +237,20 @@ impl Proxy {
         );
         // Loading the tokenizer takes a moment: not on a request's time.
         std::thread::spawn(quota::warm_up);
+        self
+    }
+
+    /// Makes JWT subjects' keys through `registry` (the node's Raft log).
+    /// Call before [`Proxy::worker`].
+    ///
+    /// # Panics
+    /// If workers were already made from this proxy.
+    pub fn with_subjects(mut self, registry: Arc<dyn SubjectRegistry>) -> Self {
+        let set = Arc::get_mut(&mut self.inner).is_some_and(|inner| inner.set_subjects(registry));
+        assert!(
+            set,
+            "Proxy::with_subjects must be called before Proxy::worker"
+        );
         self
     }
 

@@ -4,7 +4,8 @@
 //!
 //! 1. [`authenticate`]: the virtual key, looked up by hash in this node's
 //!    copy of the replicated state, so a revocation applied here is
-//!    refused here at once;
+//!    refused here at once; or a JWT of a trusted issuer, whose subject
+//!    has a key of its own;
 //! 2. [`parse`]: the body, read under a size limit and a slow-client
 //!    deadline, parsed once;
 //! 3. [`route`]: the route named by `model`, which the key may use;
@@ -89,8 +90,12 @@ impl Worker {
         ctx: &mut RequestCtx,
         request: Request<Incoming>,
     ) -> Result<Answer, ProxyError> {
-        let state = self.state.state();
-        let key = authenticate::key(&state, request.headers(), now_ms())
+        let mut state = self.state.state();
+        let headers = request.headers();
+        let subject = authenticate::jwt_subject(self, &mut state, headers, now_ms())
+            .await
+            .map_err(ProxyError::body_unread)?;
+        let key = authenticate::key(&state, headers, subject.as_deref(), now_ms())
             .map_err(ProxyError::body_unread)?;
         let request = parse::request(&self.config, ctx.endpoint(), request).await?;
         let route = route::resolve(&state, key, &request.model)?;

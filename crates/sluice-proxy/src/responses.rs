@@ -33,8 +33,9 @@ impl Worker {
         stored: Stored<'_>,
         headers: &HeaderMap,
     ) -> Result<Response<ProxyBody>, ProxyError> {
-        let state = self.state.state();
-        let key = authenticate::key(&state, headers, now_ms())?;
+        let mut state = self.state.state();
+        let subject = authenticate::jwt_subject(self, &mut state, headers, now_ms()).await?;
+        let key = authenticate::key(&state, headers, subject.as_deref(), now_ms())?;
         let unknown = || ProxyError::unknown_response(id);
         let (provider, upstream_id) = responses::upstream_of(id).ok_or_else(unknown)?;
         let provider = state

@@ -16,11 +16,12 @@ use sluice_providers::UpstreamClient;
 use sluice_quota::Quotas;
 
 use crate::breaker::Breakers;
+use crate::jwt::Jwt;
 use crate::metrics::Metrics;
 use crate::targets::Targets;
 use crate::tokens::Tokens;
 use crate::usage::{UsageMeter, UsageShard};
-use crate::{ProxyConfig, StateSource};
+use crate::{ProxyConfig, StateSource, SubjectRegistry};
 
 /// What every worker thread of the proxy shares.
 pub(crate) struct Shared {
@@ -38,6 +39,12 @@ pub(crate) struct Shared {
     /// Providers' bearer tokens (Entra ID), one source per provider for
     /// all workers.
     tokens: Arc<Tokens>,
+    /// The JWT issuers clients may authenticate with, and their cached
+    /// keys (`None`: virtual keys only).
+    pub(crate) jwt: Option<Jwt>,
+    /// Where a JWT subject's key is made on its first request (`None`: a
+    /// proxy outside a cluster, which accepts only subjects that have one).
+    pub(crate) subjects: Option<Arc<dyn SubjectRegistry>>,
 }
 
 /// One worker thread's proxy: the shared parts, and upstream clients
@@ -103,6 +110,8 @@ impl Worker {
         let targets = Targets::new(data_key.clone(), Arc::clone(&tokens));
         let shared = Shared {
             tokens,
+            jwt: Jwt::new(&config.jwt_issuers),
+            subjects: None,
             config,
             state,
             data_key,
@@ -125,6 +134,18 @@ impl Worker {
         match Arc::get_mut(&mut self.shared) {
             Some(shared) => {
                 shared.quotas = Some(quotas);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Makes JWT subjects' keys through `registry`; only before the proxy
+    /// is shared with workers.
+    pub(crate) fn set_subjects(&mut self, registry: Arc<dyn SubjectRegistry>) -> bool {
+        match Arc::get_mut(&mut self.shared) {
+            Some(shared) => {
+                shared.subjects = Some(registry);
                 true
             }
             None => false,
@@ -159,6 +180,11 @@ impl Worker {
     }
 
     /// The upstream client for `provider`'s deployments.
+    /// The client for requests that go to no provider (a JWKS).
+    pub(crate) fn default_client(&self) -> &UpstreamClient {
+        &self.clients.default
+    }
+
     pub(crate) fn client_for(&self, provider: &str) -> &UpstreamClient {
         self.clients
             .with_ca

@@ -574,8 +574,128 @@ fn proxy_settings(
             Err(e) => p.push(&field, format!("cannot read {}: {e}", path.display())),
         }
     }
+    c.jwt_issuers = jwt_issuers(p, &raw.jwt_issuers);
     let tls = listener_tls(p, "proxy", &raw.tls_cert, &raw.tls_key, config_dir);
     (c, tls, shutdown)
+}
+
+/// Default `clock_skew_s` of a JWT issuer, and the most it may be.
+const DEFAULT_JWT_CLOCK_SKEW_S: u64 = 60;
+const MAX_JWT_CLOCK_SKEW_S: u64 = 300;
+
+/// `[[proxy.jwt_issuers]]`, checked: names unique identifiers, `iss`
+/// values unique, the JWKS URL https (or http on loopback: a key set
+/// fetched in clear from another host could be anyone's), key templates
+/// key ids, and some way to a template.
+fn jwt_issuers(p: &mut Problems, raw: &[raw::RawJwtIssuer]) -> Vec<sluice_proxy::JwtIssuer> {
+    let mut issuers: Vec<sluice_proxy::JwtIssuer> = Vec::new();
+    for (i, r) in raw.iter().enumerate() {
+        let at = |field: &str| format!("proxy.jwt_issuers[{i}].{field}");
+        let problems_before = p.0.len();
+        if sluice_core::name::check_ident("name", &r.name).is_err() {
+            p.push(
+                at("name"),
+                "must be 1-64 ASCII letters, digits, '-', '_' or '.', starting with a letter or digit",
+            );
+        }
+        if issuers.iter().any(|other| other.name == r.name) {
+            p.push(at("name"), format!("`{}` is named twice", r.name));
+        }
+        if r.issuer.is_empty() {
+            p.push(at("issuer"), "must be the `iss` its tokens carry");
+        }
+        if issuers.iter().any(|other| other.issuer == r.issuer) {
+            p.push(at("issuer"), format!("`{}` is listed twice", r.issuer));
+        }
+        if r.audience.is_empty() {
+            p.push(
+                at("audience"),
+                "must be the `aud` its tokens carry for this gateway",
+            );
+        }
+        let jwks_url = match p.base_url(&at("jwks_url"), &r.jwks_url) {
+            Some(url) => {
+                let loopback = reqwest::Url::parse(&url).ok().is_some_and(|u| {
+                    let host = u.host_str().unwrap_or_default();
+                    let bare = host.trim_start_matches('[').trim_end_matches(']');
+                    host == "localhost"
+                        || bare
+                            .parse::<std::net::IpAddr>()
+                            .is_ok_and(|ip| ip.is_loopback())
+                });
+                if url.starts_with("http://") && !loopback {
+                    p.push(
+                        at("jwks_url"),
+                        format!("`{url}`: must be https (plain http only on loopback)"),
+                    );
+                }
+                url.parse::<http::Uri>().ok()
+            }
+            None => None,
+        };
+        let key_id = |p: &mut Problems, field: String, id: &str| {
+            let ok = id.len() == 20
+                && id.starts_with("key_")
+                && id[4..]
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+            if !ok {
+                p.push(
+                    field,
+                    format!("`{id}` is not a key id (`key_` and 16 hex digits)"),
+                );
+            }
+        };
+        for (value, id) in &r.templates {
+            key_id(p, at(&format!("templates.{value}")), id);
+        }
+        if let Some(id) = &r.default_template {
+            key_id(p, at("default_template"), id);
+        }
+        match (&r.template_claim, r.templates.is_empty()) {
+            (Some(_), true) => p.push(
+                at("templates"),
+                "a template claim needs templates to select",
+            ),
+            (None, false) => p.push(
+                at("template_claim"),
+                "templates need the claim that selects them",
+            ),
+            _ => {}
+        }
+        if r.template_claim.is_none() && r.default_template.is_none() {
+            p.push(
+                at("default_template"),
+                "set it, or `template_claim` and `templates`: a token must map to a key template",
+            );
+        }
+        let skew = r.clock_skew_s.unwrap_or(DEFAULT_JWT_CLOCK_SKEW_S);
+        if skew > MAX_JWT_CLOCK_SKEW_S {
+            p.push(
+                at("clock_skew_s"),
+                format!("must be at most {MAX_JWT_CLOCK_SKEW_S}"),
+            );
+        }
+        let subject_claim = r.subject_claim.clone().unwrap_or_else(|| "sub".into());
+        if subject_claim.is_empty() {
+            p.push(at("subject_claim"), "must name a claim");
+        }
+        let (Some(jwks_url), true) = (jwks_url, p.0.len() == problems_before) else {
+            continue;
+        };
+        issuers.push(sluice_proxy::JwtIssuer {
+            name: r.name.clone(),
+            issuer: r.issuer.clone(),
+            jwks_url,
+            audience: r.audience.clone(),
+            subject_claim,
+            template_claim: r.template_claim.clone(),
+            templates: r.templates.clone(),
+            default_template: r.default_template.clone(),
+            clock_skew: Duration::from_secs(skew),
+        });
+    }
+    issuers
 }
 
 /// A listener's `tls_cert` and `tls_key` in `[section]`: both or neither,

@@ -23,7 +23,7 @@ use sluice_admin::AdminContext;
 use sluice_core::quota::{Grant, Return, Want};
 use sluice_core::{Applied, Command};
 use sluice_quota::{LedgerClient, Quotas, Reply, Unreachable};
-use sluice_raft::{ClusterNode, MemberRole};
+use sluice_raft::{ClusterError, ClusterNode, MemberRole};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -166,6 +166,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     )
     .context("cannot build the upstream HTTP client")?
     .with_quotas(Arc::clone(&quotas))
+    .with_subjects(Arc::new(RaftSubjects { node: node.clone() }))
     .with_usage(meter);
     let tls = match &config.proxy_tls {
         Some(files) => Some(
@@ -306,14 +307,55 @@ struct RaftLedger {
 
 impl RaftLedger {
     async fn write(&self, command: Command) -> Result<Applied, Unreachable> {
-        match tokio::time::timeout(self.timeout, self.node.write(command)).await {
-            Ok(Ok(applied)) => Ok(applied),
-            Ok(Err(e)) => Err(Unreachable(e.to_string())),
-            Err(_) => Err(Unreachable(format!(
-                "no commit within {} ms",
-                self.timeout.as_millis()
-            ))),
-        }
+        bounded_write(&self.node, self.timeout, command)
+            .await
+            .map_err(|e| Unreachable(e.to_string()))
+    }
+}
+
+/// `command` written through the Raft log and applied here, or the error,
+/// within `timeout`.
+async fn bounded_write(
+    node: &ClusterNode,
+    timeout: Duration,
+    command: Command,
+) -> Result<Applied, ClusterError> {
+    match tokio::time::timeout(timeout, node.write(command)).await {
+        Ok(written) => written,
+        Err(_) => Err(ClusterError::Timeout(format!(
+            "no commit within {} ms",
+            timeout.as_millis()
+        ))),
+    }
+}
+
+/// JWT subjects' keys, made through the Raft log (`RegisterSubject`) on a
+/// subject's first request, and applied here before it goes on.
+struct RaftSubjects {
+    node: Arc<ClusterNode>,
+}
+
+/// How long a subject's first request waits for its key to commit.
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl sluice_proxy::SubjectRegistry for RaftSubjects {
+    fn register(
+        &self,
+        subject: sluice_core::KeySubject,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(), sluice_proxy::RegisterError>> + Send + '_>,
+    > {
+        Box::pin(async move {
+            use sluice_proxy::RegisterError;
+            let command = Command::RegisterSubject(subject);
+            match bounded_write(&self.node, REGISTER_TIMEOUT, command).await {
+                Ok(_) => Ok(()),
+                Err(ClusterError::Rejected(refusal)) => {
+                    Err(RegisterError::Refused(refusal.to_string()))
+                }
+                Err(e) => Err(RegisterError::Unavailable(e.to_string())),
+            }
+        })
     }
 }
 

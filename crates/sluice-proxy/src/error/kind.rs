@@ -56,6 +56,9 @@ pub enum ErrorKind {
     OverLimit,
     /// 503: the quota cannot be decided without the ledger.
     QuotaUnavailable,
+    /// 503: a token cannot be checked now (its issuer's keys cannot be
+    /// fetched), or a new subject's key cannot be written (no quorum).
+    AuthUnavailable,
     /// 502: the upstream's answer broke (connection, stream, body).
     UpstreamFailed,
     /// 504: the upstream did not answer in time.
@@ -82,6 +85,7 @@ impl ErrorKind {
             ErrorKind::BudgetSpent => "budget_spent",
             ErrorKind::OverLimit => "over_limit",
             ErrorKind::QuotaUnavailable => "quota_unavailable",
+            ErrorKind::AuthUnavailable => "auth_unavailable",
             ErrorKind::UpstreamFailed => "upstream_failed",
             ErrorKind::UpstreamTimeout => "upstream_timeout",
             ErrorKind::NoHealthyDeployment => "no_healthy_deployment",
@@ -104,9 +108,9 @@ impl ErrorKind {
             ErrorKind::RateLimited | ErrorKind::BudgetSpent | ErrorKind::OverLimit => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            ErrorKind::QuotaUnavailable | ErrorKind::NoHealthyDeployment => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ErrorKind::QuotaUnavailable
+            | ErrorKind::AuthUnavailable
+            | ErrorKind::NoHealthyDeployment => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::UpstreamFailed | ErrorKind::UpstreamAnswer => StatusCode::BAD_GATEWAY,
             ErrorKind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -127,7 +131,7 @@ impl ErrorKind {
             | ErrorKind::RateLimited
             | ErrorKind::BudgetSpent
             | ErrorKind::OverLimit => Fault::Client,
-            ErrorKind::QuotaUnavailable => Fault::Gateway,
+            ErrorKind::QuotaUnavailable | ErrorKind::AuthUnavailable => Fault::Gateway,
             ErrorKind::UpstreamFailed
             | ErrorKind::UpstreamTimeout
             | ErrorKind::NoHealthyDeployment
@@ -147,6 +151,7 @@ impl ErrorKind {
             ErrorKind::RateLimited | ErrorKind::OverLimit => "rate_limit_exceeded",
             ErrorKind::BudgetSpent => "insufficient_quota",
             ErrorKind::QuotaUnavailable => "quota_unavailable",
+            ErrorKind::AuthUnavailable => "auth_unavailable",
             ErrorKind::UpstreamFailed => "upstream_error",
             ErrorKind::UpstreamTimeout => "upstream_timeout",
             ErrorKind::NoHealthyDeployment => "service_unavailable",

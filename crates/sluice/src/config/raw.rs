@@ -281,6 +281,39 @@ pub struct RawProxy {
     /// certificates trusted for that provider's upstream.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub upstream_ca: BTreeMap<String, PathBuf>,
+    /// `[[proxy.jwt_issuers]]`: identity providers whose JWTs clients may
+    /// authenticate with, besides virtual keys.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jwt_issuers: Vec<RawJwtIssuer>,
+}
+
+/// One `[[proxy.jwt_issuers]]` entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwtIssuer {
+    /// The issuer's name in Sluice (subject keys are named by it).
+    pub name: String,
+    /// The `iss` claim its tokens carry, exactly.
+    pub issuer: String,
+    /// Its JWKS (https, or http on loopback).
+    pub jwks_url: String,
+    /// What the tokens' `aud` must hold.
+    pub audience: String,
+    /// The claim naming the subject (default `sub`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_claim: Option<String>,
+    /// The claim whose value selects a key template from `templates`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_claim: Option<String>,
+    /// Key template (a key id) by the template claim's value.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub templates: BTreeMap<String, String>,
+    /// The key template (a key id) of tokens whose claim selects none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_template: Option<String>,
+    /// How far `exp` and `nbf` may be off this node's clock (default 60).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_skew_s: Option<u64>,
 }
 
 impl RawProxy {
