@@ -54,6 +54,7 @@ pub mod cluster;
 pub mod dataplane;
 pub mod deadline;
 pub mod files;
+pub mod idp;
 pub mod needs;
 pub mod nemesis;
 pub mod process;

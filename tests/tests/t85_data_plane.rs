@@ -1504,3 +1504,6 @@ mod bedrock;
 
 #[path = "t85_data_plane/responses_translated.rs"]
 mod responses_translated;
+
+#[path = "t85_data_plane/jwt.rs"]
+mod jwt;
