@@ -57,9 +57,12 @@ impl SigningKey {
             Algorithm::ES256 => {
                 let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
                     .expect("making an EC key");
-                let pair =
-                    EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
-                        .expect("reading the EC key");
+                let pair = EcdsaKeyPair::from_pkcs8(
+                    &ECDSA_P256_SHA256_FIXED_SIGNING,
+                    pkcs8.as_ref(),
+                    &rng,
+                )
+                .expect("reading the EC key");
                 let point = pair.public_key().as_ref().to_vec();
                 SigningKey {
                     alg,
@@ -154,7 +157,9 @@ impl Idp {
     /// `claims` signed with key `kid`.
     pub fn sign(&self, kid: &str, claims: &Value) -> String {
         let keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        keys.get(kid).expect("a key of the provider").sign(kid, claims)
+        keys.get(kid)
+            .expect("a key of the provider")
+            .sign(kid, claims)
     }
 
     /// What `f` makes of key `kid`'s public side (an attacker's view).

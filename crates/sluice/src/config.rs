@@ -590,6 +590,7 @@ const MAX_JWT_CLOCK_SKEW_S: u64 = 300;
 fn jwt_issuers(p: &mut Problems, raw: &[raw::RawJwtIssuer]) -> Vec<sluice_proxy::JwtIssuer> {
     let mut issuers: Vec<sluice_proxy::JwtIssuer> = Vec::new();
     for (i, r) in raw.iter().enumerate() {
+        let earlier = &raw[..i];
         let at = |field: &str| format!("proxy.jwt_issuers[{i}].{field}");
         let problems_before = p.0.len();
         if sluice_core::name::check_ident("name", &r.name).is_err() {
@@ -598,13 +599,13 @@ fn jwt_issuers(p: &mut Problems, raw: &[raw::RawJwtIssuer]) -> Vec<sluice_proxy:
                 "must be 1-64 ASCII letters, digits, '-', '_' or '.', starting with a letter or digit",
             );
         }
-        if issuers.iter().any(|other| other.name == r.name) {
+        if earlier.iter().any(|other| other.name == r.name) {
             p.push(at("name"), format!("`{}` is named twice", r.name));
         }
         if r.issuer.is_empty() {
             p.push(at("issuer"), "must be the `iss` its tokens carry");
         }
-        if issuers.iter().any(|other| other.issuer == r.issuer) {
+        if earlier.iter().any(|other| other.issuer == r.issuer) {
             p.push(at("issuer"), format!("`{}` is listed twice", r.issuer));
         }
         if r.audience.is_empty() {

@@ -207,7 +207,11 @@ fn jwt_subjects_get_keys_of_their_own_and_bad_tokens_are_refused() {
     let last = tampered.pop().expect("a signature");
     tampered.push(if last == 'A' { 'B' } else { 'A' });
     assert_refused(&chat(&proxy(2, &tampered)), "signature");
-    assert_eq!(subject_keys(&plane, 1).len(), 3, "a refused token made a key");
+    assert_eq!(
+        subject_keys(&plane, 1).len(),
+        3,
+        "a refused token made a key"
+    );
 
     // A key the provider adds later: fetched when a token names it (a node
     // fetches an issuer's keys at most every 10 s, so within that).
@@ -224,7 +228,10 @@ fn jwt_subjects_get_keys_of_their_own_and_bad_tokens_are_refused() {
             last = format!("{} {}", reply.status, reply.text);
             reply.status == 200
         });
-    assert!(accepted.is_ok(), "the provider's new key is refused: {last}");
+    assert!(
+        accepted.is_ok(),
+        "the provider's new key is refused: {last}"
+    );
     assert!(idp.fetches() > fetched, "the new key came without a fetch");
 
     // Alice's key revoked: she is refused on every node, Bob is not.

@@ -40,7 +40,12 @@ pub fn pick(keys: &[KeyView], given: &str) -> anyhow::Result<String> {
     if let Some(key) = keys.iter().find(|k| k.id == given) {
         return Ok(key.id.clone());
     }
-    let named: Vec<&KeyView> = keys.iter().filter(|k| k.name == given).collect();
+    // A JWT subject's key carries its template's name: a name names the
+    // key with a secret (subject keys are named by their id).
+    let named: Vec<&KeyView> = keys
+        .iter()
+        .filter(|k| k.name == given && k.subject.is_none())
+        .collect();
     match named.as_slice() {
         [one] => Ok(one.id.clone()),
         [] => {
@@ -87,6 +92,7 @@ mod tests {
             created_at_ms: 0,
             limits: Vec::new(),
             reserve: None,
+            subject: None,
         }
     }
 
@@ -98,6 +104,24 @@ mod tests {
             key("key_0000000000000003", "ci"),
         ];
         assert_eq!(pick(&keys, "team-a").unwrap(), "key_0000000000000001");
+        // A subject key of team-a's does not make the name ambiguous.
+        let mut with_subject = keys.to_vec();
+        with_subject.push(KeyView {
+            subject: Some(sluice_admin::keys::SubjectView {
+                issuer: "corp".into(),
+                subject: "alice".into(),
+                template: "key_0000000000000001".into(),
+            }),
+            ..key("key_0000000000000009", "team-a")
+        });
+        assert_eq!(
+            pick(&with_subject, "team-a").unwrap(),
+            "key_0000000000000001"
+        );
+        assert_eq!(
+            pick(&with_subject, "key_0000000000000009").unwrap(),
+            "key_0000000000000009"
+        );
         assert_eq!(
             pick(&keys, "key_0000000000000002").unwrap(),
             "key_0000000000000002"

@@ -481,3 +481,61 @@ fn the_admin_api_is_https_unless_plain_http_is_asked_for() {
     let errors = validate(half, dir).expect_err("half");
     assert!(fields(&errors).contains(&"admin.tls_key"), "{errors:#?}");
 }
+
+#[test]
+fn jwt_issuers_are_checked_and_their_fields_named() {
+    let (_dir, path, text) = fixture();
+    let config_dir = path.parent().expect("dir");
+    let good = r#"
+[[proxy.jwt_issuers]]
+name = "corp"
+issuer = "https://login.example.com/"
+jwks_url = "https://login.example.com/jwks"
+audience = "sluice"
+template_claim = "team"
+templates = { red = "key_0123456789abcdef" }
+"#;
+    let config =
+        validate(parse(&format!("{text}{good}")).expect("parse"), config_dir).expect("valid");
+    let issuer = &config.proxy.jwt_issuers[0];
+    assert_eq!(issuer.subject_claim, "sub");
+    assert_eq!(issuer.clock_skew, std::time::Duration::from_secs(60));
+    assert_eq!(issuer.templates["red"], "key_0123456789abcdef");
+
+    // A typo names its field.
+    let typo = good.replace("audience", "audiences");
+    let err = parse(&format!("{text}{typo}")).expect_err("typo");
+    assert!(err.field.starts_with("proxy.jwt_issuers"), "{err}");
+
+    let bad = r#"
+[[proxy.jwt_issuers]]
+name = "corp"
+issuer = "https://login.example.com/"
+jwks_url = "http://login.example.com/jwks"
+audience = "sluice"
+template_claim = "team"
+templates = { red = "sk-sluice-not-an-id" }
+clock_skew_s = 3600
+
+[[proxy.jwt_issuers]]
+name = "corp"
+issuer = "https://login.example.com/"
+jwks_url = "http://127.0.0.1:9/jwks"
+audience = ""
+"#;
+    let errors = validate(parse(&format!("{text}{bad}")).expect("parse"), config_dir)
+        .expect_err("must fail");
+    assert_eq!(
+        fields_of(&errors),
+        vec![
+            "proxy.jwt_issuers[0].jwks_url",
+            "proxy.jwt_issuers[0].templates.red",
+            "proxy.jwt_issuers[0].clock_skew_s",
+            "proxy.jwt_issuers[1].name",
+            "proxy.jwt_issuers[1].issuer",
+            "proxy.jwt_issuers[1].audience",
+            "proxy.jwt_issuers[1].default_template",
+        ],
+        "{errors:#?}"
+    );
+}
