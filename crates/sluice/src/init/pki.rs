@@ -39,13 +39,23 @@ pub struct PemPair {
 impl Ca {
     /// Makes a new CA for `cluster_id`.
     pub fn generate(cluster_id: &str) -> anyhow::Result<(Ca, PemPair)> {
+        Ca::generate_named(format!("Sluice cluster CA {cluster_id}"))
+    }
+
+    /// Makes the CA that replaces `cluster_id`'s (`sluice cluster
+    /// rotate-ca`): named apart from the one it replaces by its date, so
+    /// the two are told apart where both are listed (the doctor's
+    /// certificate checks during the rotation).
+    pub fn generate_next(cluster_id: &str) -> anyhow::Result<(Ca, PemPair)> {
+        let date = OffsetDateTime::now_utc().date();
+        Ca::generate_named(format!("Sluice cluster CA {cluster_id} from {date}"))
+    }
+
+    fn generate_named(common_name: String) -> anyhow::Result<(Ca, PemPair)> {
         let key = KeyPair::generate().context("generating the CA key")?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
-        dn.push(
-            DnType::CommonName,
-            format!("Sluice cluster CA {cluster_id}"),
-        );
+        dn.push(DnType::CommonName, common_name);
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![

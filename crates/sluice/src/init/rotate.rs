@@ -135,7 +135,7 @@ pub fn begin(out: &Path) -> anyhow::Result<StageReport> {
         .with_context(|| format!("loading the CA of {}", out.display()))?;
 
     let cluster_id = read_text(&out.join(CLUSTER_ID_FILE))?;
-    let (_, next) = Ca::generate(cluster_id.trim())?;
+    let (_, next) = Ca::generate_next(cluster_id.trim())?;
     let mut written = Vec::new();
     let steps: [(&str, &str, u32); 3] = [
         (OLD_CA_CERT_FILE, &old_pem, 0o644),

@@ -131,6 +131,15 @@ fn begin_trusts_the_new_ca_beside_the_old_and_changes_nothing_else() {
     assert_eq!(bundle[0], ders(&out.join(OLD_CA_CERT_FILE))[0]);
     assert_eq!(bundle[1], ders(&out.join(NEXT_CA_CERT_FILE))[0]);
     assert_ne!(bundle[0], bundle[1]);
+    let subject = |der: &[u8]| {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).expect("x509");
+        cert.subject().to_string()
+    };
+    assert_ne!(
+        subject(&bundle[0]),
+        subject(&bundle[1]),
+        "the two CAs are told apart by name"
+    );
     assert_eq!(fs::read(out.join(OLD_CA_CERT_FILE)).expect("old"), old_ca);
     assert_eq!(fs::read(out.join(CA_KEY_FILE)).expect("key"), old_key);
     assert_eq!(mode(&out.join(NEXT_CA_KEY_FILE)), 0o600);
