@@ -24,15 +24,18 @@ pub struct Admin {
     http: Client,
 }
 
-/// `builder` trusting, for HTTPS, the CA certificate in the PEM file `ca`
+/// `builder` trusting, for HTTPS, the CA certificates in the PEM file `ca`
 /// alone (a cluster's `ca.pem`: the admin API's certificates are its).
 pub fn trusting(builder: ClientBuilder, ca: &Path) -> ClientBuilder {
     let pem = std::fs::read(ca).unwrap_or_else(|e| panic!("reading {}: {e}", ca.display()));
-    let ca = reqwest::Certificate::from_pem(&pem)
+    let cas = reqwest::Certificate::from_pem_bundle(&pem)
         .unwrap_or_else(|e| panic!("{} is not a PEM certificate: {e}", ca.display()));
-    builder
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(ca)
+    assert!(!cas.is_empty(), "{} holds no certificate", ca.display());
+    // Every one: during a CA rotation `ca.pem` holds two.
+    cas.into_iter()
+        .fold(builder.tls_built_in_root_certs(false), |b, ca| {
+            b.add_root_certificate(ca)
+        })
 }
 
 impl Admin {

@@ -5,7 +5,10 @@
 //!   it counts toward the quorum;
 //! * 6, node certificates re-issued with `sluice init` and installed one
 //!   node at a time, each node then serving with (and reporting) its new
-//!   certificate while the cluster keeps committing;
+//!   certificate while the cluster keeps committing; the CA replaced with
+//!   `sluice cluster rotate-ca` in three rolling restarts, the cluster
+//!   committing after each node's, and a node back on a certificate of the
+//!   old CA refused;
 //! * 7, admin tokens: replicated ones created, switched to and deleted; the
 //!   bootstrap token's hash replaced through two rolling restarts;
 //! * 8, a rolling upgrade (followers, leadership transfer, old leader) under
@@ -328,6 +331,211 @@ fn node_certificates_rotate_one_node_at_a_time() {
             cluster.wait_has_providers(other, std::slice::from_ref(&name), Duration::from_secs(20));
         }
     }
+}
+
+// ----- 6. Rotate the CA -------------------------------------------------------
+
+/// Budget of the CA rotation: three rolling restarts and a refused node.
+const CA_ROTATION_BUDGET: Duration = Duration::from_secs(300);
+
+/// `sluice cluster rotate-ca STAGE --out OUT`, run on the admin machine.
+fn rotate_ca(cluster: &Cluster, out: &Path, stage: &str) -> Completed {
+    let out = out.to_str().expect("UTF-8 path");
+    sluice(
+        &["cluster", "rotate-ca", stage, "--out", out],
+        cluster.deadline(),
+    )
+}
+
+/// Node `id` restarted with what was installed, the doctor OK again, and a
+/// write through it committed on every node: the cluster works with the
+/// node on its new files.
+fn restart_and_commit(cluster: &mut Cluster, id: u64, write: &str) {
+    cluster.restart(id);
+    wait_doctor_ok(cluster, id);
+    cluster.create_provider(id, write);
+    for other in cluster.ids() {
+        cluster.wait_has_providers(other, &[write.to_string()], Duration::from_secs(20));
+    }
+}
+
+#[test]
+fn the_cluster_ca_rotates_in_three_rolling_restarts() {
+    let mut cluster = three_nodes().budget(CA_ROTATION_BUDGET).start();
+    let admin_machine = cluster.root().join("admin-machine");
+    copy_admin_machine(cluster.out_dir(), &admin_machine);
+    // What the nodes ran with before, to show at the end it is refused.
+    let before = cluster.root().join("before-rotation");
+    copy_admin_machine(cluster.out_dir(), &before);
+    // The nodes of this harness share one `ca.pem` (their `[tls] ca_cert`
+    // is `../ca.pem`): installing it once installs it on every node, and
+    // each reads it at its restart.
+    let install_ca = |cluster: &Cluster| {
+        std::fs::copy(admin_machine.join("ca.pem"), cluster.ca_cert()).expect("installing ca.pem");
+    };
+
+    // A stage out of order is refused, naming the one to run.
+    let done = rotate_ca(&cluster, &admin_machine, "reissue");
+    assert_ne!(done.code(), 0, "reissue before begin: {done}");
+    assert!(done.stderr.contains("rotate-ca begin"), "{done}");
+
+    // 1. begin: every node trusts the old CA and the new one.
+    let done = rotate_ca(&cluster, &admin_machine, "begin");
+    assert_eq!(done.code(), 0, "rotate-ca begin: {done}");
+    assert!(done.stdout.contains("rotate-ca reissue"), "{done}");
+    let new_ca = admin_machine.join("ca-next.pem");
+    let new_ca_pem = std::fs::read_to_string(&new_ca).expect("the new CA");
+    let done = rotate_ca(&cluster, &admin_machine, "begin");
+    assert_ne!(done.code(), 0, "begin twice: {done}");
+    install_ca(&cluster);
+    for (round, id) in followers_then_leader(&cluster).into_iter().enumerate() {
+        restart_and_commit(&mut cluster, id, &format!("trusting-both-{round}"));
+    }
+
+    // 2. reissue: every node's certificates from the new CA, installed one
+    // node at a time; the others, on either CA, keep trusting it.
+    let done = rotate_ca(&cluster, &admin_machine, "reissue");
+    assert_eq!(done.code(), 0, "rotate-ca reissue: {done}");
+    for (round, id) in followers_then_leader(&cluster).into_iter().enumerate() {
+        let old = served_certificate(&cluster, id);
+        let installed = cluster.node_dir(id);
+        for file in ["node.pem", "node-key.pem", "admin.pem", "admin-key.pem"] {
+            std::fs::copy(
+                admin_machine.join(format!("node-{id}/{file}")),
+                installed.join(file),
+            )
+            .expect("installing");
+        }
+        let config = cluster.config_path(id).to_str().expect("UTF-8").to_string();
+        let done = sluice(
+            &["serve", "--check", "--config", &config],
+            cluster.deadline(),
+        );
+        assert_eq!(done.code(), 0, "sluice serve --check: {done}");
+        restart_and_commit(&mut cluster, id, &format!("reissued-{round}"));
+        let new = served_certificate(&cluster, id);
+        assert_ne!(new, old, "node {id} serves its old certificate");
+        assert_eq!(new, certificate_sha256(&installed.join("node.pem")));
+    }
+    // Every admin API answers a client that trusts the new CA alone.
+    for id in cluster.ids() {
+        let admin = Admin::new(
+            cluster.admin_url(id),
+            Some(cluster.token().to_string()),
+            &new_ca,
+        );
+        let (status, body) = admin.get("/admin/v1/cluster");
+        assert_eq!(status, 200, "node {id}, trusting the new CA: {body}");
+    }
+
+    // 3. finish: the new CA alone.
+    let done = rotate_ca(&cluster, &admin_machine, "finish");
+    assert_eq!(done.code(), 0, "rotate-ca finish: {done}");
+    let ca_pem = std::fs::read_to_string(admin_machine.join("ca.pem")).expect("ca.pem");
+    assert_eq!(ca_pem, new_ca_pem, "ca.pem is the new CA alone");
+    install_ca(&cluster);
+    for (round, id) in followers_then_leader(&cluster).into_iter().enumerate() {
+        restart_and_commit(&mut cluster, id, &format!("new-ca-only-{round}"));
+    }
+    // The harness's clients trust `ca.pem`, now the new CA alone; one
+    // trusting the old CA alone is refused.
+    for id in cluster.ids() {
+        let (status, body) = cluster.admin(id).get("/admin/v1/cluster");
+        assert_eq!(status, 200, "node {id}: {body}");
+        let old_trust = Admin::new(
+            cluster.admin_url(id),
+            Some(cluster.token().to_string()),
+            &before.join("ca.pem"),
+        );
+        let (status, body) = old_trust.get("/admin/v1/cluster");
+        assert_eq!(
+            status, 0,
+            "node {id} answered a client of the old CA: {body}"
+        );
+    }
+
+    // 4. A node back on a certificate of the old CA: `serve --check` says so,
+    // and the cluster refuses it even though its certificate names a member
+    // and it trusts both CAs itself.
+    let rogue = cluster.follower();
+    let others: Vec<u64> = cluster.ids().into_iter().filter(|&i| i != rogue).collect();
+    cluster.stop(rogue);
+    let installed = cluster.node_dir(rogue);
+    let config_path = cluster.config_path(rogue).to_path_buf();
+    let config_text = std::fs::read_to_string(&config_path).expect("config");
+    for file in ["node.pem", "node-key.pem"] {
+        std::fs::copy(
+            before.join(format!("node-{rogue}/{file}")),
+            installed.join(file),
+        )
+        .expect("installing the old certificate");
+    }
+    let config = config_path.to_str().expect("UTF-8").to_string();
+    let done = sluice(
+        &["serve", "--check", "--config", &config],
+        cluster.deadline(),
+    );
+    assert_eq!(
+        done.code(),
+        2,
+        "serve --check with the old certificate: {done}"
+    );
+    assert!(done.stderr.contains("not signed by the CA"), "{done}");
+
+    let both = cluster.root().join("old-and-new-ca.pem");
+    let old_ca_pem = std::fs::read_to_string(before.join("ca.pem")).expect("old CA");
+    std::fs::write(&both, old_ca_pem + &new_ca_pem).expect("writing a bundle");
+    cluster.edit_config(rogue, |table| {
+        table["tls"]["ca_cert"] = toml::Value::String(both.to_str().expect("UTF-8").into());
+    });
+    let logged: BTreeMap<u64, usize> = others.iter().map(|&o| (o, cluster.log(o).len())).collect();
+    cluster.start_node(rogue);
+    cluster.wait_until(
+        Duration::from_secs(30),
+        format!("a member refusing node {rogue}'s certificate of the old CA"),
+        || {
+            logged.iter().any(|(&o, &from)| {
+                cluster.log(o)[from..].lines().any(|line| {
+                    line.contains("refused peer connection")
+                        && line.contains("invalid peer certificate")
+                })
+            })
+        },
+    );
+    cluster.create_provider(others[0], "while-refused");
+    cluster.wait_has_providers(
+        others[1],
+        &["while-refused".to_string()],
+        Duration::from_secs(20),
+    );
+    let kept_out = cluster.deadline().holds_for(Duration::from_secs(3), || {
+        cluster
+            .admin(rogue)
+            .provider_names()
+            .is_none_or(|names| !names.iter().any(|n| n == "while-refused"))
+    });
+    assert!(
+        kept_out.is_ok(),
+        "node {rogue} on the old CA's certificate received a write after {kept_out:?}"
+    );
+
+    // Its new certificate back, it catches up.
+    cluster.stop(rogue);
+    std::fs::write(&config_path, config_text).expect("restoring the config");
+    for file in ["node.pem", "node-key.pem"] {
+        std::fs::copy(
+            admin_machine.join(format!("node-{rogue}/{file}")),
+            installed.join(file),
+        )
+        .expect("installing the new certificate");
+    }
+    cluster.restart(rogue);
+    wait_doctor_ok(&cluster, rogue);
+    cluster.wait_has_providers(
+        rogue,
+        &["while-refused".to_string()],
+        Duration::from_secs(20),
+    );
 }
 
 // ----- 7. Rotate the admin token --------------------------------------------------

@@ -21,6 +21,8 @@
 //! * `cluster`, `providers`, `routes`, `keys`, `tokens`, `usage`: one file per
 //!   resource: its subcommands, their calls and their human output.
 //! * `snapshot`: configuration backups (`sluice cluster snapshot …`).
+//! * `rotate_ca`: `sluice cluster rotate-ca`, offline on the `sluice init`
+//!   directory (the work is `init::rotate`'s).
 //! * `doctor`: `sluice cluster doctor`, the cluster's health checks.
 //! * `http`: the HTTP client and [`ApiFailure`].
 //! * `error`: errors as printed (text, or JSON with `--json`), and
@@ -41,6 +43,7 @@ mod output;
 mod parse;
 mod providers;
 mod resolve;
+mod rotate_ca;
 mod routes;
 mod snapshot;
 mod tokens;
@@ -183,6 +186,14 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
     } = cmd
     {
         return snapshot::reseal(out, command);
+    }
+    // So is rotating the CA: it works on the `sluice init` directory.
+    if let ClientCommand::Cluster {
+        command: ClusterCommand::RotateCa { stage },
+        ..
+    } = cmd
+    {
+        return rotate_ca::run(out, stage);
     }
     if global.admin_urls.iter().all(|u| u.trim().is_empty()) {
         return Err(UsageError::new(

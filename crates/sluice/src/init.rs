@@ -16,8 +16,12 @@
 //! HTTPS certificate, from the same CA, for the node's addresses
 //! ```
 //! Each node's `data_dir` is `node-<id>/data` (created by the node itself).
+//!
+//! [`rotate`] replaces the CA of such a directory in stages (`sluice
+//! cluster rotate-ca`).
 
 mod pki;
+pub mod rotate;
 #[cfg(test)]
 mod tests;
 
@@ -673,4 +677,27 @@ fn write_new(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
     file.write_all(contents)
         .and_then(|()| file.sync_all())
         .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Replaces `path` with `contents` (mode `mode`) so that a reader sees the
+/// old file or the new one, never a part: a temporary file beside it,
+/// flushed, then renamed over it.
+fn write_replacing(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} names no file", path.display()))?;
+    let temp = path.with_file_name(format!(".{}.partial", name.to_string_lossy()));
+    if temp.exists() {
+        fs::remove_file(&temp)
+            .with_context(|| format!("removing the leftover {}", temp.display()))?;
+    }
+    write_new(&temp, contents, mode)?;
+    fs::rename(&temp, path)
+        .with_context(|| format!("moving {} to {}", temp.display(), path.display()))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("syncing {}", dir.display()))?;
+    }
+    Ok(())
 }

@@ -4,6 +4,7 @@ use super::doctor::{self, DoctorArgs};
 use super::http::{v1_path as path, AdminClient};
 use super::output::Output;
 use super::output::{print_fields, Table};
+use super::rotate_ca::RotateCaStage;
 use super::snapshot::{self, SnapshotCommand};
 use sluice_admin::cluster::{AddLearner, ClusterStatusView, MemberRoleView, TransferLeader};
 
@@ -49,6 +50,20 @@ pub enum ClusterCommand {
     /// Check quorum, replication lag, clock skew and certificate expiry on
     /// every member; exits 1 when any check is not OK.
     Doctor(DoctorArgs),
+    /// Replace the cluster CA in three stages (begin, reissue, finish), each
+    /// followed by a rolling restart (offline: works on the `sluice init`
+    /// directory, calls no node).
+    // Offline, as `snapshot reseal`: the group's --admin-url, --admin-token
+    // and --cacert, hidden, are not handed down.
+    #[command(
+        arg(clap::Arg::new("admin_urls").long("admin-url").hide(true).action(clap::ArgAction::Append)),
+        arg(clap::Arg::new("admin_token").long("admin-token").hide(true)),
+        arg(clap::Arg::new("cacert").long("cacert").hide(true).value_parser(clap::value_parser!(std::path::PathBuf)))
+    )]
+    RotateCa {
+        #[command(subcommand)]
+        stage: RotateCaStage,
+    },
 }
 
 pub(super) async fn run(
@@ -59,6 +74,7 @@ pub(super) async fn run(
     let value = match command {
         ClusterCommand::Snapshot { command } => return snapshot::run(client, out, command).await,
         ClusterCommand::Doctor(limits) => return doctor::run(client, out, limits).await,
+        ClusterCommand::RotateCa { stage } => return super::rotate_ca::run(out, stage),
         ClusterCommand::Status => client.get(&path(&["cluster"])).await?,
         ClusterCommand::AddLearner {
             id,

@@ -19,6 +19,7 @@ pub const CLUSTER: &str = examples!(
     "  sluice cluster doctor                  # quorum, lag, clock skew, certificates"
     "  sluice cluster transfer-leader 2"
     "  sluice cluster snapshot export --out backup.bin"
+    "  sluice cluster rotate-ca begin --out ./cluster   # a new CA: begin, reissue, finish"
 );
 pub const PROVIDERS: &str = examples!(
     "  export UPSTREAM_OPENAI_KEY=sk-...      # your OpenAI account's key, read from the environment"

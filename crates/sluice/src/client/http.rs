@@ -94,7 +94,7 @@ enum Attempt {
 impl AdminClient {
     /// A client of the admin API at `admin_urls` (at least one; empty
     /// entries, as left by a trailing comma, are skipped), trusting the CA
-    /// certificate in the PEM file `cacert` for `https://` URLs (the
+    /// certificates in the PEM file `cacert` for `https://` URLs (the
     /// cluster's `ca.pem`); without it, the usual public roots.
     pub fn new<S: AsRef<str>>(
         admin_urls: &[S],
@@ -112,13 +112,18 @@ impl AdminClient {
         if let Some(path) = cacert {
             let pem = std::fs::read(path)
                 .with_context(|| format!("reading the CA certificate {}", path.display()))?;
-            let ca = reqwest::Certificate::from_pem(&pem)
+            // Every certificate of the file: during a CA rotation `ca.pem`
+            // holds the old CA and the new one.
+            let cas = reqwest::Certificate::from_pem_bundle(&pem)
+                .ok()
+                .filter(|cas| !cas.is_empty())
                 .with_context(|| format!("{} is not a PEM CA certificate", path.display()))?;
-            // The cluster's CA alone: a node must show a certificate it
+            // The cluster's CAs alone: a node must show a certificate one
             // signed, not one any public CA did.
-            builder = builder
-                .tls_built_in_root_certs(false)
-                .add_root_certificate(ca);
+            builder = builder.tls_built_in_root_certs(false);
+            for ca in cas {
+                builder = builder.add_root_certificate(ca);
+            }
         }
         let http = builder.build().context("building the HTTP client")?;
         Ok(AdminClient {

@@ -215,6 +215,55 @@ fn tls_files_must_belong_together() {
     assert_eq!(fields_of(&errors), vec!["tls.node_key"], "{errors:#?}");
 }
 
+/// During a CA rotation `ca_cert` holds the old CA and the new one: a node
+/// certificate signed by either passes `serve --check`, one signed by
+/// neither does not.
+#[test]
+fn a_node_certificate_from_any_ca_of_a_bundle_is_accepted() {
+    let (dir, path, text) = fixture();
+    let (other, _, _) = fixture();
+    let (third, _, _) = fixture();
+    let cluster = dir.path().join("cluster");
+    let ca = |d: &tempfile::TempDir| std::fs::read_to_string(d.path().join("cluster/ca.pem"));
+    let bundle = dir.path().join("bundle.pem");
+    std::fs::write(&bundle, ca(&dir).unwrap() + &ca(&other).unwrap()).expect("bundle");
+
+    for (node_dir, expect_ok) in [
+        (cluster.join("node-1"), true),
+        (other.path().join("cluster/node-1"), true),
+        (third.path().join("cluster/node-1"), false),
+    ] {
+        let mut raw = parse(&text).expect("parse");
+        raw.tls.ca_cert = bundle.clone();
+        raw.tls.node_cert = node_dir.join("node.pem");
+        raw.tls.node_key = node_dir.join("node-key.pem");
+        let checked = validate(raw, path.parent().expect("dir"));
+        match (checked, expect_ok) {
+            (Ok(_), true) => {}
+            (Err(errors), false) => {
+                assert_eq!(fields_of(&errors), vec!["tls.node_cert"], "{errors:#?}");
+                assert!(
+                    errors[0].message.contains("not signed by any CA in"),
+                    "{errors:#?}"
+                );
+            }
+            (Ok(_), false) => panic!("{}: accepted", node_dir.display()),
+            (Err(errors), true) => panic!("{}: {errors:#?}", node_dir.display()),
+        }
+    }
+
+    // A bundle holding something else than certificates is refused.
+    std::fs::write(
+        &bundle,
+        ca(&dir).unwrap() + &std::fs::read_to_string(cluster.join("ca-key.pem")).unwrap(),
+    )
+    .expect("bundle");
+    let mut raw = parse(&text).expect("parse");
+    raw.tls.ca_cert = bundle;
+    let errors = validate(raw, path.parent().expect("dir")).expect_err("must fail");
+    assert_eq!(fields_of(&errors), vec!["tls.ca_cert"], "{errors:#?}");
+}
+
 #[test]
 fn load_reports_every_problem_with_the_file_name() {
     let (_dir, path, text) = fixture();

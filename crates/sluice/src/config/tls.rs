@@ -13,19 +13,29 @@ pub(super) struct TlsPems<'a> {
     pub node_key: (&'a Path, &'a [u8]),
 }
 
-/// Records a problem (on the right `tls.*` field) unless: the CA file is a CA
-/// certificate, the node certificate is signed by it, both are within their
-/// validity period, and the node key is the node certificate's key.
+/// Records a problem (on the right `tls.*` field) unless: the CA file holds
+/// one or more CA certificates (several during a CA rotation: all are
+/// trusted), the node certificate is signed by one of them, all are within
+/// their validity period, and the node key is the node certificate's key.
 pub(super) fn check(problems: &mut Problems, files: TlsPems<'_>) {
-    let ca_pem = parse_pem(problems, "tls.ca_cert", files.ca_cert);
-    let ca = ca_pem
-        .as_ref()
-        .and_then(|pem| parse_cert(problems, "tls.ca_cert", files.ca_cert.0, pem));
-    if let Some(ca) = &ca {
+    let ca_pems = parse_ca_pems(problems, files.ca_cert);
+    let cas: Vec<X509Certificate<'_>> = ca_pems
+        .iter()
+        .filter_map(|pem| parse_cert(problems, "tls.ca_cert", files.ca_cert.0, pem))
+        .collect();
+    for ca in &cas {
         if !ca.is_ca() {
+            let which = if ca_pems.len() > 1 {
+                format!(" ({})", ca.subject())
+            } else {
+                String::new()
+            };
             problems.push(
                 "tls.ca_cert",
-                format!("{} is not a CA certificate", files.ca_cert.0.display()),
+                format!(
+                    "{}{which} is not a CA certificate",
+                    files.ca_cert.0.display()
+                ),
             );
         }
     }
@@ -33,12 +43,16 @@ pub(super) fn check(problems: &mut Problems, files: TlsPems<'_>) {
     let node = node_pem
         .as_ref()
         .and_then(|pem| parse_cert(problems, "tls.node_cert", files.node_cert.0, pem));
-    if let (Some(ca), Some(node)) = (&ca, &node) {
-        if node.verify_signature(Some(ca.public_key())).is_err() {
+    if let Some(node) = &node {
+        let signed = cas
+            .iter()
+            .any(|ca| node.verify_signature(Some(ca.public_key())).is_ok());
+        if !cas.is_empty() && !signed {
+            let which = if cas.len() > 1 { "any CA" } else { "the CA" };
             problems.push(
                 "tls.node_cert",
                 format!(
-                    "{} is not signed by the CA in {}",
+                    "{} is not signed by {which} in {}",
                     files.node_cert.0.display(),
                     files.ca_cert.0.display()
                 ),
@@ -79,6 +93,39 @@ pub(super) fn check(problems: &mut Problems, files: TlsPems<'_>) {
             ),
         ),
     }
+}
+
+/// Every certificate of the CA file, at least one.
+fn parse_ca_pems(problems: &mut Problems, (path, bytes): (&Path, &[u8])) -> Vec<Pem> {
+    let field = "tls.ca_cert";
+    let mut pems = Vec::new();
+    for pem in Pem::iter_from_buffer(bytes) {
+        match pem {
+            Ok(pem) if pem.label == "CERTIFICATE" => pems.push(pem),
+            Ok(pem) => problems.push(
+                field,
+                format!(
+                    "{} holds a PEM `{}`, expected only CERTIFICATEs",
+                    path.display(),
+                    pem.label
+                ),
+            ),
+            Err(err) => {
+                problems.push(
+                    field,
+                    format!("{} is not a PEM certificate: {err}", path.display()),
+                );
+                return Vec::new();
+            }
+        }
+    }
+    if pems.is_empty() {
+        problems.push(
+            field,
+            format!("{} holds no PEM certificate", path.display()),
+        );
+    }
+    pems
 }
 
 fn parse_pem(problems: &mut Problems, field: &str, (path, bytes): (&Path, &[u8])) -> Option<Pem> {
@@ -137,17 +184,22 @@ fn parse_cert<'p>(
     }
 }
 
-/// The node and CA certificates of `files` with their expiry, for
-/// `/admin/v1/node` (and so `sluice cluster doctor`). A file that cannot be
-/// read or parsed is left out: `serve` checked them all before it started.
+/// The node certificate and every CA certificate of `files` with their
+/// expiry, for `/admin/v1/node` (and so `sluice cluster doctor`). A file
+/// that cannot be read or parsed is left out: `serve` checked them all
+/// before it started.
 pub fn certificate_expiries(
     files: &sluice_raft::tls::TlsFiles,
 ) -> Vec<sluice_admin::node::CertificateExpiry> {
-    [("node", &files.node_cert), ("ca", &files.ca_cert)]
-        .into_iter()
-        .filter_map(|(role, path)| {
-            let bytes = std::fs::read(path).ok()?;
-            let (_, pem) = x509_parser::pem::parse_x509_pem(&bytes).ok()?;
+    let read = |path: &Path| std::fs::read(path).unwrap_or_default();
+    let (node, ca) = (read(&files.node_cert), read(&files.ca_cert));
+    let node_pems = Pem::iter_from_buffer(&node).take(1);
+    let ca_pems = Pem::iter_from_buffer(&ca);
+    node_pems
+        .map(|pem| ("node", pem))
+        .chain(ca_pems.map(|pem| ("ca", pem)))
+        .filter_map(|(role, pem)| {
+            let pem = pem.ok()?;
             let cert = pem.parse_x509().ok()?;
             let not_after_ms = u64::try_from(cert.validity().not_after.timestamp())
                 .ok()?

@@ -8,6 +8,7 @@ use rcgen::{
 };
 use std::net::IpAddr;
 use time::{Duration, OffsetDateTime};
+use x509_parser::extensions::GeneralName;
 
 /// DNS name every node certificate carries, whatever its node id, so a peer
 /// can be verified as "a member of this cluster" before its id is known.
@@ -38,13 +39,23 @@ pub struct PemPair {
 impl Ca {
     /// Makes a new CA for `cluster_id`.
     pub fn generate(cluster_id: &str) -> anyhow::Result<(Ca, PemPair)> {
+        Ca::generate_named(format!("Sluice cluster CA {cluster_id}"))
+    }
+
+    /// Makes the CA that replaces `cluster_id`'s (`sluice cluster
+    /// rotate-ca`): named apart from the one it replaces by its date, so
+    /// the two are told apart where both are listed (the doctor's
+    /// certificate checks during the rotation).
+    pub fn generate_next(cluster_id: &str) -> anyhow::Result<(Ca, PemPair)> {
+        let date = OffsetDateTime::now_utc().date();
+        Ca::generate_named(format!("Sluice cluster CA {cluster_id} from {date}"))
+    }
+
+    fn generate_named(common_name: String) -> anyhow::Result<(Ca, PemPair)> {
         let key = KeyPair::generate().context("generating the CA key")?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
-        dn.push(
-            DnType::CommonName,
-            format!("Sluice cluster CA {cluster_id}"),
-        );
+        dn.push(DnType::CommonName, common_name);
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![
@@ -136,6 +147,54 @@ impl Ca {
             vec![ExtendedKeyUsagePurpose::ServerAuth],
         )
         .with_context(|| format!("issuing node {id}'s admin certificate"))
+    }
+
+    /// A new certificate and key for the holder of `existing` (PEM), signed
+    /// by this CA: the same common name, DNS and IP names and extended key
+    /// usages, a fresh validity period. How `sluice cluster rotate-ca`
+    /// moves every node onto a new CA without knowing how each certificate
+    /// was first made (admin names given to `sluice init` live only there).
+    pub fn reissue(&self, existing: &str) -> anyhow::Result<PemPair> {
+        let (_, pem) = x509_parser::pem::parse_x509_pem(existing.as_bytes())
+            .map_err(|err| anyhow::anyhow!("parsing the certificate PEM: {err}"))?;
+        let cert = pem
+            .parse_x509()
+            .map_err(|err| anyhow::anyhow!("parsing the certificate: {err}"))?;
+        let common_name = cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .context("the certificate has no common name")?
+            .to_string();
+        let mut names = Vec::new();
+        let mut ips = Vec::new();
+        if let Ok(Some(san)) = cert.subject_alternative_name() {
+            for name in &san.value.general_names {
+                match name {
+                    GeneralName::DNSName(dns) => names.push(dns.to_string()),
+                    GeneralName::IPAddress(bytes) => {
+                        if let Ok(v4) = <[u8; 4]>::try_from(*bytes) {
+                            ips.push(IpAddr::from(v4));
+                        } else if let Ok(v6) = <[u8; 16]>::try_from(*bytes) {
+                            ips.push(IpAddr::from(v6));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let mut usages = Vec::new();
+        if let Ok(Some(eku)) = cert.extended_key_usage() {
+            if eku.value.server_auth {
+                usages.push(ExtendedKeyUsagePurpose::ServerAuth);
+            }
+            if eku.value.client_auth {
+                usages.push(ExtendedKeyUsagePurpose::ClientAuth);
+            }
+        }
+        self.issue_leaf(common_name.clone(), names, &ips, usages)
+            .with_context(|| format!("reissuing the certificate of {common_name}"))
     }
 
     /// A certificate signed by this CA for `names` and `ips`, with a new
