@@ -38,7 +38,7 @@ pub struct VirtualKey {
     /// Set on the key the gateway made for one subject of a JWT issuer
     /// (see [`KeySubject`]): it has no secret, and its routes and quotas
     /// are its template's.
-    pub subject: Option<KeySubject>,
+    pub subject: Option<Box<KeySubject>>,
 }
 
 /// Who a subject key stands for: the `subject` claim of tokens from
@@ -132,7 +132,7 @@ impl VirtualKey {
             revoked_at_ms: None,
             metadata: template.metadata.clone(),
             created_at_ms,
-            subject: Some(subject),
+            subject: Some(Box::new(subject)),
         }
     }
 

@@ -188,7 +188,7 @@ impl State {
     ) -> Result<VirtualKey, ApplyError> {
         let existing = self.keys.get(&subject.key_id());
         if let Some(existing) = existing {
-            if existing.subject.as_ref() == Some(subject) {
+            if existing.subject.as_deref() == Some(subject) {
                 return Ok(existing.clone());
             }
         }

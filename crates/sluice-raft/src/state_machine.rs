@@ -262,7 +262,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     self.published
                         .clock
                         .observe(proposal.at_ms, wall_ms(), Instant::now());
-                    Response::Command(state.apply(&proposal))
+                    Response::Command(Box::new(state.apply(&proposal)))
                 }
                 EntryPayload::Membership(membership) => {
                     state.retain_members(&membership.nodes().map(|(id, _)| *id).collect());

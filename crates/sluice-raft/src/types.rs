@@ -11,8 +11,9 @@ pub type NodeId = u64;
 /// What applying one log entry produced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
-    /// A command entry: the state machine's verdict.
-    Command(Result<Applied, ApplyError>),
+    /// A command entry: the state machine's verdict (boxed: an applied key
+    /// is some 200 bytes, a blank entry's answer none).
+    Command(Box<Result<Applied, ApplyError>>),
     /// A blank or membership entry: nothing for a client.
     Internal,
 }

@@ -33,7 +33,7 @@ impl Inner {
                     .await
                     .map_err(write_error)?;
                 let outcome = match response.data {
-                    RaftResponse::Command(outcome) => outcome,
+                    RaftResponse::Command(outcome) => *outcome,
                     RaftResponse::Internal => {
                         return Err(LeaderError::Failed(internal(
                             "a command entry produced no result",
