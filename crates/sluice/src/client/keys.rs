@@ -126,10 +126,11 @@ pub(super) async fn run(
                     "ID", "NAME", "PREFIX", "STATUS", "ROUTES", "LIMITS", "EXPIRES", "CREATED",
                 ]);
                 for k in list.keys {
+                    let prefix = prefix_cell(&k);
                     table.row(vec![
                         k.id,
                         k.name,
-                        k.prefix,
+                        prefix,
                         status_name(k.status).to_string(),
                         routes_cell(&k.allowed_routes),
                         limits_cell(&k.limits),
@@ -401,10 +402,11 @@ fn print_key(k: KeyView) {
         .iter()
         .map(|(key, v)| format!("{key}={v}"))
         .collect();
+    let prefix = prefix_cell(&k);
     print_fields(&[
         ("id", k.id),
         ("name", k.name),
-        ("prefix", k.prefix),
+        ("prefix", prefix),
         ("status", status_name(k.status).to_string()),
         ("routes", routes_cell(&k.allowed_routes)),
         ("expires", format_opt_ms(k.expires_at_ms)),
@@ -413,6 +415,15 @@ fn print_key(k: KeyView) {
         ("created", format_ms(k.created_at_ms)),
         ("limits", limits_cell(&k.limits)),
     ]);
+}
+
+/// What a key is recognised by: its secret's first characters, or for a
+/// JWT subject's key (no secret) its issuer and subject, and its template.
+fn prefix_cell(k: &KeyView) -> String {
+    match &k.subject {
+        Some(s) => format!("jwt {}:{} (template {})", s.issuer, s.subject, s.template),
+        None => k.prefix.clone(),
+    }
 }
 
 /// A key's limits in words, `; `-separated (a limit may hold a comma), or
