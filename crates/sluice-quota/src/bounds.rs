@@ -21,7 +21,7 @@
 //! wait is worth it, the request is checked again after each round until
 //! `max_wait_ms` has passed.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use proptest::prelude::*;
@@ -231,12 +231,7 @@ async fn simulate(
             });
             quotas.set_nodes(nodes as u64);
             quotas.set_voters(nodes as u64);
-            let client = InProcess {
-                ledger: Arc::clone(&ledger),
-                node,
-                clock: Arc::clone(&clock),
-                cut_off: AtomicBool::new(false),
-            };
+            let client = InProcess::new(&ledger, node, &clock);
             (quotas, client)
         })
         .collect();

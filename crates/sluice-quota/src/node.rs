@@ -579,6 +579,18 @@ impl Quotas {
         if given == Some(false) {
             round.reached = Some(false);
         }
+        // A lease is spendable for its time to live from this round's
+        // start, by this node's clock. The grant's own expiry is the
+        // ledger's stamp plus the same time to live: the leader's clock,
+        // which may be seconds behind this node's (2.5 s after a rolling
+        // restart; the stamps catch up only slowly) or ahead of it. Read
+        // against this node's clock it could be over on arrival, and a
+        // node with no reserve could spend nothing, round after round.
+        // Timed from before the ask, a lease stops no later here than the
+        // ledger's expiry would in real time; and the ledger counts what
+        // the node holds until the node returns it, so the expiry is the
+        // node's own affair.
+        let lease_until = now_ms.saturating_add(self.config.lease_ttl_ms);
         let mut asked = asking.chunks(MAX_BATCH);
         for granted in granted {
             let asking = asked.next().unwrap_or_default();
@@ -587,8 +599,8 @@ impl Quotas {
                     for ((pool, standing_wanted), grant) in asking.iter().zip(&grants) {
                         if grant.level_after.is_some() {
                             // Even a grant of 0 renews what the pool holds: the
-                            // ledger knows this node holds it until then.
-                            pool.add_lease(grant.amount, grant.expires_at_ms);
+                            // ledger counts it as this node's until returned.
+                            pool.add_lease(grant.amount, lease_until);
                             pool.add_standing(grant.standing);
                             pool.note_standing_grant(
                                 *standing_wanted,
