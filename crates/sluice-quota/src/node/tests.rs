@@ -223,6 +223,12 @@ async fn leases_are_spendable_when_the_ledger_clock_is_behind_the_nodes() {
         ledger.skew_ms.store(-3_000, Ordering::SeqCst);
     }
     assert_eq!(requests(&c, 0, 1, &mut now).await, [true], "node 1");
+    let (quotas, _) = &c.nodes[0];
+    assert_eq!(
+        quotas.ledger_time(now),
+        now - 3_000,
+        "the node reads its copy of the ledger at the ledger's time"
+    );
     assert_eq!(requests(&c, 1, 1, &mut now).await, [true], "node 2");
     assert_eq!(requests(&c, 2, 1, &mut now).await, [true], "node 3");
     assert_eq!(
