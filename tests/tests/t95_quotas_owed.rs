@@ -445,9 +445,9 @@ fn large_max_tokens_share_a_budget_their_use_fits() {
 /// unit comes from a lease round), then every node restarted in turn.
 /// Each node is then admitted a request within 20 s, and a fourth within
 /// the minute is refused. Before the fix node 1 refused every request for
-/// 20 s and more: the leader changes left the ledger's stamps seconds
-/// behind the nodes' clocks, and a node read a lease's expiry, a stamp,
-/// against its own clock: each lease it was granted was already expired.
+/// 20 s and more: after the restarts the ledger's stamps were 2.5 s behind
+/// the nodes' clocks, and a node read a lease's expiry, a stamp, against
+/// its own clock: each lease it was granted was already expired.
 #[test]
 fn a_small_key_is_served_after_a_rolling_restart() {
     let (_turn, mut plane) = start();

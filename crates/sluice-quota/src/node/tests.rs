@@ -195,8 +195,8 @@ async fn requests(c: &Cluster, i: usize, count: usize, now: &mut u64) -> Vec<boo
 
 /// 3 nodes, 3 requests a minute (no standing reserve: every unit comes
 /// from a lease round), node 1 restarted (a new incarnation), and the
-/// ledger's clock 3 s behind the nodes' (as the leader's stamps were after
-/// a rolling restart: each leader change left them further behind). A
+/// ledger's clock 3 s behind the nodes' (the leader's stamps were 2.5 s
+/// behind after a rolling restart of a real cluster). A
 /// lease's expiry is the ledger's stamp plus its time to live: read
 /// against the node's clock, every lease node 1 was granted had expired on
 /// arrival, and it refused every request while the ledger counted the
