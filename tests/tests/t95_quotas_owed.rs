@@ -440,3 +440,64 @@ fn large_max_tokens_share_a_budget_their_use_fits() {
         refusals[0]
     );
 }
+
+/// A key of 3 requests a minute (no standing reserve on 3 nodes: every
+/// unit comes from a lease round), then every node restarted in turn.
+/// Each node is then admitted a request within 20 s, and a fourth within
+/// the minute is refused. Before the fix node 1 refused every request for
+/// 20 s and more: after the restarts the ledger's stamps were 2.5 s behind
+/// the nodes' clocks, and a node read a lease's expiry, a stamp, against
+/// its own clock: each lease it was granted was already expired.
+#[test]
+fn a_small_key_is_served_after_a_rolling_restart() {
+    let (_turn, mut plane) = start();
+    let (id, secret) = plane.create_key_with("rolling-restart", json!({"rpm": 3}));
+    for node in [1, 2, 3] {
+        plane.cluster.restart(node);
+    }
+    let view = |plane: &DataPlane| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let quota = plane
+            .cluster
+            .admin(1)
+            .get(&format!("/admin/v1/keys/{id}/quota"))
+            .1;
+        format!("at {now} ms: {quota}")
+    };
+    let deadline = plane.cluster.deadline().within(Duration::from_secs(20));
+    let mut first = None;
+    for node in [1, 2, 3] {
+        let client = ProxyClient::new(plane.cluster.proxy_url(node), Some(&secret));
+        let mut last = String::new();
+        let admitted = deadline.poll(format!("node {node} to admit"), || {
+            let reply = client.post("/v1/chat/completions", &chat(4));
+            last = format!("{} {}", reply.status, reply.text);
+            assert!(
+                reply.status == 200 || reply.status == 429,
+                "node {node}: {last}"
+            );
+            reply.status == 200
+        });
+        assert!(
+            admitted.is_ok(),
+            "node {node} admits nothing within 20 s of the restarts; last answer {last}; quota {}",
+            view(&plane)
+        );
+        first.get_or_insert_with(Instant::now);
+    }
+    // The bucket refills a unit every 20 s from the first grant: a fourth
+    // request before then finds nothing.
+    let fourth = ProxyClient::new(plane.cluster.proxy_url(1), Some(&secret))
+        .post("/v1/chat/completions", &chat(4));
+    let since = first.expect("admitted").elapsed();
+    assert!(since < Duration::from_secs(15), "the three took {since:?}");
+    assert_eq!(
+        fourth.status,
+        429,
+        "a fourth request within the minute: {}; quota {}",
+        fourth.text,
+        view(&plane)
+    );
+}

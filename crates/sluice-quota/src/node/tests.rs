@@ -161,3 +161,79 @@ fn plans_are_made_for_every_key_at_once_and_kept_until_a_policy_changes() {
     ));
     assert!(quotas.plan(&ledger, "k1").is_none());
 }
+
+/// Requests one at a time at node `i` of `c`, from `now`, each checked
+/// the way `Quotas::admit` does it (again after each round while a wait
+/// is worth it, for at most `max_wait_ms`); advances the shared clock.
+/// Whether each was admitted.
+async fn requests(c: &Cluster, i: usize, count: usize, now: &mut u64) -> Vec<bool> {
+    let ask = crate::Ask::exact(crate::Cost {
+        requests: 1,
+        ..crate::Cost::default()
+    });
+    let mut fates = Vec::new();
+    for _ in 0..count {
+        let (quotas, ledger) = &c.nodes[i];
+        let plan = quotas.plan(&ledger.view(), "k").expect("a plan");
+        let deadline = *now + quotas.config().max_wait_ms;
+        let admitted = loop {
+            match quotas.check(&plan, "r", ask, *now, &ledger.view()) {
+                Ok(_) => break true,
+                Err(denial) if denial.wait_worth() && *now < deadline => {}
+                Err(_) => break false,
+            }
+            *now += 100;
+            c.clock.store(*now, Ordering::SeqCst);
+            for (quotas, ledger) in &c.nodes {
+                ledger.tick(quotas, *now).await;
+            }
+        };
+        fates.push(admitted);
+    }
+    fates
+}
+
+/// 3 nodes, 3 requests a minute (no standing reserve: every unit comes
+/// from a lease round), node 1 restarted (a new incarnation), and the
+/// ledger's clock 3 s behind the nodes' (the leader's stamps were 2.5 s
+/// behind after a rolling restart of a real cluster). A
+/// lease's expiry is the ledger's stamp plus its time to live: read
+/// against the node's clock, every lease node 1 was granted had expired on
+/// arrival, and it refused every request while the ledger counted the
+/// unit as held by it. The node now times a lease from its own clock.
+#[tokio::test]
+async fn leases_are_spendable_when_the_ledger_clock_is_behind_the_nodes() {
+    let mut c = cluster(3, 3);
+    for (quotas, _) in &c.nodes {
+        quotas.set_nodes(3);
+        quotas.set_voters(3);
+    }
+    let mut now = 60_000;
+    c.clock.store(now, Ordering::SeqCst);
+    let (old, ledger) = c.nodes.remove(0);
+    old.release(&ledger).await;
+    let restarted = Quotas::new(QuotaConfig {
+        incarnation: now,
+        ..*old.config()
+    });
+    restarted.set_nodes(3);
+    restarted.set_voters(3);
+    c.nodes.insert(0, (restarted, ledger));
+    for (_, ledger) in &c.nodes {
+        ledger.skew_ms.store(-3_000, Ordering::SeqCst);
+    }
+    assert_eq!(requests(&c, 0, 1, &mut now).await, [true], "node 1");
+    let (quotas, _) = &c.nodes[0];
+    assert_eq!(
+        quotas.ledger_time(now),
+        now - 3_000,
+        "the node reads its copy of the ledger at the ledger's time"
+    );
+    assert_eq!(requests(&c, 1, 1, &mut now).await, [true], "node 2");
+    assert_eq!(requests(&c, 2, 1, &mut now).await, [true], "node 3");
+    assert_eq!(
+        requests(&c, 0, 1, &mut now).await,
+        [false],
+        "a fourth within the minute"
+    );
+}
