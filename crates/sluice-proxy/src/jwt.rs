@@ -22,11 +22,12 @@
 //!
 //! # Keys
 //! Each issuer's JWKS is fetched on first use and cached for every worker.
-//! It is fetched again when it is older than [`REFRESH_AFTER`] (requests
-//! keep using the cached keys if that fetch fails), and when a token names
-//! a `kid` it does not hold, at most once per [`REFETCH_AT_MOST_EVERY`], so
-//! tokens with made-up `kid`s cannot make the node hammer the identity
-//! provider. One fetch at a time per issuer.
+//! It is fetched again in the background when it is older than
+//! [`REFRESH_AFTER`] (requests keep using the cached keys meanwhile, and if
+//! that fetch fails), and when a token names a `kid` it does not hold, at
+//! most once per [`REFETCH_AT_MOST_EVERY`], so tokens with made-up `kid`s
+//! cannot make the node hammer the identity provider. One fetch at a time
+//! per issuer.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
@@ -89,7 +90,7 @@ pub(crate) fn looks_like_jwt(token: &str) -> bool {
 
 /// The issuers a proxy trusts, with their cached keys.
 pub(crate) struct Jwt {
-    issuers: Vec<Issuer>,
+    issuers: Vec<Arc<Issuer>>,
 }
 
 struct Issuer {
@@ -122,10 +123,12 @@ impl Jwt {
         (!issuers.is_empty()).then(|| Jwt {
             issuers: issuers
                 .iter()
-                .map(|config| Issuer {
-                    config: config.clone(),
-                    keys: RwLock::new(Arc::new(KeySet::default())),
-                    fetching: tokio::sync::Mutex::new(()),
+                .map(|config| {
+                    Arc::new(Issuer {
+                        config: config.clone(),
+                        keys: RwLock::new(Arc::new(KeySet::default())),
+                        fetching: tokio::sync::Mutex::new(()),
+                    })
                 })
                 .collect(),
         })
@@ -169,33 +172,40 @@ impl Jwt {
 
 impl Issuer {
     /// The key `kid` and its algorithm, fetching the JWKS if it is not
-    /// cached (or the cache is old).
+    /// cached. A cached key is used at once; if the cache is old, a fetch
+    /// starts beside the request (no request waits on the identity provider
+    /// for a key it already has).
     async fn key(
-        &self,
+        self: &Arc<Self>,
         client: &UpstreamClient,
         kid: &str,
     ) -> Result<(Arc<DecodingKey>, Algorithm), ProxyError> {
         let now = Instant::now();
         let cached = self.cached();
         if let Some(found) = cached.key(kid) {
-            if !is_due(cached.fetched_at, now, REFRESH_AFTER) || !self.may_fetch(&cached, now) {
-                return Ok(found);
+            if is_due(cached.fetched_at, now, REFRESH_AFTER) && self.may_fetch(&cached, now) {
+                let (issuer, client) = (Arc::clone(self), client.clone());
+                tokio::spawn(async move { issuer.fetch_once(&client, &cached).await });
             }
-        } else if !self.may_fetch(&cached, now) {
+            return Ok(found);
+        }
+        if !self.may_fetch(&cached, now) {
             return Err(self.unknown_kid(&cached, kid));
         }
-        {
-            let _one = self.fetching.lock().await;
-            // Another request may have fetched while this one waited.
-            let latest = self.cached();
-            if Arc::ptr_eq(&latest, &cached) {
-                self.fetch(client).await;
-            }
-        }
+        self.fetch_once(client, &cached).await;
         let fetched = self.cached();
         fetched
             .key(kid)
             .ok_or_else(|| self.unknown_kid(&fetched, kid))
+    }
+
+    /// Fetches the JWKS unless another fetch replaced `seen` meanwhile
+    /// (one fetch at a time; those that waited use its result).
+    async fn fetch_once(&self, client: &UpstreamClient, seen: &Arc<KeySet>) {
+        let _one = self.fetching.lock().await;
+        if Arc::ptr_eq(&self.cached(), seen) {
+            self.fetch(client).await;
+        }
     }
 
     fn cached(&self) -> Arc<KeySet> {

@@ -270,6 +270,35 @@ async fn a_failed_fetch_with_no_keys_is_unavailable_not_unauthenticated() {
     assert_eq!(again.status(), 503);
 }
 
+#[tokio::test]
+async fn an_old_cache_serves_its_keys_while_a_refresh_fails_beside() {
+    let key = ed25519("k1");
+    let jwt = checker(issuer(), &[&key]);
+    let issuer = &jwt.issuers[0];
+    let long_ago = Instant::now() - REFRESH_AFTER - Duration::from_secs(1);
+    {
+        let mut slot = issuer.keys.write().unwrap();
+        let keys = slot.keys.clone();
+        *slot = Arc::new(KeySet {
+            keys,
+            fetched_at: Some(long_ago),
+            tried_at: Some(long_ago),
+            failure: None,
+        });
+    }
+    let token = sign(&key, "k1", &claims());
+    assert!(verify(&jwt, &token).await.is_ok());
+    // The refresh started beside it fails (nothing listens), and the keys
+    // stay.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while issuer.cached().failure.is_none() {
+        assert!(Instant::now() < deadline, "no refresh was tried");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(issuer.cached().fetched_at, Some(long_ago));
+    assert!(verify(&jwt, &token).await.is_ok());
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
