@@ -501,3 +501,53 @@ fn a_small_key_is_served_after_a_rolling_restart() {
         view(&plane)
     );
 }
+
+/// `rpm 30` on 3 nodes: one request on each node, then requests one after
+/// another on node 1 until one is refused. The cluster admits the whole
+/// capacity (30) before the first 429, and no more than the bound
+/// (30 + the refill since the key was made). Before the fix, 8 runs of 9
+/// admitted 28 or 29: nodes 2 and 3 had topped up the standing reserves
+/// their single requests spent and kept them, idle, while node 1's
+/// requests were refused.
+#[test]
+fn a_burst_on_one_node_gets_what_the_idle_nodes_hold() {
+    let (_turn, plane) = start();
+    let rpm = 30;
+    let (id, secret) = plane.create_key_with("burst-on-one-node", json!({"rpm": rpm}));
+    let created = Instant::now();
+    let clients: Vec<ProxyClient> = [1, 2, 3]
+        .iter()
+        .map(|node| ProxyClient::new(plane.cluster.proxy_url(*node), Some(&secret)))
+        .collect();
+    for (i, client) in clients.iter().enumerate() {
+        let reply = client.post("/v1/chat/completions", &chat(4));
+        assert_eq!(reply.status, 200, "node {}: {}", i + 1, reply.text);
+    }
+    let mut admitted = 3u64;
+    let refusal = loop {
+        let reply = clients[0].post("/v1/chat/completions", &chat(4));
+        match reply.status {
+            200 => admitted += 1,
+            429 => break reply,
+            _ => panic!("{} {}", reply.status, reply.text),
+        }
+        assert!(admitted <= 10 * rpm, "no refusal after {admitted}");
+    };
+    let elapsed = created.elapsed();
+    let quota = plane
+        .cluster
+        .admin(1)
+        .get(&format!("/admin/v1/keys/{id}/quota"))
+        .1;
+    let bound = rpm + (elapsed.as_secs_f64() * rpm as f64 / 60.0).ceil() as u64;
+    println!(
+        "OWED rpm {rpm}, one request on each node, then node 1 alone: {admitted} admitted before the first 429, in {:.2} s (bound {bound})",
+        elapsed.as_secs_f64()
+    );
+    assert!(
+        admitted >= rpm,
+        "{admitted} admitted before the first 429; refusal {}; quota {quota}",
+        refusal.text
+    );
+    assert!(admitted <= bound, "{admitted} admitted > bound {bound}");
+}

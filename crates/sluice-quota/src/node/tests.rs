@@ -237,3 +237,63 @@ async fn leases_are_spendable_when_the_ledger_clock_is_behind_the_nodes() {
         "a fourth within the minute"
     );
 }
+
+/// A node with no requests holds a full standing reserve while another
+/// node's demand is more than the bucket's level: it gives the reserve
+/// back (a return, so the level has it at once), asks for no reserve
+/// while the bucket stays contended, and tops it up once it is not.
+#[tokio::test]
+async fn an_idle_node_gives_its_reserve_back_to_a_contended_bucket() {
+    let c = cluster(2, 30);
+    for (quotas, _) in &c.nodes {
+        quotas.set_nodes(2);
+        quotas.set_voters(2);
+    }
+    let (busy, busy_ledger) = &c.nodes[0];
+    let (idle, idle_ledger) = &c.nodes[1];
+    let mut now = 0;
+    every_round(&c, now).await;
+    let reserve = idle.pool(&scope(), Unit::Requests);
+    assert_eq!(reserve.standing(), 1, "a unit of reserve each");
+    // The busy node spends all it can get, round after round.
+    let pool = busy.pool(&scope(), Unit::Requests);
+    while now < 3_000 {
+        now += 100;
+        while pool.try_take(1, now).is_some() {
+            pool.commit(1);
+        }
+        every_round(&c, now).await;
+    }
+    assert_eq!(reserve.standing(), 0, "the idle node's reserve went back");
+    let view = idle_ledger.view();
+    let bucket = view.bucket(&scope(), Unit::Requests).unwrap();
+    assert_eq!(bucket.nodes[&2].holding, 0, "{bucket:?}");
+    assert_eq!(bucket.nodes[&2].standing, 0, "{bucket:?}");
+    // Every unit went to the busy node: the capacity and the refill.
+    let spent = busy_ledger
+        .view()
+        .bucket(&scope(), Unit::Requests)
+        .unwrap()
+        .nodes[&1]
+        .admitted_total;
+    assert!(spent >= 30, "the busy node spent {spent}");
+    // The busy node stops: its demand is withdrawn, and the reserve is
+    // topped up again once the bucket has refilled a unit (2 s).
+    for _ in 0..40 {
+        now += 100;
+        every_round(&c, now).await;
+    }
+    assert_eq!(
+        reserve.standing(),
+        1,
+        "the reserve is back once uncontended"
+    );
+}
+
+/// Every node's round at `now`, in turn.
+async fn every_round(c: &Cluster, now: u64) {
+    c.clock.store(now, Ordering::SeqCst);
+    for (quotas, ledger) in &c.nodes {
+        ledger.tick(quotas, now).await;
+    }
+}
