@@ -154,6 +154,9 @@ pub struct ProxyConfig {
     /// Identity providers whose JWTs clients may authenticate with,
     /// besides virtual keys.
     pub jwt_issuers: Vec<JwtIssuer>,
+    /// Whether clients may authenticate with virtual keys; `false` (with
+    /// `jwt_issuers`) takes tokens only.
+    pub accept_virtual_keys: bool,
 }
 
 impl Default for ProxyConfig {
@@ -178,6 +181,7 @@ impl Default for ProxyConfig {
             anthropic_default_max_tokens: 4096,
             completion_estimate_tokens: 1024,
             jwt_issuers: Vec::new(),
+            accept_virtual_keys: true,
         }
     }
 }

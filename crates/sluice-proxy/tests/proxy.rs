@@ -605,3 +605,59 @@ async fn a_secret_header_is_opened_and_sent_upstream() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_proxy_taking_tokens_only_refuses_virtual_keys_everywhere() {
+    within(async {
+        let issuer = sluice_proxy::JwtIssuer {
+            name: "corp".into(),
+            issuer: "https://idp.example".into(),
+            jwks_url: format!("http://{}/jwks", closed_port().await)
+                .parse()
+                .unwrap(),
+            audience: "sluice".into(),
+            subject_claim: "sub".into(),
+            template_claim: None,
+            templates: Default::default(),
+            default_template: Some("key_0123456789abcdef".into()),
+            clock_skew: Duration::from_secs(60),
+        };
+        for accept_virtual_keys in [true, false] {
+            let s = Setup::start(ProxyConfig {
+                jwt_issuers: vec![issuer.clone()],
+                accept_virtual_keys,
+                ..config()
+            })
+            .await;
+            s.world
+                .provider("good", ProviderKind::OpenAi, &s.mock_v1(), &[]);
+            s.world.route("r", &[("good", "mock-gpt")], &[]);
+            let chat = s
+                .post(
+                    "/v1/chat/completions",
+                    json!({"model": "r", "messages": [{"role": "user", "content": "hi"}]}),
+                )
+                .await;
+            let models = s
+                .http
+                .get(format!("{}/v1/models", s.url))
+                .bearer_auth(KEY)
+                .send()
+                .await
+                .unwrap();
+            if accept_virtual_keys {
+                assert_eq!(chat.status(), 200);
+                assert_eq!(models.status(), 200);
+                continue;
+            }
+            for refused in [chat, models] {
+                assert_eq!(refused.status(), 401);
+                let body: Value = refused.json().await.unwrap();
+                assert_eq!(body["error"]["code"], "invalid_api_key");
+                let message = body["error"]["message"].as_str().unwrap();
+                assert!(message.contains("accepts only bearer tokens"), "{message}");
+            }
+        }
+    })
+    .await;
+}

@@ -575,6 +575,15 @@ fn proxy_settings(
         }
     }
     c.jwt_issuers = jwt_issuers(p, &raw.jwt_issuers);
+    if raw.accept_virtual_keys == Some(false) {
+        if raw.jwt_issuers.is_empty() {
+            p.push(
+                "proxy.accept_virtual_keys",
+                "false needs [[proxy.jwt_issuers]]: with neither, no client could authenticate",
+            );
+        }
+        c.accept_virtual_keys = false;
+    }
     let tls = listener_tls(p, "proxy", &raw.tls_cert, &raw.tls_key, config_dir);
     (c, tls, shutdown)
 }

@@ -31,7 +31,9 @@ const REGISTER_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// credential has a JWT's shape): the id of the key its subject stands
 /// for, made if this is the subject's first request (or its template
 /// changed), `state` then being this node's state with it applied. `None`
-/// for any other credential, which [`key`] looks up as a virtual key.
+/// for any other credential, which [`key`] looks up as a virtual key,
+/// unless the node takes tokens only (`accept_virtual_keys = false`):
+/// then it is refused here.
 pub(crate) async fn jwt_subject(
     worker: &Worker,
     state: &mut Arc<State>,
@@ -42,6 +44,11 @@ pub(crate) async fn jwt_subject(
         return Ok(None);
     };
     let Some(token) = presented(headers).filter(|token| looks_like_jwt(token)) else {
+        if !worker.config.accept_virtual_keys {
+            return Err(ProxyError::unauthenticated(
+                "This gateway accepts only bearer tokens (JWTs) of its identity providers, not API keys.",
+            ));
+        }
         return Ok(None);
     };
     let subject = jwt.verify(worker.default_client(), token, now_ms).await?;

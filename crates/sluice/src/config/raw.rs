@@ -285,6 +285,10 @@ pub struct RawProxy {
     /// authenticate with, besides virtual keys.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub jwt_issuers: Vec<RawJwtIssuer>,
+    /// `false`: clients authenticate with `jwt_issuers`' tokens only, not
+    /// virtual keys (default `true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accept_virtual_keys: Option<bool>,
 }
 
 /// One `[[proxy.jwt_issuers]]` entry.

@@ -588,3 +588,17 @@ audience = ""
         "{errors:#?}"
     );
 }
+
+#[test]
+fn virtual_keys_are_refused_only_beside_jwt_issuers() {
+    let (_dir, path, text) = fixture();
+    let config_dir = path.parent().expect("dir");
+    let errors = validate(
+        parse(&format!("{text}\n[proxy]\naccept_virtual_keys = false\n")).expect("parse"),
+        config_dir,
+    )
+    .expect_err("no way in");
+    assert_eq!(fields_of(&errors), vec!["proxy.accept_virtual_keys"]);
+    let config = validate(parse(&text).expect("parse"), config_dir).expect("valid");
+    assert!(config.proxy.accept_virtual_keys);
+}
