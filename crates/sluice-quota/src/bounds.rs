@@ -29,7 +29,7 @@ use sluice_core::quota::{Ledger, Limit, OnNoQuorum, QuotaPolicy, Refill, Reserve
 
 use crate::admission::{Ask, Cost};
 use crate::testing::{scope, InProcess};
-use crate::{Plan, QuotaConfig, Quotas};
+use crate::{QuotaConfig, Quotas};
 
 /// One request: when it arrives (ms) and at which node.
 #[derive(Debug, Clone, Copy)]
@@ -225,18 +225,17 @@ fn run_skewed(
     runtime.block_on(simulate(limit, nodes, arrivals, &[], skew_ms, config))
 }
 
-/// One node of an in-process cluster: its quotas and its ledger client.
-type Node = (Quotas, InProcess);
-
-/// `nodes` nodes sharing one in-process ledger that holds `limit` on the
-/// test key, the ledger's clock `on_ledger` ms ahead of theirs: the shared
-/// clock, each node's quotas and ledger client, and each node's plan.
-fn in_process(
+async fn simulate(
     limit: Limit,
     nodes: usize,
-    on_ledger: u64,
+    arrivals: &[Arrival],
+    outages: &[(u64, u64)],
+    skew_ms: i64,
     config: QuotaConfig,
-) -> (Arc<AtomicU64>, Vec<Node>, Vec<Arc<Plan>>) {
+) -> Vec<Fate> {
+    // The model's time on the nodes' clocks and on the ledger's.
+    let on_nodes = skew_ms.min(0).unsigned_abs();
+    let on_ledger = skew_ms.max(0).unsigned_abs();
     let policy = QuotaPolicy {
         limits: vec![limit],
         on_no_quorum: OnNoQuorum::Deny,
@@ -248,7 +247,7 @@ fn in_process(
         .set_policy(&scope(), Some(&policy), on_ledger)
         .unwrap();
     let ledger = Arc::new(Mutex::new(ledger));
-    let cluster: Vec<Node> = (1..=nodes as u64)
+    let cluster: Vec<(Quotas, InProcess)> = (1..=nodes as u64)
         .map(|node| {
             let quotas = Quotas::new(QuotaConfig {
                 node_id: node,
@@ -261,25 +260,10 @@ fn in_process(
             (quotas, client)
         })
         .collect();
-    let plans = cluster
+    let plans: Vec<_> = cluster
         .iter()
         .map(|(quotas, client)| quotas.plan(&client.view(), "k").expect("a plan"))
         .collect();
-    (clock, cluster, plans)
-}
-
-async fn simulate(
-    limit: Limit,
-    nodes: usize,
-    arrivals: &[Arrival],
-    outages: &[(u64, u64)],
-    skew_ms: i64,
-    config: QuotaConfig,
-) -> Vec<Fate> {
-    // The model's time on the nodes' clocks and on the ledger's.
-    let on_nodes = skew_ms.min(0).unsigned_abs();
-    let on_ledger = skew_ms.max(0).unsigned_abs();
-    let (clock, cluster, plans) = in_process(limit, nodes, on_ledger, config);
     let ask = Ask::exact(Cost {
         requests: 1,
         ..Cost::default()
@@ -467,7 +451,30 @@ fn burst_after_singles(
         .build()
         .expect("a runtime");
     runtime.block_on(async {
-        let (clock, cluster, plans) = in_process(limit, nodes, 0, config);
+        let policy = QuotaPolicy {
+            limits: vec![limit],
+            on_no_quorum: OnNoQuorum::Deny,
+            reserve: Reserve::MaxTokens,
+        };
+        let clock = Arc::new(AtomicU64::new(0));
+        let mut ledger = Ledger::default();
+        ledger.set_policy(&scope(), Some(&policy), 0).unwrap();
+        let ledger = Arc::new(Mutex::new(ledger));
+        let cluster: Vec<(Quotas, InProcess)> = (1..=nodes as u64)
+            .map(|node| {
+                let quotas = Quotas::new(QuotaConfig {
+                    node_id: node,
+                    ..config
+                });
+                quotas.set_nodes(nodes as u64);
+                quotas.set_voters(nodes as u64);
+                (quotas, InProcess::new(&ledger, node, &clock))
+            })
+            .collect();
+        let plans: Vec<_> = cluster
+            .iter()
+            .map(|(quotas, client)| quotas.plan(&client.view(), "k").expect("a plan"))
+            .collect();
         let ask = Ask::exact(Cost {
             requests: 1,
             ..Cost::default()
