@@ -64,13 +64,11 @@ pub struct Want {
     /// live view; no effect on what is granted).
     pub admitted_total: u64,
     /// Every unit the node holds unspent: its lease (with what requests in
-    /// flight reserved of it) and its standing reserve, each with what it
-    /// is returning in a batch not yet acknowledged. What it spent since
-    /// its last report leaves the ledger's count, and the room it leaves
-    /// refills.
+    /// flight reserved of it, and what it is returning in a batch not yet
+    /// acknowledged) and its standing reserve. What it spent since its last
+    /// report leaves the ledger's count, and the room it leaves refills.
     pub holding: u64,
-    /// The standing reserve's part of `holding` (with reserve units on
-    /// their way back).
+    /// The standing reserve's part of `holding`.
     pub standing: u64,
     /// The report's place in the node's sequence (increasing over the
     /// node's life and across its restarts): a report older than one the
@@ -89,10 +87,8 @@ pub struct Return {
     pub unit: Unit,
     /// Lease units the node will not spend.
     pub amount: u64,
-    /// Standing reserve units the node gives up: when it stops, or when it
-    /// has no requests while other nodes wait on the bucket. (A reserve
-    /// above its target, after a policy change, is dropped instead, and
-    /// the node reports what is left.)
+    /// Standing reserve units the node gives up (when it stops: a running
+    /// node drops units it no longer wants and reports what is left).
     pub standing: u64,
 }
 
@@ -401,13 +397,6 @@ impl Ledger {
     /// `scope`'s bucket of `unit` (a map look-up; nothing allocated).
     pub fn bucket(&self, scope: &Scope, unit: Unit) -> Option<&Bucket> {
         self.buckets.get(scope)?.get(unit)
-    }
-
-    /// Every bucket, in scope order.
-    pub fn buckets(&self) -> impl Iterator<Item = (&Scope, Unit, &Bucket)> {
-        self.buckets
-            .iter()
-            .flat_map(|(s, b)| b.iter().map(move |b| (s, b.limit.unit, b)))
     }
 
     /// Every bucket of `key_id`'s scopes.

@@ -476,17 +476,14 @@ impl Quotas {
                 // Worth a wait when the ledger has what is missing, or will
                 // have refilled it within the wait: a round can then grant
                 // it (unless other nodes take it first, and then the wait
-                // ends in the same refusal). Or when other nodes hold units
-                // that may come back (once this node's demand shows the
-                // bucket is contended they return what their leases hold
-                // beyond their tick's demand, and an idle node its standing
-                // reserve too), unless such a wait came to nothing just
-                // before.
+                // ends in the same refusal). Or when other nodes hold leases
+                // that may come back (they return what they do not need
+                // once this node's demand shows the bucket is contended),
+                // unless such a wait came to nothing just before.
                 let refills_in_time = refill_ms.saturating_add(tick) <= self.config().max_wait_ms;
-                let held_elsewhere = bucket.is_some_and(|b| {
-                    b.returnable_except(self.config().node_id, ledger_now) >= missing
-                }) && pool
-                    .may_wait_for_others(now_ms, FAILED_WAIT_COOLDOWN_MS);
+                let held_elsewhere = bucket
+                    .is_some_and(|b| b.holding_except(self.config().node_id) >= missing)
+                    && pool.may_wait_for_others(now_ms, FAILED_WAIT_COOLDOWN_MS);
                 Reason::Exhausted {
                     scope: scope.clone(),
                     limit: *limit,

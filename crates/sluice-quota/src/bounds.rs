@@ -434,104 +434,6 @@ fn assert_upper_bound(limit: &Limit, times: &[u64], config: &QuotaConfig) -> Res
     Ok(())
 }
 
-/// A closed loop (each request sent when the one before is answered,
-/// `step_ms` later): one request at each of `nodes` nodes from `start_ms`,
-/// then requests on the first node until one is refused, or `most` in all.
-/// Refusals are waited on as `Quotas::admit` does. The admission times,
-/// all before the first refusal.
-fn burst_after_singles(
-    limit: Limit,
-    nodes: usize,
-    start_ms: u64,
-    step_ms: u64,
-    most: usize,
-    config: QuotaConfig,
-) -> Vec<u64> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("a runtime");
-    runtime.block_on(async {
-        let policy = QuotaPolicy {
-            limits: vec![limit],
-            on_no_quorum: OnNoQuorum::Deny,
-            reserve: Reserve::MaxTokens,
-        };
-        let clock = Arc::new(AtomicU64::new(0));
-        let mut ledger = Ledger::default();
-        ledger.set_policy(&scope(), Some(&policy), 0).unwrap();
-        let ledger = Arc::new(Mutex::new(ledger));
-        let cluster: Vec<(Quotas, InProcess)> = (1..=nodes as u64)
-            .map(|node| {
-                let quotas = Quotas::new(QuotaConfig {
-                    node_id: node,
-                    ..config
-                });
-                quotas.set_nodes(nodes as u64);
-                quotas.set_voters(nodes as u64);
-                (quotas, InProcess::new(&ledger, node, &clock))
-            })
-            .collect();
-        let plans: Vec<_> = cluster
-            .iter()
-            .map(|(quotas, client)| quotas.plan(&client.view(), "k").expect("a plan"))
-            .collect();
-        let ask = Ask::exact(Cost {
-            requests: 1,
-            ..Cost::default()
-        });
-        let mut tick_at = config.tick_ms;
-        // Every node's rounds up to `to`, in turn.
-        let rounds_until = |to: u64, tick_at: &mut u64| {
-            let mut due = Vec::new();
-            while *tick_at <= to {
-                due.push(*tick_at);
-                *tick_at += config.tick_ms;
-            }
-            due
-        };
-        let mut now = start_ms;
-        let mut times = Vec::new();
-        let order = (0..nodes).chain(std::iter::repeat(0)).take(most);
-        for node in order {
-            for at in rounds_until(now, &mut tick_at) {
-                clock.store(at, Ordering::SeqCst);
-                for (quotas, client) in &cluster {
-                    client.tick(quotas, at).await;
-                }
-            }
-            let (quotas, client) = &cluster[node];
-            let deadline = now + config.max_wait_ms;
-            loop {
-                clock.store(now, Ordering::SeqCst);
-                match quotas.check(&plans[node], "r", ask, now, &client.view()) {
-                    Ok(_) => break,
-                    Err(denial) if denial.wait_worth() && tick_at <= deadline => {
-                        // Until the next round.
-                        now = tick_at;
-                        for at in rounds_until(now, &mut tick_at) {
-                            clock.store(at, Ordering::SeqCst);
-                            for (quotas, client) in &cluster {
-                                client.tick(quotas, at).await;
-                            }
-                        }
-                    }
-                    Err(denial) => {
-                        if std::env::var("DEBUG_BOUNDS").is_ok() {
-                            let view = client.view();
-                            let b = view.bucket(&scope(), Unit::Requests).unwrap();
-                            eprintln!("refused at {now}: {denial:?} nodes {:?}", b.nodes);
-                        }
-                        return times;
-                    }
-                }
-            }
-            times.push(now);
-            now += step_ms;
-        }
-        times
-    })
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
 
@@ -618,33 +520,6 @@ proptest! {
         let limit = under_limit(&refill, &arrivals, nodes, 4 * nodes as u64, &config);
         let outages = separate(&gaps, &config);
         none_refused(&run_with_outages(limit, nodes, &arrivals, &outages, config))?;
-    }
-
-    /// One request on each node, then requests one after another on one
-    /// node: the whole capacity is admitted before the first refusal,
-    /// and no more than the bound. The other nodes' reserves, topped up
-    /// after their one request and then idle, come back to the bucket
-    /// that the busy node waits on; kept, they cost it one unit a node
-    /// (`rpm 30` on three nodes admitted 28 or 29 before its first refusal).
-    #[test]
-    fn a_burst_on_one_node_gets_the_whole_capacity_first(
-        refill in limit().prop_filter("a burst of at most 3 000", |l| l.capacity <= 1_000),
-        nodes in 2usize..=5,
-        start_ms in 0u64..3_000,
-        step_ms in 1u64..60,
-    ) {
-        let config = QuotaConfig::default();
-        let limit = Limit { capacity: refill.capacity.max(nodes as u64), ..refill };
-        let most = 3 * limit.capacity as usize + 20;
-        let times = burst_after_singles(limit, nodes, start_ms, step_ms, most, config);
-        if let Err(e) = assert_upper_bound(&limit, &times, &config) {
-            return Err(TestCaseError::fail(e));
-        }
-        prop_assert!(
-            times.len() as u64 >= limit.capacity.min(most as u64),
-            "{} admitted before the first refusal, capacity {}",
-            times.len(), limit.capacity
-        );
     }
 
     /// A longer election (up to a second): nodes with steady traffic on a
@@ -810,52 +685,6 @@ mod found {
         let outages = separate(&[(2114, 142), (1809, 336)], &config);
         none_refused(&run_with_outages(limit, 3, &arrivals, &outages, config))
             .expect("none refused");
-    }
-
-    /// `rpm 30` on three nodes: one request on each, then requests 20 ms
-    /// apart on the first until one is refused (the e2e case in
-    /// `t95_quotas_owed`). The 29th was refused: the other two nodes had
-    /// topped up the unit of reserve their request spent, and kept it
-    /// idle while the bucket's level was spent. An idle node now gives
-    /// its reserve back to a contended bucket.
-    #[test]
-    fn rpm_30_one_request_on_each_node_then_a_burst_on_one() {
-        let limit = Limit::per_minute(Unit::Requests, 30);
-        let config = QuotaConfig::default();
-        let times = burst_after_singles(limit, 3, 2_000, 20, 100, config);
-        assert!(
-            times.len() >= 30,
-            "{} admitted before the first refusal",
-            times.len()
-        );
-        assert_upper_bound(&limit, &times, &config).expect("within the bound");
-    }
-
-    /// Capacity 44 refilled a unit every 3 s on four nodes, one request on
-    /// each, then one every 35 ms on the first: its 44th was refused after
-    /// waiting a second. The idle nodes gave their reserves back to the
-    /// contended bucket, but each unit given back was taken, in the same
-    /// tick, by the next idle node's round to top up its own reserve: the
-    /// level just covered the waiting node's demand, so the bucket did not
-    /// look contended to it. An idle node now tops its reserve up only from
-    /// what the other nodes' demand leaves of the level.
-    #[test]
-    fn a_reserve_given_back_is_not_taken_by_the_next_idle_node() {
-        let limit = Limit {
-            unit: Unit::Requests,
-            capacity: 44,
-            refill: Refill::Rate {
-                amount: 1,
-                every_ms: 3_000,
-            },
-        };
-        let config = QuotaConfig::default();
-        let times = burst_after_singles(limit, 4, 656, 35, 200, config);
-        assert!(
-            times.len() >= 44,
-            "{} admitted before the first refusal",
-            times.len()
-        );
     }
 
     /// The ledger's clock 4.9 s behind the nodes', a burst of 3 on node 2

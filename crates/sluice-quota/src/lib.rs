@@ -24,9 +24,7 @@
 //! * [`Quotas`]: a node's pools and its lease round ([`Quotas::tick`]): one
 //!   batched `GrantLeases` and one `ReturnLeases` per tick, through a
 //!   [`LedgerClient`], whatever the request rate; only pools with something
-//!   to do take part, so an idle key costs no Raft entry (and its standing
-//!   reserve goes back when other nodes wait on its bucket). Each want
-//!   reports what
+//!   to do take part, so an idle key costs nothing. Each want reports what
 //!   the pool holds (a sequence number keeps a delayed report from counting),
 //!   and a return batch is sent again, unchanged, until acknowledged.
 //! * [`Plan`]: every limit of one key (its own policy's and each key ×

@@ -3,9 +3,7 @@
 //! reserves to top up) into one batched `GrantLeases` and the expired
 //! remainders into one `ReturnLeases`. A round visits only the pools with
 //! something to do: an idle key costs a check of a few atomics, and no
-//! Raft entry. Every fifth round also reads the buckets of this node's copy
-//! of the ledger, so that an idle pool gives its standing reserve back to
-//! other nodes that wait on it.
+//! Raft entry.
 //!
 //! The round talks to the ledger through [`LedgerClient`]: in a node that is
 //! a write through the Raft log (`sluice_raft::ClusterNode`); in tests, the
@@ -22,7 +20,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use sluice_core::quota::{Bucket, Grant, Ledger, Return, Scope, Unit, Want, MAX_BATCH};
+use sluice_core::quota::{Grant, Ledger, Return, Scope, Unit, Want, MAX_BATCH};
 use sluice_core::State;
 
 use crate::admission::Scoped;
@@ -90,12 +88,6 @@ impl Default for QuotaConfig {
 /// ledger could not fill.
 const STANDING_RETRY_MS: u64 = 1_000;
 
-/// Idle pools holding a standing reserve are checked for contention (other
-/// nodes waiting on their bucket, to whom they give the reserve back) once
-/// in this many rounds: a request waiting for such a reserve
-/// (`max_wait_ms`, 1 s) still gets it.
-const IDLE_RESERVE_CHECK_ROUNDS: u64 = 5;
-
 /// Most pools a round asks a standing reserve for when they have no demand
 /// (after a start or a policy change, every key's pools): the rest wait for
 /// the next rounds, so that no command grows with the number of keys.
@@ -104,8 +96,7 @@ const RESERVES_PER_ROUND: usize = 256;
 /// What one round did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Round {
-    /// Lease units asked for and granted; units returned (of leases and
-    /// of standing reserves).
+    /// Lease units asked for, granted, and returned.
     pub wanted: u64,
     pub granted: u64,
     pub returned: u64,
@@ -202,15 +193,13 @@ impl Outbox {
         self.pending.clone()
     }
 
-    /// Units on their way back, by bucket: of leases, and of standing
-    /// reserves. Still held as far as the ledger knows until acknowledged.
-    fn in_flight(&self) -> HashMap<(Scope, Unit), Returning> {
-        let mut out: HashMap<_, Returning> = HashMap::new();
+    /// Lease units on their way back, by bucket: still held as far as the
+    /// ledger knows until acknowledged.
+    fn in_flight(&self) -> HashMap<(Scope, Unit), u64> {
+        let mut out = HashMap::new();
         let pending = self.pending.iter().flat_map(|(_, batch)| batch);
         for r in pending.chain(&self.queued) {
-            let returning = out.entry((r.scope.clone(), r.unit)).or_default();
-            returning.lease += r.amount;
-            returning.standing += r.standing;
+            *out.entry((r.scope.clone(), r.unit)).or_default() += r.amount;
         }
         out
     }
@@ -220,13 +209,6 @@ impl Outbox {
             self.pending = None;
         }
     }
-}
-
-/// One bucket's units in the outbox.
-#[derive(Debug, Default, Clone, Copy)]
-struct Returning {
-    lease: u64,
-    standing: u64,
 }
 
 /// Where a unit's pool sits in a scope's array.
@@ -517,7 +499,10 @@ impl Quotas {
                 let demand = pool.note_tick_demand(tick_demand).saturating_mul(horizon);
                 // Other nodes wait on this bucket: keep no more than this
                 // tick's demand, so what is idle here serves them.
-                let contended = bucket.is_some_and(|b| self.contended(b, ledger_now));
+                let contended = bucket.is_some_and(|b| {
+                    u128::from(b.level_at(ledger_now))
+                        < b.recent_demand_except(self.config.node_id, ledger_now)
+                });
                 let standing_target = limit.map_or(0, |l| {
                     l.standing_share(self.nodes(), self.config.standing_ms)
                 });
@@ -534,49 +519,25 @@ impl Quotas {
                 let remainder = pool
                     .take_expired(now_ms)
                     .saturating_add(pool.take_excess(keep));
-                // No request here since the last round while other nodes
-                // wait on the bucket: the standing reserve goes back too,
-                // and is not topped up while that lasts. Kept idle, the
-                // reserves the other nodes' first requests spent and the
-                // next round refilled were refused to a node with demand:
-                // `rpm 30` on three nodes, one request on each, then a
-                // burst on one, admitted 28 or 29 before its first 429.
-                let yields_reserve = contended && tick_demand == 0;
-                let standing_back = if yields_reserve {
-                    pool.take_standing_excess(0)
-                } else {
-                    // A reserve above its target (the policy or the cluster
-                    // changed) is dropped here and reported below (as
-                    // spent).
-                    pool.take_standing_excess(standing_target);
-                    0
-                };
+                // A reserve above its target (the policy or the cluster
+                // changed) is dropped here and reported below (as spent): a
+                // return of its own could cross a report in flight.
+                pool.take_standing_excess(standing_target);
                 // What the pool holds for the ledger's count: its lease,
                 // reserve and reservations, and what it is returning, until
-                // the ledger acknowledges it (so that a report crossing a
-                // return never counts the returned units twice).
-                let in_flight = returning
-                    .get(&(scope.clone(), unit))
-                    .copied()
-                    .unwrap_or_default();
+                // the ledger acknowledges it.
                 let holding = pool
                     .holding()
                     .saturating_add(remainder)
-                    .saturating_add(standing_back)
-                    .saturating_add(in_flight.lease)
-                    .saturating_add(in_flight.standing);
-                let standing_held = pool
-                    .standing()
-                    .saturating_add(standing_back)
-                    .saturating_add(in_flight.standing);
-                if remainder > 0 || standing_back > 0 {
+                    .saturating_add(returning.get(&(scope.clone(), unit)).copied().unwrap_or(0));
+                if remainder > 0 {
                     returns.push(Return {
                         scope: scope.clone(),
                         unit,
                         amount: remainder,
-                        standing: standing_back,
+                        standing: 0,
                     });
-                    round.returned += remainder + standing_back;
+                    round.returned += remainder;
                 }
                 if limit.is_none() {
                     continue;
@@ -588,21 +549,7 @@ impl Quotas {
                     // Even a grant of 0 renews what the pool holds.
                     amount = amount.max(1);
                 }
-                let standing_wanted = if tick_demand == 0 {
-                    // Idle here: a reserve only from what the other nodes'
-                    // demand leaves of the level (none while contended).
-                    // Else what one idle node gives back, the next one's
-                    // round in the same tick takes for its reserve, before
-                    // the node that waits for it asks.
-                    let spare = bucket.map_or(0, |b| {
-                        let others = b.recent_demand_except(self.config.node_id, ledger_now);
-                        u128::from(b.level_at(ledger_now)).saturating_sub(others)
-                    });
-                    let spare = u64::try_from(spare).unwrap_or(u64::MAX);
-                    pool.standing_wanted(now_ms).min(spare)
-                } else {
-                    pool.standing_wanted(now_ms)
-                };
+                let standing_wanted = pool.standing_wanted(now_ms);
                 // A demand stated before and now gone is withdrawn (a want
                 // of 0), once.
                 let withdrawn = pool.restate(amount) > 0 && amount == 0;
@@ -613,40 +560,13 @@ impl Quotas {
                         amount,
                         admitted_total: pool.admitted_total(),
                         holding,
-                        standing: standing_held,
+                        standing: pool.standing(),
                         seq,
                         standing_wanted,
                     });
                     asking.push((Arc::clone(pool), standing_wanted));
                     round.wanted += amount;
                 }
-            }
-        }
-        // The idle pools (no round to make) holding a reserve that other
-        // nodes wait on give it back too (see `yields_reserve`). Looked for
-        // every few rounds from the ledger's side: the contended buckets
-        // are few, and a look-up of every idle pool's bucket cost five
-        // times a round's work (10 000 keys). After this round's reports,
-        // so that none leaves out the units returned.
-        if self.rounds_done() % IDLE_RESERVE_CHECK_ROUNDS == 0 {
-            for (scope, unit, bucket) in view.buckets() {
-                if !self.contended(bucket, ledger_now) {
-                    continue;
-                }
-                let Some(pool) = pools.get(scope).map(|p| &p[unit_index(unit)]) else {
-                    continue;
-                };
-                if pool.standing() == 0 || pool.needs_round(now_ms) {
-                    continue;
-                }
-                let standing = pool.take_standing_excess(0);
-                returns.push(Return {
-                    scope: scope.clone(),
-                    unit,
-                    amount: 0,
-                    standing,
-                });
-                round.returned += standing;
             }
         }
         drop(pools);
@@ -722,13 +642,6 @@ impl Quotas {
             }
         }
         round
-    }
-
-    /// Whether other nodes wait on `bucket` at the ledger's time
-    /// `ledger_now`: their recent demand is more than its level.
-    fn contended(&self, bucket: &Bucket, ledger_now: u64) -> bool {
-        let others = bucket.recent_demand_except(self.config.node_id, ledger_now);
-        others > 0 && u128::from(bucket.level_at(ledger_now)) < others
     }
 
     /// Learns the ledger's clock from `grants`, asked for at `now_ms`: a

@@ -265,22 +265,14 @@ impl Bucket {
             .sum()
     }
 
-    /// Units every node but `node` may give back once `node`'s demand shows
-    /// the bucket is contended (as of their latest reports): their leases,
-    /// and the standing reserves of those with no recent demand (a node
-    /// without requests returns its reserve to a contended bucket).
-    pub fn returnable_except(&self, node: u64, now_ms: u64) -> u64 {
+    /// Lease units every node but `node` may hold unspent (as of their
+    /// latest reports): what they may give back.
+    pub fn holding_except(&self, node: u64) -> u64 {
         self.nodes
             .iter()
             .filter(|(id, _)| **id != node)
             .fold(0u64, |sum, (_, n)| {
-                let reserve = if Self::demands(n, now_ms) {
-                    0
-                } else {
-                    n.standing
-                };
                 sum.saturating_add(n.holding.saturating_sub(n.standing))
-                    .saturating_add(reserve)
             })
     }
 

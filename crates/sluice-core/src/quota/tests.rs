@@ -712,21 +712,3 @@ fn standing_shares_are_small_slices_of_a_limit() {
     );
     assert_eq!(rpm.exposure_cap(3), 200);
 }
-
-#[test]
-fn what_other_nodes_may_give_back_is_their_leases_and_idle_reserves() {
-    let mut l = ledger_with(Limit::per_minute(Unit::Requests, 600));
-    // Node 1: a lease of 50 and a reserve of 5, still demanding.
-    l.grant(1, &[keep(50, 0, 5)], 1000, 0).unwrap();
-    // Node 2: a reserve of 5 and no demand.
-    l.grant(2, &[keep(0, 0, 5)], 1000, 0).unwrap();
-    let bucket = l.bucket(&key_scope(), Unit::Requests).unwrap();
-    // Node 1's reserve serves its own requests; node 2's comes back when
-    // the bucket is contended.
-    assert_eq!(bucket.returnable_except(3, 0), 50 + 5);
-    assert_eq!(bucket.returnable_except(1, 0), 5);
-    assert_eq!(bucket.returnable_except(2, 0), 50);
-    // Once node 1's demand is older than the window, its reserve counts.
-    let later = DEMAND_WINDOW_MS + 1;
-    assert_eq!(bucket.returnable_except(2, later), 50 + 5);
-}
