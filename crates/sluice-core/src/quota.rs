@@ -96,10 +96,6 @@ pub struct Return {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Grant {
     pub amount: u64,
-    /// The grant's stamp plus the lease's time to live, in the ledger's
-    /// time (the leader's stamps): for the live view, and for a node to
-    /// learn the ledger's clock. A node times its lease from its own
-    /// clock, which may be seconds off the stamps.
     pub expires_at_ms: u64,
     /// Units added to the node's standing reserve.
     pub standing: u64,

@@ -455,21 +455,18 @@ impl Quotas {
                 retry_after_ms: self.config().tick_ms.saturating_mul(10),
             },
             Refused::Short { local_share } => {
-                // The ledger is read at its own time, the pool at this
-                // node's.
-                let ledger_now = self.ledger_time(now_ms);
                 let (room, refill_limit) = match local_share {
                     Some(share) => (0, share),
                     None => (
                         pool.spendable(now_ms)
-                            .saturating_add(ledger_level(ledger, planned, ledger_now)),
+                            .saturating_add(ledger_level(ledger, planned, now_ms)),
                         *limit,
                     ),
                 };
                 let missing = amount.saturating_sub(room);
                 let bucket = ledger.bucket(scope, limit.unit);
                 let refill_ms = match (local_share, bucket) {
-                    (None, Some(bucket)) => bucket.refill_ms(missing, ledger_now),
+                    (None, Some(bucket)) => bucket.refill_ms(missing, now_ms),
                     _ => refill_limit.refill_ms(missing, now_ms),
                 };
                 let tick = self.config().tick_ms;
@@ -578,21 +575,19 @@ impl Quotas {
     /// `ledger`, its copy of the replicated ledger.
     pub fn standings(&self, plan: &Plan, route: &str, now_ms: u64, ledger: &Ledger) -> Standings {
         let mut out = Standings::default();
-        // The ledger at its own time, the pools at this node's.
-        let ledger_now = self.ledger_time(now_ms);
         for (_, planned) in plan.on(route) {
             let limit = &planned.limit;
             let bucket = ledger.bucket(&planned.scope, limit.unit);
             let remaining = planned
                 .pool
                 .spendable(now_ms)
-                .saturating_add(bucket.map_or(limit.capacity, |b| b.level_at(ledger_now)))
+                .saturating_add(bucket.map_or(limit.capacity, |b| b.level_at(now_ms)))
                 .min(limit.capacity);
             let missing = limit.capacity - remaining;
             let reset_ms = match (limit.refill, bucket) {
-                (Refill::Calendar(_), _) => limit.refill_ms(1, ledger_now),
-                (_, Some(bucket)) => bucket.refill_ms(missing, ledger_now),
-                (_, None) => limit.refill_ms(missing, ledger_now),
+                (Refill::Calendar(_), _) => limit.refill_ms(1, now_ms),
+                (_, Some(bucket)) => bucket.refill_ms(missing, now_ms),
+                (_, None) => limit.refill_ms(missing, now_ms),
             };
             out.add(Standing {
                 unit: limit.unit,

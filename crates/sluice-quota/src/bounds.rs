@@ -21,7 +21,7 @@
 //! wait is worth it, the request is checked again after each round until
 //! `max_wait_ms` has passed.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use proptest::prelude::*;
@@ -204,25 +204,7 @@ fn run_with_outages(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("a runtime");
-    runtime.block_on(simulate(limit, nodes, arrivals, outages, 0, config))
-}
-
-/// [`run`], with the ledger's clock `skew_ms` off the nodes' (the same on
-/// every node): ahead, or behind as the leader's stamps are after leader
-/// changes. Each side's clock starts where the other's would be at the
-/// start, so that neither loses or gains refill: the arrivals and the
-/// admission times are the model's.
-fn run_skewed(
-    limit: Limit,
-    nodes: usize,
-    arrivals: &[Arrival],
-    skew_ms: i64,
-    config: QuotaConfig,
-) -> Vec<Fate> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("a runtime");
-    runtime.block_on(simulate(limit, nodes, arrivals, &[], skew_ms, config))
+    runtime.block_on(simulate(limit, nodes, arrivals, outages, config))
 }
 
 async fn simulate(
@@ -230,12 +212,8 @@ async fn simulate(
     nodes: usize,
     arrivals: &[Arrival],
     outages: &[(u64, u64)],
-    skew_ms: i64,
     config: QuotaConfig,
 ) -> Vec<Fate> {
-    // The model's time on the nodes' clocks and on the ledger's.
-    let on_nodes = skew_ms.min(0).unsigned_abs();
-    let on_ledger = skew_ms.max(0).unsigned_abs();
     let policy = QuotaPolicy {
         limits: vec![limit],
         on_no_quorum: OnNoQuorum::Deny,
@@ -243,9 +221,7 @@ async fn simulate(
     };
     let clock = Arc::new(AtomicU64::new(0));
     let mut ledger = Ledger::default();
-    ledger
-        .set_policy(&scope(), Some(&policy), on_ledger)
-        .unwrap();
+    ledger.set_policy(&scope(), Some(&policy), 0).unwrap();
     let ledger = Arc::new(Mutex::new(ledger));
     let cluster: Vec<(Quotas, InProcess)> = (1..=nodes as u64)
         .map(|node| {
@@ -255,8 +231,12 @@ async fn simulate(
             });
             quotas.set_nodes(nodes as u64);
             quotas.set_voters(nodes as u64);
-            let client = InProcess::new(&ledger, node, &clock);
-            client.skew_ms.store(on_ledger as i64, Ordering::SeqCst);
+            let client = InProcess {
+                ledger: Arc::clone(&ledger),
+                node,
+                clock: Arc::clone(&clock),
+                cut_off: AtomicBool::new(false),
+            };
             (quotas, client)
         })
         .collect();
@@ -280,7 +260,7 @@ async fn simulate(
             let a = arrivals[next];
             let (quotas, client) = &cluster[a.node];
             let view = client.view();
-            match quotas.check(&plans[a.node], "r", ask, a.at_ms + on_nodes, &view) {
+            match quotas.check(&plans[a.node], "r", ask, a.at_ms, &view) {
                 Ok(admission) => {
                     drop(admission.reservation);
                     fates[next] = Fate::Admitted(a.at_ms);
@@ -305,7 +285,7 @@ async fn simulate(
             .any(|&(from, len)| (from..from + len).contains(&tick_at));
         for (quotas, client) in &cluster {
             client.cut_off.store(out, Ordering::SeqCst);
-            client.tick(quotas, tick_at + on_nodes).await;
+            client.tick(quotas, tick_at).await;
         }
         waiting.retain(|&(i, deadline)| {
             let a = arrivals[i];
@@ -313,7 +293,7 @@ async fn simulate(
             if tick_at > deadline {
                 return false;
             }
-            match quotas.check(&plans[a.node], "r", ask, tick_at + on_nodes, &client.view()) {
+            match quotas.check(&plans[a.node], "r", ask, tick_at, &client.view()) {
                 Ok(admission) => {
                     drop(admission.reservation);
                     fates[i] = Fate::Admitted(tick_at);
@@ -477,29 +457,6 @@ proptest! {
         let under = Limit { capacity: limit.capacity - slack(&limit, nodes as u64, &config), ..limit };
         prop_assert!(ideal(&under, &arrivals).iter().all(|ok| *ok), "the pattern is under the limit");
         none_refused(&run(limit, nodes, &arrivals, config))?;
-    }
-
-    /// The ledger's clock off the nodes' by up to 6 s either way (the
-    /// leader's stamps seconds behind after leader changes, or a node's
-    /// clock off the leader's): both bounds still hold. Leases are timed
-    /// by the node that spends them; read against the ledger's stamps,
-    /// a node whose clock was more than a lease's life ahead found every
-    /// lease expired on arrival.
-    #[test]
-    fn the_bounds_hold_with_the_ledger_clock_off_the_nodes(
-        refill in limit(),
-        nodes in 1usize..=5,
-        stretches in proptest::collection::vec(stretch(), 1..8),
-        skew_ms in -6_000i64..=6_000,
-    ) {
-        let config = QuotaConfig::default();
-        let arrivals = arrivals(&stretches, nodes);
-        let fates = run_skewed(refill, nodes, &arrivals, skew_ms, config);
-        if let Err(e) = assert_upper_bound(&refill, &admitted(&fates), &config) {
-            return Err(TestCaseError::fail(e));
-        }
-        let limit = under_limit(&refill, &arrivals, nodes, 1, &config);
-        none_refused(&run_skewed(limit, nodes, &arrivals, skew_ms, config))?;
     }
 
     /// The ledger out of reach for a while (an election, up to 400 ms)
@@ -685,39 +642,5 @@ mod found {
         let outages = separate(&[(2114, 142), (1809, 336)], &config);
         none_refused(&run_with_outages(limit, 3, &arrivals, &outages, config))
             .expect("none refused");
-    }
-
-    /// The ledger's clock 4.9 s behind the nodes', a burst of 3 on node 2
-    /// then one request every 20 ms round the three nodes. The nodes read
-    /// their copy of the ledger at their own time: the other nodes'
-    /// demand, stamped 4.9 s before, aged out of the 5 s window within a
-    /// tick, so nodes 1 and 2 kept their leases while node 3's request
-    /// waited for a share of an empty level, and was refused. A node now
-    /// reads the ledger at the ledger's time.
-    #[test]
-    fn a_ledger_clock_behind_the_nodes_hides_no_demand() {
-        let refill = Limit {
-            unit: Unit::Requests,
-            capacity: 3,
-            refill: Refill::Rate {
-                amount: 3,
-                every_ms: 1000,
-            },
-        };
-        let stretches = [
-            Stretch::Burst {
-                size: 3,
-                node: Some(4),
-            },
-            Stretch::Steady {
-                every_ms: 20,
-                node: None,
-                count: 5,
-            },
-        ];
-        let config = QuotaConfig::default();
-        let arrivals = arrivals(&stretches, 3);
-        let limit = under_limit(&refill, &arrivals, 3, 1, &config);
-        none_refused(&run_skewed(limit, 3, &arrivals, -4901, config)).expect("none refused");
     }
 }

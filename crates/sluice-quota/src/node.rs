@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -160,10 +160,6 @@ pub struct Quotas {
     reports: AtomicU64,
     /// Returns not yet acknowledged by the ledger.
     returns: Mutex<Outbox>,
-    /// The ledger's clock (the leader's stamps) less this node's, as the
-    /// latest grant showed it (0 before the first): this node reads its
-    /// copy of the ledger at the ledger's time ([`Quotas::ledger_time`]).
-    ledger_skew_ms: AtomicI64,
 }
 
 /// Returns on their way to the ledger. A batch whose answer did not come is
@@ -236,7 +232,6 @@ impl Quotas {
             rounds_done: AtomicU64::new(0),
             reports: AtomicU64::new(0),
             returns: Mutex::new(Outbox::default()),
-            ledger_skew_ms: AtomicI64::new(0),
         }
     }
 
@@ -277,16 +272,6 @@ impl Quotas {
 
     pub fn nodes(&self) -> u64 {
         self.nodes.load(Ordering::Acquire)
-    }
-
-    /// The ledger's time when this node's clock reads `now_ms`: what a
-    /// bucket's level, refill and the nodes' recent demand are read at.
-    /// The leader's stamps may be seconds off this node's clock (behind
-    /// after a rolling restart, and catching up only slowly); read at this
-    /// node's time, a bucket refilled early or late in its view, and the
-    /// other nodes' demand aged out of it early or late.
-    pub fn ledger_time(&self, now_ms: u64) -> u64 {
-        now_ms.saturating_add_signed(self.ledger_skew_ms.load(Ordering::Acquire))
     }
 
     /// Rounds completed so far.
@@ -477,7 +462,6 @@ impl Quotas {
         let _ = self.plan(view, "");
         let returning = self.lock_returns().in_flight();
         let mut reserves_only = 0;
-        let ledger_now = self.ledger_time(now_ms);
         let pools = self.pools.load();
         for (scope, by_unit) in pools.iter() {
             for (unit, pool) in Unit::ALL.into_iter().zip(by_unit) {
@@ -500,8 +484,8 @@ impl Quotas {
                 // Other nodes wait on this bucket: keep no more than this
                 // tick's demand, so what is idle here serves them.
                 let contended = bucket.is_some_and(|b| {
-                    u128::from(b.level_at(ledger_now))
-                        < b.recent_demand_except(self.config.node_id, ledger_now)
+                    u128::from(b.level_at(now_ms))
+                        < b.recent_demand_except(self.config.node_id, now_ms)
                 });
                 let standing_target = limit.map_or(0, |l| {
                     l.standing_share(self.nodes(), self.config.standing_ms)
@@ -543,7 +527,7 @@ impl Quotas {
                     continue;
                 }
                 // This node's share of what the ledger has left.
-                let fair = bucket.map_or(0, |b| b.level_at(ledger_now) / self.nodes());
+                let fair = bucket.map_or(0, |b| b.level_at(now_ms) / self.nodes());
                 let mut amount = want(demand, tick_demand, pool.available(), fair);
                 if admitted > 0 && pool.expires_at_ms() <= now_ms.saturating_add(renew_within) {
                     // Even a grant of 0 renews what the pool holds.
@@ -595,29 +579,16 @@ impl Quotas {
         if given == Some(false) {
             round.reached = Some(false);
         }
-        // A lease is spendable for its time to live from this round's
-        // start, by this node's clock. The grant's own expiry is the
-        // ledger's stamp plus the same time to live: the leader's clock,
-        // which may be seconds behind this node's (2.5 s after a rolling
-        // restart; the stamps catch up only slowly) or ahead of it. Read
-        // against this node's clock it could be over on arrival, and a
-        // node with no reserve could spend nothing, round after round.
-        // Timed from before the ask, a lease stops no later here than the
-        // ledger's expiry would in real time; and the ledger counts what
-        // the node holds until the node returns it, so the expiry is the
-        // node's own affair.
-        let lease_until = now_ms.saturating_add(self.config.lease_ttl_ms);
         let mut asked = asking.chunks(MAX_BATCH);
         for granted in granted {
             let asking = asked.next().unwrap_or_default();
             match granted {
                 Ok(grants) => {
-                    self.note_ledger_time(&grants, now_ms);
                     for ((pool, standing_wanted), grant) in asking.iter().zip(&grants) {
                         if grant.level_after.is_some() {
                             // Even a grant of 0 renews what the pool holds: the
-                            // ledger counts it as this node's until returned.
-                            pool.add_lease(grant.amount, lease_until);
+                            // ledger knows this node holds it until then.
+                            pool.add_lease(grant.amount, grant.expires_at_ms);
                             pool.add_standing(grant.standing);
                             pool.note_standing_grant(
                                 *standing_wanted,
@@ -642,20 +613,6 @@ impl Quotas {
             }
         }
         round
-    }
-
-    /// Learns the ledger's clock from `grants`, asked for at `now_ms`: a
-    /// grant's expiry is its stamp plus the lease's time to live. The
-    /// stamp came after `now_ms` by the round's latency (milliseconds),
-    /// which the estimate takes as skew.
-    fn note_ledger_time(&self, grants: &[Grant], now_ms: u64) {
-        let Some(grant) = grants.iter().find(|g| g.level_after.is_some()) else {
-            return;
-        };
-        let stamp = grant.expires_at_ms.saturating_sub(self.config.lease_ttl_ms);
-        let skew = i128::from(stamp) - i128::from(now_ms);
-        let skew = i64::try_from(skew).unwrap_or(if skew < 0 { i64::MIN } else { i64::MAX });
-        self.ledger_skew_ms.store(skew, Ordering::Release);
     }
 
     /// The sequence number of this round's reports: increasing over this

@@ -110,8 +110,7 @@ impl Pool {
         Self::default()
     }
 
-    /// Adds a grant from the ledger, spendable until `expires_at_ms` (by
-    /// this node's clock, the one admission reads).
+    /// Adds a grant from the ledger, spendable until `expires_at_ms`.
     pub fn add_lease(&self, amount: u64, expires_at_ms: u64) {
         self.granted_total.fetch_add(amount, Ordering::AcqRel);
         self.spent

@@ -1,6 +1,6 @@
 //! Test support: the real ledger applied in process, for several nodes.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sluice_core::quota::{
@@ -17,23 +17,9 @@ pub(crate) struct InProcess {
     pub node: u64,
     pub clock: Arc<AtomicU64>,
     pub cut_off: AtomicBool,
-    /// The ledger's clock (the leader's stamps) less the shared clock the
-    /// nodes read: the stamps fall behind at leader changes, and nodes'
-    /// clocks differ from the leader's.
-    pub skew_ms: AtomicI64,
 }
 
 impl InProcess {
-    pub fn new(ledger: &Arc<Mutex<Ledger>>, node: u64, clock: &Arc<AtomicU64>) -> Self {
-        Self {
-            ledger: Arc::clone(ledger),
-            node,
-            clock: Arc::clone(clock),
-            cut_off: AtomicBool::new(false),
-            skew_ms: AtomicI64::new(0),
-        }
-    }
-
     /// This node's copy of the replicated ledger: what it has applied.
     pub fn view(&self) -> Arc<Ledger> {
         Arc::new(self.ledger.lock().unwrap().clone())
@@ -53,10 +39,7 @@ impl InProcess {
         if self.cut_off.load(Ordering::SeqCst) {
             return Err(Unreachable("cut off".into()));
         }
-        let now = self
-            .clock
-            .load(Ordering::SeqCst)
-            .saturating_add_signed(self.skew_ms.load(Ordering::SeqCst));
+        let now = self.clock.load(Ordering::SeqCst);
         let mut ledger = self.ledger.lock().unwrap();
         apply(&mut ledger, now).map_err(|e| Unreachable(e.to_string()))
     }
@@ -106,7 +89,12 @@ pub(crate) fn cluster_with(nodes: u64, policy: QuotaPolicy) -> Cluster {
                         node_id: node,
                         ..QuotaConfig::default()
                     }),
-                    InProcess::new(&ledger, node, &clock),
+                    InProcess {
+                        ledger: Arc::clone(&ledger),
+                        node,
+                        clock: Arc::clone(&clock),
+                        cut_off: AtomicBool::new(false),
+                    },
                 )
             })
             .collect(),
