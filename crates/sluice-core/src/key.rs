@@ -203,6 +203,17 @@ pub fn key_id(hash: &[u8; 32]) -> String {
     format!("key_{}", hex::encode(&hash[..8]))
 }
 
+/// Whether `text` has the shape [`key_id`] gives: `key_` and 16 lower-case
+/// hex digits.
+pub fn is_key_id(text: &str) -> bool {
+    text.strip_prefix("key_").is_some_and(|hex| {
+        hex.len() == 16
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
 /// Formats a new secret from random bytes the caller drew.
 pub fn format_secret(random: &[u8; SECRET_RANDOM_LEN]) -> String {
     format!("{SECRET_PREFIX}{}", hex::encode(random))
@@ -218,6 +229,9 @@ mod tests {
         let key = VirtualKey::new("ci".into(), &secret, 5);
         assert_eq!(key.prefix, "sk-sluice-ababab");
         assert_eq!(key.id, key_id(&hash_secret(&secret)));
+        assert!(is_key_id(&key.id));
+        assert!(!is_key_id("key_0123456789ABCDEF"));
+        assert!(!is_key_id("key_0123"));
         assert!(key.validate(5).is_ok());
         assert!(!format!("{key:?}").contains(&secret));
     }

@@ -644,12 +644,7 @@ fn jwt_issuers(p: &mut Problems, raw: &[raw::RawJwtIssuer]) -> Vec<sluice_proxy:
             None => None,
         };
         let key_id = |p: &mut Problems, field: String, id: &str| {
-            let ok = id.len() == 20
-                && id.starts_with("key_")
-                && id[4..]
-                    .bytes()
-                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
-            if !ok {
+            if !sluice_core::key::is_key_id(id) {
                 p.push(
                     field,
                     format!("`{id}` is not a key id (`key_` and 16 hex digits)"),

@@ -13,8 +13,7 @@ const ID_EXAMPLE: &str = "key_3fa2b1c4d5e6f708";
 
 /// Whether `text` has the shape of a key id.
 pub fn looks_like_key_id(text: &str) -> bool {
-    text.strip_prefix("key_")
-        .is_some_and(|hex| hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+    sluice_core::key::is_key_id(text)
 }
 
 /// Every key, as `GET /admin/v1/keys` lists them.
